@@ -1,0 +1,19 @@
+use std::sync::Arc;
+
+use tenancy::adapters::aws::{SqsEventQueue, SsmSecretStore, sdk_config};
+use tenancy::clock::SystemClock;
+use tenancy::config::{ProcessEnv, QueueUrl, WebhookConfig};
+use tenancy::ingress::{WebhookIngress, lambda};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tenancy::telemetry::init_json_logs();
+    let config = WebhookConfig::from_lookup(&ProcessEnv)?;
+    let queue_url = QueueUrl::from_lookup(&ProcessEnv)?;
+    let aws = sdk_config(None).await;
+    let secrets = SsmSecretStore::new(aws_sdk_ssm::Client::new(&aws));
+    let verifier = config.verifier(&secrets).await?;
+    let queue = SqsEventQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url);
+    let ingress = WebhookIngress::new(verifier, config.mode, Arc::new(queue), Arc::new(SystemClock));
+    lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&ingress, request))).await
+}

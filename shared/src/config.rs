@@ -1,0 +1,246 @@
+//! Typed configuration, read once at cold start.
+//!
+//! Every value is parsed into a type that cannot hold a bad value; a bad or
+//! missing value is a one-line error naming the variable, never its content
+//! when the variable holds a secret.
+
+use std::time::Duration;
+
+use crate::ports::{SecretStore, SecretStoreError};
+use crate::stripe::signature::{DEFAULT_TOLERANCE, InvalidWebhookSecret};
+use crate::stripe::{SignatureVerifier, StripeMode, WebhookSecrets};
+
+pub const STRIPE_MODE: &str = "STRIPE_MODE";
+/// Secrets inline, comma-separated: for local runs only.
+pub const STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
+/// Name of the SSM SecureString holding the secrets: what Lambda gets.
+pub const STRIPE_WEBHOOK_SECRET_PARAM: &str = "STRIPE_WEBHOOK_SECRET_PARAM";
+pub const STRIPE_WEBHOOK_TOLERANCE_SECONDS: &str = "STRIPE_WEBHOOK_TOLERANCE_SECONDS";
+pub const EVENT_QUEUE_URL: &str = "EVENT_QUEUE_URL";
+
+const MAX_TOLERANCE_SECS: u64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {var} is not set")]
+    Missing { var: &'static str },
+    #[error("configuration: {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("configuration: set only one of {0} and {1}")]
+    Conflict(&'static str, &'static str),
+    #[error("configuration: webhook secrets in `{name}` are invalid: {reason}")]
+    StoredSecret {
+        name: String,
+        #[source]
+        reason: InvalidWebhookSecret,
+    },
+    #[error("configuration: cannot read secret")]
+    SecretStore(#[from] SecretStoreError),
+}
+
+/// Reads a variable by name; `std::env::var` in production, a map in tests.
+pub trait Lookup {
+    fn get(&self, var: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Lookup for ProcessEnv {
+    fn get(&self, var: &str) -> Option<String> {
+        std::env::var(var).ok().filter(|value| !value.trim().is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Lookup for F {
+    fn get(&self, var: &str) -> Option<String> {
+        self(var)
+    }
+}
+
+pub fn required(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigError> {
+    env.get(var).ok_or(ConfigError::Missing { var })
+}
+
+/// Where the webhook signing secrets come from.
+#[derive(Debug, Clone)]
+pub enum SecretsSource {
+    Inline(WebhookSecrets),
+    Parameter(String),
+}
+
+/// What the webhook ingress needs to know.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub mode: StripeMode,
+    pub tolerance: Duration,
+    pub secrets: SecretsSource,
+}
+
+impl WebhookConfig {
+    pub fn from_lookup(env: &dyn Lookup) -> Result<Self, ConfigError> {
+        let mode = required(env, STRIPE_MODE)?
+            .parse::<StripeMode>()
+            .map_err(|e| ConfigError::Invalid { var: STRIPE_MODE, reason: e.to_string() })?;
+        let tolerance = match env.get(STRIPE_WEBHOOK_TOLERANCE_SECONDS) {
+            None => DEFAULT_TOLERANCE,
+            Some(raw) => parse_tolerance(&raw)
+                .map_err(|reason| ConfigError::Invalid { var: STRIPE_WEBHOOK_TOLERANCE_SECONDS, reason })?,
+        };
+        let secrets = match (env.get(STRIPE_WEBHOOK_SECRET), env.get(STRIPE_WEBHOOK_SECRET_PARAM)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict(STRIPE_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET_PARAM));
+            }
+            (Some(inline), None) => {
+                SecretsSource::Inline(WebhookSecrets::parse_list(&inline).map_err(|e| {
+                    ConfigError::Invalid { var: STRIPE_WEBHOOK_SECRET, reason: e.to_string() }
+                })?)
+            }
+            (None, Some(name)) => SecretsSource::Parameter(parse_parameter_name(&name)?),
+            (None, None) => return Err(ConfigError::Missing { var: STRIPE_WEBHOOK_SECRET_PARAM }),
+        };
+        Ok(WebhookConfig { mode, tolerance, secrets })
+    }
+
+    /// Resolves the secrets (from the store if they live there) into a verifier.
+    pub async fn verifier(&self, store: &dyn SecretStore) -> Result<SignatureVerifier, ConfigError> {
+        let secrets = match &self.secrets {
+            SecretsSource::Inline(secrets) => secrets.clone(),
+            SecretsSource::Parameter(name) => {
+                let value = store.get_secret(name).await?;
+                WebhookSecrets::parse_list(value.expose())
+                    .map_err(|reason| ConfigError::StoredSecret { name: name.clone(), reason })?
+            }
+        };
+        Ok(SignatureVerifier::new(secrets, self.tolerance))
+    }
+}
+
+fn parse_tolerance(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(secs @ 1..=MAX_TOLERANCE_SECS) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("expected whole seconds from 1 to {MAX_TOLERANCE_SECS}, got `{}`", raw.trim())),
+    }
+}
+
+/// SSM parameter names: `/`-separated path of `[A-Za-z0-9_.-]`, at most 1011 chars.
+fn parse_parameter_name(raw: &str) -> Result<String, ConfigError> {
+    let name = raw.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 1011
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            var: STRIPE_WEBHOOK_SECRET_PARAM,
+            reason: "expected an SSM parameter name such as /tenancy/test/stripe-webhook-secrets".into(),
+        })
+    }
+}
+
+/// An SQS queue URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrl(String);
+
+impl QueueUrl {
+    pub fn from_lookup(env: &dyn Lookup) -> Result<Self, ConfigError> {
+        let raw = required(env, EVENT_QUEUE_URL)?;
+        let raw = raw.trim();
+        if (raw.starts_with("https://") || raw.starts_with("http://")) && !raw.contains(char::is_whitespace) {
+            Ok(QueueUrl(raw.to_owned()))
+        } else {
+            Err(ConfigError::Invalid {
+                var: EVENT_QUEUE_URL,
+                reason: "expected an https:// queue URL".into(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::adapters::local::InMemorySecretStore;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |var| map.get(var).cloned()
+    }
+
+    #[test]
+    fn inline_secrets_with_defaults() {
+        let cfg = WebhookConfig::from_lookup(&env(&[
+            (STRIPE_MODE, "test"),
+            (STRIPE_WEBHOOK_SECRET, "whsec_aaaaaaaaaaaa,whsec_bbbbbbbbbbbb"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.mode, StripeMode::Test);
+        assert_eq!(cfg.tolerance, Duration::from_secs(300));
+        assert!(matches!(cfg.secrets, SecretsSource::Inline(ref s) if s.len() == 2));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable_and_hides_secrets() {
+        let err = |pairs: &[(&str, &str)]| WebhookConfig::from_lookup(&env(pairs)).unwrap_err().to_string();
+        assert_eq!(err(&[]), "configuration: STRIPE_MODE is not set");
+        assert!(err(&[(STRIPE_MODE, "prod")]).starts_with("configuration: STRIPE_MODE is invalid"));
+        assert_eq!(err(&[(STRIPE_MODE, "live")]), "configuration: STRIPE_WEBHOOK_SECRET_PARAM is not set");
+        let leaked = err(&[(STRIPE_MODE, "live"), (STRIPE_WEBHOOK_SECRET, "sk_live_supersecretvalue")]);
+        assert!(leaked.contains("STRIPE_WEBHOOK_SECRET is invalid"), "{leaked}");
+        assert!(!leaked.contains("supersecret"), "{leaked}");
+        let tol = err(&[
+            (STRIPE_MODE, "live"),
+            (STRIPE_WEBHOOK_SECRET, "whsec_aaaaaaaaaaaa"),
+            (STRIPE_WEBHOOK_TOLERANCE_SECONDS, "0"),
+        ]);
+        assert!(tol.contains("STRIPE_WEBHOOK_TOLERANCE_SECONDS is invalid"), "{tol}");
+        let both = err(&[
+            (STRIPE_MODE, "live"),
+            (STRIPE_WEBHOOK_SECRET, "whsec_aaaaaaaaaaaa"),
+            (STRIPE_WEBHOOK_SECRET_PARAM, "/p"),
+        ]);
+        assert!(both.contains("set only one"), "{both}");
+        let name = err(&[(STRIPE_MODE, "live"), (STRIPE_WEBHOOK_SECRET_PARAM, "not a name")]);
+        assert!(name.contains("STRIPE_WEBHOOK_SECRET_PARAM is invalid"), "{name}");
+    }
+
+    #[tokio::test]
+    async fn secrets_from_the_store_are_resolved_and_checked() {
+        let cfg = WebhookConfig::from_lookup(&env(&[
+            (STRIPE_MODE, "live"),
+            (STRIPE_WEBHOOK_SECRET_PARAM, "/tenancy/live/stripe-webhook-secrets"),
+            (STRIPE_WEBHOOK_TOLERANCE_SECONDS, "120"),
+        ]))
+        .unwrap();
+        let store = InMemorySecretStore::default();
+        let missing = cfg.verifier(&store).await.unwrap_err();
+        assert!(matches!(missing, ConfigError::SecretStore(SecretStoreError::NotFound { .. })));
+
+        store.put("/tenancy/live/stripe-webhook-secrets", "whsec_cccccccccccc");
+        let verifier = cfg.verifier(&store).await.unwrap();
+        assert_eq!(verifier.tolerance(), Duration::from_secs(120));
+
+        store.put("/tenancy/live/stripe-webhook-secrets", "sk_live_notawebhooksecret");
+        let bad = cfg.verifier(&store).await.unwrap_err().to_string();
+        assert!(
+            bad.contains("/tenancy/live/stripe-webhook-secrets") && !bad.contains("notawebhook"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn queue_url_must_be_a_url() {
+        let ok = QueueUrl::from_lookup(&env(&[(EVENT_QUEUE_URL, "https://sqs.us-east-1.amazonaws.com/1/q")]));
+        assert_eq!(ok.unwrap().as_str(), "https://sqs.us-east-1.amazonaws.com/1/q");
+        assert!(QueueUrl::from_lookup(&env(&[(EVENT_QUEUE_URL, "q")])).is_err());
+        assert!(QueueUrl::from_lookup(&env(&[])).is_err());
+    }
+}

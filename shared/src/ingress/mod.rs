@@ -1,0 +1,7 @@
+//! The webhook room: Stripe's POST in, a verified event on the queue out
+//! (DESIGN.md decisions 1 and 2).
+
+pub mod lambda;
+pub mod webhook;
+
+pub use webhook::{MAX_BODY_BYTES, WebhookAnswer, WebhookIngress};

@@ -1,0 +1,282 @@
+//! The webhook handler, independent of how the request arrived (API Gateway
+//! through `lambda_http`, or `tenantctl local serve`).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+use tracing::{Instrument, field};
+
+use crate::clock::Clock;
+use crate::ports::{EventQueue, QueuedEvent};
+use crate::stripe::{EventEnvelope, SignatureVerifier, StripeMode};
+
+/// Bodies above this are refused with 413. Stripe events are a few KB; an
+/// SQS message (body and attributes) may not exceed 256 KiB.
+pub const MAX_BODY_BYTES: usize = 240 * 1024;
+
+/// An HTTP answer: status and a one-line JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAnswer {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+impl WebhookAnswer {
+    fn received(ignored: bool) -> Self {
+        let body =
+            if ignored { json!({"received": true, "ignored": true}) } else { json!({"received": true}) };
+        WebhookAnswer { status: StatusCode::OK, body: body.to_string() }
+    }
+
+    fn refused(status: StatusCode, reason: &str) -> Self {
+        WebhookAnswer { status, body: json!({ "error": reason }).to_string() }
+    }
+}
+
+/// Verifies, filters and enqueues Stripe webhook deliveries.
+pub struct WebhookIngress {
+    verifier: SignatureVerifier,
+    mode: StripeMode,
+    queue: Arc<dyn EventQueue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl WebhookIngress {
+    pub fn new(
+        verifier: SignatureVerifier,
+        mode: StripeMode,
+        queue: Arc<dyn EventQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        WebhookIngress { verifier, mode, queue, clock }
+    }
+
+    /// Handles one delivery: the request headers and the raw body bytes.
+    pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> WebhookAnswer {
+        let span = tracing::info_span!("stripe_webhook", event_id = field::Empty, event_type = field::Empty);
+        match self.accept(headers, body).instrument(span).await {
+            Ok(answer) | Err(answer) => answer,
+        }
+    }
+
+    async fn accept(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookAnswer, WebhookAnswer> {
+        if body.len() > MAX_BODY_BYTES {
+            let reason = format!("body of {} bytes exceeds the {MAX_BODY_BYTES}-byte limit", body.len());
+            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, &reason));
+        }
+        // HeaderMap lookups ignore letter case, as API Gateway lower-cases names.
+        let header = match headers.get("stripe-signature").map(|value| value.to_str()) {
+            None => return Err(refuse(StatusCode::BAD_REQUEST, "missing Stripe-Signature header")),
+            Some(Err(_)) => {
+                return Err(refuse(StatusCode::BAD_REQUEST, "malformed Stripe-Signature header: not ASCII"));
+            }
+            Some(Ok(header)) => header,
+        };
+        self.verifier
+            .verify(header, body, self.clock.now_unix())
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
+
+        let envelope =
+            EventEnvelope::parse(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        let span = tracing::Span::current();
+        span.record("event_id", envelope.id.as_str());
+        span.record("event_type", envelope.event_type.as_str());
+
+        if !self.mode.accepts_livemode(envelope.livemode) {
+            let reason = format!(
+                "event has livemode={} but this endpoint is in {} mode",
+                envelope.livemode, self.mode
+            );
+            return Err(refuse(StatusCode::BAD_REQUEST, &reason));
+        }
+        if !envelope.event_type.is_acted_on() {
+            tracing::info!(status = 200, "event type not acted on; ignored");
+            return Ok(WebhookAnswer::received(true));
+        }
+        // serde_json accepted the body, so it is UTF-8; kept byte for byte.
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Err(refuse(StatusCode::BAD_REQUEST, "body is not UTF-8"));
+        };
+        let event = QueuedEvent::new(&envelope, text.to_owned());
+        match self.queue.enqueue(&event).await {
+            Ok(()) => {
+                tracing::info!(status = 200, created = envelope.created, "event enqueued");
+                Ok(WebhookAnswer::received(false))
+            }
+            Err(error) => {
+                // 5xx makes Stripe retry with backoff for up to three days.
+                tracing::error!(status = 500, error = %error_chain(&error), "could not enqueue event");
+                Err(WebhookAnswer::refused(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "event could not be queued; retry later",
+                ))
+            }
+        }
+    }
+}
+
+fn refuse(status: StatusCode, reason: &str) -> WebhookAnswer {
+    tracing::warn!(status = status.as_u16(), reason, "delivery refused");
+    WebhookAnswer::refused(status, reason)
+}
+
+/// `error: cause: cause` on one line, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::adapters::local::LocalEventQueue;
+    use crate::clock::FixedClock;
+    use crate::ports::QueueError;
+    use crate::stripe::{WebhookSecret, WebhookSecrets};
+
+    const NOW: i64 = 1_700_000_000;
+    const SECRET: &str = "whsec_unit_test_secret";
+
+    fn body(event_type: &str, livemode: bool) -> String {
+        format!(
+            r#"{{"id":"evt_unit1","object":"event","type":"{event_type}","created":1699999990,"livemode":{livemode},"data":{{"object":{{"id":"x"}}}}}}"#
+        )
+    }
+
+    fn signed(body: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = WebhookSecret::parse(SECRET).unwrap().sign_header(NOW, body.as_bytes());
+        headers.insert("Stripe-Signature", value.parse().unwrap());
+        headers
+    }
+
+    fn ingress(mode: StripeMode, queue: Arc<dyn EventQueue>) -> WebhookIngress {
+        let verifier =
+            SignatureVerifier::new(WebhookSecrets::parse_list(SECRET).unwrap(), Duration::from_secs(300));
+        WebhookIngress::new(verifier, mode, queue, Arc::new(FixedClock(NOW)))
+    }
+
+    #[tokio::test]
+    async fn acted_on_event_is_queued_byte_for_byte() {
+        let queue = Arc::new(LocalEventQueue::default());
+        let body = body("checkout.session.completed", false);
+        let answer = ingress(StripeMode::Test, queue.clone()).handle(&signed(&body), body.as_bytes()).await;
+        assert_eq!(answer, WebhookAnswer { status: StatusCode::OK, body: r#"{"received":true}"#.into() });
+        let queued = queue.snapshot();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].body, body);
+        assert_eq!(queued[0].event_id.as_str(), "evt_unit1");
+        assert_eq!(queued[0].created, 1_699_999_990);
+    }
+
+    #[tokio::test]
+    async fn other_types_are_acknowledged_but_not_queued() {
+        let queue = Arc::new(LocalEventQueue::default());
+        let body = body("charge.succeeded", false);
+        let answer = ingress(StripeMode::Test, queue.clone()).handle(&signed(&body), body.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(answer.body.contains(r#""ignored":true"#));
+        assert!(queue.snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn wrong_mode_is_refused_both_ways() {
+        for (mode, livemode) in [(StripeMode::Live, false), (StripeMode::Test, true)] {
+            let queue = Arc::new(LocalEventQueue::default());
+            let body = body("invoice.paid", livemode);
+            let answer = ingress(mode, queue.clone()).handle(&signed(&body), body.as_bytes()).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+            assert!(answer.body.contains(&format!("livemode={livemode}")), "{}", answer.body);
+            assert!(queue.snapshot().is_empty());
+        }
+    }
+
+    struct BrokenQueue;
+
+    #[async_trait]
+    impl EventQueue for BrokenQueue {
+        async fn enqueue(&self, _: &QueuedEvent) -> Result<(), QueueError> {
+            Err(QueueError::Unavailable("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_queue_is_a_500_so_stripe_retries() {
+        let body = body("invoice.paid", false);
+        let answer =
+            ingress(StripeMode::Test, Arc::new(BrokenQueue)).handle(&signed(&body), body.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!answer.body.contains("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn every_bad_request_gets_its_answer_and_nothing_is_queued() {
+        let queue = Arc::new(LocalEventQueue::default());
+        let ingress = ingress(StripeMode::Test, queue.clone());
+        let good = body("invoice.paid", false);
+        let headers = signed(&good);
+
+        let missing = ingress.handle(&HeaderMap::new(), good.as_bytes()).await;
+        assert_eq!(
+            (missing.status, missing.body.as_str()),
+            (StatusCode::BAD_REQUEST, r#"{"error":"missing Stripe-Signature header"}"#)
+        );
+
+        let mut garbled = HeaderMap::new();
+        garbled.insert("stripe-signature", "v1=abc".parse().unwrap());
+        let malformed = ingress.handle(&garbled, good.as_bytes()).await;
+        assert!(malformed.body.contains("malformed Stripe-Signature header"), "{}", malformed.body);
+
+        let tampered = good.replace("invoice.paid", "invoice.paym");
+        let bad_sig = ingress.handle(&headers, tampered.as_bytes()).await;
+        assert!(bad_sig.body.contains("no v1 signature matches"), "{}", bad_sig.body);
+
+        let not_json = "not json at all";
+        let answer = ingress.handle(&signed(not_json), not_json.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(answer.body.contains("not a Stripe event"), "{}", answer.body);
+
+        let huge = "x".repeat(MAX_BODY_BYTES + 1);
+        assert_eq!(ingress.handle(&headers, huge.as_bytes()).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        let stale_ingress = WebhookIngress::new(
+            SignatureVerifier::new(WebhookSecrets::parse_list(SECRET).unwrap(), Duration::from_secs(300)),
+            StripeMode::Test,
+            queue.clone(),
+            Arc::new(FixedClock(NOW + 301)),
+        );
+        let stale = stale_ingress.handle(&headers, good.as_bytes()).await;
+        assert!(stale.body.contains("301s old"), "{}", stale.body);
+
+        for answer in [&missing, &malformed, &bad_sig, &stale] {
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+            assert!(!answer.body.contains('\n') && !answer.body.contains(SECRET));
+        }
+        assert!(queue.snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_same_delivery_twice_is_queued_twice_and_answered_alike() {
+        // Ingress is at-least-once; the execution name absorbs the duplicate.
+        let queue = Arc::new(LocalEventQueue::default());
+        let ingress = ingress(StripeMode::Test, queue.clone());
+        let body = body("invoice.paid", false);
+        let first = ingress.handle(&signed(&body), body.as_bytes()).await;
+        let second = ingress.handle(&signed(&body), body.as_bytes()).await;
+        assert_eq!(first, second);
+        let queued = queue.snapshot();
+        assert_eq!(queued.len(), 2);
+        assert_eq!(queued[0], queued[1]);
+    }
+}

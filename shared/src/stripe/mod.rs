@@ -1,0 +1,9 @@
+//! Stripe's wire formats, parsed into types that cannot hold bad values.
+
+pub mod event;
+pub mod mode;
+pub mod signature;
+
+pub use event::{EventEnvelope, EventType, StripeEventId};
+pub use mode::StripeMode;
+pub use signature::{SignatureError, SignatureVerifier, WebhookSecret, WebhookSecrets};
