@@ -1,0 +1,35 @@
+# The two commands a new user needs: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test fmt-check clippy unit-and-integration lint-infra tools vectors fmt
+
+## Start the local stack and send it the signed sample events from events/.
+demo:
+	bash scripts/demo.sh
+
+## Everything CI runs: format, lints, template lint, all tests (AWS adapters against moto's server).
+test: tools fmt-check clippy lint-infra unit-and-integration
+
+## Pinned Python tools (moto, cfn-lint, SAM CLI, stripe-python) into .venv/.
+tools:
+	bash scripts/bootstrap.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit-and-integration:
+	bash scripts/with-moto.sh bash scripts/test-summary.sh --workspace --all-targets --locked
+
+lint-infra:
+	bash scripts/lint-infra.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+## Regenerate the signature vectors with stripe-python (pinned in scripts/requirements-dev.txt).
+vectors: tools
+	.venv/bin/python scripts/stripe-vectors/generate.py > shared/testdata/stripe-signature-vectors.json

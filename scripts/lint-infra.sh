@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Lints infra/template.yaml with cfn-lint and `sam validate --lint`.
+# Runs offline: neither tool needs AWS credentials or network for this. The
+# dummy credentials only stop botocore from searching for real ones.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/bootstrap.sh
+
+export SAM_CLI_TELEMETRY=0
+export AWS_ACCESS_KEY_ID=lint-only AWS_SECRET_ACCESS_KEY=lint-only
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+template=infra/template.yaml
+
+echo "cfn-lint $template"
+.venv/bin/cfn-lint "$template"
+
+echo "sam validate --lint $template"
+.venv/bin/sam validate --lint --template-file "$template" --region us-east-1

@@ -1,0 +1,127 @@
+"""Writes the sample Stripe events in events/ (run once; the files are committed).
+
+Shapes follow Stripe's API (version 2024-06-20) for one customer, Acme
+Robotics, who buys the `pro` plan monthly for the subdomain `acme`.
+"""
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "events"
+CUSTOMER = "cus_QAcmeR0b0t1cs"
+SUBSCRIPTION = "sub_1QAcmeR0b0t1csPro"
+PRICE_PRO_MONTHLY = "price_1QProMonthlyCAD"
+T0 = 1_763_800_000  # 2025-11-22T08:26:40Z
+
+
+def envelope(evt_id, event_type, created, obj, previous=None):
+    data = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
+    return {
+        "id": evt_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
+
+
+def price(pid, amount, interval):
+    return {
+        "id": pid, "object": "price", "active": True, "billing_scheme": "per_unit",
+        "currency": "cad", "livemode": False, "lookup_key": None, "metadata": {},
+        "product": "prod_QTenancyPro", "recurring": {"interval": interval, "interval_count": 1,
+        "usage_type": "licensed"}, "type": "recurring", "unit_amount": amount,
+    }
+
+
+def subscription(status, created, price_obj, **extra):
+    sub = {
+        "id": SUBSCRIPTION, "object": "subscription", "cancel_at_period_end": False,
+        "collection_method": "charge_automatically", "created": T0, "currency": "cad",
+        "current_period_start": T0, "current_period_end": T0 + 30 * 86400, "customer": CUSTOMER,
+        "items": {"object": "list", "data": [{"id": "si_QAcmeItem", "object": "subscription_item",
+                  "price": price_obj, "quantity": 1, "subscription": SUBSCRIPTION}],
+                  "has_more": False, "total_count": 1, "url": f"/v1/subscription_items?subscription={SUBSCRIPTION}"},
+        "latest_invoice": "in_1QAcmeInvoice01", "livemode": False,
+        "metadata": {"subdomain": "acme", "plan": "pro", "billing": "monthly", "organization": "Acme Robotics"},
+        "status": status,
+    }
+    sub.update(extra)
+    return sub
+
+
+def invoice(inv_id, status, paid, created, **extra):
+    inv = {
+        "id": inv_id, "object": "invoice", "account_country": "CA", "amount_due": 5000,
+        "amount_paid": 5000 if paid else 0, "amount_remaining": 0 if paid else 5000,
+        "attempt_count": 1, "attempted": True, "billing_reason": "subscription_cycle",
+        "collection_method": "charge_automatically", "created": created, "currency": "cad",
+        "customer": CUSTOMER, "customer_email": "dana@acme.example", "hosted_invoice_url":
+        f"https://invoice.stripe.com/i/acct_test/{inv_id}", "livemode": False, "paid": paid,
+        "period_start": T0, "period_end": T0 + 30 * 86400, "status": status,
+        "subscription": SUBSCRIPTION, "total": 5000,
+        "lines": {"object": "list", "data": [{"id": "il_QAcme", "object": "line_item", "amount": 5000,
+                  "currency": "cad", "description": "1 × Pro (at $50.00 / month)",
+                  "period": {"start": T0, "end": T0 + 30 * 86400}, "price": price(PRICE_PRO_MONTHLY, 5000, "month")}],
+                  "has_more": False, "total_count": 1},
+    }
+    inv.update(extra)
+    return inv
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    checkout = {
+        "id": "cs_test_a1AcmeCheckoutSession", "object": "checkout.session",
+        "allow_promotion_codes": True, "amount_subtotal": 5000, "amount_total": 5000,
+        "billing_address_collection": None, "cancel_url": "https://example.com/pricing",
+        "client_reference_id": None, "created": T0 - 60, "currency": "cad",
+        "customer": CUSTOMER, "customer_creation": "always",
+        "customer_details": {"address": {"city": "Montréal", "country": "CA", "line1": None, "line2": None,
+                             "postal_code": "H2X 1Y4", "state": "QC"}, "email": "dana@acme.example",
+                             "name": "Dana Kowalski", "phone": None, "tax_exempt": "none", "tax_ids": []},
+        "customer_email": "dana@acme.example", "expires_at": T0 + 86400 - 60, "invoice": "in_1QAcmeInvoice01",
+        "livemode": False, "locale": None,
+        "metadata": {"subdomain": "acme", "plan": "pro", "billing": "monthly", "organization": "Acme Robotics"},
+        "mode": "subscription", "payment_intent": None, "payment_method_types": ["card"],
+        "payment_status": "paid", "status": "complete", "subscription": SUBSCRIPTION,
+        "success_url": "https://example.com/welcome?session_id={CHECKOUT_SESSION_ID}",
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0}, "url": None,
+    }
+    pro = price(PRICE_PRO_MONTHLY, 5000, "month")
+    ultimate = price("price_1QUltimateMonthlyCAD", 12000, "month")
+    events = [
+        envelope("evt_1QAcmeCheckoutDone", "checkout.session.completed", T0 + 2, checkout),
+        envelope("evt_1QAcmeSubCreated", "customer.subscription.created", T0 + 1,
+                 subscription("active", T0 + 1, pro)),
+        envelope("evt_1QAcmeInvoicePaid1", "invoice.paid", T0 + 3,
+                 invoice("in_1QAcmeInvoice01", "paid", True, T0)),
+        envelope("evt_1QAcmeUpgraded", "customer.subscription.updated", T0 + 86400,
+                 subscription("active", T0 + 86400, ultimate),
+                 previous={"items": {"data": [{"price": pro}]}}),
+        envelope("evt_1QAcmePaymentFailed", "invoice.payment_failed", T0 + 31 * 86400,
+                 invoice("in_1QAcmeInvoice02", "open", False, T0 + 31 * 86400, attempt_count=1,
+                         next_payment_attempt=T0 + 34 * 86400)),
+        envelope("evt_1QAcmeInvoicePaid2", "invoice.paid", T0 + 32 * 86400,
+                 invoice("in_1QAcmeInvoice02", "paid", True, T0 + 31 * 86400)),
+        envelope("evt_1QAcmeSubDeleted", "customer.subscription.deleted", T0 + 90 * 86400,
+                 subscription("canceled", T0 + 90 * 86400, ultimate, canceled_at=T0 + 90 * 86400,
+                              ended_at=T0 + 90 * 86400)),
+        envelope("evt_1QAcmeChargeOk", "charge.succeeded", T0 + 3,
+                 {"id": "ch_3QAcmeCharge", "object": "charge", "amount": 5000, "currency": "cad",
+                  "customer": CUSTOMER, "paid": True, "status": "succeeded"}),
+    ]
+    for index, event in enumerate(events, start=1):
+        path = OUT / f"{index:02d}-{event['type']}.json"
+        path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(path.relative_to(OUT.parent))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+//! `tenantctl`: the project on a laptop. `local serve` runs the webhook (and,
+//! as the workflow lands, the rest of the stack) with local adapters; `send`
+//! signs sample events like Stripe does and posts them.
+
+pub mod http_client;
+pub mod local;
+pub mod send;
