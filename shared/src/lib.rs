@@ -8,6 +8,7 @@
 pub mod adapters;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod ingress;
 pub mod ports;
 pub mod stripe;

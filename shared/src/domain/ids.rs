@@ -1,0 +1,143 @@
+//! Identifiers: Stripe's (checked by prefix and alphabet) and our tenant id.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{kind} must be `{prefix}` followed by up to 250 letters, digits or underscores")]
+pub struct InvalidId {
+    kind: &'static str,
+    prefix: &'static str,
+}
+
+fn check_stripe_id(raw: &str, kind: &'static str, prefix: &'static str) -> Result<String, InvalidId> {
+    let valid = raw.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if valid { Ok(raw.to_owned()) } else { Err(InvalidId { kind, prefix }) }
+}
+
+macro_rules! stripe_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+                check_stripe_id(raw, $kind, $prefix).map($name)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $name::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
+stripe_id!(
+    /// A Stripe customer (`cus_…`).
+    CustomerId, "customer id", "cus_"
+);
+stripe_id!(
+    /// A Stripe subscription (`sub_…`).
+    SubscriptionId, "subscription id", "sub_"
+);
+stripe_id!(
+    /// A Stripe Checkout Session (`cs_…`).
+    CheckoutSessionId, "checkout session id", "cs_"
+);
+
+/// Our id for a tenant: `tnt_` and 20 hex digits derived from the checkout
+/// session that paid for it, so every retry of a signup names the same tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn for_checkout(session: &CheckoutSessionId) -> Self {
+        let digest = Sha256::digest(session.as_str().as_bytes());
+        TenantId(format!("tnt_{}", &hex::encode(digest)[..20]))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        let valid = raw
+            .strip_prefix("tnt_")
+            .is_some_and(|rest| rest.len() == 20 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        if valid { Ok(TenantId(raw.to_owned())) } else { Err(InvalidId { kind: "tenant id", prefix: "tnt_" }) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        TenantId::parse(&value)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(value: TenantId) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripe_ids_are_checked_by_prefix_and_alphabet() {
+        assert!(CustomerId::parse("cus_QAcmeR0b0t1cs").is_ok());
+        assert!(SubscriptionId::parse("sub_1QAcme").is_ok());
+        assert!(CheckoutSessionId::parse("cs_test_a1Acme").is_ok());
+        assert!(CustomerId::parse("sub_1").is_err());
+        assert!(CustomerId::parse("cus_").is_err());
+        assert!(CustomerId::parse("cus_a b").is_err());
+        assert_eq!(
+            SubscriptionId::parse("x").unwrap_err().to_string(),
+            "subscription id must be `sub_` followed by up to 250 letters, digits or underscores"
+        );
+    }
+
+    #[test]
+    fn tenant_id_is_stable_per_checkout_and_round_trips() {
+        let session = CheckoutSessionId::parse("cs_test_a1Acme").unwrap();
+        let id = TenantId::for_checkout(&session);
+        assert_eq!(id, TenantId::for_checkout(&session));
+        assert_ne!(id, TenantId::for_checkout(&CheckoutSessionId::parse("cs_test_other").unwrap()));
+        assert_eq!(TenantId::parse(id.as_str()).unwrap(), id);
+        assert!(TenantId::parse("tnt_XYZ").is_err());
+    }
+}

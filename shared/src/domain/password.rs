@@ -1,0 +1,142 @@
+//! The tenant's temporary admin password.
+//!
+//! It is derived, not stored: HMAC-SHA256 of the tenant id under a secret key
+//! from the secret store. The record step keeps only an argon2id hash (which
+//! the tenant's app receives); the mail step derives the same plaintext again
+//! to put it in the welcome mail. So the plaintext never sits in the table,
+//! in a workflow's history or in a log, and a retried step yields the same one.
+
+use std::fmt;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::ids::TenantId;
+
+/// Crockford's base32 alphabet: no I, L, O or U to misread.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// The secret the passwords are derived from. Never printed.
+#[derive(Clone)]
+pub struct PasswordKey(Vec<u8>);
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("password key must be at least 32 characters")]
+pub struct WeakPasswordKey;
+
+impl PasswordKey {
+    pub fn parse(raw: &str) -> Result<Self, WeakPasswordKey> {
+        let raw = raw.trim();
+        if raw.len() < 32 {
+            return Err(WeakPasswordKey);
+        }
+        Ok(PasswordKey(raw.as_bytes().to_vec()))
+    }
+
+    fn mac(&self, purpose: &str, tenant: &TenantId) -> [u8; 32] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            unreachable!("HMAC-SHA256 takes keys of any length")
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
+        mac.update(tenant.as_str().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordKey(***)")
+    }
+}
+
+/// A temporary admin password, `xxxxx-xxxxx-xxxxx-xxxxx` (100 bits). Never printed.
+pub struct TemporaryPassword(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("hashing the admin password failed: {0}")]
+pub struct HashError(String);
+
+impl TemporaryPassword {
+    pub fn derive(key: &PasswordKey, tenant: &TenantId) -> Self {
+        let bytes = key.mac("admin-password", tenant);
+        // 20 symbols of 5 bits from the first 100 bits.
+        let mut bits: u128 = 0;
+        for byte in &bytes[..16] {
+            bits = (bits << 8) | u128::from(*byte);
+        }
+        let mut out = String::with_capacity(23);
+        for index in 0..20 {
+            if index > 0 && index % 5 == 0 {
+                out.push('-');
+            }
+            let symbol = ((bits >> (123 - 5 * index)) & 0x1f) as usize;
+            out.push(char::from(ALPHABET[symbol]));
+        }
+        TemporaryPassword(out)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// An argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`), with a
+    /// salt derived from the key so the same tenant always gets the same hash.
+    pub fn hash(&self, key: &PasswordKey, tenant: &TenantId) -> Result<String, HashError> {
+        let salt_bytes = key.mac("admin-password-salt", tenant);
+        let salt = SaltString::encode_b64(&salt_bytes[..16]).map_err(|e| HashError(e.to_string()))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default());
+        argon.hash_password(self.0.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| HashError(e.to_string()))
+    }
+}
+
+impl fmt::Debug for TemporaryPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TemporaryPassword(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
+    use super::*;
+
+    fn key() -> PasswordKey {
+        PasswordKey::parse("a-test-key-that-is-long-enough-for-hmac").unwrap()
+    }
+
+    fn tenant(n: u8) -> TenantId {
+        TenantId::parse(&format!("tnt_{:020x}", n)).unwrap()
+    }
+
+    #[test]
+    fn derivation_is_stable_per_tenant_and_differs_between_tenants() {
+        let first = TemporaryPassword::derive(&key(), &tenant(1));
+        assert_eq!(first.expose(), TemporaryPassword::derive(&key(), &tenant(1)).expose());
+        assert_ne!(first.expose(), TemporaryPassword::derive(&key(), &tenant(2)).expose());
+        let other_key = PasswordKey::parse("another-key-that-is-long-enough-for-hmac").unwrap();
+        assert_ne!(first.expose(), TemporaryPassword::derive(&other_key, &tenant(1)).expose());
+        assert_eq!(first.expose().len(), 23);
+        assert!(first.expose().split('-').all(|group| group.len() == 5));
+        assert!(!format!("{first:?}{:?}", key()).contains(first.expose()));
+    }
+
+    #[test]
+    fn the_hash_verifies_the_password_and_is_reproducible() {
+        let password = TemporaryPassword::derive(&key(), &tenant(1));
+        let hash = password.hash(&key(), &tenant(1)).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$"));
+        assert_eq!(hash, password.hash(&key(), &tenant(1)).unwrap());
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(PasswordKey::parse("short").unwrap_err(), WeakPasswordKey);
+    }
+}
