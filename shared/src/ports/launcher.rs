@@ -1,0 +1,57 @@
+//! Running a tenant's app: an ECS Fargate service behind the shared ALB.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::BoxError;
+use crate::domain::TenantId;
+
+/// Everything needed to start one tenant's app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub tenant: TenantId,
+    /// `{subdomain}.{domain}`: the listener rule's host header.
+    pub host: String,
+    /// The app's settings (TIER, PLAN, ADMIN_PASSWORD_HASH, …).
+    pub environment: BTreeMap<String, String>,
+}
+
+/// What a launch made; names are derived from the tenant id, so a second
+/// launch finds and returns the same things.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchedTenant {
+    pub service_arn: String,
+    pub target_group_arn: String,
+    pub listener_rule_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ServiceHealth {
+    /// Tasks are starting or targets are not yet healthy.
+    Starting { detail: String },
+    Healthy,
+    /// ECS gave up on the service (e.g. the image cannot be pulled).
+    Broken { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherError {
+    #[error("container platform unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("container platform refused: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait TenantLauncher: Send + Sync {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchedTenant, LauncherError>;
+
+    async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError>;
+
+    /// Removes the service, listener rule and target group of `tenant`.
+    /// Removing what is already gone succeeds.
+    async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError>;
+}
