@@ -5,6 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds since the Unix epoch, as Stripe writes `created` and `t=`.
 pub trait Clock: Send + Sync {
     fn now_unix(&self) -> i64;
+
+    /// Milliseconds since the epoch, for delays shorter than a second.
+    fn now_millis(&self) -> i64 {
+        self.now_unix().saturating_mul(1000)
+    }
 }
 
 /// The machine's clock.
@@ -17,6 +22,13 @@ impl Clock for SystemClock {
             Ok(elapsed) => i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX),
             // A clock set before 1970 is broken; every timestamp will look
             // like it is from the future and be refused, which is the safe way.
+            Err(_) => 0,
+        }
+    }
+
+    fn now_millis(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
             Err(_) => 0,
         }
     }

@@ -244,3 +244,75 @@ mod tests {
         assert!(QueueUrl::from_lookup(&env(&[])).is_err());
     }
 }
+
+pub const TENANT_DOMAIN: &str = "TENANT_DOMAIN";
+pub const OPERATOR_EMAIL: &str = "OPERATOR_EMAIL";
+/// Inline password key: for local runs only.
+pub const TENANT_PASSWORD_KEY: &str = "TENANT_PASSWORD_KEY";
+/// Name of the SSM SecureString holding the password key: what Lambda gets.
+pub const TENANT_PASSWORD_KEY_PARAM: &str = "TENANT_PASSWORD_KEY_PARAM";
+
+/// The parent domain tenants live under (`apps.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDomain(String);
+
+impl TenantDomain {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = name.split('.').collect();
+        let valid = labels.len() >= 2
+            && name.len() <= 190
+            && labels.iter().all(|label| {
+                (1..=63).contains(&label.len())
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if valid { Ok(TenantDomain(name)) } else { Err(format!("`{}` is not a DNS domain name", raw.trim())) }
+    }
+
+    /// `{subdomain}.{domain}`.
+    pub fn host(&self, subdomain: &crate::domain::Subdomain) -> String {
+        format!("{subdomain}.{}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Settings every provisioning step shares.
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    pub domain: TenantDomain,
+    pub operator_email: crate::domain::EmailAddress,
+}
+
+impl TenantSettings {
+    pub fn from_lookup(env: &dyn Lookup) -> Result<Self, ConfigError> {
+        let domain = TenantDomain::parse(&required(env, TENANT_DOMAIN)?)
+            .map_err(|reason| ConfigError::Invalid { var: TENANT_DOMAIN, reason })?;
+        let operator_email = crate::domain::EmailAddress::parse(&required(env, OPERATOR_EMAIL)?)
+            .map_err(|e| ConfigError::Invalid { var: OPERATOR_EMAIL, reason: e.to_string() })?;
+        Ok(TenantSettings { domain, operator_email })
+    }
+}
+
+/// The admin password key: inline for local runs, else from the secret store.
+pub async fn password_key(
+    env: &dyn Lookup,
+    store: &dyn SecretStore,
+) -> Result<crate::domain::password::PasswordKey, ConfigError> {
+    use crate::domain::password::PasswordKey;
+    match (env.get(TENANT_PASSWORD_KEY), env.get(TENANT_PASSWORD_KEY_PARAM)) {
+        (Some(_), Some(_)) => Err(ConfigError::Conflict(TENANT_PASSWORD_KEY, TENANT_PASSWORD_KEY_PARAM)),
+        (Some(inline), None) => PasswordKey::parse(&inline)
+            .map_err(|e| ConfigError::Invalid { var: TENANT_PASSWORD_KEY, reason: e.to_string() }),
+        (None, Some(name)) => {
+            let value = store.get_secret(name.trim()).await?;
+            PasswordKey::parse(value.expose())
+                .map_err(|e| ConfigError::Invalid { var: TENANT_PASSWORD_KEY_PARAM, reason: e.to_string() })
+        }
+        (None, None) => Err(ConfigError::Missing { var: TENANT_PASSWORD_KEY_PARAM }),
+    }
+}

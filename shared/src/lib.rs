@@ -11,5 +11,6 @@ pub mod config;
 pub mod domain;
 pub mod ingress;
 pub mod ports;
+pub mod steps;
 pub mod stripe;
 pub mod telemetry;

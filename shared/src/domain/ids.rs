@@ -82,6 +82,12 @@ impl TenantId {
         TenantId(format!("tnt_{}", &hex::encode(digest)[..20]))
     }
 
+    /// For a checkout so broken it has no session id: keyed by its event.
+    pub fn for_event(event: &crate::stripe::StripeEventId) -> Self {
+        let digest = Sha256::digest(event.as_str().as_bytes());
+        TenantId(format!("tnt_{}", &hex::encode(digest)[..20]))
+    }
+
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
         let valid = raw
             .strip_prefix("tnt_")

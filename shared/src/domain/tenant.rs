@@ -1,5 +1,6 @@
 //! The tenant record: one item per tenant in the table.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -75,8 +76,10 @@ pub struct TenantRecord {
     pub activated_at: Option<i64>,
     pub provisioning_seconds: Option<i64>,
     pub failure: Option<Failure>,
-    /// SES message id of the welcome mail, once sent.
-    pub welcome_mail_id: Option<String>,
+    /// Mails sent about this tenant: kind (`welcome`, `failed-customer`, …)
+    /// to the provider's message id. A step sends a kind only once.
+    #[serde(default)]
+    pub mails: BTreeMap<String, String>,
     /// `created` of the last Stripe event applied (DESIGN.md decision 4).
     pub last_event_created: i64,
     /// Stripe event ids applied to this tenant, oldest first.
@@ -85,6 +88,14 @@ pub struct TenantRecord {
 }
 
 impl TenantRecord {
+    /// The same record, ready to be written as the next version.
+    pub fn next_version(&self, now: i64) -> TenantRecord {
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = now;
+        next
+    }
+
     /// A new tenant for a valid signup, PROVISIONING.
     pub fn provisioning(signup: CheckoutSignup, password_hash: String, event_id: &str, event_created: i64, now: i64) -> Self {
         TenantRecord {
@@ -100,7 +111,7 @@ impl TenantRecord {
             activated_at: None,
             provisioning_seconds: None,
             failure: None,
-            welcome_mail_id: None,
+            mails: BTreeMap::new(),
             last_event_created: event_created,
             events: vec![event_id.to_owned()],
         }
@@ -121,7 +132,7 @@ impl TenantRecord {
             activated_at: None,
             provisioning_seconds: None,
             failure: Some(failure),
-            welcome_mail_id: None,
+            mails: BTreeMap::new(),
             last_event_created: event_created,
             events: vec![event_id.to_owned()],
         }

@@ -17,8 +17,22 @@ const MAX_EVENT_ID_LEN: usize = 80;
 const MAX_EVENT_TYPE_LEN: usize = 100;
 
 /// A Stripe event id (`evt_…`), valid as a Step Functions execution name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StripeEventId(String);
+
+impl TryFrom<String> for StripeEventId {
+    type Error = InvalidEventId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        StripeEventId::parse(&value)
+    }
+}
+
+impl From<StripeEventId> for String {
+    fn from(value: StripeEventId) -> Self {
+        value.0
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("event id must be `evt_` followed by up to 76 letters, digits or underscores")]

@@ -1,7 +1,17 @@
-//! Local adapters: honest in-process implementations of the ports.
+//! Local adapters: honest in-process implementations of the ports, keeping
+//! their state in a directory when one is given.
 
+mod dns;
+mod launcher;
+mod mail;
+mod persisted;
 mod queue;
 mod secrets;
+mod tenants;
 
+pub use dns::{LocalDns, LocalDnsRecord};
+pub use launcher::{LocalLauncher, LocalService};
+pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
 pub use secrets::InMemorySecretStore;
+pub use tenants::{LocalTenantStore, SubdomainClaim};

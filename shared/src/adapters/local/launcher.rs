@@ -1,0 +1,119 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::persisted::Persisted;
+use crate::clock::Clock;
+use crate::domain::TenantId;
+use crate::ports::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
+
+/// One tenant's app on the simulated container platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalService {
+    pub tenant_id: TenantId,
+    pub service_arn: String,
+    pub target_group_arn: String,
+    pub listener_rule_arn: String,
+    pub rule_priority: u32,
+    pub host: String,
+    pub desired_count: u32,
+    pub environment: BTreeMap<String, String>,
+    /// When the current task started (milliseconds since the epoch).
+    pub started_at_ms: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Platform {
+    services: BTreeMap<String, LocalService>,
+}
+
+/// ECS and the load balancer on a laptop: services are records that become
+/// healthy `startup` after they start, as a Fargate task passes its checks.
+pub struct LocalLauncher {
+    platform: Persisted<Platform>,
+    clock: Arc<dyn Clock>,
+    startup: Duration,
+}
+
+fn service_name(tenant: &TenantId) -> String {
+    format!("tenant-{}", tenant.as_str().replace('_', "-"))
+}
+
+fn unavailable(error: std::io::Error) -> LauncherError {
+    LauncherError::Unavailable(error.into())
+}
+
+impl LocalLauncher {
+    pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>, startup: Duration) -> std::io::Result<Self> {
+        Ok(LocalLauncher { platform: Persisted::open(dir, "services.json")?, clock, startup })
+    }
+
+    pub fn services(&self) -> Vec<LocalService> {
+        self.platform.read(|p| p.services.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl TenantLauncher for LocalLauncher {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchedTenant, LauncherError> {
+        let name = service_name(&spec.tenant);
+        let now = self.clock.now_millis();
+        self.platform
+            .update(|p| {
+                // A host is routed to one target group only, as ALB rules are.
+                if let Some(other) = p.services.values().find(|s| s.host == spec.host && s.tenant_id != spec.tenant) {
+                    return Err(LauncherError::Rejected(format!(
+                        "host {} is already routed to {}",
+                        spec.host, other.tenant_id
+                    )));
+                }
+                let priority = p.services.values().map(|s| s.rule_priority).max().unwrap_or(0) + 1;
+                let service = p.services.entry(name.clone()).or_insert_with(|| LocalService {
+                    tenant_id: spec.tenant.clone(),
+                    service_arn: format!("arn:local:ecs:service/tenants/{name}"),
+                    target_group_arn: format!("arn:local:elasticloadbalancing:targetgroup/{name}"),
+                    listener_rule_arn: format!("arn:local:elasticloadbalancing:listener-rule/{name}"),
+                    rule_priority: priority,
+                    host: spec.host.clone(),
+                    desired_count: 1,
+                    environment: spec.environment.clone(),
+                    started_at_ms: now,
+                });
+                if service.environment != spec.environment || service.desired_count == 0 {
+                    // A new task definition: ECS replaces the running task.
+                    service.environment = spec.environment.clone();
+                    service.desired_count = 1;
+                    service.started_at_ms = now;
+                }
+                Ok(LaunchedTenant {
+                    service_arn: service.service_arn.clone(),
+                    target_group_arn: service.target_group_arn.clone(),
+                    listener_rule_arn: service.listener_rule_arn.clone(),
+                })
+            })
+            .map_err(unavailable)?
+    }
+
+    async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError> {
+        let now = self.clock.now_millis();
+        let startup = i64::try_from(self.startup.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.platform.read(|p| match p.services.get(&service_name(tenant)) {
+            None => ServiceHealth::Broken { reason: "service does not exist".into() },
+            Some(s) if s.desired_count == 0 => ServiceHealth::Starting { detail: "scaled to zero".into() },
+            Some(s) if now - s.started_at_ms >= startup => ServiceHealth::Healthy,
+            Some(_) => ServiceHealth::Starting { detail: "task PROVISIONING, target not yet healthy".into() },
+        }))
+    }
+
+    async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
+        self.platform
+            .update(|p| {
+                p.services.remove(&service_name(tenant));
+            })
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,110 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::persisted::Persisted;
+use crate::clock::Clock;
+use crate::domain::{Subdomain, TenantId, TenantRecord};
+use crate::ports::{Inserted, StoreError, TenantStore};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubdomainClaim {
+    pub tenant_id: TenantId,
+    pub claimed_at: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Table {
+    tenants: BTreeMap<TenantId, TenantRecord>,
+    subdomains: BTreeMap<Subdomain, SubdomainClaim>,
+}
+
+/// The tenant table on a laptop, with the same conditional writes as DynamoDB.
+pub struct LocalTenantStore {
+    table: Persisted<Table>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LocalTenantStore {
+    pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+        Ok(LocalTenantStore { table: Persisted::open(dir, "tenants.json")?, clock })
+    }
+
+    pub fn claims(&self) -> BTreeMap<Subdomain, SubdomainClaim> {
+        self.table.read(|t| t.subdomains.clone())
+    }
+}
+
+fn unavailable(error: std::io::Error) -> StoreError {
+    StoreError::Unavailable(error.into())
+}
+
+#[async_trait]
+impl TenantStore for LocalTenantStore {
+    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
+        let now = self.clock.now_unix();
+        self.table
+            .update(|t| match t.subdomains.get(subdomain) {
+                Some(claim) if claim.tenant_id != *tenant => {
+                    Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder: claim.tenant_id.clone() })
+                }
+                Some(_) => Ok(()),
+                None => {
+                    t.subdomains
+                        .insert(subdomain.clone(), SubdomainClaim { tenant_id: tenant.clone(), claimed_at: now });
+                    Ok(())
+                }
+            })
+            .map_err(unavailable)?
+    }
+
+    async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
+        self.table
+            .update(|t| {
+                if t.subdomains.get(subdomain).is_some_and(|claim| claim.tenant_id == *tenant) {
+                    t.subdomains.remove(subdomain);
+                }
+            })
+            .map_err(unavailable)
+    }
+
+    async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError> {
+        Ok(self.table.read(|t| t.subdomains.get(subdomain).map(|claim| claim.tenant_id.clone())))
+    }
+
+    async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError> {
+        self.table
+            .update(|t| match t.tenants.get(&record.id) {
+                Some(existing) => Inserted::Existing(Box::new(existing.clone())),
+                None => {
+                    t.tenants.insert(record.id.clone(), record.clone());
+                    Inserted::New
+                }
+            })
+            .map_err(unavailable)
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        Ok(self.table.read(|t| t.tenants.get(id).cloned()))
+    }
+
+    async fn replace_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let expected = record.version.saturating_sub(1);
+        self.table
+            .update(|t| match t.tenants.get_mut(&record.id) {
+                Some(stored) if stored.version == expected => {
+                    *stored = record.clone();
+                    Ok(())
+                }
+                _ => Err(StoreError::VersionConflict { tenant: record.id.clone(), expected }),
+            })
+            .map_err(unavailable)?
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        Ok(self.table.read(|t| t.tenants.values().cloned().collect()))
+    }
+}

@@ -1,0 +1,120 @@
+//! The one error type every step reports. Its names are the `ErrorEquals`
+//! strings in infra/statemachine/*.asl.json; they are mapped here only.
+
+use crate::domain::password::HashError;
+use crate::domain::{InvalidSignup, Subdomain, TenantId};
+use crate::ports::{BoxError, DnsError, LauncherError, MailError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Throttling, timeouts, an unavailable service, a lost race: retry.
+    #[error("{what} failed for now")]
+    Transient {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("subdomain `{subdomain}` is taken")]
+    SubdomainTaken { subdomain: Subdomain },
+    #[error(transparent)]
+    InvalidSignup(#[from] InvalidSignup),
+    #[error("tenant {0} does not exist")]
+    TenantNotFound(TenantId),
+    /// A service refused for good (bad image, unverified sender, …).
+    #[error("{what} was refused: {reason}")]
+    Rejected { what: &'static str, reason: String },
+    /// The state's input is not what the step takes: a definition bug.
+    #[error("step input is not valid: {0}")]
+    BadInput(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StepError {
+    /// The error name Step Functions sees (Lambda's `errorType`).
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            StepError::Transient { .. } => "Tenancy.Transient",
+            StepError::SubdomainTaken { .. } => "Tenancy.SubdomainTaken",
+            StepError::InvalidSignup(_) => "Tenancy.InvalidSignup",
+            StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
+            StepError::Rejected { .. } => "Tenancy.Rejected",
+            StepError::BadInput(_) => "Tenancy.BadInput",
+            StepError::Internal(_) => "Tenancy.Internal",
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::SubdomainTaken { subdomain, .. } => StepError::SubdomainTaken { subdomain },
+            conflict @ StoreError::VersionConflict { .. } => {
+                StepError::Transient { what: "tenant table write", source: conflict.into() }
+            }
+            StoreError::Unavailable(source) => StepError::Transient { what: "tenant table", source },
+            corrupt @ StoreError::Corrupt { .. } => StepError::Internal(corrupt.to_string()),
+        }
+    }
+}
+
+impl From<LauncherError> for StepError {
+    fn from(error: LauncherError) -> Self {
+        match error {
+            LauncherError::Unavailable(source) => StepError::Transient { what: "container platform", source },
+            LauncherError::Rejected(reason) => StepError::Rejected { what: "container platform", reason },
+        }
+    }
+}
+
+impl From<DnsError> for StepError {
+    fn from(error: DnsError) -> Self {
+        match error {
+            DnsError::Unavailable(source) => StepError::Transient { what: "DNS", source },
+            DnsError::Rejected(reason) => StepError::Rejected { what: "DNS", reason },
+        }
+    }
+}
+
+impl From<MailError> for StepError {
+    fn from(error: MailError) -> Self {
+        match error {
+            MailError::Unavailable(source) => StepError::Transient { what: "mail", source },
+            MailError::Rejected(reason) => StepError::Rejected { what: "mail", reason },
+        }
+    }
+}
+
+impl From<HashError> for StepError {
+    fn from(error: HashError) -> Self {
+        StepError::Internal(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_ones_the_state_machines_match() {
+        let definition = include_str!("../../../infra/statemachine/provision.asl.json");
+        for error in [
+            StepError::Transient { what: "x", source: "y".into() },
+            StepError::SubdomainTaken { subdomain: Subdomain::parse("acme").unwrap() },
+            StepError::InvalidSignup(InvalidSignup { checkout_session: None, customer_email: None, problems: vec![] }),
+        ] {
+            assert!(definition.contains(&format!("\"{}\"", error.error_name())), "{}", error.error_name());
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_retry_or_their_own_path() {
+        let taken = StoreError::SubdomainTaken {
+            subdomain: Subdomain::parse("acme").unwrap(),
+            holder: TenantId::parse("tnt_00000000000000000001").unwrap(),
+        };
+        assert_eq!(StepError::from(taken).error_name(), "Tenancy.SubdomainTaken");
+        let down = StoreError::Unavailable("timeout".into());
+        assert_eq!(StepError::from(down).error_name(), "Tenancy.Transient");
+    }
+}

@@ -1,0 +1,148 @@
+//! The workflow's steps. Each Lambda runs one of them; the local runner runs
+//! them all in-process, by the same names.
+
+pub mod error;
+pub mod lambda;
+pub mod mails;
+pub mod provision;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use error::StepError;
+
+use crate::clock::Clock;
+use crate::config::TenantSettings;
+use crate::domain::Catalog;
+use crate::domain::password::PasswordKey;
+use crate::ports::{DnsPublisher, Mailer, TenantLauncher, TenantStore};
+use provision::ProvisionContext;
+
+/// Every step, by the name its function and binary carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepName {
+    RecordSignup,
+    LaunchTenant,
+    CheckTenantHealth,
+    PublishDns,
+    CheckDns,
+    SendWelcomeMail,
+    MarkActive,
+    CompensateProvision,
+    RejectSignup,
+}
+
+impl StepName {
+    pub const ALL: [StepName; 9] = [
+        StepName::RecordSignup,
+        StepName::LaunchTenant,
+        StepName::CheckTenantHealth,
+        StepName::PublishDns,
+        StepName::CheckDns,
+        StepName::SendWelcomeMail,
+        StepName::MarkActive,
+        StepName::CompensateProvision,
+        StepName::RejectSignup,
+    ];
+
+    /// The function's name (`record-signup`), also its binary's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::RecordSignup => "record-signup",
+            StepName::LaunchTenant => "launch-tenant",
+            StepName::CheckTenantHealth => "check-tenant-health",
+            StepName::PublishDns => "publish-dns",
+            StepName::CheckDns => "check-dns",
+            StepName::SendWelcomeMail => "send-welcome-mail",
+            StepName::MarkActive => "mark-active",
+            StepName::CompensateProvision => "compensate-provision",
+            StepName::RejectSignup => "reject-signup",
+        }
+    }
+
+    /// The `${…Arn}` substitution the state machine files use for it.
+    pub fn substitution(self) -> &'static str {
+        match self {
+            StepName::RecordSignup => "RecordSignupFunctionArn",
+            StepName::LaunchTenant => "LaunchTenantFunctionArn",
+            StepName::CheckTenantHealth => "CheckTenantHealthFunctionArn",
+            StepName::PublishDns => "PublishDnsFunctionArn",
+            StepName::CheckDns => "CheckDnsFunctionArn",
+            StepName::SendWelcomeMail => "SendWelcomeMailFunctionArn",
+            StepName::MarkActive => "MarkActiveFunctionArn",
+            StepName::CompensateProvision => "CompensateProvisionFunctionArn",
+            StepName::RejectSignup => "RejectSignupFunctionArn",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StepName> {
+        StepName::ALL.into_iter().find(|step| step.as_str() == name)
+    }
+}
+
+/// Runs `step` on a JSON input and returns its JSON output: the contract of
+/// a Lambda task. An input the step cannot read is `Tenancy.BadInput`.
+pub async fn call_json<I, O, F>(input: Value, step: F) -> Result<Value, StepError>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: AsyncFnOnce(I) -> Result<O, StepError>,
+{
+    let input: I = serde_json::from_value(input).map_err(|e| StepError::BadInput(e.to_string()))?;
+    let output = step(input).await?;
+    serde_json::to_value(output).map_err(|e| StepError::Internal(e.to_string()))
+}
+
+/// Everything the provisioning steps use, for running them in one process.
+pub struct ProvisionSteps {
+    pub store: Arc<dyn TenantStore>,
+    pub launcher: Arc<dyn TenantLauncher>,
+    pub dns: Arc<dyn DnsPublisher>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: TenantSettings,
+    pub catalog: Catalog,
+    pub password_key: PasswordKey,
+}
+
+impl ProvisionSteps {
+    fn context(&self) -> ProvisionContext<'_> {
+        ProvisionContext {
+            settings: &self.settings,
+            catalog: &self.catalog,
+            password_key: &self.password_key,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// Runs one step, as its Lambda would.
+    pub async fn invoke(&self, step: StepName, input: Value) -> Result<Value, StepError> {
+        let ctx = self.context();
+        let (store, launcher, dns, mailer) =
+            (self.store.as_ref(), self.launcher.as_ref(), self.dns.as_ref(), self.mailer.as_ref());
+        match step {
+            StepName::RecordSignup => call_json(input, async |i| provision::record_signup(store, &ctx, i).await).await,
+            StepName::LaunchTenant => {
+                call_json(input, async |i| provision::launch_tenant(store, launcher, &ctx, i).await).await
+            }
+            StepName::CheckTenantHealth => {
+                call_json(input, async |i| provision::check_tenant_health(launcher, i).await).await
+            }
+            StepName::PublishDns => call_json(input, async |i| provision::publish_dns(store, dns, &ctx, i).await).await,
+            StepName::CheckDns => call_json(input, async |i| provision::check_dns(dns, i).await).await,
+            StepName::SendWelcomeMail => {
+                call_json(input, async |i| provision::send_welcome_mail(store, mailer, &ctx, i).await).await
+            }
+            StepName::MarkActive => call_json(input, async |i| provision::mark_active(store, ctx.clock, i).await).await,
+            StepName::CompensateProvision => {
+                call_json(input, async |i| provision::compensate(store, launcher, dns, mailer, &ctx, i).await).await
+            }
+            StepName::RejectSignup => {
+                call_json(input, async |i| provision::reject_signup(store, mailer, &ctx, i).await).await
+            }
+        }
+    }
+}
