@@ -454,3 +454,229 @@ pub async fn reject_signup(
     sent.push("rejected-operator".to_owned());
     Ok(FailureReport { tenant_id, status: TenantStatus::Failed, mails: sent })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::local::{LocalDns, LocalLauncher, LocalOutbox, LocalTenantStore};
+    use crate::clock::FixedClock;
+    use crate::config::TenantDomain;
+    use crate::domain::EmailAddress;
+
+    const NOW: i64 = 1_763_800_100;
+
+    struct World {
+        store: LocalTenantStore,
+        launcher: LocalLauncher,
+        dns: LocalDns,
+        outbox: LocalOutbox,
+        settings: TenantSettings,
+        catalog: Catalog,
+        key: PasswordKey,
+        clock: FixedClock,
+    }
+
+    impl World {
+        fn new() -> World {
+            let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+            World {
+                store: LocalTenantStore::open(None, clock.clone()).unwrap(),
+                launcher: LocalLauncher::open(None, clock.clone(), Duration::ZERO).unwrap(),
+                dns: LocalDns::open(None, clock.clone(), Duration::ZERO, "alb.local").unwrap(),
+                outbox: LocalOutbox::open(None, clock).unwrap(),
+                settings: TenantSettings {
+                    domain: TenantDomain::parse("apps.example.com").unwrap(),
+                    operator_email: EmailAddress::parse("ops@example.com").unwrap(),
+                },
+                catalog: Catalog::embedded().unwrap(),
+                key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
+                clock: FixedClock(NOW),
+            }
+        }
+
+        fn ctx(&self) -> ProvisionContext<'_> {
+            ProvisionContext {
+                settings: &self.settings,
+                catalog: &self.catalog,
+                password_key: &self.key,
+                clock: &self.clock,
+            }
+        }
+
+        async fn record(&self, event: &Value) -> Result<TenantRef, StepError> {
+            let input = serde_json::from_value(json!({ "event": event })).unwrap();
+            record_signup(&self.store, &self.ctx(), input).await
+        }
+    }
+
+    fn checkout_event() -> Value {
+        serde_json::from_str(include_str!("../../../events/01-checkout.session.completed.json")).unwrap()
+    }
+
+    fn tenant_input(tenant: &TenantRef) -> TenantInput {
+        TenantInput { tenant_id: tenant.tenant_id.clone() }
+    }
+
+    #[tokio::test]
+    async fn record_signup_twice_makes_one_tenant_and_one_claim() {
+        let world = World::new();
+        let first = world.record(&checkout_event()).await.unwrap();
+        let second = world.record(&checkout_event()).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.host, "acme.apps.example.com");
+        let tenants = world.store.list_tenants().await.unwrap();
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(tenants[0].status, TenantStatus::Provisioning);
+        assert!(tenants[0].admin_password_hash.as_deref().unwrap().starts_with("$argon2id$"));
+        assert_eq!(world.store.claims().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_checkout_for_a_held_subdomain_is_subdomain_taken() {
+        let world = World::new();
+        world.record(&checkout_event()).await.unwrap();
+        let mut other = checkout_event();
+        other["id"] = json!("evt_other");
+        other["data"]["object"]["id"] = json!("cs_test_someone_else");
+        let error = world.record(&other).await.unwrap_err();
+        assert_eq!(error.error_name(), "Tenancy.SubdomainTaken");
+        assert_eq!(world.store.list_tenants().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_metadata_is_invalid_signup_and_records_nothing() {
+        let world = World::new();
+        let mut event = checkout_event();
+        event["data"]["object"]["metadata"]["plan"] = json!("platinum");
+        let error = world.record(&event).await.unwrap_err();
+        assert_eq!(error.error_name(), "Tenancy.InvalidSignup");
+        assert!(error.to_string().contains("platinum"));
+        assert!(world.store.list_tenants().await.unwrap().is_empty());
+        assert!(world.store.claims().is_empty());
+    }
+
+    #[tokio::test]
+    async fn launch_twice_gives_one_service_with_the_app_settings() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let first = launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let second = launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        assert_eq!(first, second);
+        let services = world.launcher.services();
+        assert_eq!(services.len(), 1);
+        let env = &services[0].environment;
+        assert_eq!(env["TIER"], "2");
+        assert_eq!(env["PLAN"], "pro");
+        assert_eq!(env["BILLING_FREQUENCY"], "monthly");
+        assert_eq!(env["ORG_NAME"], "Acme Robotics");
+        assert_eq!(env["ADMIN_EMAIL"], "dana@acme.example");
+        assert_eq!(env["LIMIT_ACTIVITIES"], "15");
+        assert_eq!(env["PUBLIC_URL"], "https://acme.apps.example.com");
+        assert!(env["ADMIN_PASSWORD_HASH"].starts_with("$argon2id$"));
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert_eq!(record.resources.service_arn.as_deref(), Some(first.service_arn.as_str()));
+    }
+
+    #[tokio::test]
+    async fn health_counts_checks_and_dns_publishes_one_record() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let health = HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 0 };
+        let before = check_tenant_health(&world.launcher, health.clone()).await.unwrap();
+        assert!(before.broken && before.checks == 1, "no service yet: {before:?}");
+        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let after = check_tenant_health(&world.launcher, HealthInput { checks: 3, ..health }).await.unwrap();
+        assert!(after.healthy && after.checks == 4);
+
+        let first = publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let second = publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        assert_eq!(world.dns.records().len(), 1);
+        assert_eq!(world.dns.records()[0].name, "acme.apps.example.com");
+        let status = check_dns(&world.dns, DnsCheckInput { change_id: second.change_id.clone(), checks: 0 }).await.unwrap();
+        assert!(status.in_sync);
+        assert_ne!(first.change_id, second.change_id, "each UPSERT is a change of its own");
+    }
+
+    #[tokio::test]
+    async fn welcome_mail_goes_out_once_with_the_password_whose_hash_the_app_has() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let first = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let second = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        assert!(!first.already_sent && second.already_sent);
+        assert_eq!(first.message_id, second.message_id);
+        let sent = world.outbox.sent();
+        assert_eq!(sent.len(), 1);
+        let password = TemporaryPassword::derive(&world.key, &tenant.tenant_id);
+        assert!(sent[0].mail.text.contains(password.expose()));
+        assert!(sent[0].mail.text.contains("https://acme.apps.example.com"));
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert!(!serde_json::to_string(&record).unwrap().contains(password.expose()), "plaintext stored");
+    }
+
+    #[tokio::test]
+    async fn mark_active_twice_keeps_the_first_activation() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let first = mark_active(&world.store, &world.clock, tenant_input(&tenant)).await.unwrap();
+        let second = mark_active(&world.store, &world.clock, tenant_input(&tenant)).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.status, TenantStatus::Active);
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert_eq!(record.version, 2, "the second run wrote nothing");
+    }
+
+    fn failure_input(tenant: Option<&TenantRef>, error: &str) -> FailureInput {
+        serde_json::from_value(json!({
+            "event": checkout_event(),
+            "tenant": tenant,
+            "error": {"Error": error, "Cause": "it broke"},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn compensate_twice_removes_everything_and_mails_once_each() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        for _ in 0..2 {
+            let input = failure_input(Some(&tenant), "Tenancy.Rejected");
+            let report =
+                compensate(&world.store, &world.launcher, &world.dns, &world.outbox, &world.ctx(), input).await.unwrap();
+            assert_eq!(report.status, TenantStatus::Failed);
+        }
+        assert!(world.launcher.services().is_empty());
+        assert!(world.dns.records().is_empty());
+        assert!(world.store.claims().is_empty(), "the subdomain is free again");
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert_eq!(record.status, TenantStatus::Failed);
+        assert_eq!(record.failure.as_ref().unwrap().error, "Tenancy.Rejected");
+        let recipients: Vec<String> = world.outbox.sent().iter().map(|m| m.mail.to.to_string()).collect();
+        assert_eq!(recipients, ["dana@acme.example", "ops@example.com"]);
+    }
+
+    #[tokio::test]
+    async fn reject_signup_twice_records_failed_and_tells_both_once() {
+        let world = World::new();
+        let mut event = checkout_event();
+        event["data"]["object"]["metadata"]["subdomain"] = json!("www");
+        for _ in 0..2 {
+            let mut input = failure_input(None, "Tenancy.InvalidSignup");
+            input.event = serde_json::from_value(event.clone()).unwrap();
+            let report = reject_signup(&world.store, &world.outbox, &world.ctx(), input).await.unwrap();
+            assert_eq!(report.mails, ["rejected-customer", "rejected-operator"]);
+        }
+        let tenants = world.store.list_tenants().await.unwrap();
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(tenants[0].status, TenantStatus::Failed);
+        assert!(tenants[0].signup.is_none());
+        assert_eq!(world.outbox.sent().len(), 2);
+    }
+}
