@@ -190,6 +190,12 @@ struct RawDefinition {
 }
 
 pub(crate) fn parse(text: &str) -> Result<Machine, DefinitionError> {
+    // Parse once generically for a clear "not JSON"/"not an object" message,
+    // then again for the ordered, duplicate-preserving `States`.
+    let value: Value = serde_json::from_str(text).map_err(|e| DefinitionError::Json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(DefinitionError::Invalid("the definition must be a JSON object".into()));
+    }
     let raw: RawDefinition = serde_json::from_str(text).map_err(|e| DefinitionError::Json(e.to_string()))?;
     let invalid = |m: String| DefinitionError::Invalid(m);
     for key in raw.rest.keys() {
@@ -400,6 +406,11 @@ fn parse_state(value: &Value, index: &HashMap<String, usize>) -> Result<Kind, St
 
 fn parse_task(obj: &Map<String, Value>, index: &HashMap<String, usize>) -> Result<Task, String> {
     let resource = match obj.get("Resource") {
+        Some(Value::String(s)) if s.ends_with(".waitForTaskToken") => {
+            return Err(format!(
+                "`Resource` `{s}`: callback tasks (.waitForTaskToken) are not supported by the local runner"
+            ));
+        }
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(_) => return Err("`Resource` must be a non-empty string".into()),
         None => return Err("a Task state needs `Resource`".into()),
@@ -752,6 +763,10 @@ mod tests {
             (task(json!({"End": false})), "the state needs `Next` or `\"End\": true`"),
             (task(json!({"Seconds": 5})), "`Seconds` is not allowed in a Task state"),
             (task(json!({"Resource": ""})), "`Resource` must be a non-empty string"),
+            (
+                task(json!({"Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken"})),
+                "callback tasks (.waitForTaskToken) are not supported",
+            ),
             (task(json!({"TimeoutSeconds": 0})), "`TimeoutSeconds` must be an integer from 1"),
             (
                 task(json!({"Parameters": {"a.$": "$.x[*]"}})),
@@ -925,6 +940,12 @@ mod tests {
         assert_eq!(err, "state `S`: the state name is used twice");
         let err = crate::StateMachine::from_json("{nope", &Default::default()).unwrap_err().to_string();
         assert!(err.starts_with("definition is not valid JSON"), "{err}");
+        let err = crate::StateMachine::from_json("[1]", &Default::default()).unwrap_err().to_string();
+        assert_eq!(err, "the definition must be a JSON object");
+        let err = crate::StateMachine::from_json(r#"{"StartAt": "S", "States": []}"#, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`States` as a JSON object"), "{err}");
         let long = "x".repeat(81);
         let err = load_error(json!({"StartAt": long, "States": {long.clone(): {"Type": "Succeed"}}}));
         assert!(err.contains("1 to 80 characters"), "{err}");

@@ -13,7 +13,38 @@
 //! Format, StringToJson, JsonToString, Array, ArrayLength, MathAdd and UUID;
 //! execution and Task `TimeoutSeconds` (on scaled time, see [`RunOptions`]).
 //! Refused: Parallel, Map, JSONata, variables (`Assign`), heartbeats,
-//! `TimeoutSecondsPath`, `Credentials`, and JSONPath beyond the subset.
+//! `TimeoutSecondsPath`, `Credentials`, `.waitForTaskToken` resources, and
+//! JSONPath beyond the subset.
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! use asl::{RunOptions, StateMachine, TaskError, TaskHandler, run};
+//! use serde_json::{Value, json};
+//!
+//! struct Handlers;
+//!
+//! #[async_trait::async_trait]
+//! impl TaskHandler for Handlers {
+//!     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
+//!         match resource {
+//!             "arn:greet" => Ok(json!({ "greeting": format!("hello {}", input["name"].as_str().unwrap_or("?")) })),
+//!             other => Err(TaskError::new("Local.UnknownResource", other)),
+//!         }
+//!     }
+//! }
+//!
+//! let definition = r#"{"StartAt": "Greet", "States": {
+//!     "Greet": {"Type": "Task", "Resource": "${GreetArn}", "ResultPath": "$.out", "End": true}}}"#;
+//! let substitutions = HashMap::from([("GreetArn".to_string(), "arn:greet".to_string())]);
+//! let machine = StateMachine::from_json(definition, &substitutions)?;
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+//! let options = RunOptions { time_scale: 0.0, ..RunOptions::default() };
+//! let execution = runtime.block_on(run(&machine, "evt_1", json!({"name": "Ann"}), &Handlers, &options, None));
+//! assert_eq!(execution.output, Some(json!({"name": "Ann", "out": {"greeting": "hello Ann"}})));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod choice;
 mod clock;

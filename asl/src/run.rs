@@ -29,6 +29,9 @@ use crate::template::{Env, preview};
 const STATES_RUNTIME: &str = "States.Runtime";
 const STATES_TIMEOUT: &str = "States.Timeout";
 const STATES_TASK_FAILED: &str = "States.TaskFailed";
+/// Step Functions' payload quota (256 KiB of UTF-8); larger data is a
+/// terminal `States.DataLimitExceeded` there, so it is here too.
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 262_144;
 /// Longest single sleep (about 100 years): keeps `Duration` arithmetic finite.
 const MAX_SLEEP_SECS: f64 = 3.2e9;
 
@@ -226,6 +229,7 @@ impl Runner<'_> {
         if let Some(secs) = self.machine.machine.timeout_seconds {
             self.deadline = Instant::now().checked_add(self.timeout_duration(secs));
         }
+        check_size(&self.input, "the execution input")?;
         let mut current = self.machine.machine.start;
         let mut data = self.input.clone();
         let mut transitions: u32 = 0;
@@ -287,7 +291,7 @@ impl Runner<'_> {
                     });
                 };
                 let output = output_path(&choice.io, &effective, &ctx).map_err(|e| scope.runtime(e))?;
-                Ok(self.exit(&scope, "ChoiceStateExited", output, Transition::Next(next), None))
+                self.exit(&scope, "ChoiceStateExited", output, Transition::Next(next), None)
             }
             Kind::Wait(wait) => self.wait(&scope, wait, input).await,
             Kind::Succeed(io) => {
@@ -295,7 +299,7 @@ impl Runner<'_> {
                 let ctx = self.context(&scope, 0);
                 let effective = input_path(io, &input, &ctx).map_err(|e| scope.runtime(e))?;
                 let output = output_path(io, &effective, &ctx).map_err(|e| scope.runtime(e))?;
-                Ok(self.exit(&scope, "SucceedStateExited", output, Transition::End, None))
+                self.exit(&scope, "SucceedStateExited", output, Transition::End, None)
             }
             Kind::Fail(fail) => Err(self.fail(&scope, fail, input)),
         }
@@ -314,7 +318,8 @@ impl Runner<'_> {
         output: Value,
         transition: Transition,
         extra: Option<Value>,
-    ) -> Flow {
+    ) -> Result<Flow, Stop> {
+        check_size(&output, &format!("the output of state '{}'", scope.name))?;
         let next = match transition {
             Transition::Next(n) => self.state_name(n),
             Transition::End => None,
@@ -322,10 +327,10 @@ impl Runner<'_> {
         let mut detail = json!({ "name": scope.name, "output": output, "next": next });
         merge(&mut detail, extra);
         self.recorder.record(kind, Some(scope.name), detail);
-        match transition {
+        Ok(match transition {
             Transition::Next(n) => Flow::Next(n, output),
             Transition::End => Flow::End(output),
-        }
+        })
     }
 
     fn state_name(&self, index: usize) -> Option<String> {
@@ -359,7 +364,7 @@ impl Runner<'_> {
         };
         let combined = result_path(&pass.result_path, raw, result).map_err(|e| scope.runtime(e))?;
         let output = output_path(&pass.io, &combined, &ctx).map_err(|e| scope.runtime(e))?;
-        Ok(self.exit(scope, "PassStateExited", output, pass.transition, None))
+        self.exit(scope, "PassStateExited", output, pass.transition, None)
     }
 
     async fn wait(&mut self, scope: &Scope<'_>, wait: &Wait, raw: Value) -> Result<Flow, Stop> {
@@ -375,7 +380,7 @@ impl Runner<'_> {
         let (effective, secs) = planned.map_err(|e| scope.runtime(e))?;
         self.sleep(secs).await?;
         let output = output_path(&wait.io, &effective, &ctx).map_err(|e| scope.runtime(e))?;
-        Ok(self.exit(scope, "WaitStateExited", output, wait.transition, None))
+        self.exit(scope, "WaitStateExited", output, wait.transition, None)
     }
 
     fn fail(&mut self, scope: &Scope<'_>, fail: &Fail, raw: Value) -> Stop {
@@ -416,6 +421,7 @@ impl Runner<'_> {
                     .map_err(|e| scope.runtime(format!("Parameters: {e}")))?,
                 None => effective,
             };
+            check_size(&parameters, &format!("the input of task state '{}'", scope.name))?;
             self.recorder.record(
                 "TaskScheduled",
                 name,
@@ -428,6 +434,7 @@ impl Runner<'_> {
             );
             let (failed_kind, err) = match self.invoke(task, parameters).await? {
                 Ok(result) => {
+                    check_size(&result, &format!("the result of task state '{}'", scope.name))?;
                     self.recorder.record(
                         "TaskSucceeded",
                         name,
@@ -442,7 +449,7 @@ impl Runner<'_> {
                     let combined =
                         result_path(&task.result_path, raw, selected).map_err(|e| scope.runtime(e))?;
                     let output = output_path(&task.io, &combined, &ctx).map_err(|e| scope.runtime(e))?;
-                    return Ok(self.exit(scope, "TaskStateExited", output, task.transition, None));
+                    return self.exit(scope, "TaskStateExited", output, task.transition, None);
                 }
                 Err(failure) => failure,
             };
@@ -497,7 +504,7 @@ impl Runner<'_> {
         let error_output = json!({ "Error": err.error, "Cause": err.cause });
         let output = result_path(&catcher.result_path, raw, error_output).map_err(|e| scope.runtime(e))?;
         let extra = json!({ "caught": err.error });
-        Ok(self.exit(scope, "TaskStateExited", output, Transition::Next(catcher.next), Some(extra)))
+        self.exit(scope, "TaskStateExited", output, Transition::Next(catcher.next), Some(extra))
     }
 
     /// Calls the handler under the Task's and the execution's timeouts. The
@@ -570,6 +577,17 @@ impl Runner<'_> {
             self.machine.machine.timeout_seconds.unwrap_or(0)
         ))
     }
+}
+
+fn check_size(value: &Value, what: &str) -> Result<(), Stop> {
+    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size <= MAX_PAYLOAD_BYTES {
+        return Ok(());
+    }
+    Err(Stop::Failed {
+        error: "States.DataLimitExceeded".into(),
+        cause: format!("{what} is {size} bytes, more than the {MAX_PAYLOAD_BYTES}-byte payload quota"),
+    })
 }
 
 fn merge(detail: &mut Value, extra: Option<Value>) {

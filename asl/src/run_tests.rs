@@ -167,6 +167,20 @@ async fn missing_paths_fail_with_states_runtime_and_are_not_caught() {
 }
 
 #[tokio::test]
+async fn oversized_payloads_are_terminal_data_limit_errors() {
+    let big = json!("x".repeat(MAX_PAYLOAD_BYTES));
+    let tasks = FakeTasks::new().returning("arn:work", big.clone());
+    let m = one_task(json!({"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handler"}]}));
+    let (error, cause) = failure(&exec(&m, json!({}), &tasks).await);
+    assert_eq!(error, "States.DataLimitExceeded");
+    assert!(cause.contains("the result of task state 'Work'"), "{cause}");
+    let ok = json!("x".repeat(MAX_PAYLOAD_BYTES - 2));
+    assert!(exec(&m, ok, &FakeTasks::new()).await.succeeded());
+    let (error, _) = failure(&exec(&m, big, &FakeTasks::new()).await);
+    assert_eq!(error, "States.DataLimitExceeded");
+}
+
+#[tokio::test]
 async fn retries_with_backoff_until_success() {
     let tasks = FakeTasks::new().failing("arn:work", 3, "Tenancy.Transient", json!({"ok": true}));
     let m = one_task(json!({
