@@ -59,7 +59,8 @@ impl TaskError {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunOptions {
-    /// Multiplies Wait and retry delays and timeouts; 0.0 = no waiting.
+    /// Multiplies Wait and retry delays and `TimeoutSeconds`; 0.0 = no
+    /// waiting (timeouts then count real, unscaled seconds). Default 1.0.
     pub time_scale: f64,
     /// State transitions allowed before the execution fails with
     /// `States.Runtime` (a guard against endless loops).
