@@ -1,0 +1,432 @@
+//! Intrinsic functions (`States.Format(...)` and friends), parsed once at load
+//! time so that syntax errors, unknown functions and wrong argument counts
+//! are load errors rather than surprises halfway through an execution.
+
+use serde_json::Value;
+
+use crate::path::Path;
+use crate::template::Env;
+
+/// Step Functions allows up to 10 nested calls in one field.
+const MAX_DEPTH: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Func {
+    Format,
+    StringToJson,
+    JsonToString,
+    Array,
+    ArrayLength,
+    MathAdd,
+    Uuid,
+}
+
+impl Func {
+    fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "Format" => Func::Format,
+            "StringToJson" => Func::StringToJson,
+            "JsonToString" => Func::JsonToString,
+            "Array" => Func::Array,
+            "ArrayLength" => Func::ArrayLength,
+            "MathAdd" => Func::MathAdd,
+            "UUID" => Func::Uuid,
+            _ => return None,
+        })
+    }
+
+    /// Minimum and maximum argument counts.
+    fn arity(self) -> (usize, usize) {
+        match self {
+            Func::Format => (1, usize::MAX),
+            Func::Array => (0, usize::MAX),
+            Func::StringToJson | Func::JsonToString | Func::ArrayLength => (1, 1),
+            Func::MathAdd => (2, 2),
+            Func::Uuid => (0, 0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    /// A quoted literal; `placeholders` are the byte offsets of unescaped `{}`
+    /// in `value`, which only matter when it is a `States.Format` template.
+    Str {
+        value: String,
+        placeholders: Vec<usize>,
+    },
+    /// A number, `true`, `false` or `null`.
+    Literal(Value),
+    Path(Path),
+    Call(Call),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Call {
+    name: String,
+    func: Func,
+    args: Vec<Arg>,
+}
+
+impl Call {
+    pub(crate) fn parse(text: &str) -> Result<Call, String> {
+        let mut parser = Parser { chars: text.chars().collect(), pos: 0 };
+        let call = parser.call(0).map_err(|e| format!("intrinsic function `{text}`: {e}"))?;
+        parser.skip_ws();
+        if parser.pos != parser.chars.len() {
+            return Err(format!("intrinsic function `{text}`: unexpected text after the closing `)`"));
+        }
+        Ok(call)
+    }
+
+    pub(crate) fn eval(&self, env: &Env<'_>) -> Result<Value, String> {
+        let name = &self.name;
+        let values = || self.args.iter().map(|a| a.eval(env)).collect::<Result<Vec<Value>, String>>();
+        match self.func {
+            Func::Format => self.format(env),
+            Func::StringToJson => match one(values()?)? {
+                Value::String(s) => serde_json::from_str(&s)
+                    .map_err(|e| format!("{name}: the argument is not valid JSON text: {e}")),
+                other => Err(format!("{name}: the argument must be a string, got {}", type_name(&other))),
+            },
+            Func::JsonToString => {
+                serde_json::to_string(&one(values()?)?).map(Value::String).map_err(|e| format!("{name}: {e}"))
+            }
+            Func::Array => Ok(Value::Array(values()?)),
+            Func::ArrayLength => match one(values()?)? {
+                Value::Array(items) => Ok(Value::from(items.len())),
+                other => Err(format!("{name}: the argument must be an array, got {}", type_name(&other))),
+            },
+            Func::MathAdd => {
+                let vals = values()?;
+                let ints = vals
+                    .iter()
+                    .map(|v| integer(v).ok_or_else(|| format!("{name}: arguments must be integers, got {v}")))
+                    .collect::<Result<Vec<i64>, String>>()?;
+                ints.iter()
+                    .try_fold(0_i64, |acc, n| acc.checked_add(*n))
+                    .map(Value::from)
+                    .ok_or_else(|| format!("{name}: integer overflow"))
+            }
+            Func::Uuid => Ok(Value::String(env.rng.uuid_v4())),
+        }
+    }
+
+    fn format(&self, env: &Env<'_>) -> Result<Value, String> {
+        let name = &self.name;
+        let Some((template, rest)) = self.args.split_first() else {
+            return Err(format!("{name}: missing template"));
+        };
+        let (text, placeholders) = match template {
+            Arg::Str { value, placeholders } => (value.clone(), placeholders.clone()),
+            other => match other.eval(env)? {
+                Value::String(s) => {
+                    let positions = s.match_indices("{}").map(|(i, _)| i).collect();
+                    (s, positions)
+                }
+                v => return Err(format!("{name}: the template must be a string, got {}", type_name(&v))),
+            },
+        };
+        if placeholders.len() != rest.len() {
+            return Err(format!(
+                "{name}: the template has {} `{{}}` placeholders but {} arguments were given",
+                placeholders.len(),
+                rest.len()
+            ));
+        }
+        let mut out = String::new();
+        let mut from = 0;
+        for (at, arg) in placeholders.iter().zip(rest) {
+            out.push_str(text.get(from..*at).unwrap_or_default());
+            match arg.eval(env)? {
+                Value::String(s) => out.push_str(&s),
+                v @ (Value::Number(_) | Value::Bool(_) | Value::Null) => out.push_str(&v.to_string()),
+                v => {
+                    return Err(format!(
+                        "{name}: arguments must be strings, numbers, booleans or null, got {}",
+                        type_name(&v)
+                    ));
+                }
+            }
+            from = at + 2;
+        }
+        out.push_str(text.get(from..).unwrap_or_default());
+        Ok(Value::String(out))
+    }
+}
+
+impl Arg {
+    fn eval(&self, env: &Env<'_>) -> Result<Value, String> {
+        match self {
+            Arg::Str { value, .. } => Ok(Value::String(value.clone())),
+            Arg::Literal(v) => Ok(v.clone()),
+            Arg::Path(p) => env.select(p).cloned(),
+            Arg::Call(c) => c.eval(env),
+        }
+    }
+}
+
+fn one(mut values: Vec<Value>) -> Result<Value, String> {
+    values.pop().ok_or_else(|| "missing argument".to_string())
+}
+
+fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn rest_starts_with(&self, s: &str) -> bool {
+        s.chars().enumerate().all(|(i, c)| self.chars.get(self.pos + i) == Some(&c))
+    }
+
+    fn call(&mut self, depth: usize) -> Result<Call, String> {
+        if depth >= MAX_DEPTH {
+            return Err(format!("more than {MAX_DEPTH} nested calls"));
+        }
+        if !self.rest_starts_with("States.") {
+            return Err("expected a `States.` function".into());
+        }
+        self.pos += "States.".len();
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
+            self.pos += 1;
+        }
+        let short: String = self.chars[start..self.pos].iter().collect();
+        let name = format!("States.{short}");
+        let func = Func::from_name(&short).ok_or_else(|| {
+            format!(
+                "`{name}` is not supported (supported: States.Format, States.StringToJson, \
+                 States.JsonToString, States.Array, States.ArrayLength, States.MathAdd, States.UUID)"
+            )
+        })?;
+        self.skip_ws();
+        if self.peek() != Some('(') {
+            return Err(format!("expected `(` after `{name}`"));
+        }
+        self.pos += 1;
+        let mut args = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(')') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                args.push(self.arg(depth)?);
+                self.skip_ws();
+                match self.peek() {
+                    Some(',') => self.pos += 1,
+                    Some(')') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    Some(c) => return Err(format!("unexpected `{c}` in the arguments of `{name}`")),
+                    None => return Err(format!("missing `)` for `{name}`")),
+                }
+            }
+        }
+        let (min, max) = func.arity();
+        if args.len() < min || args.len() > max {
+            let expected = if min == max { format!("{min}") } else { format!("at least {min}") };
+            return Err(format!("`{name}` takes {expected} argument(s), got {}", args.len()));
+        }
+        if let (Func::Format, Some(Arg::Str { placeholders, .. })) = (func, args.first())
+            && placeholders.len() != args.len() - 1
+        {
+            return Err(format!(
+                "`{name}` template has {} `{{}}` placeholders but {} arguments follow it",
+                placeholders.len(),
+                args.len() - 1
+            ));
+        }
+        Ok(Call { name, func, args })
+    }
+
+    fn arg(&mut self, depth: usize) -> Result<Arg, String> {
+        match self.peek() {
+            Some('\'') => self.string(),
+            Some('$') => {
+                // A path runs to the next `,` or `)` outside brackets and quotes.
+                let start = self.pos;
+                let (mut depth_brackets, mut quote) = (0_i32, None::<char>);
+                while let Some(c) = self.peek() {
+                    match (quote, c) {
+                        (Some(_), '\\') => self.pos += 1,
+                        (Some(q), c) if c == q => quote = None,
+                        (Some(_), _) => {}
+                        (None, '\'' | '"') => quote = Some(c),
+                        (None, '[') => depth_brackets += 1,
+                        (None, ']') => depth_brackets -= 1,
+                        (None, ',' | ')') if depth_brackets <= 0 => break,
+                        (None, _) => {}
+                    }
+                    self.pos += 1;
+                }
+                let end = self.pos.min(self.chars.len());
+                let text: String = self.chars[start..end].iter().collect();
+                Path::parse(text.trim_end()).map(Arg::Path)
+            }
+            Some('S') if self.rest_starts_with("States.") => self.call(depth + 1).map(Arg::Call),
+            Some(_) => {
+                let start = self.pos;
+                while self.peek().is_some_and(|c| c != ',' && c != ')' && !c.is_whitespace()) {
+                    self.pos += 1;
+                }
+                let token: String = self.chars[start..self.pos].iter().collect();
+                match serde_json::from_str::<Value>(&token) {
+                    Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => Ok(Arg::Literal(v)),
+                    _ => Err(format!(
+                        "argument `{token}` is not a quoted string, number, boolean, null, path or function"
+                    )),
+                }
+            }
+            None => Err("missing argument".into()),
+        }
+    }
+
+    /// A single-quoted literal. `\'`, `\{`, `\}` and `\\` are escapes; an
+    /// unescaped `{}` is recorded as a Format placeholder.
+    fn string(&mut self) -> Result<Arg, String> {
+        self.pos += 1;
+        let mut value = String::new();
+        let mut placeholders = Vec::new();
+        loop {
+            match self.peek() {
+                None => return Err("unterminated string literal".into()),
+                Some('\\') => {
+                    let escaped =
+                        self.chars.get(self.pos + 1).copied().ok_or("unterminated string literal")?;
+                    value.push(escaped);
+                    self.pos += 2;
+                }
+                Some('\'') => {
+                    self.pos += 1;
+                    return Ok(Arg::Str { value, placeholders });
+                }
+                Some('{') if self.chars.get(self.pos + 1) == Some(&'}') => {
+                    placeholders.push(value.len());
+                    value.push_str("{}");
+                    self.pos += 2;
+                }
+                Some(c) => {
+                    value.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::rng::Rng;
+
+    fn eval(text: &str, input: Value) -> Result<Value, String> {
+        let rng = Rng::seeded(1);
+        let context = json!({"State": {"Name": "S"}, "Execution": {"Name": "exec-1"}});
+        let env = Env { input: &input, context: &context, rng: &rng };
+        Call::parse(text).unwrap().eval(&env)
+    }
+
+    #[test]
+    fn format_with_literals_paths_and_escapes() {
+        let input = json!({"name": "Arnav", "n": 3, "t": "Hi {}!", "ok": true});
+        assert_eq!(eval("States.Format('Hello, {}.', $.name)", input.clone()), Ok(json!("Hello, Arnav.")));
+        assert_eq!(
+            eval("States.Format('{} {} {} {}', $.n, $.ok, null, 'x')", input.clone()),
+            Ok(json!("3 true null x"))
+        );
+        assert_eq!(eval("States.Format($.t, $.name)", input.clone()), Ok(json!("Hi Arnav!")));
+        assert_eq!(
+            eval(r"States.Format('it\'s \{literal\} {}', $$.Execution.Name)", input.clone()),
+            Ok(json!("it's {literal} exec-1"))
+        );
+        assert!(eval("States.Format('{}', $.missing)", input.clone()).unwrap_err().contains("$.missing"));
+        assert!(eval("States.Format($.t)", input).unwrap_err().contains("1 `{}` placeholders but 0"));
+    }
+
+    #[test]
+    fn json_array_and_math() {
+        let input = json!({"s": "{\"a\":[1,2]}", "obj": {"k": "v"}, "xs": [1, 2, 3], "n": 5});
+        assert_eq!(eval("States.StringToJson($.s)", input.clone()), Ok(json!({"a": [1, 2]})));
+        assert_eq!(eval("States.JsonToString($.obj)", input.clone()), Ok(json!("{\"k\":\"v\"}")));
+        assert_eq!(
+            eval("States.Array($.n, 'two', 3.5, true, null, States.Array())", input.clone()),
+            Ok(json!([5, "two", 3.5, true, null, []]))
+        );
+        assert_eq!(eval("States.ArrayLength($.xs)", input.clone()), Ok(json!(3)));
+        assert_eq!(eval("States.MathAdd($.n, -7)", input.clone()), Ok(json!(-2)));
+        assert_eq!(
+            eval("States.MathAdd(States.ArrayLength(States.Array(1, 2)), 1)", input.clone()),
+            Ok(json!(3))
+        );
+        assert!(eval("States.MathAdd($.n, 1.5)", input.clone()).unwrap_err().contains("integers"));
+        assert!(eval("States.StringToJson($.n)", input.clone()).unwrap_err().contains("must be a string"));
+        assert!(eval("States.StringToJson('{nope')", input.clone()).unwrap_err().contains("not valid JSON"));
+        assert!(eval("States.ArrayLength($.obj)", input).unwrap_err().contains("must be an array"));
+    }
+
+    #[test]
+    fn uuid_is_a_v4_string() {
+        let v = eval("States.UUID()", json!({})).unwrap();
+        let s = v.as_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+    }
+
+    #[test]
+    fn paths_with_commas_in_brackets() {
+        let input = json!({"a,b": "x"});
+        assert_eq!(eval("States.Format('{}', $['a,b'])", input), Ok(json!("x")));
+    }
+
+    #[test]
+    fn parse_errors_are_load_errors() {
+        for (text, msg) in [
+            ("States.Hash($.x, 'SHA-256')", "`States.Hash` is not supported"),
+            ("States.Nope()", "`States.Nope` is not supported"),
+            ("States.Format('{} {}', $.a)", "2 `{}` placeholders but 1"),
+            ("States.MathAdd(1)", "takes 2 argument(s), got 1"),
+            ("States.UUID(1)", "takes 0 argument(s)"),
+            ("States.Array('x'", "missing `)`"),
+            ("States.Array('x) ", "unterminated string"),
+            ("States.Array(nope)", "argument `nope`"),
+            ("States.Array($..a)", "recursive descent"),
+            ("States.Array() extra", "unexpected text"),
+            ("States.Array(1 2)", "unexpected `2`"),
+        ] {
+            let err = Call::parse(text).unwrap_err();
+            assert!(err.contains(msg), "{text}: {err}");
+        }
+        let deep = format!("{}1{}", "States.Array(".repeat(11), ")".repeat(11));
+        assert!(Call::parse(&deep).unwrap_err().contains("nested"));
+    }
+}
