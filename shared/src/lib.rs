@@ -8,6 +8,7 @@
 pub mod adapters;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod ingress;
 pub mod ports;

@@ -4,4 +4,6 @@
 
 pub mod http_client;
 pub mod local;
+pub mod report;
 pub mod send;
+pub mod workflow;

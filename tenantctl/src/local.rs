@@ -1,34 +1,259 @@
-//! `tenantctl local serve`: the webhook behind the same handler code as in
-//! Lambda, with local adapters in place of AWS.
+//! `tenantctl local serve`: the whole stack on a laptop. The webhook handler,
+//! the dispatcher and the steps are the same code as in Lambda; the state
+//! machines are the same files; local adapters stand in for AWS.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use asl::RunOptions;
+use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde::Serialize;
-use tenancy::adapters::local::LocalEventQueue;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tenancy::adapters::local::{LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalTenantStore};
+use tenancy::clock::Clock;
+use tenancy::config::TenantSettings;
+use tenancy::dispatch::dispatch;
+use tenancy::domain::Catalog;
+use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
+use tenancy::ingress::webhook::error_chain;
+use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::steps::ProvisionSteps;
 use tokio::net::TcpListener;
+
+use crate::workflow::{LocalStarter, LocalWorkflows, load_machines};
 
 /// API Gateway refuses payloads over 10 MB before Lambda sees them; the
 /// handler's own, smaller limit answers 413 below that.
 const TRANSPORT_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// SQS's redrive: after this many failed receives a message is dead-lettered.
+const MAX_RECEIVES: u32 = 5;
+
+/// Views of what the adapters made, for `GET /local/state`.
+#[async_trait]
+pub trait Inspect: Send + Sync {
+    async fn services(&self) -> Value;
+    async fn dns_records(&self) -> Value;
+    async fn emails(&self) -> Value;
+}
+
+pub struct LocalInspect {
+    pub launcher: Arc<LocalLauncher>,
+    pub dns: Arc<LocalDns>,
+    pub outbox: Arc<LocalOutbox>,
+}
+
+#[async_trait]
+impl Inspect for LocalInspect {
+    async fn services(&self) -> Value {
+        json!(self.launcher.services())
+    }
+    async fn dns_records(&self) -> Value {
+        json!(self.dns.records())
+    }
+    async fn emails(&self) -> Value {
+        json!(self.outbox.sent())
+    }
+}
+
+/// How the local stack runs.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Keep state here so it survives a restart; in memory when `None`.
+    pub state: Option<PathBuf>,
+    /// Multiplies Wait states, retry delays and simulated AWS delays.
+    pub time_scale: f64,
+    /// Read the state machines from this directory instead of the copies
+    /// built in from infra/statemachine/.
+    pub definitions: Option<PathBuf>,
+}
+
+/// The configuration every step shares.
+pub struct StepConfig {
+    pub settings: TenantSettings,
+    pub catalog: Catalog,
+    pub password_key: PasswordKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub event_type: String,
+    pub error: String,
+}
 
 /// Everything the local server holds.
 pub struct LocalStack {
     pub ingress: WebhookIngress,
     pub queue: Arc<LocalEventQueue>,
+    pub workflows: Arc<LocalWorkflows>,
+    pub starter: Arc<dyn WorkflowStarter>,
+    pub store: Arc<dyn TenantStore>,
+    pub inspect: Arc<dyn Inspect>,
+    pub time_scale: f64,
+    dead_letters: Mutex<Vec<DeadLetter>>,
+}
+
+/// The AWS-shaped parts a stack is built from (local adapters, or the AWS
+/// adapters pointed at an emulator).
+pub struct Adapters {
+    pub steps: ProvisionSteps,
+    pub inspect: Arc<dyn Inspect>,
+}
+
+impl Adapters {
+    /// Local adapters, with simulated delays scaled like the waits.
+    pub fn local(
+        config: StepConfig,
+        clock: Arc<dyn Clock>,
+        options: &LocalOptions,
+    ) -> anyhow::Result<Adapters> {
+        let dir = options.state.as_deref();
+        let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
+        let launcher = Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?);
+        let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?);
+        let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
+        let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
+        let steps = ProvisionSteps {
+            store,
+            launcher: launcher.clone(),
+            dns: dns.clone(),
+            mailer: outbox.clone(),
+            clock,
+            settings: config.settings,
+            catalog: config.catalog,
+            password_key: config.password_key,
+        };
+        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }) })
+    }
+}
+
+impl LocalStack {
+    pub fn new(
+        ingress: WebhookIngress,
+        queue: Arc<LocalEventQueue>,
+        adapters: Adapters,
+        options: &LocalOptions,
+    ) -> anyhow::Result<Arc<LocalStack>> {
+        let store = adapters.steps.store.clone();
+        let run_options = RunOptions { time_scale: options.time_scale, ..RunOptions::default() };
+        let workflows = LocalWorkflows::open(
+            load_machines(options.definitions.as_deref())?,
+            Arc::new(adapters.steps),
+            run_options,
+            options.state.as_deref(),
+        )?;
+        Ok(Arc::new(LocalStack {
+            ingress,
+            queue,
+            starter: Arc::new(LocalStarter(workflows.clone())),
+            workflows,
+            store,
+            inspect: adapters.inspect,
+            time_scale: options.time_scale,
+            dead_letters: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letters.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The dispatcher: takes events off the queue and starts executions,
+    /// returning failures to the queue like SQS does (then dead-lettering).
+    pub fn spawn_dispatcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let stack = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut receives: HashMap<String, u32> = HashMap::new();
+            loop {
+                let event = stack.queue.next().await;
+                match dispatch(stack.starter.as_ref(), &event).await {
+                    Ok(_) => {
+                        receives.remove(event.event_id.as_str());
+                    }
+                    Err(error) => stack.redeliver(&mut receives, event, &error_chain(&error)),
+                }
+            }
+        })
+    }
+
+    fn redeliver(self: &Arc<Self>, receives: &mut HashMap<String, u32>, event: QueuedEvent, error: &str) {
+        let count = receives.entry(event.event_id.to_string()).or_insert(0);
+        *count += 1;
+        if *count >= MAX_RECEIVES {
+            tracing::error!(event_id = %event.event_id, error, "dead-lettered after {MAX_RECEIVES} receives");
+            self.dead_letters.lock().unwrap_or_else(PoisonError::into_inner).push(DeadLetter {
+                event_id: event.event_id.to_string(),
+                event_type: event.event_type.to_string(),
+                error: error.to_owned(),
+            });
+            return;
+        }
+        tracing::warn!(event_id = %event.event_id, error, receive = *count, "returned to the queue");
+        let stack = Arc::clone(self);
+        // The visibility timeout, scaled like every other local delay.
+        let delay = Duration::from_secs_f64(30.0 * self.time_scale);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tenancy::ports::EventQueue::enqueue(stack.queue.as_ref(), &event).await;
+        });
+    }
+
+    /// Everything, as `GET /local/state` shows it.
+    pub async fn state(&self) -> Value {
+        let tenants = match self.store.list_tenants().await {
+            Ok(tenants) => json!(tenants),
+            Err(error) => json!({ "error": error_chain(&error) }),
+        };
+        let executions: Vec<Value> = self
+            .workflows
+            .executions()
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "name": e.name,
+                    "workflow": e.workflow,
+                    "status": e.status,
+                    "error": e.error,
+                    "cause": e.cause,
+                    "started_at": e.started_at,
+                    "stopped_at": e.stopped_at,
+                    "states": e.states_passed(),
+                })
+            })
+            .collect();
+        let queue: Vec<Value> = self
+            .queue
+            .snapshot()
+            .iter()
+            .map(|e| json!({"event_id": e.event_id.as_str(), "event_type": e.event_type.as_str(), "created": e.created}))
+            .collect();
+        json!({
+            "tenants": tenants,
+            "services": self.inspect.services().await,
+            "dns_records": self.inspect.dns_records().await,
+            "emails": self.inspect.emails().await,
+            "executions": executions,
+            "queue": queue,
+            "dead_letters": self.dead_letters(),
+        })
+    }
 }
 
 pub fn router(stack: Arc<LocalStack>) -> Router {
     Router::new()
         .route("/stripe/webhook", post(stripe_webhook))
-        .route("/local/queue", get(queued_events))
+        .route("/local/state", get(local_state))
+        .route("/local/executions/{name}", get(execution_history))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }
@@ -38,28 +263,16 @@ async fn stripe_webhook(State(stack): State<Arc<LocalStack>>, headers: HeaderMap
     (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
 }
 
-/// What `GET /local/queue` shows of each waiting message.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct QueuedView {
-    pub event_id: String,
-    pub event_type: String,
-    pub created: i64,
-    pub body_bytes: usize,
+async fn local_state(State(stack): State<Arc<LocalStack>>) -> Response {
+    axum::Json(stack.state().await).into_response()
 }
 
-async fn queued_events(State(stack): State<Arc<LocalStack>>) -> impl IntoResponse {
-    let events: Vec<QueuedView> = stack
-        .queue
-        .snapshot()
-        .into_iter()
-        .map(|event| QueuedView {
-            event_id: event.event_id.to_string(),
-            event_type: event.event_type.to_string(),
-            created: event.created,
-            body_bytes: event.body.len(),
-        })
-        .collect();
-    (StatusCode::OK, axum::Json(serde_json::json!({ "queue": events })))
+async fn execution_history(State(stack): State<Arc<LocalStack>>, Path(name): Path<String>) -> Response {
+    match stack.workflows.execution(&name) {
+        Some(execution) => axum::Json(execution).into_response(),
+        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no execution named {name}")})))
+            .into_response(),
+    }
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address.
@@ -75,5 +288,8 @@ pub async fn serve(
     stack: Arc<LocalStack>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(stack)).with_graceful_shutdown(shutdown).await
+    let dispatcher = stack.spawn_dispatcher();
+    let served = axum::serve(listener, router(stack)).with_graceful_shutdown(shutdown).await;
+    dispatcher.abort();
+    served
 }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue};
-use tenancy::clock::SystemClock;
-use tenancy::config::{ProcessEnv, SecretsSource, WebhookConfig};
+use tenancy::clock::{Clock, SystemClock};
+use tenancy::config::{self, Lookup, ProcessEnv, SecretsSource, TenantSettings, WebhookConfig};
+use tenancy::domain::Catalog;
 use tenancy::ingress::WebhookIngress;
-use tenancy::stripe::{WebhookSecret, WebhookSecrets};
+use tenancy::stripe::WebhookSecrets;
 use tenantctl::http_client::HttpClient;
-use tenantctl::local::{LocalStack, QueuedView};
+use tenantctl::local::{Adapters, LocalOptions, LocalStack, StepConfig};
+use tenantctl::report;
 use tenantctl::send::{Delivery, send_file};
 
 #[derive(Parser)]
@@ -46,16 +48,33 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LocalCommand {
-    /// Serve POST /stripe/webhook and GET /local/queue with local adapters.
-    /// Reads STRIPE_WEBHOOK_SECRET (comma-separated) and STRIPE_MODE.
+    /// Serve the whole flow with local adapters: POST /stripe/webhook,
+    /// GET /local/state, GET /local/executions/{name}.
+    /// Reads STRIPE_WEBHOOK_SECRET (comma-separated) and STRIPE_MODE; optional
+    /// TENANT_DOMAIN, OPERATOR_EMAIL, TENANT_PASSWORD_KEY.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8787")]
         addr: SocketAddr,
+        /// Keep state in this directory so it survives a restart.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Multiplies Wait states, retry delays and simulated AWS delays
+        /// (1.0 = real time).
+        #[arg(long, default_value_t = 0.01)]
+        time_scale: f64,
+        /// Read the state machine files from here instead of the built-in
+        /// copies of infra/statemachine/.
+        #[arg(long)]
+        definitions: Option<PathBuf>,
     },
-    /// Print what the local server's queue holds.
-    Queue {
+    /// Print the executions (like the Step Functions console), tenants,
+    /// services, DNS records and mails of a running local server.
+    State {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
         server: String,
+        /// Wait until no execution is running (up to this many seconds).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
     },
 }
 
@@ -63,22 +82,48 @@ enum LocalCommand {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Local { command: LocalCommand::Serve { addr } } => serve(addr).await,
-        Command::Local { command: LocalCommand::Queue { server } } => show_queue(&server).await,
+        Command::Local { command: LocalCommand::Serve { addr, state, time_scale, definitions } } => {
+            serve(addr, LocalOptions { state, time_scale, definitions }).await
+        }
+        Command::Local { command: LocalCommand::State { server, wait } } => {
+            report::print_state(&server, wait).await
+        }
         Command::Send { url, secret, timestamp, files } => send(&url, &secret, timestamp, &files).await,
     }
 }
 
-async fn serve(addr: SocketAddr) -> Result<()> {
+/// Local runs work with no configuration beyond the webhook secret.
+fn with_local_defaults(var: &str) -> Option<String> {
+    ProcessEnv.get(var).or_else(|| match var {
+        config::TENANT_DOMAIN => Some("apps.example.test".into()),
+        config::OPERATOR_EMAIL => Some("operator@example.test".into()),
+        config::TENANT_PASSWORD_KEY => Some("local-development-key-never-use-in-aws-0001".into()),
+        _ => None,
+    })
+}
+
+async fn serve(addr: SocketAddr, options: LocalOptions) -> Result<()> {
     tenancy::telemetry::init_json_logs();
-    let config = WebhookConfig::from_lookup(&ProcessEnv)?;
+    if !(options.time_scale.is_finite() && options.time_scale >= 0.0) {
+        bail!("--time-scale must be a number ≥ 0");
+    }
+    let env = &with_local_defaults;
+    let config = WebhookConfig::from_lookup(env)?;
     if !matches!(config.secrets, SecretsSource::Inline(_)) {
         bail!("local serve reads its webhook secrets from STRIPE_WEBHOOK_SECRET");
     }
-    let verifier = config.verifier(&InMemorySecretStore::default()).await?;
+    let secrets = InMemorySecretStore::default();
+    let verifier = config.verifier(&secrets).await?;
+    let step_config = StepConfig {
+        settings: TenantSettings::from_lookup(env)?,
+        catalog: Catalog::embedded()?,
+        password_key: config::password_key(env, &secrets).await?,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let adapters = Adapters::local(step_config, clock.clone(), &options)?;
     let queue = Arc::new(LocalEventQueue::default());
-    let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), Arc::new(SystemClock));
-    let stack = Arc::new(LocalStack { ingress, queue });
+    let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock);
+    let stack = LocalStack::new(ingress, queue, adapters, &options)?;
     let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     println!("tenantctl local: listening on http://{bound} (Stripe mode: {})", config.mode);
     tenantctl::local::serve(listener, stack, async {
@@ -91,33 +136,11 @@ async fn serve(addr: SocketAddr) -> Result<()> {
 
 async fn send(url: &str, secret: &str, timestamp: Option<i64>, files: &[PathBuf]) -> Result<()> {
     let secrets = WebhookSecrets::parse_list(secret).context("STRIPE_WEBHOOK_SECRET / --secret")?;
-    let secret: &WebhookSecret = secrets.primary();
     let client = HttpClient::default();
-    let delivery = Delivery { url, secret, timestamp };
+    let delivery = Delivery { url, secret: secrets.primary(), timestamp };
     for file in files {
         let sent = send_file(&client, &delivery, file).await?;
         println!("{:<48} -> {} {}", sent.file.display(), sent.status.as_u16(), sent.answer);
-    }
-    Ok(())
-}
-
-async fn show_queue(server: &str) -> Result<()> {
-    let url = format!("{}/local/queue", server.trim_end_matches('/'));
-    let (status, body) = HttpClient::default().get(&url).await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}");
-    }
-    #[derive(serde::Deserialize)]
-    struct Listing {
-        queue: Vec<QueuedView>,
-    }
-    let listing: Listing = serde_json::from_slice(&body).with_context(|| format!("reading {url}"))?;
-    println!("{} message(s) on the local queue", listing.queue.len());
-    for event in listing.queue {
-        println!(
-            "  {:<32} {:<32} created {} ({} bytes)",
-            event.event_id, event.event_type, event.created, event.body_bytes
-        );
     }
     Ok(())
 }

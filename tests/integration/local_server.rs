@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use integration_tests::{FIXTURE_SECRET, ingress_at, read_repo_file, repo_root};
-use tenancy::adapters::local::LocalEventQueue;
+use integration_tests::{FIXTURE_SECRET, local_adapters, local_stack, read_repo_file, repo_root};
 use tenancy::stripe::WebhookSecret;
 use tenantctl::http_client::HttpClient;
-use tenantctl::local::{LocalStack, bind, serve};
+use tenantctl::local::LocalStack;
+use tenantctl::local::{bind, serve};
 use tenantctl::send::{Delivery, send_bytes, send_file};
 use tokio::sync::oneshot;
 
@@ -15,21 +15,20 @@ const NOW: i64 = 1_763_800_100;
 
 struct Server {
     base: String,
-    queue: Arc<LocalEventQueue>,
+    stack: Arc<LocalStack>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
     async fn start() -> Server {
-        let queue = Arc::new(LocalEventQueue::default());
-        let stack = Arc::new(LocalStack { ingress: ingress_at(NOW, queue.clone()), queue: queue.clone() });
+        let stack = local_stack(NOW, local_adapters());
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, stack, async {
+        let task = tokio::spawn(serve(listener, stack.clone(), async {
             let _ = stopped.await;
         }));
-        Server { base: format!("http://{addr}"), queue, stop: Some(stop), task }
+        Server { base: format!("http://{addr}"), stack, stop: Some(stop), task }
     }
 
     fn webhook(&self) -> String {
@@ -45,7 +44,7 @@ impl Server {
 }
 
 #[tokio::test]
-async fn a_signed_sample_event_lands_on_the_local_queue_once() {
+async fn a_paid_checkout_posted_twice_becomes_one_active_tenant() {
     let server = Server::start().await;
     let client = HttpClient::default();
     let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
@@ -53,18 +52,34 @@ async fn a_signed_sample_event_lands_on_the_local_queue_once() {
     let delivery = Delivery { url: &url, secret: &secret, timestamp: Some(NOW) };
     let file = repo_root().join("events/01-checkout.session.completed.json");
 
-    let sent = send_file(&client, &delivery, &file).await.unwrap();
-    assert_eq!((sent.status, sent.answer.as_str()), (StatusCode::OK, r#"{"received":true}"#));
+    for _ in 0..2 {
+        let sent = send_file(&client, &delivery, &file).await.unwrap();
+        assert_eq!((sent.status, sent.answer.as_str()), (StatusCode::OK, r#"{"received":true}"#));
+    }
+    assert!(server.stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
 
-    let queued = server.queue.snapshot();
-    assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].body, read_repo_file("events/01-checkout.session.completed.json"));
-
-    let (status, listing) = client.get(&format!("{}/local/queue", server.base)).await.unwrap();
+    let (status, body) = client.get(&format!("{}/local/state", server.base)).await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    let listing: serde_json::Value = serde_json::from_slice(&listing).unwrap();
-    assert_eq!(listing["queue"][0]["event_id"], "evt_1QAcmeCheckoutDone");
-    assert_eq!(listing["queue"].as_array().unwrap().len(), 1);
+    let state: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let count = |key: &str| state[key].as_array().unwrap().len();
+    assert_eq!(
+        (count("executions"), count("tenants"), count("services"), count("dns_records"), count("emails")),
+        (1, 1, 1, 1, 1)
+    );
+    assert_eq!(state["executions"][0]["name"], "evt_1QAcmeCheckoutDone");
+    assert_eq!(state["executions"][0]["status"], "SUCCEEDED");
+    assert_eq!(state["executions"][0]["states"][0], "RecordSignup");
+    assert_eq!(state["tenants"][0]["status"], "ACTIVE");
+    assert_eq!(state["dns_records"][0]["name"], "acme.apps.example.test");
+    assert_eq!(state["emails"][0]["to"], "dana@acme.example");
+
+    let (status, history) =
+        client.get(&format!("{}/local/executions/evt_1QAcmeCheckoutDone", server.base)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let history: serde_json::Value = serde_json::from_slice(&history).unwrap();
+    assert_eq!(history["history"][0]["kind"], "ExecutionStarted");
+    let (status, _) = client.get(&format!("{}/local/executions/evt_nope", server.base)).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
 
@@ -115,6 +130,7 @@ async fn each_class_of_bad_request_gets_its_answer_over_http() {
     let (status, answer) = send(&good, NOW, ignored).await;
     assert_eq!((status, answer.as_str()), (StatusCode::OK, r#"{"ignored":true,"received":true}"#));
 
-    assert!(server.queue.is_empty(), "nothing refused or ignored may reach the queue");
+    assert!(server.stack.workflows.wait_idle(std::time::Duration::from_secs(10)).await);
+    assert!(server.stack.workflows.executions().is_empty(), "nothing refused or ignored may start work");
     server.stop().await;
 }

@@ -57,3 +57,36 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or_default();
     format!("{prefix}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Settings, catalog and password key as a local run uses them.
+pub fn step_config() -> tenantctl::local::StepConfig {
+    use tenancy::config::{TenantDomain, TenantSettings};
+    use tenancy::domain::password::PasswordKey;
+    use tenancy::domain::{Catalog, EmailAddress};
+    tenantctl::local::StepConfig {
+        settings: TenantSettings {
+            domain: TenantDomain::parse("apps.example.test").expect("valid domain"),
+            operator_email: EmailAddress::parse("operator@example.test").expect("valid address"),
+        },
+        catalog: Catalog::embedded().expect("the shipped catalog is valid"),
+        password_key: PasswordKey::parse("integration-test-password-key-000000000").expect("long enough"),
+    }
+}
+
+/// Local adapters in memory, no delays.
+pub fn local_adapters() -> tenantctl::local::Adapters {
+    let options = instant_options();
+    tenantctl::local::Adapters::local(step_config(), Arc::new(tenancy::clock::SystemClock), &options)
+        .expect("in-memory adapters open")
+}
+
+pub fn instant_options() -> tenantctl::local::LocalOptions {
+    tenantctl::local::LocalOptions { state: None, time_scale: 0.0, definitions: None }
+}
+
+/// The whole local stack (webhook at `now`, dispatcher, workflows) on `adapters`.
+pub fn local_stack(now: i64, adapters: tenantctl::local::Adapters) -> Arc<tenantctl::local::LocalStack> {
+    let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
+    let ingress = ingress_at(now, queue.clone());
+    tenantctl::local::LocalStack::new(ingress, queue, adapters, &instant_options()).expect("the stack builds")
+}

@@ -101,7 +101,11 @@ mod tests {
         for error in [
             StepError::Transient { what: "x", source: "y".into() },
             StepError::SubdomainTaken { subdomain: Subdomain::parse("acme").unwrap() },
-            StepError::InvalidSignup(InvalidSignup { checkout_session: None, customer_email: None, problems: vec![] }),
+            StepError::InvalidSignup(InvalidSignup {
+                checkout_session: None,
+                customer_email: None,
+                problems: vec![],
+            }),
         ] {
             assert!(definition.contains(&format!("\"{}\"", error.error_name())), "{}", error.error_name());
         }

@@ -27,7 +27,8 @@ where
             "step",
             step = step_name,
             event_id = event.payload.get("event_id").and_then(serde_json::Value::as_str).unwrap_or_default(),
-            tenant_id = event.payload.get("tenant_id").and_then(serde_json::Value::as_str).unwrap_or_default(),
+            tenant_id =
+                event.payload.get("tenant_id").and_then(serde_json::Value::as_str).unwrap_or_default(),
         );
         let work = async move {
             let result = step(event.payload).await;

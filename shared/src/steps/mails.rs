@@ -39,7 +39,13 @@ pub fn provisioning_failed_customer(signup: &CheckoutSignup) -> Mail {
     }
 }
 
-pub fn provisioning_failed_operator(operator: &EmailAddress, tenant: &TenantId, event_id: &str, error: &str, cause: &str) -> Mail {
+pub fn provisioning_failed_operator(
+    operator: &EmailAddress,
+    tenant: &TenantId,
+    event_id: &str,
+    error: &str,
+    cause: &str,
+) -> Mail {
     Mail {
         to: operator.clone(),
         subject: format!("[tenancy] provisioning FAILED for {tenant}"),
@@ -62,7 +68,13 @@ pub fn signup_rejected_customer(to: &EmailAddress, reason: &str) -> Mail {
     }
 }
 
-pub fn signup_rejected_operator(operator: &EmailAddress, tenant: &TenantId, event_id: &str, error: &str, cause: &str) -> Mail {
+pub fn signup_rejected_operator(
+    operator: &EmailAddress,
+    tenant: &TenantId,
+    event_id: &str,
+    error: &str,
+    cause: &str,
+) -> Mail {
     Mail {
         to: operator.clone(),
         subject: format!("[tenancy] signup REJECTED ({error}) for {tenant}"),

@@ -124,21 +124,28 @@ impl ProvisionSteps {
         let (store, launcher, dns, mailer) =
             (self.store.as_ref(), self.launcher.as_ref(), self.dns.as_ref(), self.mailer.as_ref());
         match step {
-            StepName::RecordSignup => call_json(input, async |i| provision::record_signup(store, &ctx, i).await).await,
+            StepName::RecordSignup => {
+                call_json(input, async |i| provision::record_signup(store, &ctx, i).await).await
+            }
             StepName::LaunchTenant => {
                 call_json(input, async |i| provision::launch_tenant(store, launcher, &ctx, i).await).await
             }
             StepName::CheckTenantHealth => {
                 call_json(input, async |i| provision::check_tenant_health(launcher, i).await).await
             }
-            StepName::PublishDns => call_json(input, async |i| provision::publish_dns(store, dns, &ctx, i).await).await,
+            StepName::PublishDns => {
+                call_json(input, async |i| provision::publish_dns(store, dns, &ctx, i).await).await
+            }
             StepName::CheckDns => call_json(input, async |i| provision::check_dns(dns, i).await).await,
             StepName::SendWelcomeMail => {
                 call_json(input, async |i| provision::send_welcome_mail(store, mailer, &ctx, i).await).await
             }
-            StepName::MarkActive => call_json(input, async |i| provision::mark_active(store, ctx.clock, i).await).await,
+            StepName::MarkActive => {
+                call_json(input, async |i| provision::mark_active(store, ctx.clock, i).await).await
+            }
             StepName::CompensateProvision => {
-                call_json(input, async |i| provision::compensate(store, launcher, dns, mailer, &ctx, i).await).await
+                call_json(input, async |i| provision::compensate(store, launcher, dns, mailer, &ctx, i).await)
+                    .await
             }
             StepName::RejectSignup => {
                 call_json(input, async |i| provision::reject_signup(store, mailer, &ctx, i).await).await

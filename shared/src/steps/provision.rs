@@ -13,8 +13,8 @@ use crate::config::TenantSettings;
 use crate::domain::password::{PasswordKey, TemporaryPassword};
 use crate::domain::{Catalog, CheckoutSignup, Failure, Subdomain, TenantId, TenantRecord, TenantStatus};
 use crate::ports::{
-    ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mail, Mailer, ServiceHealth, StoreError,
-    TenantLauncher, TenantStore,
+    ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mail, Mailer, ServiceHealth,
+    StoreError, TenantLauncher, TenantStore,
 };
 use crate::stripe::StripeEventId;
 
@@ -195,7 +195,8 @@ pub async fn record_signup(
         subdomain: signup.subdomain.clone(),
         host: ctx.settings.domain.host(&signup.subdomain),
     };
-    let password_hash = TemporaryPassword::derive(ctx.password_key, &tenant_id).hash(ctx.password_key, &tenant_id)?;
+    let password_hash =
+        TemporaryPassword::derive(ctx.password_key, &tenant_id).hash(ctx.password_key, &tenant_id)?;
     let record = TenantRecord::provisioning(
         signup,
         password_hash,
@@ -213,7 +214,11 @@ pub async fn record_signup(
 }
 
 /// The app's settings, passed to its container as environment variables.
-pub fn app_environment(record: &TenantRecord, signup: &CheckoutSignup, url: &str) -> BTreeMap<String, String> {
+pub fn app_environment(
+    record: &TenantRecord,
+    signup: &CheckoutSignup,
+    url: &str,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("TENANT_ID".to_owned(), record.id.to_string()),
         ("TIER".to_owned(), signup.plan.tier.to_string()),
@@ -231,7 +236,10 @@ pub fn app_environment(record: &TenantRecord, signup: &CheckoutSignup, url: &str
 }
 
 fn signup_of(record: &TenantRecord) -> Result<&CheckoutSignup, StepError> {
-    record.signup.as_ref().ok_or_else(|| StepError::Internal(format!("tenant {} has no signup details", record.id)))
+    record
+        .signup
+        .as_ref()
+        .ok_or_else(|| StepError::Internal(format!("tenant {} has no signup details", record.id)))
 }
 
 /// 2. Launch the tenant's service, target group and listener rule.
@@ -263,12 +271,19 @@ pub async fn launch_tenant(
 }
 
 /// 3. One health check of the service (the Wait/Choice loop calls it again).
-pub async fn check_tenant_health(launcher: &dyn TenantLauncher, input: HealthInput) -> Result<HealthReport, StepError> {
+pub async fn check_tenant_health(
+    launcher: &dyn TenantLauncher,
+    input: HealthInput,
+) -> Result<HealthReport, StepError> {
     let checks = input.checks.saturating_add(1);
     Ok(match launcher.health(&input.tenant_id).await? {
-        ServiceHealth::Healthy => HealthReport { healthy: true, broken: false, detail: "healthy".into(), checks },
+        ServiceHealth::Healthy => {
+            HealthReport { healthy: true, broken: false, detail: "healthy".into(), checks }
+        }
         ServiceHealth::Starting { detail } => HealthReport { healthy: false, broken: false, detail, checks },
-        ServiceHealth::Broken { reason } => HealthReport { healthy: false, broken: true, detail: reason, checks },
+        ServiceHealth::Broken { reason } => {
+            HealthReport { healthy: false, broken: true, detail: reason, checks }
+        }
     })
 }
 
@@ -361,12 +376,20 @@ pub async fn compensate(
             &input.error.cause,
         );
         mailer.send(&mail).await?;
-        return Ok(FailureReport { tenant_id, status: TenantStatus::Failed, mails: vec!["failed-operator".into()] });
+        return Ok(FailureReport {
+            tenant_id,
+            status: TenantStatus::Failed,
+            mails: vec!["failed-operator".into()],
+        });
     };
     // Order: stop traffic first (DNS), then the app, then release the name.
     dns.delete_alias(&tenant.host).await?;
     launcher.remove(&tenant.tenant_id).await?;
-    let failure = Failure { error: input.error.error.clone(), cause: input.error.cause.clone(), at: ctx.clock.now_unix() };
+    let failure = Failure {
+        error: input.error.error.clone(),
+        cause: input.error.cause.clone(),
+        at: ctx.clock.now_unix(),
+    };
     let record = update(store, ctx.clock, &tenant.tenant_id, |r| {
         if r.status == TenantStatus::Failed && r.resources == Default::default() {
             return false;
@@ -381,8 +404,15 @@ pub async fn compensate(
 
     let mut sent = Vec::new();
     if let Some(signup) = &record.signup {
-        send_once(store, mailer, ctx.clock, &record.id, "failed-customer", &mails::provisioning_failed_customer(signup))
-            .await?;
+        send_once(
+            store,
+            mailer,
+            ctx.clock,
+            &record.id,
+            "failed-customer",
+            &mails::provisioning_failed_customer(signup),
+        )
+        .await?;
         sent.push("failed-customer".to_owned());
     }
     let operator = mails::provisioning_failed_operator(
@@ -415,23 +445,34 @@ pub async fn reject_signup(
     ctx: &ProvisionContext<'_>,
     input: FailureInput,
 ) -> Result<FailureReport, StepError> {
-    let (tenant_id, session, customer_email) = match CheckoutSignup::from_session(&input.event.data.object, ctx.catalog) {
-        Ok(signup) => (signup.tenant_id(), Some(signup.checkout_session), Some(signup.admin_email)),
-        Err(invalid) => {
-            let id = match &invalid.checkout_session {
-                Some(session) => TenantId::for_checkout(session),
-                None => TenantId::for_event(&input.event.id),
-            };
-            (id, invalid.checkout_session, invalid.customer_email)
-        }
+    let (tenant_id, session, customer_email) =
+        match CheckoutSignup::from_session(&input.event.data.object, ctx.catalog) {
+            Ok(signup) => (signup.tenant_id(), Some(signup.checkout_session), Some(signup.admin_email)),
+            Err(invalid) => {
+                let id = match &invalid.checkout_session {
+                    Some(session) => TenantId::for_checkout(session),
+                    None => TenantId::for_event(&input.event.id),
+                };
+                (id, invalid.checkout_session, invalid.customer_email)
+            }
+        };
+    let failure = Failure {
+        error: input.error.error.clone(),
+        cause: input.error.cause.clone(),
+        at: ctx.clock.now_unix(),
     };
-    let failure = Failure { error: input.error.error.clone(), cause: input.error.cause.clone(), at: ctx.clock.now_unix() };
-    let record = TenantRecord::rejected(tenant_id.clone(), session, failure, input.event.id.as_str(), input.event.created);
-    if let Inserted::Existing(existing) = store.insert_tenant(&record).await? {
-        if existing.status != TenantStatus::Failed {
-            // Never overwrite a real tenant with a rejection.
-            return Err(StepError::Internal(format!("tenant {tenant_id} exists as {}", existing.status)));
-        }
+    let record = TenantRecord::rejected(
+        tenant_id.clone(),
+        session,
+        failure,
+        input.event.id.as_str(),
+        input.event.created,
+    );
+    if let Inserted::Existing(existing) = store.insert_tenant(&record).await?
+        && existing.status != TenantStatus::Failed
+    {
+        // A real tenant under this id is never turned into a rejection.
+        return Err(StepError::Internal(format!("tenant {tenant_id} exists as {}", existing.status)));
     }
     let mut sent = Vec::new();
     if let Some(email) = customer_email {
@@ -439,8 +480,15 @@ pub async fn reject_signup(
             "Tenancy.SubdomainTaken" => "the address you chose was taken by someone else a moment before",
             _ => "the signup details were incomplete",
         };
-        send_once(store, mailer, ctx.clock, &tenant_id, "rejected-customer", &mails::signup_rejected_customer(&email, reason))
-            .await?;
+        send_once(
+            store,
+            mailer,
+            ctx.clock,
+            &tenant_id,
+            "rejected-customer",
+            &mails::signup_rejected_customer(&email, reason),
+        )
+        .await?;
         sent.push("rejected-customer".to_owned());
     }
     let operator = mails::signup_rejected_operator(
@@ -564,8 +612,10 @@ mod tests {
     async fn launch_twice_gives_one_service_with_the_app_settings() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first = launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
-        let second = launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let first =
+            launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let second =
+            launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         assert_eq!(first, second);
         let services = world.launcher.services();
         assert_eq!(services.len(), 1);
@@ -594,10 +644,13 @@ mod tests {
         assert!(after.healthy && after.checks == 4);
 
         let first = publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
-        let second = publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let second =
+            publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         assert_eq!(world.dns.records().len(), 1);
         assert_eq!(world.dns.records()[0].name, "acme.apps.example.com");
-        let status = check_dns(&world.dns, DnsCheckInput { change_id: second.change_id.clone(), checks: 0 }).await.unwrap();
+        let status = check_dns(&world.dns, DnsCheckInput { change_id: second.change_id.clone(), checks: 0 })
+            .await
+            .unwrap();
         assert!(status.in_sync);
         assert_ne!(first.change_id, second.change_id, "each UPSERT is a change of its own");
     }
@@ -606,8 +659,12 @@ mod tests {
     async fn welcome_mail_goes_out_once_with_the_password_whose_hash_the_app_has() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant)).await.unwrap();
-        let second = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let first = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
+        let second = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         assert!(!first.already_sent && second.already_sent);
         assert_eq!(first.message_id, second.message_id);
         let sent = world.outbox.sent();
@@ -649,7 +706,9 @@ mod tests {
         for _ in 0..2 {
             let input = failure_input(Some(&tenant), "Tenancy.Rejected");
             let report =
-                compensate(&world.store, &world.launcher, &world.dns, &world.outbox, &world.ctx(), input).await.unwrap();
+                compensate(&world.store, &world.launcher, &world.dns, &world.outbox, &world.ctx(), input)
+                    .await
+                    .unwrap();
             assert_eq!(report.status, TenantStatus::Failed);
         }
         assert!(world.launcher.services().is_empty());

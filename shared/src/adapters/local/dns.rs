@@ -45,8 +45,18 @@ fn unavailable(error: std::io::Error) -> DnsError {
 }
 
 impl LocalDns {
-    pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>, propagation: Duration, alias_target: &str) -> std::io::Result<Self> {
-        Ok(LocalDns { zone: Persisted::open(dir, "dns.json")?, clock, propagation, alias_target: alias_target.into() })
+    pub fn open(
+        dir: Option<&Path>,
+        clock: Arc<dyn Clock>,
+        propagation: Duration,
+        alias_target: &str,
+    ) -> std::io::Result<Self> {
+        Ok(LocalDns {
+            zone: Persisted::open(dir, "dns.json")?,
+            clock,
+            propagation,
+            alias_target: alias_target.into(),
+        })
     }
 
     pub fn records(&self) -> Vec<LocalDnsRecord> {

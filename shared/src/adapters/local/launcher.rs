@@ -65,7 +65,9 @@ impl TenantLauncher for LocalLauncher {
         self.platform
             .update(|p| {
                 // A host is routed to one target group only, as ALB rules are.
-                if let Some(other) = p.services.values().find(|s| s.host == spec.host && s.tenant_id != spec.tenant) {
+                if let Some(other) =
+                    p.services.values().find(|s| s.host == spec.host && s.tenant_id != spec.tenant)
+                {
                     return Err(LauncherError::Rejected(format!(
                         "host {} is already routed to {}",
                         spec.host, other.tenant_id

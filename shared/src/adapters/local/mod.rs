@@ -4,7 +4,7 @@
 mod dns;
 mod launcher;
 mod mail;
-mod persisted;
+pub mod persisted;
 mod queue;
 mod secrets;
 mod tenants;

@@ -25,8 +25,9 @@ impl<T: Serialize + DeserializeOwned + Default> Persisted<T> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(file);
         let value = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => T::default(),
             Err(e) => return Err(e),
         };

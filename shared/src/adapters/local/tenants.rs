@@ -48,13 +48,16 @@ impl TenantStore for LocalTenantStore {
         let now = self.clock.now_unix();
         self.table
             .update(|t| match t.subdomains.get(subdomain) {
-                Some(claim) if claim.tenant_id != *tenant => {
-                    Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder: claim.tenant_id.clone() })
-                }
+                Some(claim) if claim.tenant_id != *tenant => Err(StoreError::SubdomainTaken {
+                    subdomain: subdomain.clone(),
+                    holder: claim.tenant_id.clone(),
+                }),
                 Some(_) => Ok(()),
                 None => {
-                    t.subdomains
-                        .insert(subdomain.clone(), SubdomainClaim { tenant_id: tenant.clone(), claimed_at: now });
+                    t.subdomains.insert(
+                        subdomain.clone(),
+                        SubdomainClaim { tenant_id: tenant.clone(), claimed_at: now },
+                    );
                     Ok(())
                 }
             })

@@ -1,0 +1,162 @@
+//! The dispatcher room: a queued Stripe event becomes a workflow execution
+//! named after the event (DESIGN.md decision 3).
+
+use serde_json::{Value, json};
+
+use crate::ports::{QueuedEvent, StartOutcome, Workflow, WorkflowError, WorkflowStarter};
+use crate::stripe::{EventEnvelope, EventType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    Started(Workflow),
+    /// Already started by an earlier delivery: done.
+    AlreadyStarted(Workflow),
+    /// No workflow acts on this type (yet); acknowledged and logged.
+    NoWorkflow,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The message is not a Stripe event; retrying will not help, so it goes
+    /// to the dead-letter queue after its receives, kept for an operator.
+    #[error("message is not a Stripe event: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// Which state machine handles an event type.
+pub fn route(event_type: &EventType) -> Option<Workflow> {
+    match event_type {
+        EventType::CheckoutSessionCompleted => Some(Workflow::Provision),
+        _ => None,
+    }
+}
+
+/// Parses a queue message body back into the event it carries.
+pub fn parse_message(body: &str) -> Result<QueuedEvent, DispatchError> {
+    let envelope =
+        EventEnvelope::parse(body.as_bytes()).map_err(|e| DispatchError::Malformed(e.to_string()))?;
+    Ok(QueuedEvent::new(&envelope, body.to_owned()))
+}
+
+/// The execution input: the event's envelope fields and the whole event.
+pub fn execution_input(event: &QueuedEvent) -> Result<Value, DispatchError> {
+    let parsed: Value =
+        serde_json::from_str(&event.body).map_err(|e| DispatchError::Malformed(e.to_string()))?;
+    Ok(json!({
+        "event_id": event.event_id.as_str(),
+        "event_type": event.event_type.as_str(),
+        "created": event.created,
+        "event": parsed,
+    }))
+}
+
+pub async fn dispatch(
+    starter: &dyn WorkflowStarter,
+    event: &QueuedEvent,
+) -> Result<Dispatched, DispatchError> {
+    let Some(workflow) = route(&event.event_type) else {
+        tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, "no workflow for this event type yet; acknowledged");
+        return Ok(Dispatched::NoWorkflow);
+    };
+    let input = execution_input(event)?;
+    let outcome = match starter.start(workflow, &event.event_id, &input).await? {
+        StartOutcome::Started => Dispatched::Started(workflow),
+        StartOutcome::AlreadyStarted => Dispatched::AlreadyStarted(workflow),
+    };
+    tracing::info!(event_id = %event.event_id, workflow = workflow.as_str(), outcome = ?outcome, "dispatched");
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::stripe::StripeEventId;
+
+    /// A starter with Step Functions' name rule: a name starts once.
+    #[derive(Default)]
+    struct NamedStarts(Mutex<HashSet<String>>);
+
+    #[async_trait]
+    impl WorkflowStarter for NamedStarts {
+        async fn start(
+            &self,
+            _: Workflow,
+            name: &StripeEventId,
+            _: &Value,
+        ) -> Result<StartOutcome, WorkflowError> {
+            let fresh = self.0.lock().unwrap().insert(name.to_string());
+            Ok(if fresh { StartOutcome::Started } else { StartOutcome::AlreadyStarted })
+        }
+    }
+
+    fn message(file: &str) -> QueuedEvent {
+        parse_message(
+            &std::fs::read_to_string(format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_checkout_starts_provisioning_once_however_often_it_arrives() {
+        let starter = NamedStarts::default();
+        let event = message("01-checkout.session.completed.json");
+        assert_eq!(dispatch(&starter, &event).await.unwrap(), Dispatched::Started(Workflow::Provision));
+        assert_eq!(
+            dispatch(&starter, &event).await.unwrap(),
+            Dispatched::AlreadyStarted(Workflow::Provision)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_execution_input_carries_the_whole_event() {
+        let event = message("01-checkout.session.completed.json");
+        let input = execution_input(&event).unwrap();
+        assert_eq!(input["event_id"], "evt_1QAcmeCheckoutDone");
+        assert_eq!(input["event"]["data"]["object"]["metadata"]["subdomain"], "acme");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_event_is_malformed() {
+        assert!(matches!(parse_message("{}"), Err(DispatchError::Malformed(_))));
+    }
+}
+
+/// The SQS-triggered Lambda's work: every record dispatched; those that
+/// failed are reported back so only they return to the queue.
+pub mod sqs {
+    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+    use super::{dispatch, parse_message};
+    use crate::ingress::webhook::error_chain;
+    use crate::ports::WorkflowStarter;
+
+    pub async fn handle_batch(starter: &dyn WorkflowStarter, batch: SqsEvent) -> SqsBatchResponse {
+        let mut failures = Vec::new();
+        for record in batch.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let result = match record.body.as_deref() {
+                None => Err(super::DispatchError::Malformed("empty message".into())),
+                Some(body) => match parse_message(body) {
+                    Ok(event) => dispatch(starter, &event).await,
+                    Err(error) => Err(error),
+                },
+            };
+            if let Err(error) = result {
+                tracing::warn!(message_id, error = %error_chain(&error), "message returns to the queue");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                failures.push(failure);
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        response
+    }
+}

@@ -1,0 +1,145 @@
+//! `tenantctl local state`: the local server's state, printed for people.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::http_client::HttpClient;
+
+pub async fn fetch_state(server: &str) -> Result<Value> {
+    let url = format!("{}/local/state", server.trim_end_matches('/'));
+    let (status, body) = HttpClient::default().get(&url).await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    serde_json::from_slice(&body).with_context(|| format!("reading {url}"))
+}
+
+fn busy(state: &Value) -> bool {
+    let running =
+        state["executions"].as_array().is_some_and(|all| all.iter().any(|e| e["status"] == "RUNNING"));
+    let queued = state["queue"].as_array().is_some_and(|queue| !queue.is_empty());
+    running || queued
+}
+
+/// Fetches the state, waiting up to `wait_secs` for the work to settle.
+pub async fn settled_state(server: &str, wait_secs: u64) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
+    loop {
+        let state = fetch_state(server).await?;
+        if !busy(&state) || tokio::time::Instant::now() >= deadline {
+            return Ok(state);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+pub async fn print_state(server: &str, wait_secs: u64) -> Result<()> {
+    let state = settled_state(server, wait_secs).await?;
+    print!("{}", render(&state));
+    Ok(())
+}
+
+pub fn render(state: &Value) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    let list = |key: &str| state[key].as_array().unwrap_or(&empty).clone();
+
+    out.push_str("Executions (Step Functions)\n");
+    for execution in list("executions") {
+        let states: Vec<&str> = execution["states"].as_array().unwrap_or(&empty).iter().map(text).collect();
+        out.push_str(&format!(
+            "  {:<28} {:<10} {:<9} {} states\n",
+            text(&execution["name"]),
+            text(&execution["workflow"]),
+            text(&execution["status"]),
+            states.len()
+        ));
+        out.push_str(&format!("      {}\n", states.join(" → ")));
+        if execution["status"] == "FAILED" {
+            out.push_str(&format!(
+                "      error: {}: {}\n",
+                text(&execution["error"]),
+                text(&execution["cause"])
+            ));
+        }
+    }
+    out.push_str("Tenants (DynamoDB)\n");
+    for tenant in list("tenants") {
+        let signup = &tenant["signup"];
+        let plan = &signup["plan"];
+        out.push_str(&format!(
+            "  {} {:<10} {:<12} plan {} (tier {}) {}  admin {}{}\n",
+            text(&tenant["id"]),
+            text(&signup["subdomain"]),
+            text(&tenant["status"]),
+            text(&plan["key"]),
+            plan["tier"],
+            text(&signup["billing"]),
+            text(&signup["admin_email"]),
+            match tenant["provisioning_seconds"].as_i64() {
+                Some(seconds) => format!(", provisioned in {seconds}s"),
+                None => String::new(),
+            }
+        ));
+        if let Some(failure) = tenant["failure"].as_object() {
+            out.push_str(&format!(
+                "      failure: {}: {}\n",
+                text(&failure["error"]),
+                text(&failure["cause"])
+            ));
+        }
+    }
+    out.push_str("Services (ECS + ALB)\n");
+    for service in list("services") {
+        let env = &service["environment"];
+        out.push_str(&format!(
+            "  {} host {} desired {} (TIER={} PLAN={} LIMIT_ACTIVITIES={})\n",
+            text(&service["service_arn"]),
+            text(&service["host"]),
+            service["desired_count"],
+            text(&env["TIER"]),
+            text(&env["PLAN"]),
+            text(&env["LIMIT_ACTIVITIES"]),
+        ));
+    }
+    out.push_str("DNS records (Route 53)\n");
+    for record in list("dns_records") {
+        out.push_str(&format!(
+            "  {} {} ALIAS {}\n",
+            text(&record["name"]),
+            text(&record["record_type"]),
+            text(&record["alias_target"])
+        ));
+    }
+    out.push_str("Mails (SES)\n");
+    for mail in list("emails") {
+        out.push_str(&format!(
+            "  {} to {}: {}\n",
+            text(&mail["message_id"]),
+            text(&mail["to"]),
+            text(&mail["subject"])
+        ));
+        for line in text(&mail["text"]).lines() {
+            out.push_str(&format!("      | {line}\n"));
+        }
+    }
+    let dead = list("dead_letters");
+    if !dead.is_empty() {
+        out.push_str("Dead letters\n");
+        for letter in dead {
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                text(&letter["event_id"]),
+                text(&letter["event_type"]),
+                text(&letter["error"])
+            ));
+        }
+    }
+    out
+}

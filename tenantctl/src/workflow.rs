@@ -1,0 +1,275 @@
+//! Step Functions on a laptop: the state machine files from infra/ run in
+//! the local ASL interpreter, their Task states calling the step functions
+//! in-process. Execution names are unique, as in Step Functions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use asl::{HistoryEvent, RunOptions, StateMachine, TaskError, TaskHandler};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenancy::ingress::webhook::error_chain;
+use tenancy::ports::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
+use tenancy::steps::{ProvisionSteps, StepName};
+use tenancy::stripe::StripeEventId;
+
+/// The definitions, as deployed (SAM reads the same files).
+pub const PROVISION_DEFINITION: &str = include_str!("../../infra/statemachine/provision.asl.json");
+
+/// The ARN a local Task resource gets for a step.
+pub fn local_function_arn(step: StepName) -> String {
+    format!("arn:aws:lambda:local:000000000000:function:{}", step.as_str())
+}
+
+/// SAM's DefinitionSubstitutions, pointing every function at the local steps.
+pub fn local_substitutions() -> HashMap<String, String> {
+    StepName::ALL.iter().map(|step| (step.substitution().to_owned(), local_function_arn(*step))).collect()
+}
+
+pub fn load_machines(definitions: Option<&Path>) -> anyhow::Result<HashMap<Workflow, Arc<StateMachine>>> {
+    let provision = match definitions {
+        None => PROVISION_DEFINITION.to_owned(),
+        Some(dir) => std::fs::read_to_string(dir.join("provision.asl.json"))?,
+    };
+    let machine = StateMachine::from_json(&provision, &local_substitutions())
+        .map_err(|e| anyhow::anyhow!("provision.asl.json: {e}"))?
+        .with_name("provision");
+    Ok(HashMap::from([(Workflow::Provision, Arc::new(machine))]))
+}
+
+/// Calls the step a Task's resource names.
+struct LocalTasks {
+    steps: Arc<ProvisionSteps>,
+}
+
+#[async_trait]
+impl TaskHandler for LocalTasks {
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
+        let step = resource
+            .rsplit_once(":function:")
+            .and_then(|(_, name)| StepName::from_name(name))
+            .ok_or_else(|| {
+                TaskError::new("Lambda.ResourceNotFoundException", format!("no local function {resource}"))
+            })?;
+        self.steps
+            .invoke(step, input)
+            .await
+            .map_err(|error| TaskError::new(error.error_name(), error_chain(&error)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One execution, as the Step Functions console lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub name: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub history: Vec<HistoryEvent>,
+}
+
+impl ExecutionRecord {
+    /// The states entered, in order (a state entered again is listed again).
+    pub fn states_passed(&self) -> Vec<String> {
+        self.history
+            .iter()
+            .filter(|event| event.kind.ends_with("StateEntered"))
+            .filter_map(|event| event.state.clone())
+            .collect()
+    }
+}
+
+pub struct LocalWorkflows {
+    machines: HashMap<Workflow, Arc<StateMachine>>,
+    tasks: Arc<LocalTasks>,
+    options: RunOptions,
+    executions: Arc<Mutex<BTreeMap<String, ExecutionRecord>>>,
+    dir: Option<PathBuf>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn save(dir: Option<&Path>, record: &ExecutionRecord) {
+    let Some(dir) = dir else { return };
+    let path = dir.join(format!("{}.json", record.name));
+    let written = serde_json::to_vec_pretty(record)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(path.with_extension("json.tmp"), bytes))
+        .and_then(|()| std::fs::rename(path.with_extension("json.tmp"), &path));
+    if let Err(error) = written {
+        tracing::error!(execution = %record.name, %error, "could not save the execution");
+    }
+}
+
+impl LocalWorkflows {
+    /// Loads earlier executions from `state/executions/`; ones a stopped
+    /// process left RUNNING are started again from the top, which is safe
+    /// because every step is idempotent.
+    pub fn open(
+        machines: HashMap<Workflow, Arc<StateMachine>>,
+        steps: Arc<ProvisionSteps>,
+        options: RunOptions,
+        state: Option<&Path>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = state.map(|state| state.join("executions"));
+        let mut executions = BTreeMap::new();
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir)?;
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|ext| ext == "json") {
+                    let record: ExecutionRecord = serde_json::from_slice(&std::fs::read(&path)?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    executions.insert(record.name.clone(), record);
+                }
+            }
+        }
+        let workflows = Arc::new(LocalWorkflows {
+            machines,
+            tasks: Arc::new(LocalTasks { steps }),
+            options,
+            executions: Arc::new(Mutex::new(executions)),
+            dir,
+        });
+        let interrupted: Vec<ExecutionRecord> = lock(&workflows.executions)
+            .values()
+            .filter(|r| r.status == RunStatus::Running)
+            .cloned()
+            .collect();
+        for record in interrupted {
+            let workflow = workflows.machines.keys().find(|w| w.as_str() == record.workflow).copied();
+            if let Some(workflow) = workflow {
+                tracing::info!(execution = %record.name, "restarting an execution interrupted by a stop");
+                workflows.spawn(workflow, record.name, record.input, true);
+            }
+        }
+        Ok(workflows)
+    }
+
+    pub fn executions(&self) -> Vec<ExecutionRecord> {
+        let mut all: Vec<ExecutionRecord> = lock(&self.executions).values().cloned().collect();
+        all.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.name.cmp(&b.name)));
+        all
+    }
+
+    pub fn execution(&self, name: &str) -> Option<ExecutionRecord> {
+        lock(&self.executions).get(name).cloned()
+    }
+
+    pub fn running(&self) -> usize {
+        lock(&self.executions).values().filter(|r| r.status == RunStatus::Running).count()
+    }
+
+    /// Waits until no execution is running, or `limit` passes.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.running() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Starts an execution unless one of that name exists (`restart` runs
+    /// an interrupted one again). Returns whether it started.
+    fn spawn(self: &Arc<Self>, workflow: Workflow, name: String, input: Value, restart: bool) -> bool {
+        let Some(machine) = self.machines.get(&workflow).cloned() else { return false };
+        let record = ExecutionRecord {
+            name: name.clone(),
+            workflow: workflow.as_str().to_owned(),
+            status: RunStatus::Running,
+            error: None,
+            cause: None,
+            started_at: String::new(),
+            stopped_at: None,
+            input: input.clone(),
+            output: None,
+            history: Vec::new(),
+        };
+        {
+            let mut executions = lock(&self.executions);
+            if executions.contains_key(&name) && !restart {
+                return false;
+            }
+            save(self.dir.as_deref(), &record);
+            executions.insert(name.clone(), record);
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let sink = {
+                let executions = Arc::clone(&this.executions);
+                move |execution: &str, event: &HistoryEvent| {
+                    if let Some(record) = lock(&executions).get_mut(execution) {
+                        if record.history.is_empty() {
+                            record.started_at = event.timestamp.clone();
+                        }
+                        record.history.push(event.clone());
+                    }
+                }
+            };
+            let finished =
+                asl::run(&machine, &name, input, this.tasks.as_ref(), &this.options, Some(&sink)).await;
+            let mut executions = lock(&this.executions);
+            if let Some(record) = executions.get_mut(&name) {
+                record.history = finished.history;
+                record.started_at = finished.started_at;
+                record.stopped_at = Some(finished.stopped_at);
+                record.output = finished.output;
+                match finished.status {
+                    asl::ExecutionStatus::Succeeded => record.status = RunStatus::Succeeded,
+                    asl::ExecutionStatus::Failed { error, cause } => {
+                        record.status = RunStatus::Failed;
+                        record.error = Some(error);
+                        record.cause = Some(cause);
+                    }
+                }
+                save(this.dir.as_deref(), record);
+                tracing::info!(execution = %name, status = ?record.status, "execution finished");
+            }
+        });
+        true
+    }
+}
+
+/// Lets the dispatcher start local executions through the same port as
+/// Step Functions'.
+pub struct LocalStarter(pub Arc<LocalWorkflows>);
+
+#[async_trait]
+impl WorkflowStarter for LocalStarter {
+    async fn start(
+        &self,
+        workflow: Workflow,
+        name: &StripeEventId,
+        input: &Value,
+    ) -> Result<StartOutcome, WorkflowError> {
+        if !self.0.machines.contains_key(&workflow) {
+            return Err(WorkflowError::Rejected(format!("no local state machine for {}", workflow.as_str())));
+        }
+        if self.0.spawn(workflow, name.to_string(), input.clone(), false) {
+            Ok(StartOutcome::Started)
+        } else {
+            Ok(StartOutcome::AlreadyStarted)
+        }
+    }
+}
