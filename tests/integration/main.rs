@@ -5,3 +5,4 @@ mod api_gateway;
 mod local_server;
 mod moto_sqs;
 mod moto_ssm;
+mod workflow;

@@ -90,3 +90,68 @@ pub fn local_stack(now: i64, adapters: tenantctl::local::Adapters) -> Arc<tenant
     let ingress = ingress_at(now, queue.clone());
     tenantctl::local::LocalStack::new(ingress, queue, adapters, &instant_options()).expect("the stack builds")
 }
+
+/// Headers Stripe would send for `body` at `now`, signed with [`FIXTURE_SECRET`].
+pub fn stripe_headers(now: i64, body: &[u8]) -> http::HeaderMap {
+    let secret = tenancy::stripe::WebhookSecret::parse(FIXTURE_SECRET).expect("fixture secret is valid");
+    let mut headers = http::HeaderMap::new();
+    let value = secret.sign_header(now, body);
+    headers.insert("stripe-signature", http::HeaderValue::from_str(&value).expect("ASCII header"));
+    headers
+}
+
+/// A launcher that fails its first `failures` launches (transiently or for
+/// good), or never becomes healthy, and otherwise does what `inner` does.
+pub struct FaultyLauncher {
+    pub inner: Arc<dyn tenancy::ports::TenantLauncher>,
+    pub failures: std::sync::atomic::AtomicU32,
+    pub permanent: bool,
+    pub never_healthy: bool,
+    pub launches: std::sync::atomic::AtomicU32,
+}
+
+impl FaultyLauncher {
+    pub fn new(inner: Arc<dyn tenancy::ports::TenantLauncher>) -> Self {
+        FaultyLauncher {
+            inner,
+            failures: Default::default(),
+            permanent: false,
+            never_healthy: false,
+            launches: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl tenancy::ports::TenantLauncher for FaultyLauncher {
+    async fn launch(
+        &self,
+        spec: &tenancy::ports::LaunchSpec,
+    ) -> Result<tenancy::ports::LaunchedTenant, tenancy::ports::LauncherError> {
+        use std::sync::atomic::Ordering;
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        let failing = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failing {
+            return Err(if self.permanent {
+                tenancy::ports::LauncherError::Rejected("CannotPullContainerError: image not found".into())
+            } else {
+                tenancy::ports::LauncherError::Unavailable("ThrottlingException: Rate exceeded".into())
+            });
+        }
+        self.inner.launch(spec).await
+    }
+
+    async fn health(
+        &self,
+        tenant: &tenancy::domain::TenantId,
+    ) -> Result<tenancy::ports::ServiceHealth, tenancy::ports::LauncherError> {
+        if self.never_healthy {
+            return Ok(tenancy::ports::ServiceHealth::Starting { detail: "target unhealthy: 502 on /health".into() });
+        }
+        self.inner.health(tenant).await
+    }
+
+    async fn remove(&self, tenant: &tenancy::domain::TenantId) -> Result<(), tenancy::ports::LauncherError> {
+        self.inner.remove(tenant).await
+    }
+}
