@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: start the local stack, send it the signed sample events from
-# events/ (plus two deliveries Stripe's checks must refuse), show the queue.
+# events/ (plus two deliveries Stripe's checks must refuse), and print the
+# executions like the Step Functions console, then the tenants, services,
+# DNS records and mails they made.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,21 +26,27 @@ for _ in $(seq 1 100); do
 done
 [ -n "$base" ] || { echo "local server did not start" >&2; cat "$log" >&2; exit 1; }
 
-echo "== local stack on $base (Stripe test mode)"
+echo "== local stack on $base (Stripe test mode; AWS delays scaled to 1/100)"
+send() { "$tenantctl" send --url "$base/stripe/webhook" "$@"; }
 echo
-echo "== signed sample events, as Stripe would deliver them"
-"$tenantctl" send --url "$base/stripe/webhook" events/*.json
+echo "== paid checkouts, signed as Stripe signs them (Acme's twice: Stripe delivers at least once)"
+send events/01-checkout.session.completed.json events/01-checkout.session.completed.json \
+  events/09-checkout.session.completed.json events/10-checkout.session.completed.json
+"$tenantctl" local state --server "$base" --wait 120 >/dev/null
+echo "-- Hooli pays for 'acme', which Acme now holds:"
+send events/11-checkout.session.completed.json
+echo
+echo "== Acme's later subscription events (acknowledged; their workflows are the lifecycle issue)"
+send events/0[2-8]-*.json
 echo
 echo "== deliveries that must be refused"
 echo "-- signed with a secret this endpoint does not hold:"
-"$tenantctl" send --url "$base/stripe/webhook" --secret whsec_someone_elses_secret \
-  events/01-checkout.session.completed.json
+send --secret whsec_someone_elses_secret events/01-checkout.session.completed.json
 echo "-- a replay of an old delivery (signed an hour ago):"
-"$tenantctl" send --url "$base/stripe/webhook" --timestamp "$(( $(date +%s) - 3600 ))" \
-  events/01-checkout.session.completed.json
+send --timestamp "$(( $(date +%s) - 3600 ))" events/01-checkout.session.completed.json
 echo
-echo "== what reached the queue (the workflow consumes it next)"
-"$tenantctl" local queue --server "$base"
+echo "== the result, once every execution has finished"
+"$tenantctl" local state --server "$base" --wait 120
 echo
-echo "== server log (JSON, one line per delivery)"
-cat "$log"
+echo "(server log, JSON lines: $log)"
+trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT

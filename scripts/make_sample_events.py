@@ -117,6 +117,30 @@ def main():
                  {"id": "ch_3QAcmeCharge", "object": "charge", "amount": 5000, "currency": "cad",
                   "customer": CUSTOMER, "paid": True, "status": "succeeded"}),
     ]
+    def other_checkout(evt_id, session, customer, subscription, email, name, metadata, amount, created):
+        session_obj = dict(checkout, id=session, customer=customer, subscription=subscription,
+                           customer_email=email, amount_subtotal=amount, amount_total=amount,
+                           metadata=metadata, invoice=None, created=created - 60)
+        session_obj["customer_details"] = dict(checkout["customer_details"], email=email, name=name)
+        return envelope(evt_id, "checkout.session.completed", created, session_obj)
+
+    events += [
+        # A second customer: the top plan, billed annually.
+        other_checkout("evt_1QGlobexCheckoutDone", "cs_test_b2GlobexCheckoutSession", "cus_QGl0bexC0rp",
+                       "sub_1QGl0bexUltimate", "hank@globex.example", "Hank Scorpio",
+                       {"subdomain": "globex", "plan": "ultimate", "billing": "annual",
+                        "organization": "Globex Corporation"}, 72000, T0 + 600),
+        # Metadata that cannot make a tenant: a reserved name and an unknown plan.
+        other_checkout("evt_1QInitechCheckoutDone", "cs_test_c3InitechCheckoutSession", "cus_QIn1tech",
+                       "sub_1QIn1techPlatinum", "bill@initech.example", "Bill Lumbergh",
+                       {"subdomain": "admin", "plan": "platinum", "billing": "monthly",
+                        "organization": "Initech"}, 9900, T0 + 700),
+        # Someone else paying for a name Acme already holds.
+        other_checkout("evt_1QHooliCheckoutDone", "cs_test_d4HooliCheckoutSession", "cus_QH00li",
+                       "sub_1QH00liBasic", "gavin@hooli.example", "Gavin Belson",
+                       {"subdomain": "acme", "plan": "basic", "billing": "monthly",
+                        "organization": "Hooli"}, 2000, T0 + 800),
+    ]
     for index, event in enumerate(events, start=1):
         path = OUT / f"{index:02d}-{event['type']}.json"
         path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

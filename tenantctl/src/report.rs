@@ -72,21 +72,31 @@ pub fn render(state: &Value) -> String {
     out.push_str("Tenants (DynamoDB)\n");
     for tenant in list("tenants") {
         let signup = &tenant["signup"];
-        let plan = &signup["plan"];
-        out.push_str(&format!(
-            "  {} {:<10} {:<12} plan {} (tier {}) {}  admin {}{}\n",
-            text(&tenant["id"]),
-            text(&signup["subdomain"]),
-            text(&tenant["status"]),
-            text(&plan["key"]),
-            plan["tier"],
-            text(&signup["billing"]),
-            text(&signup["admin_email"]),
-            match tenant["provisioning_seconds"].as_i64() {
-                Some(seconds) => format!(", provisioned in {seconds}s"),
-                None => String::new(),
-            }
-        ));
+        if signup.is_null() {
+            out.push_str(&format!(
+                "  {} {:<10} {:<12} checkout {} could not become a tenant\n",
+                text(&tenant["id"]),
+                "-",
+                text(&tenant["status"]),
+                text(&tenant["checkout_session"]),
+            ));
+        } else {
+            let plan = &signup["plan"];
+            out.push_str(&format!(
+                "  {} {:<10} {:<12} plan {} (tier {}) {}  admin {}{}\n",
+                text(&tenant["id"]),
+                text(&signup["subdomain"]),
+                text(&tenant["status"]),
+                text(&plan["key"]),
+                plan["tier"],
+                text(&signup["billing"]),
+                text(&signup["admin_email"]),
+                match tenant["provisioning_seconds"].as_i64() {
+                    Some(seconds) => format!(", provisioned in {seconds}s"),
+                    None => String::new(),
+                }
+            ));
+        }
         if let Some(failure) = tenant["failure"].as_object() {
             out.push_str(&format!(
                 "      failure: {}: {}\n",
