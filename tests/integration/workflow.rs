@@ -82,8 +82,18 @@ async fn happy_path_passes_every_state_and_leaves_an_active_tenant() {
     assert_eq!(
         passed,
         [
-            "RecordSignup", "LaunchTenant", "WaitForTenant", "CheckTenantHealth", "IsTenantHealthy", "PublishDns",
-            "WaitForDns", "CheckDns", "IsDnsInSync", "SendWelcomeMail", "MarkActive", "Provisioned"
+            "RecordSignup",
+            "LaunchTenant",
+            "WaitForTenant",
+            "CheckTenantHealth",
+            "IsTenantHealthy",
+            "PublishDns",
+            "WaitForDns",
+            "CheckDns",
+            "IsDnsInSync",
+            "SendWelcomeMail",
+            "MarkActive",
+            "Provisioned"
         ],
         "with no simulated delay every check passes first time"
     );
@@ -138,7 +148,8 @@ async fn a_permanent_failure_removes_everything_marks_failed_and_tells_both() {
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     assert!(state["tenants"][0]["failure"]["cause"].as_str().unwrap().contains("CannotPullContainerError"));
     assert_eq!((len(&state, "services"), len(&state, "dns_records")), (0, 0));
-    let to: Vec<&str> = state["emails"].as_array().unwrap().iter().map(|m| m["to"].as_str().unwrap()).collect();
+    let to: Vec<&str> =
+        state["emails"].as_array().unwrap().iter().map(|m| m["to"].as_str().unwrap()).collect();
     assert_eq!(to, ["dana@acme.example", "operator@example.test"]);
     // The name is free again: a new checkout for it provisions.
     deliver(&stack, &checkout_from(2, "acme")).await;
@@ -169,10 +180,12 @@ async fn a_taken_subdomain_takes_its_own_path_and_leaves_the_holder_alone() {
     let run = execution(&stack, "evt_checkout7");
     assert_eq!(run.error.as_deref(), Some("Tenancy.SubdomainTaken"));
     assert_eq!(run.states_passed(), ["RecordSignup", "SubdomainTaken", "SignupRejected"]);
-    let statuses: Vec<&str> = state["tenants"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        state["tenants"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
     assert!(statuses.contains(&"ACTIVE") && statuses.contains(&"FAILED"), "{statuses:?}");
     assert_eq!(len(&state, "services"), 1, "the holder's service is untouched");
-    let subjects: Vec<&str> = state["emails"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> =
+        state["emails"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap()).collect();
     assert!(subjects.iter().any(|s| s.contains("REJECTED (Tenancy.SubdomainTaken)")), "{subjects:?}");
 }
 
@@ -189,7 +202,8 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     let cause = state["tenants"][0]["failure"]["cause"].as_str().unwrap();
     assert!(cause.contains("reserved") && cause.contains("platinum"), "{cause}");
-    let operator = state["emails"].as_array().unwrap().iter().find(|m| m["to"] == "operator@example.test").unwrap();
+    let operator =
+        state["emails"].as_array().unwrap().iter().find(|m| m["to"] == "operator@example.test").unwrap();
     assert!(operator["text"].as_str().unwrap().contains("platinum"));
     assert_eq!((len(&state, "services"), len(&state, "dead_letters")), (0, 0));
 }

@@ -130,7 +130,8 @@ impl tenancy::ports::TenantLauncher for FaultyLauncher {
     ) -> Result<tenancy::ports::LaunchedTenant, tenancy::ports::LauncherError> {
         use std::sync::atomic::Ordering;
         self.launches.fetch_add(1, Ordering::SeqCst);
-        let failing = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let failing =
+            self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if failing {
             return Err(if self.permanent {
                 tenancy::ports::LauncherError::Rejected("CannotPullContainerError: image not found".into())
@@ -146,7 +147,9 @@ impl tenancy::ports::TenantLauncher for FaultyLauncher {
         tenant: &tenancy::domain::TenantId,
     ) -> Result<tenancy::ports::ServiceHealth, tenancy::ports::LauncherError> {
         if self.never_healthy {
-            return Ok(tenancy::ports::ServiceHealth::Starting { detail: "target unhealthy: 502 on /health".into() });
+            return Ok(tenancy::ports::ServiceHealth::Starting {
+                detail: "target unhealthy: 502 on /health".into(),
+            });
         }
         self.inner.health(tenant).await
     }

@@ -110,12 +110,7 @@ pub struct ProvisionSteps {
 
 impl ProvisionSteps {
     fn context(&self) -> ProvisionContext<'_> {
-        ProvisionContext {
-            settings: &self.settings,
-            catalog: &self.catalog,
-            password_key: &self.password_key,
-            clock: self.clock.as_ref(),
-        }
+        ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
     }
 
     /// Runs one step, as its Lambda would.
@@ -123,9 +118,10 @@ impl ProvisionSteps {
         let ctx = self.context();
         let (store, launcher, dns, mailer) =
             (self.store.as_ref(), self.launcher.as_ref(), self.dns.as_ref(), self.mailer.as_ref());
+        let key = &self.password_key;
         match step {
             StepName::RecordSignup => {
-                call_json(input, async |i| provision::record_signup(store, &ctx, i).await).await
+                call_json(input, async |i| provision::record_signup(store, key, &ctx, i).await).await
             }
             StepName::LaunchTenant => {
                 call_json(input, async |i| provision::launch_tenant(store, launcher, &ctx, i).await).await
@@ -138,7 +134,8 @@ impl ProvisionSteps {
             }
             StepName::CheckDns => call_json(input, async |i| provision::check_dns(dns, i).await).await,
             StepName::SendWelcomeMail => {
-                call_json(input, async |i| provision::send_welcome_mail(store, mailer, &ctx, i).await).await
+                call_json(input, async |i| provision::send_welcome_mail(store, mailer, key, &ctx, i).await)
+                    .await
             }
             StepName::MarkActive => {
                 call_json(input, async |i| provision::mark_active(store, ctx.clock, i).await).await

@@ -122,11 +122,10 @@ pub struct FailureReport {
     pub mails: Vec<String>,
 }
 
-/// The settings and secrets the steps share.
+/// The settings the steps share.
 pub struct ProvisionContext<'a> {
     pub settings: &'a TenantSettings,
     pub catalog: &'a Catalog,
-    pub password_key: &'a PasswordKey,
     pub clock: &'a dyn Clock,
 }
 
@@ -184,6 +183,7 @@ async fn send_once(
 /// 1. Record the signup: claim the subdomain, create the tenant PROVISIONING.
 pub async fn record_signup(
     store: &dyn TenantStore,
+    password_key: &PasswordKey,
     ctx: &ProvisionContext<'_>,
     input: SignupInput,
 ) -> Result<TenantRef, StepError> {
@@ -196,7 +196,7 @@ pub async fn record_signup(
         host: ctx.settings.domain.host(&signup.subdomain),
     };
     let password_hash =
-        TemporaryPassword::derive(ctx.password_key, &tenant_id).hash(ctx.password_key, &tenant_id)?;
+        TemporaryPassword::derive(password_key, &tenant_id).hash(password_key, &tenant_id)?;
     let record = TenantRecord::provisioning(
         signup,
         password_hash,
@@ -321,13 +321,14 @@ pub async fn check_dns(dns: &dyn DnsPublisher, input: DnsCheckInput) -> Result<D
 pub async fn send_welcome_mail(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
+    password_key: &PasswordKey,
     ctx: &ProvisionContext<'_>,
     input: TenantInput,
 ) -> Result<MailReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
     let signup = signup_of(&record)?;
     let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
-    let password = TemporaryPassword::derive(ctx.password_key, &record.id);
+    let password = TemporaryPassword::derive(password_key, &record.id);
     let mail = mails::welcome(signup, &url, &password);
     send_once(store, mailer, ctx.clock, &record.id, "welcome", &mail).await
 }
@@ -548,17 +549,12 @@ mod tests {
         }
 
         fn ctx(&self) -> ProvisionContext<'_> {
-            ProvisionContext {
-                settings: &self.settings,
-                catalog: &self.catalog,
-                password_key: &self.key,
-                clock: &self.clock,
-            }
+            ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
         }
 
         async fn record(&self, event: &Value) -> Result<TenantRef, StepError> {
             let input = serde_json::from_value(json!({ "event": event })).unwrap();
-            record_signup(&self.store, &self.ctx(), input).await
+            record_signup(&self.store, &self.key, &self.ctx(), input).await
         }
     }
 
@@ -659,12 +655,14 @@ mod tests {
     async fn welcome_mail_goes_out_once_with_the_password_whose_hash_the_app_has() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant))
-            .await
-            .unwrap();
-        let second = send_welcome_mail(&world.store, &world.outbox, &world.ctx(), tenant_input(&tenant))
-            .await
-            .unwrap();
+        let first =
+            send_welcome_mail(&world.store, &world.outbox, &world.key, &world.ctx(), tenant_input(&tenant))
+                .await
+                .unwrap();
+        let second =
+            send_welcome_mail(&world.store, &world.outbox, &world.key, &world.ctx(), tenant_input(&tenant))
+                .await
+                .unwrap();
         assert!(!first.already_sent && second.already_sent);
         assert_eq!(first.message_id, second.message_id);
         let sent = world.outbox.sent();
