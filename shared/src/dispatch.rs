@@ -160,3 +160,12 @@ pub mod sqs {
         response
     }
 }
+
+/// Serves the dispatcher Lambda (SQS trigger, partial batch responses).
+pub async fn serve(starter: &dyn WorkflowStarter) -> Result<(), lambda_runtime::Error> {
+    use lambda_runtime::{LambdaEvent, service_fn};
+    lambda_runtime::run(service_fn(async |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+        Ok::<_, std::convert::Infallible>(sqs::handle_batch(starter, event.payload).await)
+    }))
+    .await
+}

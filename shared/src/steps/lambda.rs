@@ -15,7 +15,7 @@ impl From<StepError> for Diagnostic {
 }
 
 /// Serves one step. `step` gets the task's input as JSON.
-pub async fn serve<F>(step_name: &'static str, step: F) -> Result<(), lambda_runtime::Error>
+pub async fn serve<F>(step_name: super::StepName, step: F) -> Result<(), lambda_runtime::Error>
 where
     F: AsyncFn(Value) -> Result<Value, StepError>,
 {
@@ -25,7 +25,7 @@ where
         // and the tenant id where known, so every log line carries them.
         let span = tracing::info_span!(
             "step",
-            step = step_name,
+            step = step_name.as_str(),
             event_id = event.payload.get("event_id").and_then(serde_json::Value::as_str).unwrap_or_default(),
             tenant_id =
                 event.payload.get("tenant_id").and_then(serde_json::Value::as_str).unwrap_or_default(),
@@ -40,4 +40,37 @@ where
         work.instrument(span)
     }))
     .await
+}
+
+/// What every step's `main` loads once at cold start.
+pub struct StepShell {
+    sdk: aws_config::SdkConfig,
+    settings: crate::config::TenantSettings,
+    catalog: crate::domain::Catalog,
+    clock: crate::clock::SystemClock,
+}
+
+impl StepShell {
+    /// JSON logs, the SDK configuration, the shared settings and the catalog.
+    pub async fn load() -> Result<StepShell, lambda_runtime::Error> {
+        crate::telemetry::init_json_logs();
+        let settings = crate::config::TenantSettings::from_lookup(&crate::config::ProcessEnv)?;
+        let catalog = crate::domain::Catalog::embedded()?;
+        let sdk = crate::adapters::aws::sdk_config(None).await;
+        Ok(StepShell { sdk, settings, catalog, clock: crate::clock::SystemClock })
+    }
+
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    pub fn context(&self) -> super::provision::ProvisionContext<'_> {
+        super::provision::ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
+    }
+
+    /// The admin password key, from the secret store named in the environment.
+    pub async fn password_key(&self) -> Result<crate::domain::password::PasswordKey, crate::config::ConfigError> {
+        let store = crate::adapters::aws::SsmSecretStore::new(aws_sdk_ssm::Client::new(&self.sdk));
+        crate::config::password_key(&crate::config::ProcessEnv, &store).await
+    }
 }
