@@ -1,10 +1,33 @@
 //! AWS adapters, built on the AWS SDK for Rust.
 
+pub mod dynamodb;
+pub mod ecs;
+mod error;
+pub mod route53;
+pub mod sesv2;
+pub mod sfn;
 mod sqs;
 mod ssm;
 
+pub use dynamodb::DynamoTenantStore;
+pub use ecs::{EcsTenantLauncher, LauncherConfig};
+pub use route53::Route53Dns;
+pub use sesv2::SesMailer;
+pub use sfn::StepFunctionsStarter;
 pub use sqs::SqsEventQueue;
 pub use ssm::SsmSecretStore;
+
+/// The AWS SDK crates the adapters are built on, for code that needs the
+/// same clients and types without depending on them itself (tenantctl).
+pub mod sdk {
+    pub use aws_config;
+    pub use aws_sdk_dynamodb as dynamodb;
+    pub use aws_sdk_ecs as ecs;
+    pub use aws_sdk_elasticloadbalancingv2 as elbv2;
+    pub use aws_sdk_route53 as route53;
+    pub use aws_sdk_sesv2 as sesv2;
+    pub use aws_sdk_sfn as sfn;
+}
 
 use std::time::Duration;
 
