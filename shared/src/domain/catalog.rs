@@ -133,7 +133,10 @@ impl Catalog {
     pub fn from_json(text: &str) -> Result<Self, CatalogError> {
         let file: CatalogFile = serde_json::from_str(text)?;
         if file.currency.len() != 3 || !file.currency.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(CatalogError::Invalid(format!("currency `{}` is not a lower-case ISO code", file.currency)));
+            return Err(CatalogError::Invalid(format!(
+                "currency `{}` is not a lower-case ISO code",
+                file.currency
+            )));
         }
         if file.plans.is_empty() {
             return Err(CatalogError::Invalid("no plans".into()));
@@ -141,13 +144,17 @@ impl Catalog {
         for (key, plan) in &file.plans {
             let key_ok = !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if !key_ok {
-                return Err(CatalogError::Invalid(format!("plan key `{key}` must be lower-case letters and digits")));
+                return Err(CatalogError::Invalid(format!(
+                    "plan key `{key}` must be lower-case letters and digits"
+                )));
             }
             if plan.tier == 0 {
                 return Err(CatalogError::Invalid(format!("plan `{key}` has tier 0; tiers start at 1")));
             }
             if plan.prices.is_empty() || plan.prices.values().any(|p| p.amount <= 0) {
-                return Err(CatalogError::Invalid(format!("plan `{key}` needs a positive price per billing period")));
+                return Err(CatalogError::Invalid(format!(
+                    "plan `{key}` needs a positive price per billing period"
+                )));
             }
         }
         Ok(Catalog { currency: file.currency, plans: file.plans })
@@ -202,7 +209,10 @@ mod tests {
     #[test]
     fn unknown_plans_and_bad_catalogs_are_refused() {
         let catalog = Catalog::embedded().unwrap();
-        assert_eq!(catalog.plan("platinum").unwrap_err().to_string(), "plan `platinum` is not in the catalog");
+        assert_eq!(
+            catalog.plan("platinum").unwrap_err().to_string(),
+            "plan `platinum` is not in the catalog"
+        );
         assert!(Catalog::from_json(r#"{"currency":"CAD","plans":{}}"#).is_err());
         let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"amount":1,"test":null,"live":null}}}}}"#;
         assert!(Catalog::from_json(zero_tier).unwrap_err().to_string().contains("tier 0"));

@@ -83,10 +83,14 @@ impl TenantId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        let valid = raw
-            .strip_prefix("tnt_")
-            .is_some_and(|rest| rest.len() == 20 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
-        if valid { Ok(TenantId(raw.to_owned())) } else { Err(InvalidId { kind: "tenant id", prefix: "tnt_" }) }
+        let valid = raw.strip_prefix("tnt_").is_some_and(|rest| {
+            rest.len() == 20 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if valid {
+            Ok(TenantId(raw.to_owned()))
+        } else {
+            Err(InvalidId { kind: "tenant id", prefix: "tnt_" })
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -88,7 +88,10 @@ impl TemporaryPassword {
         let salt_bytes = key.mac("admin-password-salt", tenant);
         let salt = SaltString::encode_b64(&salt_bytes[..16]).map_err(|e| HashError(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default());
-        argon.hash_password(self.0.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| HashError(e.to_string()))
+        argon
+            .hash_password(self.0.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| HashError(e.to_string()))
     }
 }
 

@@ -77,8 +77,10 @@ impl CheckoutSignup {
         let mut problems = Problems::default();
         let checkout_session = problems.field("id", text(session, &["id"]), CheckoutSessionId::parse);
         let customer = problems.field("customer", text(session, &["customer"]), CustomerId::parse);
-        let subscription = problems.field("subscription", text(session, &["subscription"]), SubscriptionId::parse);
-        let email = text(session, &["customer_details", "email"]).or_else(|| text(session, &["customer_email"]));
+        let subscription =
+            problems.field("subscription", text(session, &["subscription"]), SubscriptionId::parse);
+        let email =
+            text(session, &["customer_details", "email"]).or_else(|| text(session, &["customer_email"]));
         let admin_email = problems.field("customer e-mail", email, EmailAddress::parse);
         let metadata = |key: &str| text(session, &["metadata", key]);
         let subdomain = problems.field("metadata.subdomain", metadata("subdomain"), Subdomain::parse);
@@ -122,7 +124,9 @@ impl CheckoutSignup {
         });
         match signup.flatten() {
             Some(signup) => Ok(signup),
-            None => Err(InvalidSignup { checkout_session, customer_email: admin_email, problems: problems.0 }),
+            None => {
+                Err(InvalidSignup { checkout_session, customer_email: admin_email, problems: problems.0 })
+            }
         }
     }
 }
@@ -160,7 +164,9 @@ mod tests {
         assert_eq!(invalid.checkout_session.as_ref().unwrap().as_str(), "cs_test_a1AcmeCheckoutSession");
         assert_eq!(invalid.customer_email.as_ref().unwrap().as_str(), "dana@acme.example");
         let all = invalid.problems.join(" | ");
-        for expected in ["reserved", "platinum", "billing", "organization is missing", "payment_status is unpaid"] {
+        for expected in
+            ["reserved", "platinum", "billing", "organization is missing", "payment_status is unpaid"]
+        {
             assert!(all.contains(expected), "missing `{expected}` in {all}");
         }
     }
@@ -170,7 +176,8 @@ mod tests {
         let invalid = CheckoutSignup::from_session(&json!({}), &Catalog::embedded().unwrap()).unwrap_err();
         assert!(invalid.checkout_session.is_none());
         assert!(invalid.problems.len() >= 9);
-        let invalid = CheckoutSignup::from_session(&json!("nope"), &Catalog::embedded().unwrap()).unwrap_err();
+        let invalid =
+            CheckoutSignup::from_session(&json!("nope"), &Catalog::embedded().unwrap()).unwrap_err();
         assert!(!invalid.problems.is_empty());
     }
 }

@@ -86,7 +86,13 @@ pub struct TenantRecord {
 
 impl TenantRecord {
     /// A new tenant for a valid signup, PROVISIONING.
-    pub fn provisioning(signup: CheckoutSignup, password_hash: String, event_id: &str, event_created: i64, now: i64) -> Self {
+    pub fn provisioning(
+        signup: CheckoutSignup,
+        password_hash: String,
+        event_id: &str,
+        event_created: i64,
+        now: i64,
+    ) -> Self {
         TenantRecord {
             id: signup.tenant_id(),
             version: 1,
@@ -107,7 +113,13 @@ impl TenantRecord {
     }
 
     /// The record of a checkout that could not become a tenant.
-    pub fn rejected(id: TenantId, checkout_session: Option<CheckoutSessionId>, failure: Failure, event_id: &str, event_created: i64) -> Self {
+    pub fn rejected(
+        id: TenantId,
+        checkout_session: Option<CheckoutSessionId>,
+        failure: Failure,
+        event_id: &str,
+        event_created: i64,
+    ) -> Self {
         TenantRecord {
             id,
             version: 1,

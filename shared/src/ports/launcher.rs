@@ -31,10 +31,14 @@ pub struct LaunchedTenant {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ServiceHealth {
     /// Tasks are starting or targets are not yet healthy.
-    Starting { detail: String },
+    Starting {
+        detail: String,
+    },
     Healthy,
     /// ECS gave up on the service (e.g. the image cannot be pulled).
-    Broken { reason: String },
+    Broken {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

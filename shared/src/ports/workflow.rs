@@ -39,5 +39,10 @@ pub enum WorkflowError {
 #[async_trait]
 pub trait WorkflowStarter: Send + Sync {
     /// Starts `workflow` with the execution name `name` (the Stripe event id).
-    async fn start(&self, workflow: Workflow, name: &StripeEventId, input: &serde_json::Value) -> Result<StartOutcome, WorkflowError>;
+    async fn start(
+        &self,
+        workflow: Workflow,
+        name: &StripeEventId,
+        input: &serde_json::Value,
+    ) -> Result<StartOutcome, WorkflowError>;
 }
