@@ -3,6 +3,11 @@
 
 mod api_gateway;
 mod local_server;
+mod moto_dynamodb;
+mod moto_ecs;
+mod moto_route53;
+mod moto_sesv2;
+mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
 mod workflow;

@@ -158,3 +158,71 @@ impl tenancy::ports::TenantLauncher for FaultyLauncher {
         self.inner.remove(tenant).await
     }
 }
+
+/// Environment variables as the adapters' `from_lookup` read them.
+pub fn lookup<K: AsRef<str> + Ord, V: AsRef<str>>(
+    vars: &std::collections::BTreeMap<K, V>,
+) -> impl Fn(&str) -> Option<String> + '_ {
+    move |var: &str| vars.iter().find(|(k, _)| k.as_ref() == var).map(|(_, v)| v.as_ref().to_owned())
+}
+
+/// The table, cluster, ALB and listener, hosted zone and verified sender that
+/// `tenantctl::emulator::bootstrap` makes on moto's server: made once per
+/// test binary and shared (every test uses its own tenants and names in them).
+pub async fn emulator() -> &'static tenantctl::emulator::EmulatorResources {
+    use tenantctl::emulator::{EmulatorNames, bootstrap};
+    static RESOURCES: tokio::sync::OnceCell<tenantctl::emulator::EmulatorResources> =
+        tokio::sync::OnceCell::const_new();
+    RESOURCES
+        .get_or_init(|| async {
+            // Short: the load balancer's name is limited to 32 characters.
+            let prefix = format!("t{}", std::process::id());
+            let names = EmulatorNames::with_prefix(&prefix).expect("a valid prefix");
+            bootstrap(&moto_config().await, &names)
+                .await
+                .unwrap_or_else(|e| panic!("bootstrap: {}", error_chain(&e)))
+        })
+        .await
+}
+
+pub use tenancy::ingress::webhook::error_chain;
+
+/// What moto holds of one model (`/moto-api/data.json`), e.g. ("ses", "Message")
+/// for every mail sent: moto's own view, not the API's.
+pub async fn moto_models(service: &str, model: &str) -> Vec<serde_json::Value> {
+    let client = tenantctl::http_client::HttpClient::default();
+    let url = format!("{}/moto-api/data.json", moto_endpoint());
+    let (status, body) = client.get(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(status.is_success(), "{url}: {status}");
+    let data: serde_json::Value = serde_json::from_slice(&body).expect("moto's model data is JSON");
+    data[service][model].as_array().cloned().unwrap_or_default()
+}
+
+/// A checkout session id (and so a tenant) no other test uses.
+pub fn unique_checkout(prefix: &str) -> tenancy::domain::CheckoutSessionId {
+    let raw = format!("cs_test_{}", unique_name(prefix).replace('-', "_"));
+    tenancy::domain::CheckoutSessionId::parse(&raw).expect("a valid checkout session id")
+}
+
+/// A PROVISIONING record for the sample checkout (events/01-…), with its own
+/// checkout session (so its own tenant id) and `subdomain`.
+pub fn provisioning_record(
+    checkout: &tenancy::domain::CheckoutSessionId,
+    subdomain: &str,
+) -> tenancy::domain::TenantRecord {
+    use tenancy::domain::{Catalog, CheckoutSignup, Subdomain, TenantRecord};
+    let event: serde_json::Value =
+        serde_json::from_str(&read_repo_file("events/01-checkout.session.completed.json"))
+            .expect("sample event");
+    let catalog = Catalog::embedded().expect("catalog");
+    let mut signup = CheckoutSignup::from_session(&event["data"]["object"], &catalog).expect("sample signup");
+    signup.checkout_session = checkout.clone();
+    signup.subdomain = Subdomain::parse(subdomain).expect("a valid subdomain");
+    TenantRecord::provisioning(
+        signup,
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        "evt_1Checkout",
+        1_763_800_000,
+        1_763_800_005,
+    )
+}

@@ -65,11 +65,17 @@ impl StepShell {
     }
 
     pub fn context(&self) -> super::provision::ProvisionContext<'_> {
-        super::provision::ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
+        super::provision::ProvisionContext {
+            settings: &self.settings,
+            catalog: &self.catalog,
+            clock: &self.clock,
+        }
     }
 
     /// The admin password key, from the secret store named in the environment.
-    pub async fn password_key(&self) -> Result<crate::domain::password::PasswordKey, crate::config::ConfigError> {
+    pub async fn password_key(
+        &self,
+    ) -> Result<crate::domain::password::PasswordKey, crate::config::ConfigError> {
         let store = crate::adapters::aws::SsmSecretStore::new(aws_sdk_ssm::Client::new(&self.sdk));
         crate::config::password_key(&crate::config::ProcessEnv, &store).await
     }

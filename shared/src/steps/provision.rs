@@ -195,8 +195,7 @@ pub async fn record_signup(
         subdomain: signup.subdomain.clone(),
         host: ctx.settings.domain.host(&signup.subdomain),
     };
-    let password_hash =
-        TemporaryPassword::derive(password_key, &tenant_id).hash(password_key, &tenant_id)?;
+    let password_hash = TemporaryPassword::derive(password_key, &tenant_id).hash(password_key, &tenant_id)?;
     let record = TenantRecord::provisioning(
         signup,
         password_hash,

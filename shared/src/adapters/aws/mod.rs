@@ -1,15 +1,40 @@
 //! AWS adapters, built on the AWS SDK for Rust.
 
+pub mod dynamodb;
+pub mod ecs;
+mod error;
+pub mod route53;
+pub mod sesv2;
+pub mod sfn;
 mod sqs;
 mod ssm;
 
+pub use dynamodb::DynamoTenantStore;
+pub use ecs::{EcsTenantLauncher, LauncherConfig};
+pub use route53::Route53Dns;
+pub use sesv2::SesMailer;
+pub use sfn::StepFunctionsStarter;
 pub use sqs::SqsEventQueue;
 pub use ssm::SsmSecretStore;
+
+/// The AWS SDK crates the adapters are built on, for code that needs the
+/// same clients and types without depending on them itself (tenantctl).
+pub mod sdk {
+    pub use aws_config;
+    pub use aws_sdk_dynamodb as dynamodb;
+    pub use aws_sdk_ecs as ecs;
+    pub use aws_sdk_elasticloadbalancingv2 as elbv2;
+    pub use aws_sdk_route53 as route53;
+    pub use aws_sdk_sesv2 as sesv2;
+    pub use aws_sdk_sfn as sfn;
+}
 
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::config::{ConfigError, Lookup};
 
 /// The SDK configuration: the default chain in Lambda, or a fixed endpoint
 /// (moto's server, LocalStack) for local runs and tests.
@@ -34,4 +59,32 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
                 .await
         }
     }
+}
+
+// Builders for the Lambda shells: an SDK client and the adapter's typed
+// configuration from the environment, in one call each.
+
+pub fn tenant_store(sdk: &SdkConfig, env: &dyn Lookup) -> Result<DynamoTenantStore, ConfigError> {
+    DynamoTenantStore::from_lookup(aws_sdk_dynamodb::Client::new(sdk), env)
+}
+
+pub fn tenant_launcher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<EcsTenantLauncher, ConfigError> {
+    let config = LauncherConfig::from_lookup(env)?;
+    Ok(EcsTenantLauncher::new(
+        aws_sdk_ecs::Client::new(sdk),
+        aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+        config,
+    ))
+}
+
+pub fn dns_publisher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<Route53Dns, ConfigError> {
+    Route53Dns::from_lookup(aws_sdk_route53::Client::new(sdk), env)
+}
+
+pub fn mailer(sdk: &SdkConfig, env: &dyn Lookup) -> Result<SesMailer, ConfigError> {
+    SesMailer::from_lookup(aws_sdk_sesv2::Client::new(sdk), env)
+}
+
+pub fn workflow_starter(sdk: &SdkConfig, env: &dyn Lookup) -> Result<StepFunctionsStarter, ConfigError> {
+    StepFunctionsStarter::from_lookup(aws_sdk_sfn::Client::new(sdk), env)
 }

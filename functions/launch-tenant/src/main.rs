@@ -1,0 +1,17 @@
+use tenancy::adapters::aws;
+use tenancy::config::ProcessEnv;
+use tenancy::steps::lambda::{StepShell, serve};
+use tenancy::steps::{StepName, call_json, provision};
+
+/// Start the tenant's ECS service behind the shared load balancer.
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let shell = StepShell::load().await?;
+    let store = aws::tenant_store(shell.sdk(), &ProcessEnv)?;
+    let launcher = aws::tenant_launcher(shell.sdk(), &ProcessEnv)?;
+    let ctx = shell.context();
+    serve(StepName::LaunchTenant, async |input| {
+        call_json(input, async |i| provision::launch_tenant(&store, &launcher, &ctx, i).await).await
+    })
+    .await
+}

@@ -1,0 +1,372 @@
+//! The tenant table on DynamoDB: one table, partition key `pk`, no sort key.
+//!
+//! | item | `pk` | attributes |
+//! |---|---|---|
+//! | tenant | `TENANT#{tenant_id}` | the [`TenantRecord`] as native attributes, `kind = "tenant"`, and with a signup `subscription_id`, `customer_id` (GSI `by-subscription`) |
+//! | subdomain claim | `SUBDOMAIN#{name}` | `kind = "subdomain"`, `tenant_id`, `claimed_at` |
+//!
+//! Every write that creates or changes something is conditional (DESIGN.md
+//! decision 3), so a retried step has one effect.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
+};
+
+use super::error::{call_failed, unexpected};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, Lookup, required};
+use crate::domain::{Subdomain, TenantId, TenantRecord};
+use crate::ports::{Inserted, StoreError, TenantStore};
+
+/// The table's name, for functions that build the store from their environment.
+pub const TENANT_TABLE: &str = "TENANT_TABLE";
+
+/// The GSI that finds a tenant by its Stripe subscription.
+pub const BY_SUBSCRIPTION_INDEX: &str = "by-subscription";
+
+pub const ATTR_PK: &str = "pk";
+pub const ATTR_KIND: &str = "kind";
+pub const ATTR_SUBSCRIPTION_ID: &str = "subscription_id";
+pub const ATTR_CUSTOMER_ID: &str = "customer_id";
+pub const ATTR_TENANT_ID: &str = "tenant_id";
+pub const ATTR_CLAIMED_AT: &str = "claimed_at";
+pub const KIND_TENANT: &str = "tenant";
+pub const KIND_SUBDOMAIN: &str = "subdomain";
+
+/// A claim taken away between our failed write and our read of the holder
+/// is retried this many times before giving up as unavailable.
+const CLAIM_ATTEMPTS: usize = 3;
+
+pub fn tenant_key(id: &TenantId) -> String {
+    format!("TENANT#{id}")
+}
+
+pub fn subdomain_key(subdomain: &Subdomain) -> String {
+    format!("SUBDOMAIN#{subdomain}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// The tenant store on Amazon DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoTenantStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoTenantStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoTenantStore { client, table: table.into() }
+    }
+
+    /// Reads the table name from [`TENANT_TABLE`].
+    pub fn from_lookup(client: Client, env: &dyn Lookup) -> Result<Self, ConfigError> {
+        let table = required(env, TENANT_TABLE)?.trim().to_owned();
+        let valid = (3..=255).contains(&table.len())
+            && table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: TENANT_TABLE,
+                reason: "expected a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)".into(),
+            });
+        }
+        Ok(DynamoTenantStore::new(client, table))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get_item(&self, pk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB GetItem", e)))?;
+        Ok(output.item)
+    }
+}
+
+/// The item for a tenant record: its fields as native attributes plus the keys.
+pub fn tenant_item(record: &TenantRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let pk = tenant_key(&record.id);
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::aws_sdk_dynamodb_1::to_item(record)
+        .map_err(|e| StoreError::Corrupt { key: pk.clone(), reason: format!("cannot be written: {e}") })?;
+    for reserved in [ATTR_PK, ATTR_KIND, ATTR_SUBSCRIPTION_ID, ATTR_CUSTOMER_ID] {
+        if item.contains_key(reserved) {
+            return Err(StoreError::Corrupt {
+                key: pk,
+                reason: format!("the record has a field `{reserved}`, which the table keeps for itself"),
+            });
+        }
+    }
+    item.insert(ATTR_PK.into(), s(&pk));
+    item.insert(ATTR_KIND.into(), s(KIND_TENANT));
+    if let Some(signup) = &record.signup {
+        item.insert(ATTR_SUBSCRIPTION_ID.into(), s(signup.subscription.as_str()));
+        item.insert(ATTR_CUSTOMER_ID.into(), s(signup.customer.as_str()));
+    }
+    Ok(item)
+}
+
+fn text_attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|value| value.as_s().ok()).map(String::as_str)
+}
+
+fn key_of(item: &HashMap<String, AttributeValue>) -> String {
+    text_attr(item, ATTR_PK).unwrap_or("(no pk)").to_owned()
+}
+
+fn decode_tenant(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreError> {
+    let key = key_of(&item);
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+        .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })
+}
+
+fn decode_holder(item: &HashMap<String, AttributeValue>) -> Result<TenantId, StoreError> {
+    let key = key_of(item);
+    let raw = text_attr(item, ATTR_TENANT_ID)
+        .ok_or_else(|| StoreError::Corrupt { key: key.clone(), reason: "no tenant_id".into() })?;
+    TenantId::parse(raw).map_err(|e| StoreError::Corrupt { key, reason: e.to_string() })
+}
+
+#[async_trait]
+impl TenantStore for DynamoTenantStore {
+    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
+        let pk = subdomain_key(subdomain);
+        for _ in 0..CLAIM_ATTEMPTS {
+            // UpdateItem rather than PutItem: a repeated claim keeps the first claimed_at.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(ATTR_PK, s(&pk))
+                .update_expression(
+                    "SET #kind = :kind, #tenant = :tenant, #claimed = if_not_exists(#claimed, :now)",
+                )
+                .condition_expression("attribute_not_exists(#pk) OR #tenant = :tenant")
+                .expression_attribute_names("#pk", ATTR_PK)
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_names("#tenant", ATTR_TENANT_ID)
+                .expression_attribute_names("#claimed", ATTR_CLAIMED_AT)
+                .expression_attribute_values(":kind", s(KIND_SUBDOMAIN))
+                .expression_attribute_values(":tenant", s(tenant.as_str()))
+                .expression_attribute_values(":now", AttributeValue::N(SystemClock.now_unix().to_string()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let holder_item = match &error {
+                SdkError::ServiceError(context) => match context.err() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item().cloned(),
+                    _ => return Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
+                },
+                _ => return Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
+            };
+            // Older servers do not return the item on a failed condition: read it.
+            let holder_item = match holder_item {
+                Some(item) => Some(item),
+                None => self.get_item(&pk).await?,
+            };
+            match holder_item {
+                Some(item) => {
+                    let holder = decode_holder(&item)?;
+                    if holder != *tenant {
+                        return Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder });
+                    }
+                }
+                // Released between our write and our read: try again.
+                None => continue,
+            }
+        }
+        Err(StoreError::Unavailable(unexpected(format!(
+            "subdomain `{subdomain}` changed hands {CLAIM_ATTEMPTS} times while claiming it"
+        ))))
+    }
+
+    async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(subdomain_key(subdomain)))
+            .condition_expression("#tenant = :tenant")
+            .expression_attribute_names("#tenant", ATTR_TENANT_ID)
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Held by someone else, or not held at all: nothing to release.
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB DeleteItem", error))),
+        }
+    }
+
+    async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError> {
+        match self.get_item(&subdomain_key(subdomain)).await? {
+            Some(item) => decode_holder(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(tenant_item(record)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", ATTR_PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(Inserted::New),
+            Err(error) => error,
+        };
+        let existing = match &error {
+            SdkError::ServiceError(context) => match context.err() {
+                PutItemError::ConditionalCheckFailedException(failed) => failed.item().cloned(),
+                _ => return Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+            },
+            _ => return Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+        };
+        let existing = match existing {
+            Some(item) => item,
+            None => self.get_item(&tenant_key(&record.id)).await?.ok_or_else(|| {
+                StoreError::Unavailable(unexpected(format!(
+                    "tenant {} existed when inserting and was gone when read",
+                    record.id
+                )))
+            })?,
+        };
+        Ok(Inserted::Existing(Box::new(decode_tenant(existing)?)))
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        self.get_item(&tenant_key(id)).await?.map(decode_tenant).transpose()
+    }
+
+    async fn replace_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let conflict = |expected| StoreError::VersionConflict { tenant: record.id.clone(), expected };
+        let previous = record.version.checked_sub(1).ok_or_else(|| conflict(0))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(tenant_item(record)?))
+            .condition_expression("#version = :previous")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Err(conflict(previous))
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+        }
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut tenants = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#kind = :tenant")
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_values(":tenant", s(KIND_TENANT))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
+            for item in page.items.unwrap_or_default() {
+                tenants.push(decode_tenant(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(tenants)
+    }
+}
+
+/// Creates the tenant table (on-demand, with the `by-subscription` GSI) and
+/// waits until it is ACTIVE. A table that already exists is left as it is.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.into()))
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.into()))
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(BY_SUBSCRIPTION_INDEX)
+        .key_schema(key(ATTR_SUBSCRIPTION_ID, KeyType::Hash)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.into()))?;
+    let created = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(ATTR_PK)?)
+        .attribute_definitions(attribute(ATTR_SUBSCRIPTION_ID)?)
+        .key_schema(key(ATTR_PK, KeyType::Hash)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(SdkError::ServiceError(context)) if context.err().is_resource_in_use_exception() => {}
+        Err(error) => return Err(StoreError::Unavailable(call_failed("DynamoDB CreateTable", error))),
+    }
+    for _ in 0..60 {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB DescribeTable", e)))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(StoreError::Unavailable(unexpected(format!("table {name} did not become ACTIVE within a minute"))))
+}

@@ -1,0 +1,232 @@
+//! The DynamoDB tenant store on moto's server, read back with the SDK.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{error_chain, moto_config, provisioning_record, unique_checkout, unique_name};
+use tenancy::adapters::aws::DynamoTenantStore;
+use tenancy::adapters::aws::dynamodb::{BY_SUBSCRIPTION_INDEX, create_table};
+use tenancy::domain::{Failure, Subdomain, TenantId, TenantRecord, TenantStatus};
+use tenancy::ports::{Inserted, StoreError, TenantStore};
+
+async fn new_store() -> (Client, DynamoTenantStore) {
+    let client = Client::new(&moto_config().await);
+    let table = unique_name("tenants");
+    create_table(&client, &table).await.unwrap();
+    // Creating it again finds it.
+    create_table(&client, &table).await.unwrap();
+    (client.clone(), DynamoTenantStore::new(client, table))
+}
+
+async fn raw_item(
+    client: &Client,
+    store: &DynamoTenantStore,
+    pk: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    let output = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    output.item
+}
+
+fn text<'a>(item: &'a std::collections::HashMap<String, AttributeValue>, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no S attribute {name}"))
+}
+
+fn subdomain(name: &str) -> Subdomain {
+    Subdomain::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_is_stored_as_native_attributes_and_found_by_subscription() {
+    let (client, store) = new_store().await;
+    let record = provisioning_record(&unique_checkout("native"), "acme");
+    assert_eq!(store.insert_tenant(&record).await.unwrap(), Inserted::New);
+
+    let item = raw_item(&client, &store, &format!("TENANT#{}", record.id)).await.unwrap();
+    assert_eq!(text(&item, "kind"), "tenant");
+    assert_eq!(text(&item, "subscription_id"), "sub_1QAcmeR0b0t1csPro");
+    assert_eq!(text(&item, "customer_id"), "cus_QAcmeR0b0t1cs");
+    assert_eq!(text(&item, "id"), record.id.as_str());
+    assert_eq!(text(&item, "status"), "PROVISIONING");
+    assert_eq!(item["version"].as_n().unwrap(), "1");
+    let signup = item["signup"].as_m().expect("the signup is a map, not a JSON string");
+    assert_eq!(signup["subdomain"].as_s().unwrap(), "acme");
+    assert_eq!(signup["plan"].as_m().unwrap()["tier"].as_n().unwrap(), "2");
+    assert_eq!(item["events"].as_l().unwrap(), &[AttributeValue::S("evt_1Checkout".into())]);
+
+    assert_eq!(store.get_tenant(&record.id).await.unwrap(), Some(record.clone()));
+
+    let by_subscription = client
+        .query()
+        .table_name(store.table())
+        .index_name(BY_SUBSCRIPTION_INDEX)
+        .key_condition_expression("subscription_id = :s")
+        .expression_attribute_values(":s", AttributeValue::S("sub_1QAcmeR0b0t1csPro".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_subscription.count(), 1);
+
+    // A checkout that could not become a tenant has no subscription to index.
+    let failure =
+        Failure { error: "InvalidSignup".into(), cause: "metadata.subdomain is missing".into(), at: 5 };
+    let rejected = TenantRecord::rejected(
+        TenantId::for_checkout(&unique_checkout("rejected")),
+        None,
+        failure,
+        "evt_1Bad",
+        4,
+    );
+    store.insert_tenant(&rejected).await.unwrap();
+    let item = raw_item(&client, &store, &format!("TENANT#{}", rejected.id)).await.unwrap();
+    assert!(!item.contains_key("subscription_id") && !item.contains_key("customer_id"));
+    assert_eq!(store.get_tenant(&rejected.id).await.unwrap(), Some(rejected));
+}
+
+#[tokio::test]
+async fn inserting_twice_returns_what_the_first_insert_stored() {
+    let (_, store) = new_store().await;
+    let first = provisioning_record(&unique_checkout("twice"), "acme");
+    assert_eq!(store.insert_tenant(&first).await.unwrap(), Inserted::New);
+
+    let mut retry = first.clone();
+    retry.updated_at += 60;
+    retry.events.push("evt_1Retry".into());
+    assert_eq!(store.insert_tenant(&retry).await.unwrap(), Inserted::Existing(Box::new(first.clone())));
+    assert_eq!(store.get_tenant(&first.id).await.unwrap(), Some(first));
+}
+
+#[tokio::test]
+async fn replacing_needs_the_version_that_was_read() {
+    let (_, store) = new_store().await;
+    let v1 = provisioning_record(&unique_checkout("versions"), "acme");
+    store.insert_tenant(&v1).await.unwrap();
+
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.status = TenantStatus::Active;
+    v2.activated_at = Some(1_763_800_100);
+    store.replace_tenant(&v2).await.unwrap();
+
+    // A writer that read v1 too, and is now late.
+    let mut stale = v1.clone();
+    stale.version = 2;
+    stale.status = TenantStatus::Failed;
+    let error = store.replace_tenant(&stale).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::VersionConflict { tenant, expected: 1 } if *tenant == v1.id),
+        "{error:?}"
+    );
+    assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(v2.clone()));
+
+    // Replacing a tenant that was never inserted changes nothing either.
+    let mut ghost = provisioning_record(&unique_checkout("ghost"), "ghost");
+    ghost.version = 2;
+    assert!(matches!(store.replace_tenant(&ghost).await, Err(StoreError::VersionConflict { .. })));
+    assert_eq!(store.get_tenant(&ghost.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_subdomain_has_one_holder_and_only_the_holder_releases_it() {
+    let (client, store) = new_store().await;
+    let acme = subdomain("acme");
+    let a = TenantId::for_checkout(&unique_checkout("holder-a"));
+    let b = TenantId::for_checkout(&unique_checkout("holder-b"));
+
+    store.claim_subdomain(&acme, &a).await.unwrap();
+    let claim = raw_item(&client, &store, "SUBDOMAIN#acme").await.unwrap();
+    assert_eq!((text(&claim, "kind"), text(&claim, "tenant_id")), ("subdomain", a.as_str()));
+    let claimed_at = claim["claimed_at"].as_n().unwrap().clone();
+
+    // The same tenant again (a retried step): fine, and the claim keeps its time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    store.claim_subdomain(&acme, &a).await.unwrap();
+    let claim = raw_item(&client, &store, "SUBDOMAIN#acme").await.unwrap();
+    assert_eq!(claim["claimed_at"].as_n().unwrap(), &claimed_at);
+
+    let taken = store.claim_subdomain(&acme, &b).await.unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::SubdomainTaken { subdomain, holder } if *subdomain == acme && *holder == a),
+        "{taken:?}"
+    );
+    assert_eq!(taken.to_string(), "subdomain `acme` is held by another tenant");
+
+    // Someone else releasing it changes nothing.
+    store.release_subdomain(&acme, &b).await.unwrap();
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(a.clone()));
+
+    store.release_subdomain(&acme, &a).await.unwrap();
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), None);
+    assert!(raw_item(&client, &store, "SUBDOMAIN#acme").await.is_none());
+    store.release_subdomain(&acme, &a).await.unwrap();
+
+    store.claim_subdomain(&acme, &b).await.unwrap();
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(b));
+}
+
+#[tokio::test]
+async fn listing_returns_tenants_only_across_scan_pages() {
+    let (client, store) = new_store().await;
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        let record = provisioning_record(&unique_checkout("list"), &format!("tenant{n}"));
+        store.insert_tenant(&record).await.unwrap();
+        store.claim_subdomain(&subdomain(&format!("tenant{n}")), &record.id).await.unwrap();
+        expected.push(record);
+    }
+    // Enough bulk that a Scan needs more than one 1 MB page.
+    let padding = "x".repeat(350_000);
+    for n in 0..4 {
+        client
+            .put_item()
+            .table_name(store.table())
+            .item("pk", AttributeValue::S(format!("PADDING#{n}")))
+            .item("kind", AttributeValue::S("padding".into()))
+            .item("data", AttributeValue::S(padding.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = client.scan().table_name(store.table()).send().await.unwrap();
+    assert!(page.last_evaluated_key().is_some(), "the padding should make the scan paginate");
+
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(store.list_tenants().await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn an_item_that_does_not_decode_is_corrupt_and_a_missing_table_unavailable() {
+    let (client, store) = new_store().await;
+    let id = TenantId::for_checkout(&unique_checkout("corrupt"));
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(format!("TENANT#{id}")))
+        .item("kind", AttributeValue::S("tenant".into()))
+        .item("id", AttributeValue::S(id.to_string()))
+        .item("version", AttributeValue::S("one".into()))
+        .send()
+        .await
+        .unwrap();
+    let error = store.get_tenant(&id).await.unwrap_err();
+    assert!(matches!(&error, StoreError::Corrupt { key, .. } if *key == format!("TENANT#{id}")), "{error:?}");
+    assert!(matches!(store.list_tenants().await, Err(StoreError::Corrupt { .. })));
+
+    let missing = DynamoTenantStore::new(client, unique_name("no-such-table"));
+    let error = missing.get_tenant(&id).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let chain = error_chain(&error);
+    assert!(
+        chain.starts_with("tenant store unavailable: DynamoDB GetItem failed: ResourceNotFoundException"),
+        "{chain}"
+    );
+    assert!(!chain.contains('\n'), "{chain}");
+}

@@ -1,0 +1,292 @@
+//! The ECS Fargate launcher with its ALB routing on moto's server, against
+//! the resources `tenantctl::emulator::bootstrap` makes, read back with the SDK.
+//!
+//! moto runs no containers: a new service reports 0 running tasks, and no
+//! target registers itself in the target group. The health test plays ECS's
+//! part (scales the service, which moto answers with running tasks, and
+//! registers a task IP as a target), so the launcher's verdict is checked
+//! against what ECS and the ALB would report.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{AssignPublicIp, Compatibility, NetworkMode, TaskDefinitionStatus};
+use aws_sdk_elasticloadbalancingv2::types::{Rule, TargetDescription};
+use integration_tests::{emulator, lookup, moto_config, unique_checkout, unique_name};
+use tenancy::adapters::aws::ecs::{TENANT_TAG, TenantNames};
+use tenancy::adapters::aws::{EcsTenantLauncher, LauncherConfig};
+use tenancy::domain::TenantId;
+use tenancy::ports::{LaunchSpec, LauncherError, ServiceHealth, TenantLauncher};
+use tenantctl::emulator::EmulatorResources;
+
+const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenant-app:1.4.2";
+
+struct Fixture {
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    launcher: EcsTenantLauncher,
+    resources: &'static EmulatorResources,
+}
+
+async fn fixture() -> Fixture {
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let config = LauncherConfig::from_lookup(&lookup(&resources.environment(IMAGE))).unwrap();
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    Fixture { launcher: EcsTenantLauncher::new(ecs.clone(), elb.clone(), config), ecs, elb, resources }
+}
+
+fn spec(resources: &EmulatorResources, prefix: &str) -> LaunchSpec {
+    let tenant = TenantId::for_checkout(&unique_checkout(prefix));
+    let environment = BTreeMap::from([
+        ("TIER".to_owned(), "2".to_owned()),
+        ("PLAN".to_owned(), "pro".to_owned()),
+        ("ORGANIZATION".to_owned(), "Zoë’s Café".to_owned()),
+        ("ADMIN_EMAIL".to_owned(), "dana@acme.example".to_owned()),
+        ("ADMIN_PASSWORD_HASH".to_owned(), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+    ]);
+    LaunchSpec { tenant, host: format!("{}.{}", unique_name(prefix), resources.domain), environment }
+}
+
+impl Fixture {
+    async fn rules_for(&self, host: &str) -> Vec<Rule> {
+        let rules =
+            self.elb.describe_rules().listener_arn(&self.resources.listener_arn).send().await.unwrap();
+        rules
+            .rules()
+            .iter()
+            .filter(|rule| {
+                rule.conditions().iter().any(|c| {
+                    let config = c.host_header_config().map(|h| h.values()).unwrap_or_default();
+                    config.iter().chain(c.values()).any(|v| v == host)
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    async fn active_revisions(&self, family: &str) -> Vec<String> {
+        let listed = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .unwrap();
+        listed.task_definition_arns().to_vec()
+    }
+
+    async fn service(&self, name: &str) -> Option<aws_sdk_ecs::types::Service> {
+        let described = self
+            .ecs
+            .describe_services()
+            .cluster(&self.resources.cluster_arn)
+            .services(name)
+            .send()
+            .await
+            .unwrap();
+        described.services().first().cloned()
+    }
+
+    async fn target_group_exists(&self, name: &str) -> bool {
+        match self.elb.describe_target_groups().names(name).send().await {
+            Ok(found) => !found.target_groups().is_empty(),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) =>
+            {
+                false
+            }
+            Err(error) => panic!("{error:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn launching_twice_makes_one_task_definition_target_group_rule_and_service() {
+    let f = fixture().await;
+    let spec = spec(f.resources, "launch");
+    let names = TenantNames::of(&spec.tenant);
+
+    let first = f.launcher.launch(&spec).await.unwrap();
+    let second = f.launcher.launch(&spec).await.unwrap();
+    assert_eq!(first, second, "a retried launch finds what the first one made");
+
+    // One revision, holding the tenant's settings.
+    let revisions = f.active_revisions(&names.family).await;
+    assert_eq!(revisions.len(), 1, "{revisions:?}");
+    let described = f.ecs.describe_task_definition().task_definition(&revisions[0]).send().await.unwrap();
+    let td = described.task_definition().unwrap();
+    assert_eq!(td.family(), Some(names.family.as_str()));
+    assert_eq!(td.network_mode(), Some(&NetworkMode::Awsvpc));
+    assert_eq!(td.requires_compatibilities(), [Compatibility::Fargate]);
+    assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    assert_eq!(td.execution_role_arn(), Some(f.resources.execution_role_arn.as_str()));
+    let container = &td.container_definitions()[0];
+    assert_eq!((container.name(), container.image()), (Some("app"), Some(IMAGE)));
+    assert_eq!(container.port_mappings()[0].container_port(), Some(8080));
+    let environment: BTreeMap<String, String> = container
+        .environment()
+        .iter()
+        .map(|kv| (kv.name().unwrap().to_owned(), kv.value().unwrap().to_owned()))
+        .collect();
+    assert_eq!(environment, spec.environment);
+
+    // One target group: IP targets over HTTP, checked on /health.
+    let groups = f.elb.describe_target_groups().names(&names.target_group).send().await.unwrap();
+    let group = &groups.target_groups()[0];
+    assert_eq!(group.target_group_arn(), Some(first.target_group_arn.as_str()));
+    assert_eq!(group.target_type().map(|t| t.as_str()), Some("ip"));
+    assert_eq!((group.protocol().map(|p| p.as_str()), group.port()), (Some("HTTP"), Some(8080)));
+    assert_eq!(group.health_check_path(), Some("/health"));
+    assert_eq!(group.vpc_id(), Some(f.resources.network.vpc_id.as_str()));
+
+    // One rule for the host, forwarding to the target group, tagged with the tenant.
+    let rules = f.rules_for(&spec.host).await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].rule_arn(), Some(first.listener_rule_arn.as_str()));
+    let action = &rules[0].actions()[0];
+    assert_eq!(action.target_group_arn(), Some(first.target_group_arn.as_str()));
+    let tags = f.elb.describe_tags().resource_arns(&first.listener_rule_arn).send().await.unwrap();
+    let tags = tags.tag_descriptions()[0].tags();
+    assert!(
+        tags.iter().any(|t| t.key() == Some(TENANT_TAG) && t.value() == Some(spec.tenant.as_str())),
+        "{tags:?}"
+    );
+
+    // One Fargate service with the network and the load balancer mapping.
+    let listed = f.ecs.list_services().cluster(&f.resources.cluster_arn).send().await.unwrap();
+    let ours: Vec<_> = listed.service_arns().iter().filter(|arn| arn.ends_with(&names.service)).collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let service = f.service(&names.service).await.unwrap();
+    assert_eq!(service.service_arn(), Some(first.service_arn.as_str()));
+    assert_eq!(service.status(), Some("ACTIVE"));
+    assert_eq!(service.desired_count(), 1);
+    assert_eq!(service.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    assert_eq!(service.task_definition(), Some(revisions[0].as_str()));
+    let vpc = service.network_configuration().unwrap().awsvpc_configuration().unwrap();
+    assert_eq!(vpc.subnets(), f.resources.network.subnets.as_slice());
+    assert_eq!(vpc.security_groups(), std::slice::from_ref(&f.resources.network.security_group));
+    assert_eq!(vpc.assign_public_ip(), Some(&AssignPublicIp::Disabled));
+    let balancer = &service.load_balancers()[0];
+    assert_eq!(balancer.target_group_arn(), Some(first.target_group_arn.as_str()));
+    assert_eq!((balancer.container_name(), balancer.container_port()), (Some("app"), Some(8080)));
+}
+
+#[tokio::test]
+async fn new_settings_register_a_new_revision_and_move_the_service_to_it() {
+    let f = fixture().await;
+    let mut spec = spec(f.resources, "upgrade");
+    let names = TenantNames::of(&spec.tenant);
+    let first = f.launcher.launch(&spec).await.unwrap();
+
+    spec.environment.insert("TIER".into(), "3".into());
+    spec.environment.insert("PLAN".into(), "ultimate".into());
+    let second = f.launcher.launch(&spec).await.unwrap();
+    assert_eq!(first, second);
+
+    let revisions = f.active_revisions(&names.family).await;
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    let latest = revisions.iter().find(|arn| arn.ends_with(":2")).unwrap();
+    let service = f.service(&names.service).await.unwrap();
+    assert_eq!(service.task_definition(), Some(latest.as_str()));
+    assert_eq!(f.rules_for(&spec.host).await.len(), 1);
+}
+
+#[tokio::test]
+async fn tenants_get_their_own_rules_and_a_taken_host_is_refused() {
+    let f = fixture().await;
+    let a = spec(f.resources, "first");
+    let b = spec(f.resources, "second");
+    let launched_a = f.launcher.launch(&a).await.unwrap();
+    let launched_b = f.launcher.launch(&b).await.unwrap();
+    assert_ne!(launched_a.listener_rule_arn, launched_b.listener_rule_arn);
+    let priority = |rules: Vec<Rule>| rules[0].priority().unwrap().to_owned();
+    assert_ne!(priority(f.rules_for(&a.host).await), priority(f.rules_for(&b.host).await));
+
+    // Another tenant with a's host: refused, a's routing untouched.
+    let mut intruder = spec(f.resources, "intruder");
+    intruder.host = a.host.clone();
+    let error = f.launcher.launch(&intruder).await.unwrap_err();
+    assert!(
+        matches!(&error, LauncherError::Rejected(reason) if reason.contains("already routed")),
+        "{error:?}"
+    );
+    let rules = f.rules_for(&a.host).await;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].actions()[0].target_group_arn(), Some(launched_a.target_group_arn.as_str()));
+    f.launcher.remove(&intruder.tenant).await.unwrap();
+}
+
+#[tokio::test]
+async fn health_follows_running_tasks_and_healthy_targets() {
+    let f = fixture().await;
+    let spec = spec(f.resources, "health");
+    let names = TenantNames::of(&spec.tenant);
+    let launched = f.launcher.launch(&spec).await.unwrap();
+
+    // moto: a new service has no running task yet.
+    let health = f.launcher.health(&spec.tenant).await.unwrap();
+    assert!(matches!(&health, ServiceHealth::Starting { detail } if detail.contains("0 of 1")), "{health:?}");
+
+    // ECS starts the task (moto reports a scaled service as running) ...
+    f.ecs
+        .update_service()
+        .cluster(&f.resources.cluster_arn)
+        .service(&names.service)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let health = f.launcher.health(&spec.tenant).await.unwrap();
+    assert_eq!(health, ServiceHealth::Starting { detail: "no target registered yet".into() });
+
+    // ... and registers its IP with the target group, whose check passes.
+    f.elb
+        .register_targets()
+        .target_group_arn(&launched.target_group_arn)
+        .targets(TargetDescription::builder().id("10.0.1.23").port(8080).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(f.launcher.health(&spec.tenant).await.unwrap(), ServiceHealth::Healthy);
+
+    f.launcher.remove(&spec.tenant).await.unwrap();
+    let health = f.launcher.health(&spec.tenant).await.unwrap();
+    assert!(matches!(health, ServiceHealth::Broken { .. }), "{health:?}");
+
+    let never = TenantId::for_checkout(&unique_checkout("never"));
+    let health = f.launcher.health(&never).await.unwrap();
+    assert!(
+        matches!(&health, ServiceHealth::Broken { reason } if reason.contains("does not exist")),
+        "{health:?}"
+    );
+}
+
+#[tokio::test]
+async fn removing_twice_leaves_nothing_and_the_tenant_can_come_back() {
+    let f = fixture().await;
+    let spec = spec(f.resources, "remove");
+    let names = TenantNames::of(&spec.tenant);
+    f.launcher.launch(&spec).await.unwrap();
+
+    f.launcher.remove(&spec.tenant).await.unwrap();
+    f.launcher.remove(&spec.tenant).await.unwrap();
+
+    let service = f.service(&names.service).await;
+    assert!(service.as_ref().is_none_or(|s| s.status() == Some("INACTIVE")), "{service:?}");
+    assert!(f.rules_for(&spec.host).await.is_empty());
+    assert!(!f.target_group_exists(&names.target_group).await);
+    assert!(f.active_revisions(&names.family).await.is_empty());
+
+    // Removing a tenant that never ran is fine too.
+    f.launcher.remove(&TenantId::for_checkout(&unique_checkout("nobody"))).await.unwrap();
+
+    let again = f.launcher.launch(&spec).await.unwrap();
+    assert_eq!(f.service(&names.service).await.unwrap().status(), Some("ACTIVE"));
+    assert_eq!(f.rules_for(&spec.host).await.len(), 1);
+    assert!(f.target_group_exists(&names.target_group).await);
+    assert_eq!(f.active_revisions(&names.family).await.len(), 1);
+    assert!(again.service_arn.ends_with(&names.service));
+    f.launcher.remove(&spec.tenant).await.unwrap();
+}
