@@ -122,6 +122,40 @@ mod tests {
         assert_eq!(input["event"]["data"]["object"]["metadata"]["subdomain"], "acme");
     }
 
+    /// Step Functions throttling one event id, accepting the rest.
+    struct ThrottlesOne(&'static str);
+
+    #[async_trait]
+    impl WorkflowStarter for ThrottlesOne {
+        async fn start(&self, _: Workflow, name: &StripeEventId, _: &Value) -> Result<StartOutcome, WorkflowError> {
+            if name.as_str() == self.0 {
+                Err(WorkflowError::Throttled("ThrottlingException".into()))
+            } else {
+                Ok(StartOutcome::Started)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_throttled_and_the_malformed_messages_return_to_the_queue() {
+        let checkout = std::fs::read_to_string(format!(
+            "{}/../events/01-checkout.session.completed.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let other = checkout.replace("evt_1QAcmeCheckoutDone", "evt_throttled");
+        let batch = serde_json::json!({"Records": [
+            {"messageId": "m-ok", "body": checkout, "eventSource": "aws:sqs"},
+            {"messageId": "m-throttled", "body": other, "eventSource": "aws:sqs"},
+            {"messageId": "m-garbage", "body": "not json", "eventSource": "aws:sqs"},
+            {"messageId": "m-ignored", "body": checkout.replace("checkout.session.completed", "invoice.paid"), "eventSource": "aws:sqs"},
+        ]});
+        let batch = serde_json::from_value(batch).unwrap();
+        let response = sqs::handle_batch(&ThrottlesOne("evt_throttled"), batch).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, ["m-throttled", "m-garbage"]);
+    }
+
     #[test]
     fn a_body_that_is_not_an_event_is_malformed() {
         assert!(matches!(parse_message("{}"), Err(DispatchError::Malformed(_))));
