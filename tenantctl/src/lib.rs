@@ -2,6 +2,7 @@
 //! as the workflow lands, the rest of the stack) with local adapters; `send`
 //! signs sample events like Stripe does and posts them.
 
+pub mod emulated;
 pub mod emulator;
 pub mod http_client;
 pub mod local;

@@ -66,6 +66,11 @@ enum LocalCommand {
         /// copies of infra/statemachine/.
         #[arg(long)]
         definitions: Option<PathBuf>,
+        /// Use the AWS adapters against this AWS emulator (moto's server)
+        /// instead of the local adapters; it is bootstrapped with a table,
+        /// cluster, load balancer, hosted zone and sender first.
+        #[arg(long)]
+        aws_endpoint: Option<String>,
     },
     /// Print the executions (like the Step Functions console), tenants,
     /// services, DNS records and mails of a running local server.
@@ -82,8 +87,8 @@ enum LocalCommand {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Local { command: LocalCommand::Serve { addr, state, time_scale, definitions } } => {
-            serve(addr, LocalOptions { state, time_scale, definitions }).await
+        Command::Local { command: LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint } } => {
+            serve(addr, LocalOptions { state, time_scale, definitions }, aws_endpoint.as_deref()).await
         }
         Command::Local { command: LocalCommand::State { server, wait } } => {
             report::print_state(&server, wait).await
@@ -102,7 +107,7 @@ fn with_local_defaults(var: &str) -> Option<String> {
     })
 }
 
-async fn serve(addr: SocketAddr, options: LocalOptions) -> Result<()> {
+async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&str>) -> Result<()> {
     tenancy::telemetry::init_json_logs();
     if !(options.time_scale.is_finite() && options.time_scale >= 0.0) {
         bail!("--time-scale must be a number ≥ 0");
@@ -120,17 +125,34 @@ async fn serve(addr: SocketAddr, options: LocalOptions) -> Result<()> {
         password_key: config::password_key(env, &secrets).await?,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let adapters = Adapters::local(step_config, clock.clone(), &options)?;
+    let (adapters, emulated_ecs) = match aws_endpoint {
+        None => (Adapters::local(step_config, clock.clone(), &options)?, None),
+        Some(endpoint) => {
+            let (adapters, platform) = tenantctl::emulated::adapters(
+                endpoint,
+                step_config.settings.operator_email,
+                step_config.password_key,
+                clock.clone(),
+            )
+            .await
+            .with_context(|| format!("setting up the AWS adapters against {endpoint}"))?;
+            (adapters, Some(platform))
+        }
+    };
     let queue = Arc::new(LocalEventQueue::default());
     let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock);
     let stack = LocalStack::new(ingress, queue, adapters, &options)?;
     let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    println!("tenantctl local: listening on http://{bound} (Stripe mode: {})", config.mode);
+    let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
+    println!("tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend})", config.mode);
     tenantctl::local::serve(listener, stack, async {
         // Ctrl-C or SIGTERM; if the signal cannot be installed, run until killed.
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    if let Some(platform) = emulated_ecs {
+        platform.abort();
+    }
     Ok(())
 }
 

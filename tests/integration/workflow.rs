@@ -207,3 +207,48 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     assert!(operator["text"].as_str().unwrap().contains("platinum"));
     assert_eq!((len(&state, "services"), len(&state, "dead_letters")), (0, 0));
 }
+
+/// `tenantctl local serve --aws-endpoint`: the same definition and steps,
+/// with the AWS adapters on moto's server.
+#[tokio::test]
+async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator() {
+    use integration_tests::{local_stack_with, moto_endpoint, step_config};
+    use tenantctl::local::LocalOptions;
+
+    let config = step_config();
+    let clock = Arc::new(tenancy::clock::SystemClock);
+    let (adapters, platform) = tenantctl::emulated::adapters(
+        &moto_endpoint(),
+        config.settings.operator_email,
+        config.password_key,
+        clock,
+    )
+    .await
+    .unwrap();
+    // Scaled waits, so the emulated ECS has time to "start" the task.
+    let options = LocalOptions { state: None, time_scale: 0.01, definitions: None };
+    let stack = local_stack_with(NOW, adapters, &options);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    platform.abort();
+
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?} {:?}", run.error, run.cause);
+    assert_eq!(len(&state, "executions"), 1);
+    let acme: Vec<&Value> =
+        state["tenants"].as_array().unwrap().iter().filter(|t| t["signup"]["subdomain"] == "acme").collect();
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0]["status"], "ACTIVE");
+    assert!(state["dns_records"].as_array().unwrap().iter().any(|r| r["name"] == "acme.tenancy-local.test"));
+    // moto's mail store is shared with other tests: count this stack's mails.
+    let welcome: Vec<&Value> = state["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["to"] == "dana@acme.example")
+        .filter(|m| m["text"].as_str().is_some_and(|text| text.contains("https://acme.tenancy-local.test")))
+        .collect();
+    assert_eq!(welcome.len(), 1, "one welcome mail through SES");
+}

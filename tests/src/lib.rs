@@ -86,9 +86,17 @@ pub fn instant_options() -> tenantctl::local::LocalOptions {
 
 /// The whole local stack (webhook at `now`, dispatcher, workflows) on `adapters`.
 pub fn local_stack(now: i64, adapters: tenantctl::local::Adapters) -> Arc<tenantctl::local::LocalStack> {
+    local_stack_with(now, adapters, &instant_options())
+}
+
+pub fn local_stack_with(
+    now: i64,
+    adapters: tenantctl::local::Adapters,
+    options: &tenantctl::local::LocalOptions,
+) -> Arc<tenantctl::local::LocalStack> {
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
     let ingress = ingress_at(now, queue.clone());
-    tenantctl::local::LocalStack::new(ingress, queue, adapters, &instant_options()).expect("the stack builds")
+    tenantctl::local::LocalStack::new(ingress, queue, adapters, options).expect("the stack builds")
 }
 
 /// Headers Stripe would send for `body` at `now`, signed with [`FIXTURE_SECRET`].
