@@ -127,7 +127,12 @@ mod tests {
 
     #[async_trait]
     impl WorkflowStarter for ThrottlesOne {
-        async fn start(&self, _: Workflow, name: &StripeEventId, _: &Value) -> Result<StartOutcome, WorkflowError> {
+        async fn start(
+            &self,
+            _: Workflow,
+            name: &StripeEventId,
+            _: &Value,
+        ) -> Result<StartOutcome, WorkflowError> {
             if name.as_str() == self.0 {
                 Err(WorkflowError::Throttled("ThrottlingException".into()))
             } else {
@@ -152,7 +157,8 @@ mod tests {
         ]});
         let batch = serde_json::from_value(batch).unwrap();
         let response = sqs::handle_batch(&ThrottlesOne("evt_throttled"), batch).await;
-        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let failed: Vec<&str> =
+            response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         assert_eq!(failed, ["m-throttled", "m-garbage"]);
     }
 

@@ -77,13 +77,19 @@ async fn start_pending_tasks(
 ) -> Result<(), tenancy::ports::BoxError> {
     let arns = ecs.list_services().cluster(cluster).send().await?.service_arns.unwrap_or_default();
     for chunk in arns.chunks(10) {
-        let described = ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await?;
+        let described =
+            ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await?;
         for service in described.services.unwrap_or_default() {
             if service.status.as_deref() != Some("ACTIVE") || service.running_count >= service.desired_count {
                 continue;
             }
             let name = service.service_name.clone().unwrap_or_default();
-            ecs.update_service().cluster(cluster).service(&name).desired_count(service.desired_count).send().await?;
+            ecs.update_service()
+                .cluster(cluster)
+                .service(&name)
+                .desired_count(service.desired_count)
+                .send()
+                .await?;
             for balancer in service.load_balancers.unwrap_or_default() {
                 let Some(group) = balancer.target_group_arn else { continue };
                 let port = balancer.container_port.unwrap_or(8080);
@@ -113,7 +119,8 @@ impl Inspect for EmulatorInspect {
         };
         let mut services = Vec::new();
         for chunk in arns.chunks(10) {
-            let Ok(described) = ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await
+            let Ok(described) =
+                ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await
             else {
                 continue;
             };

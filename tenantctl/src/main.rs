@@ -87,9 +87,9 @@ enum LocalCommand {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Local { command: LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint } } => {
-            serve(addr, LocalOptions { state, time_scale, definitions }, aws_endpoint.as_deref()).await
-        }
+        Command::Local {
+            command: LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint },
+        } => serve(addr, LocalOptions { state, time_scale, definitions }, aws_endpoint.as_deref()).await,
         Command::Local { command: LocalCommand::State { server, wait } } => {
             report::print_state(&server, wait).await
         }
