@@ -1,5 +1,3 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// An e-mail address good enough to send to: `local@domain.tld`, no spaces,
@@ -34,30 +32,9 @@ impl EmailAddress {
         }
         Ok(EmailAddress(format!("{local}@{domain}")))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for EmailAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for EmailAddress {
-    type Error = InvalidEmail;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        EmailAddress::parse(&value)
-    }
-}
-
-impl From<EmailAddress> for String {
-    fn from(value: EmailAddress) -> Self {
-        value.0
-    }
-}
+string_newtype!(EmailAddress, InvalidEmail);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,5 @@
 //! Identifiers: Stripe's (checked by prefix and alphabet) and our tenant id.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -30,30 +28,9 @@ macro_rules! stripe_id {
             pub fn parse(raw: &str) -> Result<Self, InvalidId> {
                 check_stripe_id(raw, $kind, $prefix).map($name)
             }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = InvalidId;
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                $name::parse(&value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> Self {
-                value.0
-            }
-        }
+        string_newtype!($name, InvalidId);
     };
 }
 
@@ -98,30 +75,9 @@ impl TenantId {
             Err(InvalidId { kind: "tenant id", prefix: "tnt_" })
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for TenantId {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        TenantId::parse(&value)
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(value: TenantId) -> Self {
-        value.0
-    }
-}
+string_newtype!(TenantId, InvalidId);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,37 @@
 //! The business's own types: what a tenant is, what a signup carries, which
 //! plans exist. Each is parsed once at the edge and cannot hold a bad value.
 
+/// `as_str`, `Display`, and the serde round trip through `String` (parsing
+/// with the type's own `parse`) for a newtype over a checked `String`.
+macro_rules! string_newtype {
+    ($name:ident, $error:ty) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $name::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
 pub mod catalog;
 pub mod email;
 pub mod ids;

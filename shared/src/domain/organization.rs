@@ -1,5 +1,3 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// The customer's organisation name as they typed it: 1 to 100 characters,
@@ -21,30 +19,9 @@ impl OrganizationName {
         }
         Ok(OrganizationName(name.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for OrganizationName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for OrganizationName {
-    type Error = InvalidOrganization;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        OrganizationName::parse(&value)
-    }
-}
-
-impl From<OrganizationName> for String {
-    fn from(value: OrganizationName) -> Self {
-        value.0
-    }
-}
+string_newtype!(OrganizationName, InvalidOrganization);
 
 #[cfg(test)]
 mod tests {

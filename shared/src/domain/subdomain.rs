@@ -1,5 +1,3 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// Names a customer may not have: ours, or confusing.
@@ -78,30 +76,9 @@ impl Subdomain {
         }
         Ok(Subdomain(name))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Subdomain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Subdomain {
-    type Error = InvalidSubdomain;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Subdomain::parse(&value)
-    }
-}
-
-impl From<Subdomain> for String {
-    fn from(value: Subdomain) -> Self {
-        value.0
-    }
-}
+string_newtype!(Subdomain, InvalidSubdomain);
 
 #[cfg(test)]
 mod tests {

@@ -862,18 +862,13 @@ impl TenantLauncher for EcsTenantLauncher {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use aws_sdk_ecs::types::Deployment;
     use aws_sdk_elasticloadbalancingv2::types::TargetHealth;
 
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |var| map.get(var).cloned()
-    }
+    use crate::config::env_of as env;
 
     const MINIMAL: &[(&str, &str)] = &[
         (ECS_CLUSTER, "tenants"),
