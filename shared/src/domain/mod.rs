@@ -47,4 +47,4 @@ pub use ids::{CheckoutSessionId, CustomerId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;
-pub use tenant::{Failure, TenantRecord, TenantResources, TenantStatus};
+pub use tenant::{AppliedEvent, EventOutcome, Failure, TenantRecord, TenantResources, TenantStatus};

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{BillingPeriod, Plan};
 use super::ids::{CheckoutSessionId, TenantId};
 use super::signup::CheckoutSignup;
 
@@ -58,6 +59,25 @@ pub struct Failure {
     pub at: i64,
 }
 
+/// What an event did to a tenant (the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOutcome {
+    Applied,
+    /// Older than the last event applied: changed nothing.
+    Stale,
+    /// Nothing to do for this tenant in its state (e.g. already cancelled).
+    Ignored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub outcome: EventOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
     pub id: TenantId,
@@ -67,6 +87,17 @@ pub struct TenantRecord {
     pub checkout_session: Option<CheckoutSessionId>,
     /// `None` only for a checkout whose metadata could not be used (FAILED).
     pub signup: Option<CheckoutSignup>,
+    /// The plan the subscription is on now (the signup's until it changes).
+    pub plan: Option<Plan>,
+    pub billing: Option<BillingPeriod>,
+    /// End of the period paid for (Unix seconds), from the last paid invoice.
+    #[serde(default)]
+    pub paid_until: Option<i64>,
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+    /// When the subdomain was released after cancellation's grace period.
+    #[serde(default)]
+    pub subdomain_released_at: Option<i64>,
     #[serde(default)]
     pub resources: TenantResources,
     /// PHC string (argon2id); the plaintext exists only in the welcome mail.
@@ -82,9 +113,9 @@ pub struct TenantRecord {
     pub mails: BTreeMap<String, String>,
     /// `created` of the last Stripe event applied (DESIGN.md decision 4).
     pub last_event_created: i64,
-    /// Stripe event ids applied to this tenant, oldest first.
+    /// Stripe events that reached this tenant, in the order they arrived.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: Vec<AppliedEvent>,
 }
 
 impl TenantRecord {
@@ -104,11 +135,22 @@ impl TenantRecord {
         event_created: i64,
         now: i64,
     ) -> Self {
+        let applied = AppliedEvent {
+            event_id: event_id.to_owned(),
+            event_type: "checkout.session.completed".to_owned(),
+            created: event_created,
+            outcome: EventOutcome::Applied,
+        };
         TenantRecord {
             id: signup.tenant_id(),
             version: 1,
             status: TenantStatus::Provisioning,
             checkout_session: Some(signup.checkout_session.clone()),
+            plan: Some(signup.plan.clone()),
+            billing: Some(signup.billing),
+            paid_until: None,
+            cancelled_at: None,
+            subdomain_released_at: None,
             signup: Some(signup),
             resources: TenantResources::default(),
             admin_password_hash: Some(password_hash),
@@ -119,7 +161,7 @@ impl TenantRecord {
             failure: None,
             mails: BTreeMap::new(),
             last_event_created: event_created,
-            events: vec![event_id.to_owned()],
+            events: vec![applied],
         }
     }
 
@@ -131,12 +173,23 @@ impl TenantRecord {
         event_id: &str,
         event_created: i64,
     ) -> Self {
+        let applied = AppliedEvent {
+            event_id: event_id.to_owned(),
+            event_type: "checkout.session.completed".to_owned(),
+            created: event_created,
+            outcome: EventOutcome::Applied,
+        };
         TenantRecord {
             id,
             version: 1,
             status: TenantStatus::Failed,
             checkout_session,
             signup: None,
+            plan: None,
+            billing: None,
+            paid_until: None,
+            cancelled_at: None,
+            subdomain_released_at: None,
             resources: TenantResources::default(),
             admin_password_hash: None,
             created_at: failure.at,
@@ -146,7 +199,7 @@ impl TenantRecord {
             failure: Some(failure),
             mails: BTreeMap::new(),
             last_event_created: event_created,
-            events: vec![event_id.to_owned()],
+            events: vec![applied],
         }
     }
 }

@@ -55,6 +55,9 @@ pub trait TenantLauncher: Send + Sync {
 
     async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError>;
 
+    /// Sets how many tasks the tenant's service runs (0 suspends it).
+    async fn scale(&self, tenant: &TenantId, desired: u32) -> Result<(), LauncherError>;
+
     /// Removes the service, listener rule and target group of `tenant`.
     /// Removing what is already gone succeeds.
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError>;

@@ -1,6 +1,7 @@
 //! Narrow traits between the rooms and the outside world. Each has an AWS
 //! adapter and a local adapter in [`crate::adapters`].
 
+pub mod billing;
 pub mod dns;
 pub mod launcher;
 pub mod mail;
@@ -9,12 +10,13 @@ pub mod secrets;
 pub mod tenants;
 pub mod workflow;
 
+pub use billing::{BillingError, BillingPortal};
 pub use dns::{ChangeStatus, DnsError, DnsPublisher};
 pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
 pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
-pub use tenants::{Inserted, StoreError, TenantStore};
+pub use tenants::{Inserted, StoreError, TenantStore, UnmatchedEvent};
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
 /// The cause of an adapter failure, kept for the error chain.

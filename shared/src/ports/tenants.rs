@@ -2,9 +2,22 @@
 //! something is conditional (DESIGN.md decision 3).
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use crate::domain::{Subdomain, TenantId, TenantRecord};
+use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::stripe::StripeEventId;
+
+/// A Stripe event about a subscription no tenant has: kept for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedEvent {
+    pub event_id: StripeEventId,
+    pub event_type: String,
+    pub subscription: Option<SubscriptionId>,
+    pub customer: Option<CustomerId>,
+    pub created: i64,
+    pub recorded_at: i64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,8 +56,20 @@ pub trait TenantStore: Send + Sync {
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
 
-    /// Writes `record` if the stored version is `record.version - 1`.
+    /// Writes `record` if the stored version is `record.version - 1` and the
+    /// stored `last_event_created` is not newer than the record's (so a late
+    /// event can never move a tenant back, whatever the caller read).
     async fn replace_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
+
+    /// The tenant of a Stripe subscription. The AWS index behind this is
+    /// eventually consistent: a tenant recorded a moment ago may be missing.
+    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// Records an event for an unknown subscription; recording it again
+    /// changes nothing.
+    async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError>;
+
+    async fn list_unmatched_events(&self) -> Result<Vec<UnmatchedEvent>, StoreError>;
 
     /// Every tenant (operator views and the local state page).
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;

@@ -9,12 +9,14 @@ use crate::stripe::StripeEventId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Workflow {
     Provision,
+    Lifecycle,
 }
 
 impl Workflow {
     pub fn as_str(self) -> &'static str {
         match self {
             Workflow::Provision => "provision",
+            Workflow::Lifecycle => "lifecycle",
         }
     }
 }

@@ -218,17 +218,20 @@ pub fn app_environment(
     signup: &CheckoutSignup,
     url: &str,
 ) -> BTreeMap<String, String> {
+    // The current plan; the signup's when the record predates plan changes.
+    let plan = record.plan.as_ref().unwrap_or(&signup.plan);
+    let billing = record.billing.unwrap_or(signup.billing);
     let mut env = BTreeMap::from([
         ("TENANT_ID".to_owned(), record.id.to_string()),
-        ("TIER".to_owned(), signup.plan.tier.to_string()),
-        ("PLAN".to_owned(), signup.plan.key.to_string()),
-        ("BILLING_FREQUENCY".to_owned(), signup.billing.to_string()),
+        ("TIER".to_owned(), plan.tier.to_string()),
+        ("PLAN".to_owned(), plan.key.to_string()),
+        ("BILLING_FREQUENCY".to_owned(), billing.to_string()),
         ("ORG_NAME".to_owned(), signup.organization.to_string()),
         ("ADMIN_EMAIL".to_owned(), signup.admin_email.to_string()),
         ("ADMIN_PASSWORD_HASH".to_owned(), record.admin_password_hash.clone().unwrap_or_default()),
         ("PUBLIC_URL".to_owned(), url.to_owned()),
     ]);
-    for (name, limit) in &signup.plan.limits {
+    for (name, limit) in &plan.limits {
         env.insert(format!("LIMIT_{}", name.to_ascii_uppercase()), limit.to_string());
     }
     env

@@ -24,8 +24,8 @@ use aws_sdk_dynamodb::types::{
 use super::error::{call_failed, unexpected};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Lookup, required};
-use crate::domain::{Subdomain, TenantId, TenantRecord};
-use crate::ports::{Inserted, StoreError, TenantStore};
+use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::ports::{Inserted, StoreError, TenantStore, UnmatchedEvent};
 
 /// The table's name, for functions that build the store from their environment.
 pub const TENANT_TABLE: &str = "TENANT_TABLE";
@@ -41,6 +41,7 @@ pub const ATTR_TENANT_ID: &str = "tenant_id";
 pub const ATTR_CLAIMED_AT: &str = "claimed_at";
 pub const KIND_TENANT: &str = "tenant";
 pub const KIND_SUBDOMAIN: &str = "subdomain";
+pub const KIND_UNMATCHED_EVENT: &str = "unmatched-event";
 
 /// A claim taken away between our failed write and our read of the holder
 /// is retried this many times before giving up as unavailable.
@@ -276,9 +277,13 @@ impl TenantStore for DynamoTenantStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(tenant_item(record)?))
-            .condition_expression("#version = :previous")
+            // The version guards against lost updates; the event time guards
+            // ordering on its own, so a late event can never move a tenant back.
+            .condition_expression("#version = :previous AND #last_event <= :last_event")
             .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#last_event", "last_event_created")
             .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
+            .expression_attribute_values(":last_event", AttributeValue::N(record.last_event_created.to_string()))
             .send()
             .await;
         match result {
@@ -315,6 +320,85 @@ impl TenantStore for DynamoTenantStore {
         }
         tenants.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(tenants)
+    }
+
+    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_SUBSCRIPTION_INDEX)
+            .key_condition_expression("#subscription = :subscription")
+            .expression_attribute_names("#subscription", ATTR_SUBSCRIPTION_ID)
+            .expression_attribute_values(":subscription", s(subscription.as_str()))
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Query", e)))?;
+        match page.items.unwrap_or_default().into_iter().next() {
+            // The index projects every attribute, but read the item itself:
+            // it is strongly consistent and carries the current version.
+            Some(item) => match text_attr(&item, ATTR_PK) {
+                Some(pk) => match self.get_item(pk).await? {
+                    Some(item) => decode_tenant(item).map(Some),
+                    None => Ok(None),
+                },
+                None => Err(StoreError::Corrupt { key: key_of(&item), reason: "no pk".into() }),
+            },
+            None => Ok(None),
+        }
+    }
+
+    async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError> {
+        let pk = format!("EVENT#{}", event.event_id);
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::aws_sdk_dynamodb_1::to_item(event)
+            .map_err(|e| StoreError::Corrupt { key: pk.clone(), reason: format!("cannot be written: {e}") })?;
+        item.insert(ATTR_PK.into(), s(&pk));
+        item.insert(ATTR_KIND.into(), s(KIND_UNMATCHED_EVENT));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", ATTR_PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Recorded by an earlier run: nothing to change.
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+        }
+    }
+
+    async fn list_unmatched_events(&self) -> Result<Vec<UnmatchedEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#kind = :kind")
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_values(":kind", s(KIND_UNMATCHED_EVENT))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
+            for item in page.items.unwrap_or_default() {
+                let key = key_of(&item);
+                let event = serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+                    .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })?;
+                events.push(event);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        events.sort_by(|a: &UnmatchedEvent, b| a.created.cmp(&b.created));
+        Ok(events)
     }
 }
 

@@ -852,6 +852,31 @@ impl TenantLauncher for EcsTenantLauncher {
         Ok(judge_targets(&targets))
     }
 
+    async fn scale(&self, tenant: &TenantId, desired: u32) -> Result<(), LauncherError> {
+        let names = TenantNames::of(tenant);
+        let desired = i32::try_from(desired).map_err(|_| LauncherError::Rejected("desired count too large".into()))?;
+        let result = self
+            .ecs
+            .update_service()
+            .cluster(&self.config.cluster)
+            .service(&names.service)
+            .desired_count(desired)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    super::error::code(&error),
+                    Some("ServiceNotFoundException" | "ServiceNotActiveException")
+                ) =>
+            {
+                Err(LauncherError::Rejected(format!("tenant {tenant} has no active service {}", names.service)))
+            }
+            Err(error) => Err(sdk_failure("ECS UpdateService", error)),
+        }
+    }
+
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
         let names = TenantNames::of(tenant);
         self.remove_service(&names).await?;

@@ -21,12 +21,15 @@ use crate::stripe::StripeEventId;
 
 /// The ARN of the provisioning state machine.
 pub const PROVISION_STATE_MACHINE_ARN: &str = "PROVISION_STATE_MACHINE_ARN";
+/// The ARN of the subscription lifecycle state machine.
+pub const LIFECYCLE_STATE_MACHINE_ARN: &str = "LIFECYCLE_STATE_MACHINE_ARN";
 
 /// The workflow starter on AWS Step Functions (Standard workflows).
 #[derive(Debug, Clone)]
 pub struct StepFunctionsStarter {
     client: Client,
     provision_arn: String,
+    lifecycle_arn: String,
 }
 
 fn parse_state_machine_arn(var: &'static str, raw: &str) -> Result<String, ConfigError> {
@@ -46,8 +49,8 @@ fn parse_state_machine_arn(var: &'static str, raw: &str) -> Result<String, Confi
 }
 
 impl StepFunctionsStarter {
-    pub fn new(client: Client, provision_arn: impl Into<String>) -> Self {
-        StepFunctionsStarter { client, provision_arn: provision_arn.into() }
+    pub fn new(client: Client, provision_arn: impl Into<String>, lifecycle_arn: impl Into<String>) -> Self {
+        StepFunctionsStarter { client, provision_arn: provision_arn.into(), lifecycle_arn: lifecycle_arn.into() }
     }
 
     pub fn from_lookup(client: Client, env: &dyn Lookup) -> Result<Self, ConfigError> {
@@ -55,12 +58,17 @@ impl StepFunctionsStarter {
             PROVISION_STATE_MACHINE_ARN,
             &required(env, PROVISION_STATE_MACHINE_ARN)?,
         )?;
-        Ok(StepFunctionsStarter::new(client, provision))
+        let lifecycle = parse_state_machine_arn(
+            LIFECYCLE_STATE_MACHINE_ARN,
+            &required(env, LIFECYCLE_STATE_MACHINE_ARN)?,
+        )?;
+        Ok(StepFunctionsStarter::new(client, provision, lifecycle))
     }
 
     pub fn state_machine_arn(&self, workflow: Workflow) -> &str {
         match workflow {
             Workflow::Provision => &self.provision_arn,
+            Workflow::Lifecycle => &self.lifecycle_arn,
         }
     }
 

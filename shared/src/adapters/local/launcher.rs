@@ -111,6 +111,22 @@ impl TenantLauncher for LocalLauncher {
         }))
     }
 
+    async fn scale(&self, tenant: &TenantId, desired: u32) -> Result<(), LauncherError> {
+        let now = self.clock.now_millis();
+        self.platform
+            .update(|p| match p.services.get_mut(&service_name(tenant)) {
+                None => Err(LauncherError::Rejected(format!("tenant {tenant} has no service"))),
+                Some(service) => {
+                    if service.desired_count == 0 && desired > 0 {
+                        service.started_at_ms = now; // a new task starts
+                    }
+                    service.desired_count = desired;
+                    Ok(())
+                }
+            })
+            .map_err(unavailable)?
+    }
+
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
         self.platform
             .update(|p| {

@@ -1,6 +1,7 @@
 //! Local adapters: honest in-process implementations of the ports, keeping
 //! their state in a directory when one is given.
 
+mod billing;
 mod dns;
 mod launcher;
 mod mail;
@@ -9,6 +10,7 @@ mod queue;
 mod secrets;
 mod tenants;
 
+pub use billing::LocalBillingPortal;
 pub use dns::{LocalDns, LocalDnsRecord};
 pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::domain::{Subdomain, TenantId, TenantRecord};
-use crate::ports::{Inserted, StoreError, TenantStore};
+use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::ports::{Inserted, StoreError, TenantStore, UnmatchedEvent};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubdomainClaim {
@@ -20,6 +20,8 @@ pub struct SubdomainClaim {
 struct Table {
     tenants: BTreeMap<TenantId, TenantRecord>,
     subdomains: BTreeMap<Subdomain, SubdomainClaim>,
+    #[serde(default)]
+    unmatched: BTreeMap<String, UnmatchedEvent>,
 }
 
 /// The tenant table on a laptop, with the same conditional writes as DynamoDB.
@@ -98,7 +100,9 @@ impl TenantStore for LocalTenantStore {
         let expected = record.version.saturating_sub(1);
         self.table
             .update(|t| match t.tenants.get_mut(&record.id) {
-                Some(stored) if stored.version == expected => {
+                Some(stored)
+                    if stored.version == expected && stored.last_event_created <= record.last_event_created =>
+                {
                     *stored = record.clone();
                     Ok(())
                 }
@@ -109,5 +113,26 @@ impl TenantStore for LocalTenantStore {
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         Ok(self.table.read(|t| t.tenants.values().cloned().collect()))
+    }
+
+    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError> {
+        Ok(self.table.read(|t| {
+            t.tenants
+                .values()
+                .find(|record| record.signup.as_ref().is_some_and(|signup| signup.subscription == *subscription))
+                .cloned()
+        }))
+    }
+
+    async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError> {
+        self.table
+            .update(|t| {
+                t.unmatched.entry(event.event_id.to_string()).or_insert_with(|| event.clone());
+            })
+            .map_err(unavailable)
+    }
+
+    async fn list_unmatched_events(&self) -> Result<Vec<UnmatchedEvent>, StoreError> {
+        Ok(self.table.read(|t| t.unmatched.values().cloned().collect()))
     }
 }
