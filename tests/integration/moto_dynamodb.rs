@@ -60,7 +60,9 @@ async fn a_tenant_is_stored_as_native_attributes_and_found_by_subscription() {
     let signup = item["signup"].as_m().expect("the signup is a map, not a JSON string");
     assert_eq!(signup["subdomain"].as_s().unwrap(), "acme");
     assert_eq!(signup["plan"].as_m().unwrap()["tier"].as_n().unwrap(), "2");
-    assert_eq!(item["events"].as_l().unwrap(), &[AttributeValue::S("evt_1Checkout".into())]);
+    let events = item["events"].as_l().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].as_m().unwrap()["event_id"].as_s().unwrap(), "evt_1Checkout");
 
     assert_eq!(store.get_tenant(&record.id).await.unwrap(), Some(record.clone()));
 
@@ -99,7 +101,12 @@ async fn inserting_twice_returns_what_the_first_insert_stored() {
 
     let mut retry = first.clone();
     retry.updated_at += 60;
-    retry.events.push("evt_1Retry".into());
+    retry.events.push(tenancy::domain::AppliedEvent {
+        event_id: "evt_1Retry".into(),
+        event_type: "checkout.session.completed".into(),
+        created: 1_763_800_001,
+        outcome: tenancy::domain::EventOutcome::Applied,
+    });
     assert_eq!(store.insert_tenant(&retry).await.unwrap(), Inserted::Existing(Box::new(first.clone())));
     assert_eq!(store.get_tenant(&first.id).await.unwrap(), Some(first));
 }

@@ -4,7 +4,7 @@ use aws_sdk_sfn::Client;
 use integration_tests::{moto_config, unique_name};
 use serde_json::json;
 use tenancy::adapters::aws::StepFunctionsStarter;
-use tenancy::adapters::aws::sfn::{PROVISION_STATE_MACHINE_ARN, execution_arn};
+use tenancy::adapters::aws::sfn::{LIFECYCLE_STATE_MACHINE_ARN, PROVISION_STATE_MACHINE_ARN, execution_arn};
 use tenancy::ports::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 use tenancy::stripe::StripeEventId;
 
@@ -31,7 +31,8 @@ async fn an_event_starts_one_execution_named_after_it() {
     let client = Client::new(&moto_config().await);
     let machine = state_machine(&client).await;
     let starter = StepFunctionsStarter::from_lookup(client.clone(), &|var: &str| {
-        (var == PROVISION_STATE_MACHINE_ARN).then(|| machine.clone())
+        // One machine stands in for both workflows here.
+        (var == PROVISION_STATE_MACHINE_ARN || var == LIFECYCLE_STATE_MACHINE_ARN).then(|| machine.clone())
     })
     .unwrap();
     let event = event_id();
@@ -64,7 +65,7 @@ async fn an_event_starts_one_execution_named_after_it() {
 async fn starting_a_missing_state_machine_is_rejected() {
     let client = Client::new(&moto_config().await);
     let missing = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{}", unique_name("absent"));
-    let starter = StepFunctionsStarter::new(client, missing);
+    let starter = StepFunctionsStarter::new(client, missing.clone(), missing);
     let error = starter.start(Workflow::Provision, &event_id(), &json!({})).await.unwrap_err();
     assert!(
         matches!(&error, WorkflowError::Rejected(reason) if reason.contains("StateMachineDoesNotExist")),

@@ -162,6 +162,14 @@ impl tenancy::ports::TenantLauncher for FaultyLauncher {
         self.inner.health(tenant).await
     }
 
+    async fn scale(
+        &self,
+        tenant: &tenancy::domain::TenantId,
+        desired: u32,
+    ) -> Result<(), tenancy::ports::LauncherError> {
+        self.inner.scale(tenant, desired).await
+    }
+
     async fn remove(&self, tenant: &tenancy::domain::TenantId) -> Result<(), tenancy::ports::LauncherError> {
         self.inner.remove(tenant).await
     }

@@ -63,7 +63,10 @@ pub trait TenantStore: Send + Sync {
 
     /// The tenant of a Stripe subscription. The AWS index behind this is
     /// eventually consistent: a tenant recorded a moment ago may be missing.
-    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError>;
+    async fn find_by_subscription(
+        &self,
+        subscription: &SubscriptionId,
+    ) -> Result<Option<TenantRecord>, StoreError>;
 
     /// Records an event for an unknown subscription; recording it again
     /// changes nothing.

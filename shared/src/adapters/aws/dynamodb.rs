@@ -283,7 +283,10 @@ impl TenantStore for DynamoTenantStore {
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#last_event", "last_event_created")
             .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
-            .expression_attribute_values(":last_event", AttributeValue::N(record.last_event_created.to_string()))
+            .expression_attribute_values(
+                ":last_event",
+                AttributeValue::N(record.last_event_created.to_string()),
+            )
             .send()
             .await;
         match result {
@@ -322,7 +325,10 @@ impl TenantStore for DynamoTenantStore {
         Ok(tenants)
     }
 
-    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError> {
+    async fn find_by_subscription(
+        &self,
+        subscription: &SubscriptionId,
+    ) -> Result<Option<TenantRecord>, StoreError> {
         let page = self
             .client
             .query()
@@ -351,7 +357,10 @@ impl TenantStore for DynamoTenantStore {
     async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError> {
         let pk = format!("EVENT#{}", event.event_id);
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::aws_sdk_dynamodb_1::to_item(event)
-            .map_err(|e| StoreError::Corrupt { key: pk.clone(), reason: format!("cannot be written: {e}") })?;
+            .map_err(|e| StoreError::Corrupt {
+                key: pk.clone(),
+                reason: format!("cannot be written: {e}"),
+            })?;
         item.insert(ATTR_PK.into(), s(&pk));
         item.insert(ATTR_KIND.into(), s(KIND_UNMATCHED_EVENT));
         let result = self
@@ -366,7 +375,9 @@ impl TenantStore for DynamoTenantStore {
         match result {
             Ok(_) => Ok(()),
             // Recorded by an earlier run: nothing to change.
-            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
         }
     }
@@ -388,8 +399,9 @@ impl TenantStore for DynamoTenantStore {
                 .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
             for item in page.items.unwrap_or_default() {
                 let key = key_of(&item);
-                let event = serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-                    .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })?;
+                let event = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| {
+                    StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) }
+                })?;
                 events.push(event);
             }
             match page.last_evaluated_key {
@@ -397,7 +409,7 @@ impl TenantStore for DynamoTenantStore {
                 _ => break,
             }
         }
-        events.sort_by(|a: &UnmatchedEvent, b| a.created.cmp(&b.created));
+        events.sort_by_key(|event: &UnmatchedEvent| event.created);
         Ok(events)
     }
 }

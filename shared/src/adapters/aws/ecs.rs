@@ -854,7 +854,8 @@ impl TenantLauncher for EcsTenantLauncher {
 
     async fn scale(&self, tenant: &TenantId, desired: u32) -> Result<(), LauncherError> {
         let names = TenantNames::of(tenant);
-        let desired = i32::try_from(desired).map_err(|_| LauncherError::Rejected("desired count too large".into()))?;
+        let desired =
+            i32::try_from(desired).map_err(|_| LauncherError::Rejected("desired count too large".into()))?;
         let result = self
             .ecs
             .update_service()
@@ -871,7 +872,10 @@ impl TenantLauncher for EcsTenantLauncher {
                     Some("ServiceNotFoundException" | "ServiceNotActiveException")
                 ) =>
             {
-                Err(LauncherError::Rejected(format!("tenant {tenant} has no active service {}", names.service)))
+                Err(LauncherError::Rejected(format!(
+                    "tenant {tenant} has no active service {}",
+                    names.service
+                )))
             }
             Err(error) => Err(sdk_failure("ECS UpdateService", error)),
         }

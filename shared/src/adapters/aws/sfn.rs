@@ -50,7 +50,11 @@ fn parse_state_machine_arn(var: &'static str, raw: &str) -> Result<String, Confi
 
 impl StepFunctionsStarter {
     pub fn new(client: Client, provision_arn: impl Into<String>, lifecycle_arn: impl Into<String>) -> Self {
-        StepFunctionsStarter { client, provision_arn: provision_arn.into(), lifecycle_arn: lifecycle_arn.into() }
+        StepFunctionsStarter {
+            client,
+            provision_arn: provision_arn.into(),
+            lifecycle_arn: lifecycle_arn.into(),
+        }
     }
 
     pub fn from_lookup(client: Client, env: &dyn Lookup) -> Result<Self, ConfigError> {
@@ -159,7 +163,13 @@ mod tests {
     #[test]
     fn the_arn_variable_is_checked() {
         let env = |value: &'static str| {
-            move |var: &str| (var == PROVISION_STATE_MACHINE_ARN).then(|| value.to_owned())
+            move |var: &str| match var {
+                PROVISION_STATE_MACHINE_ARN => Some(value.to_owned()),
+                LIFECYCLE_STATE_MACHINE_ARN => {
+                    Some("arn:aws:states:us-east-1:123456789012:stateMachine:lifecycle".into())
+                }
+                _ => None,
+            }
         };
         let client = Client::from_conf(
             aws_sdk_sfn::Config::builder()
@@ -170,7 +180,9 @@ mod tests {
             client.clone(),
             &env("arn:aws:states:us-east-1:123456789012:stateMachine:provision"),
         );
-        assert_eq!(ok.unwrap().state_machine_arn(Workflow::Provision).len(), 60);
+        let ok = ok.unwrap();
+        assert_eq!(ok.state_machine_arn(Workflow::Provision).len(), 60);
+        assert!(ok.state_machine_arn(Workflow::Lifecycle).ends_with(":lifecycle"));
         let bad =
             StepFunctionsStarter::from_lookup(client.clone(), &env("provision")).unwrap_err().to_string();
         assert!(bad.starts_with("configuration: PROVISION_STATE_MACHINE_ARN is invalid"), "{bad}");

@@ -101,7 +101,8 @@ impl TenantStore for LocalTenantStore {
         self.table
             .update(|t| match t.tenants.get_mut(&record.id) {
                 Some(stored)
-                    if stored.version == expected && stored.last_event_created <= record.last_event_created =>
+                    if stored.version == expected
+                        && stored.last_event_created <= record.last_event_created =>
                 {
                     *stored = record.clone();
                     Ok(())
@@ -115,11 +116,16 @@ impl TenantStore for LocalTenantStore {
         Ok(self.table.read(|t| t.tenants.values().cloned().collect()))
     }
 
-    async fn find_by_subscription(&self, subscription: &SubscriptionId) -> Result<Option<TenantRecord>, StoreError> {
+    async fn find_by_subscription(
+        &self,
+        subscription: &SubscriptionId,
+    ) -> Result<Option<TenantRecord>, StoreError> {
         Ok(self.table.read(|t| {
             t.tenants
                 .values()
-                .find(|record| record.signup.as_ref().is_some_and(|signup| signup.subscription == *subscription))
+                .find(|record| {
+                    record.signup.as_ref().is_some_and(|signup| signup.subscription == *subscription)
+                })
                 .cloned()
         }))
     }
