@@ -285,11 +285,17 @@ impl TenantDomain {
     }
 }
 
-/// Settings every provisioning step shares.
+pub const SUBDOMAIN_GRACE_SECONDS: &str = "SUBDOMAIN_GRACE_SECONDS";
+/// How long a cancelled tenant's subdomain stays reserved for it by default.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Settings every step shares.
 #[derive(Debug, Clone)]
 pub struct TenantSettings {
     pub domain: TenantDomain,
     pub operator_email: crate::domain::EmailAddress,
+    /// After cancellation, the subdomain is released when this has passed.
+    pub subdomain_grace: Duration,
 }
 
 impl TenantSettings {
@@ -298,7 +304,14 @@ impl TenantSettings {
             .map_err(|reason| ConfigError::Invalid { var: TENANT_DOMAIN, reason })?;
         let operator_email = crate::domain::EmailAddress::parse(&required(env, OPERATOR_EMAIL)?)
             .map_err(|e| ConfigError::Invalid { var: OPERATOR_EMAIL, reason: e.to_string() })?;
-        Ok(TenantSettings { domain, operator_email })
+        let subdomain_grace = match env.get(SUBDOMAIN_GRACE_SECONDS) {
+            None => DEFAULT_GRACE,
+            Some(raw) => raw.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| ConfigError::Invalid {
+                var: SUBDOMAIN_GRACE_SECONDS,
+                reason: format!("expected whole seconds, got `{}`", raw.trim()),
+            })?,
+        };
+        Ok(TenantSettings { domain, operator_email, subdomain_grace })
     }
 }
 

@@ -27,7 +27,7 @@ const APP_IMAGE: &str = "public.ecr.aws/nginx/nginx:stable";
 /// Bootstraps the emulator and builds the AWS adapters against it.
 pub async fn adapters(
     endpoint: &str,
-    operator_email: tenancy::domain::EmailAddress,
+    local_settings: TenantSettings,
     password_key: PasswordKey,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
@@ -36,10 +36,11 @@ pub async fn adapters(
     let resources = bootstrap(&sdk, &names).await?;
     let environment = resources.environment(APP_IMAGE);
     let env = |var: &str| environment.get(var).cloned();
+    // Tenants live under the emulator's hosted zone.
     let settings = TenantSettings {
         domain: TenantDomain::parse(&resources.domain)
             .map_err(|reason| ConfigError::Invalid { var: config::TENANT_DOMAIN, reason })?,
-        operator_email,
+        ..local_settings
     };
     let steps = ProvisionSteps {
         store: Arc::new(aws::tenant_store(&sdk, &env)?),

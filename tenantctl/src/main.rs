@@ -130,7 +130,7 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
         Some(endpoint) => {
             let (adapters, platform) = tenantctl::emulated::adapters(
                 endpoint,
-                step_config.settings.operator_email,
+                step_config.settings,
                 step_config.password_key,
                 clock.clone(),
             )

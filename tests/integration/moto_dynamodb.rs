@@ -106,6 +106,9 @@ async fn inserting_twice_returns_what_the_first_insert_stored() {
         event_type: "checkout.session.completed".into(),
         created: 1_763_800_001,
         outcome: tenancy::domain::EventOutcome::Applied,
+        action: None,
+        mail: None,
+        mail_key: None,
     });
     assert_eq!(store.insert_tenant(&retry).await.unwrap(), Inserted::Existing(Box::new(first.clone())));
     assert_eq!(store.get_tenant(&first.id).await.unwrap(), Some(first));

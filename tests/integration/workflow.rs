@@ -219,7 +219,7 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
     let clock = Arc::new(tenancy::clock::SystemClock);
     let (adapters, platform) = tenantctl::emulated::adapters(
         &moto_endpoint(),
-        config.settings.operator_email,
+        config.settings,
         config.password_key,
         clock,
     )

@@ -181,6 +181,16 @@ impl Catalog {
         self.plans.get(plan.as_str()).and_then(|entry| entry.prices.get(&billing))
     }
 
+    /// The plan and billing period a Stripe price id (of either mode) sells.
+    pub fn plan_for_price(&self, price_id: &str) -> Option<(Plan, BillingPeriod)> {
+        self.plans.iter().find_map(|(key, entry)| {
+            entry.prices.iter().find_map(|(period, price)| {
+                let matches = price.test.as_deref() == Some(price_id) || price.live.as_deref() == Some(price_id);
+                matches.then(|| (self.plan(key).ok(), *period))
+            })
+        }).and_then(|(plan, period)| plan.map(|plan| (plan, period)))
+    }
+
     pub fn plan_keys(&self) -> impl Iterator<Item = &str> {
         self.plans.keys().map(String::as_str)
     }
@@ -216,6 +226,14 @@ mod tests {
         assert!(Catalog::from_json(r#"{"currency":"CAD","plans":{}}"#).is_err());
         let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"amount":1,"test":null,"live":null}}}}}"#;
         assert!(Catalog::from_json(zero_tier).unwrap_err().to_string().contains("tier 0"));
+    }
+
+    #[test]
+    fn prices_map_back_to_their_plan_and_period() {
+        let catalog = Catalog::embedded().unwrap();
+        let (plan, period) = catalog.plan_for_price("price_1QUltimateMonthlyCAD").unwrap();
+        assert_eq!((plan.key.as_str(), plan.tier, period), ("ultimate", 3, BillingPeriod::Monthly));
+        assert!(catalog.plan_for_price("price_unknown").is_none());
     }
 
     #[test]

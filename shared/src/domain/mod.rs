@@ -32,6 +32,7 @@ macro_rules! string_newtype {
     };
 }
 
+pub mod billing_event;
 pub mod catalog;
 pub mod email;
 pub mod ids;
@@ -41,6 +42,7 @@ pub mod signup;
 pub mod subdomain;
 pub mod tenant;
 
+pub use billing_event::{BillingChange, BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{BillingPeriod, Catalog, Plan, PlanKey};
 pub use email::EmailAddress;
 pub use ids::{CheckoutSessionId, CustomerId, SubscriptionId, TenantId};

@@ -76,6 +76,14 @@ pub struct AppliedEvent {
     pub event_type: String,
     pub created: i64,
     pub outcome: EventOutcome,
+    /// What the workflow was told to do about it, so a retried step
+    /// repeats the same decision instead of finding nothing left to change.
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub mail: Option<String>,
+    #[serde(default)]
+    pub mail_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +148,9 @@ impl TenantRecord {
             event_type: "checkout.session.completed".to_owned(),
             created: event_created,
             outcome: EventOutcome::Applied,
+            action: None,
+            mail: None,
+            mail_key: None,
         };
         TenantRecord {
             id: signup.tenant_id(),
@@ -178,6 +189,9 @@ impl TenantRecord {
             event_type: "checkout.session.completed".to_owned(),
             created: event_created,
             outcome: EventOutcome::Applied,
+            action: None,
+            mail: None,
+            mail_key: None,
         };
         TenantRecord {
             id,

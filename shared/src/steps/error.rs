@@ -20,6 +20,10 @@ pub enum StepError {
     InvalidSignup(#[from] InvalidSignup),
     #[error("tenant {0} does not exist")]
     TenantNotFound(TenantId),
+    /// An event for a subscription whose tenant is not (yet) recorded or
+    /// still provisioning: retried within a bound, then reported.
+    #[error("{0}")]
+    TenantNotYetKnown(String),
     /// A service refused for good (bad image, unverified sender, …).
     #[error("{what} was refused: {reason}")]
     Rejected { what: &'static str, reason: String },
@@ -38,6 +42,7 @@ impl StepError {
             StepError::SubdomainTaken { .. } => "Tenancy.SubdomainTaken",
             StepError::InvalidSignup(_) => "Tenancy.InvalidSignup",
             StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
+            StepError::TenantNotYetKnown(_) => "Tenancy.TenantNotYetKnown",
             StepError::Rejected { .. } => "Tenancy.Rejected",
             StepError::BadInput(_) => "Tenancy.BadInput",
             StepError::Internal(_) => "Tenancy.Internal",
@@ -81,6 +86,15 @@ impl From<MailError> for StepError {
         match error {
             MailError::Unavailable(source) => StepError::Transient { what: "mail", source },
             MailError::Rejected(reason) => StepError::Rejected { what: "mail", reason },
+        }
+    }
+}
+
+impl From<crate::ports::BillingError> for StepError {
+    fn from(error: crate::ports::BillingError) -> Self {
+        match error {
+            crate::ports::BillingError::Unavailable(source) => StepError::Transient { what: "billing portal", source },
+            crate::ports::BillingError::Rejected(reason) => StepError::Rejected { what: "billing portal", reason },
         }
     }
 }

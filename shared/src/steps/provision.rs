@@ -543,6 +543,7 @@ mod tests {
                 settings: TenantSettings {
                     domain: TenantDomain::parse("apps.example.com").unwrap(),
                     operator_email: EmailAddress::parse("ops@example.com").unwrap(),
+                    subdomain_grace: std::time::Duration::from_secs(60),
                 },
                 catalog: Catalog::embedded().unwrap(),
                 key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
