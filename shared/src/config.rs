@@ -306,10 +306,12 @@ impl TenantSettings {
             .map_err(|e| ConfigError::Invalid { var: OPERATOR_EMAIL, reason: e.to_string() })?;
         let subdomain_grace = match env.get(SUBDOMAIN_GRACE_SECONDS) {
             None => DEFAULT_GRACE,
-            Some(raw) => raw.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| ConfigError::Invalid {
-                var: SUBDOMAIN_GRACE_SECONDS,
-                reason: format!("expected whole seconds, got `{}`", raw.trim()),
-            })?,
+            Some(raw) => {
+                raw.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| ConfigError::Invalid {
+                    var: SUBDOMAIN_GRACE_SECONDS,
+                    reason: format!("expected whole seconds, got `{}`", raw.trim()),
+                })?
+            }
         };
         Ok(TenantSettings { domain, operator_email, subdomain_grace })
     }

@@ -29,7 +29,12 @@ pub enum DispatchError {
 pub fn route(event_type: &EventType) -> Option<Workflow> {
     match event_type {
         EventType::CheckoutSessionCompleted => Some(Workflow::Provision),
-        _ => None,
+        EventType::CustomerSubscriptionCreated
+        | EventType::CustomerSubscriptionUpdated
+        | EventType::CustomerSubscriptionDeleted
+        | EventType::InvoicePaid
+        | EventType::InvoicePaymentFailed => Some(Workflow::Lifecycle),
+        EventType::Other(_) => None,
     }
 }
 
@@ -153,7 +158,7 @@ mod tests {
             {"messageId": "m-ok", "body": checkout, "eventSource": "aws:sqs"},
             {"messageId": "m-throttled", "body": other, "eventSource": "aws:sqs"},
             {"messageId": "m-garbage", "body": "not json", "eventSource": "aws:sqs"},
-            {"messageId": "m-ignored", "body": checkout.replace("checkout.session.completed", "invoice.paid"), "eventSource": "aws:sqs"},
+            {"messageId": "m-ignored", "body": checkout.replace("checkout.session.completed", "charge.succeeded"), "eventSource": "aws:sqs"},
         ]});
         let batch = serde_json::from_value(batch).unwrap();
         let response = sqs::handle_batch(&ThrottlesOne("evt_throttled"), batch).await;

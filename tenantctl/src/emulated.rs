@@ -15,7 +15,7 @@ use tenancy::clock::Clock;
 use tenancy::config::{self, ConfigError, TenantDomain, TenantSettings};
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
-use tenancy::steps::ProvisionSteps;
+use tenancy::steps::WorkflowSteps;
 
 use crate::emulator::{EmulatorNames, EmulatorResources, bootstrap};
 use crate::http_client::HttpClient;
@@ -30,6 +30,7 @@ pub async fn adapters(
     local_settings: TenantSettings,
     password_key: PasswordKey,
     clock: Arc<dyn Clock>,
+    portal_base: &str,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
     let sdk = sdk_config(Some(endpoint)).await;
     let names = EmulatorNames::with_prefix("tenancy-local")?;
@@ -42,11 +43,13 @@ pub async fn adapters(
             .map_err(|reason| ConfigError::Invalid { var: config::TENANT_DOMAIN, reason })?,
         ..local_settings
     };
-    let steps = ProvisionSteps {
+    let steps = WorkflowSteps {
         store: Arc::new(aws::tenant_store(&sdk, &env)?),
         launcher: Arc::new(aws::tenant_launcher(&sdk, &env)?),
         dns: Arc::new(aws::dns_publisher(&sdk, &env)?),
         mailer: Arc::new(aws::mailer(&sdk, &env)?),
+        // Stripe is not emulated: portal links point at the local server.
+        billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
         clock,
         settings,
         catalog: Catalog::embedded()?,

@@ -18,7 +18,9 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tenancy::adapters::local::{LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalTenantStore};
+use tenancy::adapters::local::{
+    LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalTenantStore,
+};
 use tenancy::clock::Clock;
 use tenancy::config::TenantSettings;
 use tenancy::dispatch::dispatch;
@@ -27,7 +29,7 @@ use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
 use tenancy::ingress::webhook::error_chain;
 use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
-use tenancy::steps::ProvisionSteps;
+use tenancy::steps::WorkflowSteps;
 use tokio::net::TcpListener;
 
 use crate::workflow::{LocalStarter, LocalWorkflows, load_machines};
@@ -106,16 +108,18 @@ pub struct LocalStack {
 /// The AWS-shaped parts a stack is built from (local adapters, or the AWS
 /// adapters pointed at an emulator).
 pub struct Adapters {
-    pub steps: ProvisionSteps,
+    pub steps: WorkflowSteps,
     pub inspect: Arc<dyn Inspect>,
 }
 
 impl Adapters {
-    /// Local adapters, with simulated delays scaled like the waits.
+    /// Local adapters, with simulated delays scaled like the waits; billing
+    /// portal links point at `portal_base` (the local server).
     pub fn local(
         config: StepConfig,
         clock: Arc<dyn Clock>,
         options: &LocalOptions,
+        portal_base: &str,
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
@@ -123,11 +127,12 @@ impl Adapters {
         let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?);
         let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
         let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
-        let steps = ProvisionSteps {
+        let steps = WorkflowSteps {
             store,
             launcher: launcher.clone(),
             dns: dns.clone(),
             mailer: outbox.clone(),
+            billing: Arc::new(LocalBillingPortal::new(portal_base)),
             clock,
             settings: config.settings,
             catalog: config.catalog,
@@ -237,8 +242,13 @@ impl LocalStack {
             .iter()
             .map(|e| json!({"event_id": e.event_id.as_str(), "event_type": e.event_type.as_str(), "created": e.created}))
             .collect();
+        let unmatched = match self.store.list_unmatched_events().await {
+            Ok(events) => json!(events),
+            Err(error) => json!({ "error": error_chain(&error) }),
+        };
         json!({
             "tenants": tenants,
+            "unmatched_events": unmatched,
             "services": self.inspect.services().await,
             "dns_records": self.inspect.dns_records().await,
             "emails": self.inspect.emails().await,
@@ -254,6 +264,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/stripe/webhook", post(stripe_webhook))
         .route("/local/state", get(local_state))
         .route("/local/executions/{name}", get(execution_history))
+        .route("/billing-portal/{customer}", get(billing_portal))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }
@@ -273,6 +284,19 @@ async fn execution_history(State(stack): State<Arc<LocalStack>>, Path(name): Pat
         None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no execution named {name}")})))
             .into_response(),
     }
+}
+
+/// Where the card mails send customers on a laptop, in place of Stripe's
+/// billing portal.
+async fn billing_portal(Path(customer): Path<String>) -> Response {
+    let Ok(customer) = tenancy::domain::CustomerId::parse(&customer) else {
+        return (StatusCode::NOT_FOUND, "no such customer").into_response();
+    };
+    let page = format!(
+        "<!doctype html><title>Billing portal (local)</title><h1>Billing portal</h1>\
+         <p>Stripe's billing portal would let customer <code>{customer}</code> update their card here.</p>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address.

@@ -103,6 +103,8 @@ fn with_local_defaults(var: &str) -> Option<String> {
         config::TENANT_DOMAIN => Some("apps.example.test".into()),
         config::OPERATOR_EMAIL => Some("operator@example.test".into()),
         config::TENANT_PASSWORD_KEY => Some("local-development-key-never-use-in-aws-0001".into()),
+        // A day is long for a laptop: release a cancelled subdomain after a minute (scaled).
+        config::SUBDOMAIN_GRACE_SECONDS => Some("60".into()),
         _ => None,
     })
 }
@@ -125,14 +127,17 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
         password_key: config::password_key(env, &secrets).await?,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let portal = format!("http://{bound}");
     let (adapters, emulated_ecs) = match aws_endpoint {
-        None => (Adapters::local(step_config, clock.clone(), &options)?, None),
+        None => (Adapters::local(step_config, clock.clone(), &options, &portal)?, None),
         Some(endpoint) => {
             let (adapters, platform) = tenantctl::emulated::adapters(
                 endpoint,
                 step_config.settings,
                 step_config.password_key,
                 clock.clone(),
+                &portal,
             )
             .await
             .with_context(|| format!("setting up the AWS adapters against {endpoint}"))?;
@@ -142,7 +147,6 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     let queue = Arc::new(LocalEventQueue::default());
     let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock);
     let stack = LocalStack::new(ingress, queue, adapters, &options)?;
-    let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
     println!("tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend})", config.mode);
     tenantctl::local::serve(listener, stack, async {

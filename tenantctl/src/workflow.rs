@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenancy::ingress::webhook::error_chain;
 use tenancy::ports::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
-use tenancy::steps::{ProvisionSteps, StepName};
+use tenancy::steps::{StepName, WorkflowSteps};
 use tenancy::stripe::StripeEventId;
 
 /// The definitions, as deployed (SAM reads the same files).
 pub const PROVISION_DEFINITION: &str = include_str!("../../infra/statemachine/provision.asl.json");
+pub const LIFECYCLE_DEFINITION: &str = include_str!("../../infra/statemachine/lifecycle.asl.json");
 
 /// The ARN a local Task resource gets for a step.
 pub fn local_function_arn(step: StepName) -> String {
@@ -30,19 +31,26 @@ pub fn local_substitutions() -> HashMap<String, String> {
 }
 
 pub fn load_machines(definitions: Option<&Path>) -> anyhow::Result<HashMap<Workflow, Arc<StateMachine>>> {
-    let provision = match definitions {
-        None => PROVISION_DEFINITION.to_owned(),
-        Some(dir) => std::fs::read_to_string(dir.join("provision.asl.json"))?,
-    };
-    let machine = StateMachine::from_json(&provision, &local_substitutions())
-        .map_err(|e| anyhow::anyhow!("provision.asl.json: {e}"))?
-        .with_name("provision");
-    Ok(HashMap::from([(Workflow::Provision, Arc::new(machine))]))
+    let mut machines = HashMap::new();
+    for (workflow, built_in) in
+        [(Workflow::Provision, PROVISION_DEFINITION), (Workflow::Lifecycle, LIFECYCLE_DEFINITION)]
+    {
+        let file = format!("{}.asl.json", workflow.as_str());
+        let text = match definitions {
+            None => built_in.to_owned(),
+            Some(dir) => std::fs::read_to_string(dir.join(&file))?,
+        };
+        let machine = StateMachine::from_json(&text, &local_substitutions())
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?
+            .with_name(workflow.as_str());
+        machines.insert(workflow, Arc::new(machine));
+    }
+    Ok(machines)
 }
 
 /// Calls the step a Task's resource names.
 struct LocalTasks {
-    steps: Arc<ProvisionSteps>,
+    steps: Arc<WorkflowSteps>,
 }
 
 #[async_trait]
@@ -125,7 +133,7 @@ impl LocalWorkflows {
     /// because every step is idempotent.
     pub fn open(
         machines: HashMap<Workflow, Arc<StateMachine>>,
-        steps: Arc<ProvisionSteps>,
+        steps: Arc<WorkflowSteps>,
         options: RunOptions,
         state: Option<&Path>,
     ) -> anyhow::Result<Arc<Self>> {

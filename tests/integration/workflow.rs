@@ -222,6 +222,7 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
         config.settings,
         config.password_key,
         clock,
+        "http://127.0.0.1:8787",
     )
     .await
     .unwrap();

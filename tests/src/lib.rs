@@ -77,8 +77,13 @@ pub fn step_config() -> tenantctl::local::StepConfig {
 /// Local adapters in memory, no delays.
 pub fn local_adapters() -> tenantctl::local::Adapters {
     let options = instant_options();
-    tenantctl::local::Adapters::local(step_config(), Arc::new(tenancy::clock::SystemClock), &options)
-        .expect("in-memory adapters open")
+    tenantctl::local::Adapters::local(
+        step_config(),
+        Arc::new(tenancy::clock::SystemClock),
+        &options,
+        "http://127.0.0.1:8787",
+    )
+    .expect("in-memory adapters open")
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {

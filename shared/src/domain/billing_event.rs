@@ -93,13 +93,16 @@ impl BillingEvent {
     /// Parses a whole Stripe event of one of the lifecycle types.
     pub fn parse(event: &Value) -> Result<Self, InvalidBillingEvent> {
         let raw_type = text(event, &["type"]).unwrap_or("event");
-        let invalid = |reason: &str| InvalidBillingEvent { event_type: raw_type.to_owned(), reason: reason.to_owned() };
+        let invalid =
+            |reason: &str| InvalidBillingEvent { event_type: raw_type.to_owned(), reason: reason.to_owned() };
         let id = text(event, &["id"])
             .and_then(|id| StripeEventId::parse(id).ok())
             .ok_or_else(|| invalid("no valid event id"))?;
         let event_type = EventType::parse(raw_type).map_err(|e| invalid(&e.to_string()))?;
-        let created = event.get("created").and_then(Value::as_i64).ok_or_else(|| invalid("no created time"))?;
-        let object = event.get("data").and_then(|data| data.get("object")).ok_or_else(|| invalid("no data.object"))?;
+        let created =
+            event.get("created").and_then(Value::as_i64).ok_or_else(|| invalid("no created time"))?;
+        let object =
+            event.get("data").and_then(|data| data.get("object")).ok_or_else(|| invalid("no data.object"))?;
         let customer = id_of(object, &["customer"]).and_then(|c| CustomerId::parse(c).ok());
 
         let (subscription, change) = match event_type {
@@ -111,7 +114,9 @@ impl BillingEvent {
                     EventType::CustomerSubscriptionCreated => BillingChange::SubscriptionCreated,
                     EventType::CustomerSubscriptionDeleted => BillingChange::SubscriptionDeleted,
                     _ => BillingChange::SubscriptionUpdated {
-                        status: SubscriptionStatus::parse(text(object, &["status"]).ok_or_else(|| invalid("no status"))?),
+                        status: SubscriptionStatus::parse(
+                            text(object, &["status"]).ok_or_else(|| invalid("no status"))?,
+                        ),
                         price_id: object
                             .pointer("/items/data/0/price/id")
                             .and_then(Value::as_str)
@@ -138,8 +143,8 @@ impl BillingEvent {
             }
             _ => return Err(invalid("not a subscription or invoice event")),
         };
-        let subscription = subscription
-            .ok_or_else(|| invalid("no subscription (a one-off invoice is not a tenant's)"))?;
+        let subscription =
+            subscription.ok_or_else(|| invalid("no subscription (a one-off invoice is not a tenant's)"))?;
         let subscription = SubscriptionId::parse(subscription).map_err(|e| invalid(&e.to_string()))?;
         Ok(BillingEvent { id, event_type, created, subscription, customer, change })
     }
@@ -167,7 +172,10 @@ mod tests {
             }
         );
         let failed = BillingEvent::parse(&sample("05-invoice.payment_failed.json")).unwrap();
-        assert_eq!(failed.change, BillingChange::InvoicePaymentFailed { invoice_id: "in_1QAcmeInvoice02".into() });
+        assert_eq!(
+            failed.change,
+            BillingChange::InvoicePaymentFailed { invoice_id: "in_1QAcmeInvoice02".into() }
+        );
         let paid = BillingEvent::parse(&sample("06-invoice.paid.json")).unwrap();
         assert!(matches!(paid.change, BillingChange::InvoicePaid { period_end: Some(_), .. }));
         let deleted = BillingEvent::parse(&sample("07-customer.subscription.deleted.json")).unwrap();

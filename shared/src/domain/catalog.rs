@@ -183,12 +183,16 @@ impl Catalog {
 
     /// The plan and billing period a Stripe price id (of either mode) sells.
     pub fn plan_for_price(&self, price_id: &str) -> Option<(Plan, BillingPeriod)> {
-        self.plans.iter().find_map(|(key, entry)| {
-            entry.prices.iter().find_map(|(period, price)| {
-                let matches = price.test.as_deref() == Some(price_id) || price.live.as_deref() == Some(price_id);
-                matches.then(|| (self.plan(key).ok(), *period))
+        self.plans
+            .iter()
+            .find_map(|(key, entry)| {
+                entry.prices.iter().find_map(|(period, price)| {
+                    let matches =
+                        price.test.as_deref() == Some(price_id) || price.live.as_deref() == Some(price_id);
+                    matches.then(|| (self.plan(key).ok(), *period))
+                })
             })
-        }).and_then(|(plan, period)| plan.map(|plan| (plan, period)))
+            .and_then(|(plan, period)| plan.map(|plan| (plan, period)))
     }
 
     pub fn plan_keys(&self) -> impl Iterator<Item = &str> {

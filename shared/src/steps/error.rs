@@ -93,8 +93,12 @@ impl From<MailError> for StepError {
 impl From<crate::ports::BillingError> for StepError {
     fn from(error: crate::ports::BillingError) -> Self {
         match error {
-            crate::ports::BillingError::Unavailable(source) => StepError::Transient { what: "billing portal", source },
-            crate::ports::BillingError::Rejected(reason) => StepError::Rejected { what: "billing portal", reason },
+            crate::ports::BillingError::Unavailable(source) => {
+                StepError::Transient { what: "billing portal", source }
+            }
+            crate::ports::BillingError::Rejected(reason) => {
+                StepError::Rejected { what: "billing portal", reason }
+            }
         }
     }
 }

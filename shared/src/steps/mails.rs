@@ -2,7 +2,7 @@
 //! cannot smuggle markup from an organisation name.
 
 use crate::domain::password::TemporaryPassword;
-use crate::domain::{CheckoutSignup, EmailAddress, TenantId};
+use crate::domain::{CheckoutSignup, EmailAddress, Plan, TenantId};
 use crate::ports::Mail;
 
 pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword) -> Mail {
@@ -85,6 +85,83 @@ pub fn signup_rejected_operator(
             "Tenant:    {tenant}\nExecution: {event_id}\nError:     {error}\nCause:     {cause}\n\n\
              The customer paid but no tenant was made. Assign them another subdomain or refund \
              them in Stripe.\n"
+        ),
+    }
+}
+
+pub fn plan_changed(signup: &CheckoutSignup, plan: &Plan, url: &str) -> Mail {
+    let limits: Vec<String> = plan.limits.iter().map(|(name, limit)| format!("{limit} {name}")).collect();
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("{} is now on the {} plan", signup.organization, plan.name),
+        text: format!(
+            "Hello,\n\nYour workspace at {url} now runs the {name} plan (tier {tier}: {limits}). \
+             The change is live; nothing else to do.\n",
+            name = plan.name,
+            tier = plan.tier,
+            limits = limits.join(", "),
+        ),
+    }
+}
+
+pub fn past_due(signup: &CheckoutSignup, portal_url: &str) -> Mail {
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("Payment failed for {}", signup.organization),
+        text: format!(
+            "Hello,\n\nWe could not charge your card for {org}. Your workspace keeps running \
+             while Stripe retries; please update your payment method here:\n\n  {portal_url}\n",
+            org = signup.organization,
+        ),
+    }
+}
+
+pub fn suspended(signup: &CheckoutSignup, portal_url: &str) -> Mail {
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("{} is suspended", signup.organization),
+        text: format!(
+            "Hello,\n\nYour workspace at {sub} is suspended because the subscription is unpaid or \
+             paused. Your data is kept. Update your payment method to bring it back:\n\n  {portal_url}\n",
+            sub = signup.subdomain,
+        ),
+    }
+}
+
+pub fn resumed(signup: &CheckoutSignup, url: &str) -> Mail {
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("{} is back", signup.organization),
+        text: format!("Hello,\n\nThank you. Your workspace is running again at {url}\n"),
+    }
+}
+
+pub fn goodbye(signup: &CheckoutSignup, grace_days: u64) -> Mail {
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("Your {} subscription has ended", signup.organization),
+        text: format!(
+            "Hello,\n\nYour subscription has ended and your workspace at {sub} is stopped. \
+             Your data is kept. The address {sub} stays reserved for you for {grace_days} days.\n",
+            sub = signup.subdomain,
+        ),
+    }
+}
+
+pub fn lifecycle_problem(
+    operator: &EmailAddress,
+    event_id: &str,
+    subscription: &str,
+    error: &str,
+    cause: &str,
+) -> Mail {
+    Mail {
+        to: operator.clone(),
+        subject: format!("[tenancy] event {event_id} not applied ({error})"),
+        text: format!(
+            "Event:        {event_id}\nSubscription: {subscription}\nError:        {error}\nCause:        {cause}\n\n\
+             The event was not applied to any tenant. If the subscription is not one of ours, \
+             nothing needs doing; otherwise fix the cause and replay the event from Stripe.\n"
         ),
     }
 }

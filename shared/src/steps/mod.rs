@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod lambda;
+pub mod lifecycle;
 pub mod mails;
 pub mod provision;
 
@@ -18,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::Catalog;
 use crate::domain::password::PasswordKey;
-use crate::ports::{DnsPublisher, Mailer, TenantLauncher, TenantStore};
+use crate::ports::{BillingPortal, DnsPublisher, Mailer, TenantLauncher, TenantStore};
 use provision::ProvisionContext;
 
 /// Every step, by the name its function and binary carry.
@@ -33,10 +34,16 @@ pub enum StepName {
     MarkActive,
     CompensateProvision,
     RejectSignup,
+    ApplyBillingEvent,
+    SuspendTenant,
+    DeprovisionTenant,
+    SendLifecycleMail,
+    ReleaseSubdomain,
+    ReportToOperator,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 9] = [
+    pub const ALL: [StepName; 15] = [
         StepName::RecordSignup,
         StepName::LaunchTenant,
         StepName::CheckTenantHealth,
@@ -46,6 +53,12 @@ impl StepName {
         StepName::MarkActive,
         StepName::CompensateProvision,
         StepName::RejectSignup,
+        StepName::ApplyBillingEvent,
+        StepName::SuspendTenant,
+        StepName::DeprovisionTenant,
+        StepName::SendLifecycleMail,
+        StepName::ReleaseSubdomain,
+        StepName::ReportToOperator,
     ];
 
     /// The function's name (`record-signup`), also its binary's name.
@@ -60,6 +73,12 @@ impl StepName {
             StepName::MarkActive => "mark-active",
             StepName::CompensateProvision => "compensate-provision",
             StepName::RejectSignup => "reject-signup",
+            StepName::ApplyBillingEvent => "apply-billing-event",
+            StepName::SuspendTenant => "suspend-tenant",
+            StepName::DeprovisionTenant => "deprovision-tenant",
+            StepName::SendLifecycleMail => "send-lifecycle-mail",
+            StepName::ReleaseSubdomain => "release-subdomain",
+            StepName::ReportToOperator => "report-to-operator",
         }
     }
 
@@ -75,6 +94,12 @@ impl StepName {
             StepName::MarkActive => "MarkActiveFunctionArn",
             StepName::CompensateProvision => "CompensateProvisionFunctionArn",
             StepName::RejectSignup => "RejectSignupFunctionArn",
+            StepName::ApplyBillingEvent => "ApplyBillingEventFunctionArn",
+            StepName::SuspendTenant => "SuspendTenantFunctionArn",
+            StepName::DeprovisionTenant => "DeprovisionTenantFunctionArn",
+            StepName::SendLifecycleMail => "SendLifecycleMailFunctionArn",
+            StepName::ReleaseSubdomain => "ReleaseSubdomainFunctionArn",
+            StepName::ReportToOperator => "ReportToOperatorFunctionArn",
         }
     }
 
@@ -96,19 +121,20 @@ where
     serde_json::to_value(output).map_err(|e| StepError::Internal(e.to_string()))
 }
 
-/// Everything the provisioning steps use, for running them in one process.
-pub struct ProvisionSteps {
+/// Everything the steps use, for running them in one process (local runs).
+pub struct WorkflowSteps {
     pub store: Arc<dyn TenantStore>,
     pub launcher: Arc<dyn TenantLauncher>,
     pub dns: Arc<dyn DnsPublisher>,
     pub mailer: Arc<dyn Mailer>,
+    pub billing: Arc<dyn BillingPortal>,
     pub clock: Arc<dyn Clock>,
     pub settings: TenantSettings,
     pub catalog: Catalog,
     pub password_key: PasswordKey,
 }
 
-impl ProvisionSteps {
+impl WorkflowSteps {
     fn context(&self) -> ProvisionContext<'_> {
         ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
     }
@@ -146,6 +172,29 @@ impl ProvisionSteps {
             }
             StepName::RejectSignup => {
                 call_json(input, async |i| provision::reject_signup(store, mailer, &ctx, i).await).await
+            }
+            StepName::ApplyBillingEvent => {
+                call_json(input, async |i| lifecycle::apply_billing_event(store, &ctx, i).await).await
+            }
+            StepName::SuspendTenant => {
+                call_json(input, async |i| lifecycle::suspend_tenant(launcher, i).await).await
+            }
+            StepName::DeprovisionTenant => {
+                call_json(input, async |i| lifecycle::deprovision_tenant(store, launcher, dns, &ctx, i).await)
+                    .await
+            }
+            StepName::SendLifecycleMail => {
+                let billing = self.billing.as_ref();
+                call_json(input, async |i| {
+                    lifecycle::send_lifecycle_mail(store, mailer, billing, &ctx, i).await
+                })
+                .await
+            }
+            StepName::ReleaseSubdomain => {
+                call_json(input, async |i| lifecycle::release_subdomain(store, &ctx, i).await).await
+            }
+            StepName::ReportToOperator => {
+                call_json(input, async |i| lifecycle::report_to_operator(store, mailer, &ctx, i).await).await
             }
         }
     }

@@ -129,13 +129,13 @@ pub struct ProvisionContext<'a> {
     pub clock: &'a dyn Clock,
 }
 
-async fn load(store: &dyn TenantStore, id: &TenantId) -> Result<TenantRecord, StepError> {
+pub(crate) async fn load(store: &dyn TenantStore, id: &TenantId) -> Result<TenantRecord, StepError> {
     store.get_tenant(id).await?.ok_or_else(|| StepError::TenantNotFound(id.clone()))
 }
 
 /// Read, change, write conditionally on the version read; a lost race reads
 /// again. `change` returns false when there is nothing to write.
-async fn update(
+pub(crate) async fn update(
     store: &dyn TenantStore,
     clock: &dyn Clock,
     id: &TenantId,
@@ -158,7 +158,7 @@ async fn update(
 }
 
 /// Sends a mail of `kind` about `tenant` unless the record says it went out.
-async fn send_once(
+pub(crate) async fn send_once(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
     clock: &dyn Clock,
