@@ -2,6 +2,7 @@
 //! MOTO_ENDPOINT (set by `make test`).
 
 mod api_gateway;
+mod lifecycle;
 mod local_server;
 mod moto_dynamodb;
 mod moto_ecs;
