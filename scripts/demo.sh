@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make demo: start the local stack, send it the signed sample events from
-# events/ (plus two deliveries Stripe's checks must refuse), and print the
-# executions like the Step Functions console, then the tenants, services,
-# DNS records and mails they made.
+# events/ (checkouts, then a subscription's life, plus two deliveries Stripe's
+# checks must refuse), and print the executions like the Step Functions
+# console, then the tenants, services, DNS records and mails they made.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,16 +28,30 @@ done
 
 echo "== local stack on $base (Stripe test mode; AWS delays scaled to 1/100)"
 send() { "$tenantctl" send --url "$base/stripe/webhook" "$@"; }
+settle() { "$tenantctl" local state --server "$base" --wait 120 >/dev/null; }
 echo
 echo "== paid checkouts, signed as Stripe signs them (Acme's twice: Stripe delivers at least once)"
 send events/01-checkout.session.completed.json events/01-checkout.session.completed.json \
   events/09-checkout.session.completed.json events/10-checkout.session.completed.json
-"$tenantctl" local state --server "$base" --wait 120 >/dev/null
+settle
 echo "-- Hooli pays for 'acme', which Acme now holds:"
 send events/11-checkout.session.completed.json
+settle
 echo
-echo "== Acme's later subscription events (acknowledged; their workflows are the lifecycle issue)"
-send events/0[2-8]-*.json
+echo "== Acme's subscription over three months: created, paid, upgraded to Ultimate, a failed"
+echo "   payment, its recovery, a past_due update Stripe delivers late, and the cancellation"
+for event in 02 03 04 05 06 14 07; do
+  send events/"$event"-*.json
+  settle
+done
+echo
+echo "== Globex stops paying (unpaid: suspended) and pays again (active: resumed)"
+for event in 12 13; do
+  send events/"$event"-*.json
+  settle
+done
+echo "-- an event type the system does not act on:"
+send events/08-charge.succeeded.json
 echo
 echo "== deliveries that must be refused"
 echo "-- signed with a secret this endpoint does not hold:"

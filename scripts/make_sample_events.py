@@ -141,6 +141,24 @@ def main():
                        {"subdomain": "acme", "plan": "basic", "billing": "monthly",
                         "organization": "Hooli"}, 2000, T0 + 800),
     ]
+    globex_sub = "sub_1QGl0bexUltimate"
+    def globex_update(evt_id, status, created):
+        sub = subscription(status, created, price("price_1QUltimateAnnualCAD", 72000, "year"))
+        sub.update(id=globex_sub, customer="cus_QGl0bexC0rp", latest_invoice="in_1QGlobexInvoice02",
+                   metadata={"subdomain": "globex", "plan": "ultimate", "billing": "annual",
+                             "organization": "Globex Corporation"})
+        sub["items"]["data"][0]["subscription"] = globex_sub
+        return envelope(evt_id, "customer.subscription.updated", created, sub)
+
+    events += [
+        # Globex's card stops working for good: Stripe marks the subscription unpaid ...
+        globex_update("evt_1QGlobexUnpaid", "unpaid", T0 + 600 + 40 * 86400),
+        # ... and active again once they pay.
+        globex_update("evt_1QGlobexActiveAgain", "active", T0 + 600 + 41 * 86400),
+        # A past_due update for Acme that Stripe delivers late, after the invoice was paid.
+        envelope("evt_1QAcmeLatePastDue", "customer.subscription.updated", T0 + 31 * 86400 + 60,
+                 subscription("past_due", T0 + 31 * 86400 + 60, ultimate)),
+    ]
     for index, event in enumerate(events, start=1):
         path = OUT / f"{index:02d}-{event['type']}.json"
         path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -81,7 +81,9 @@ pub fn render(state: &Value) -> String {
                 text(&tenant["checkout_session"]),
             ));
         } else {
-            let plan = &signup["plan"];
+            // The current plan, which may differ from the one signed up for.
+            let plan = if tenant["plan"].is_null() { &signup["plan"] } else { &tenant["plan"] };
+            let billing = if tenant["billing"].is_null() { &signup["billing"] } else { &tenant["billing"] };
             out.push_str(&format!(
                 "  {} {:<10} {:<12} plan {} (tier {}) {}  admin {}{}\n",
                 text(&tenant["id"]),
@@ -89,13 +91,22 @@ pub fn render(state: &Value) -> String {
                 text(&tenant["status"]),
                 text(&plan["key"]),
                 plan["tier"],
-                text(&signup["billing"]),
+                text(billing),
                 text(&signup["admin_email"]),
                 match tenant["provisioning_seconds"].as_i64() {
                     Some(seconds) => format!(", provisioned in {seconds}s"),
                     None => String::new(),
                 }
             ));
+        }
+        let trail: Vec<String> = tenant["events"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|e| format!("{} {}", text(&e["event_type"]), text(&e["outcome"])))
+            .collect();
+        if trail.len() > 1 {
+            out.push_str(&format!("      events: {}\n", trail.join(" · ")));
         }
         if let Some(failure) = tenant["failure"].as_object() {
             out.push_str(&format!(
@@ -137,6 +148,18 @@ pub fn render(state: &Value) -> String {
         ));
         for line in text(&mail["text"]).lines() {
             out.push_str(&format!("      | {line}\n"));
+        }
+    }
+    let unmatched = list("unmatched_events");
+    if !unmatched.is_empty() {
+        out.push_str("Events for unknown subscriptions\n");
+        for event in unmatched {
+            out.push_str(&format!(
+                "  {} {} subscription {}\n",
+                text(&event["event_id"]),
+                text(&event["event_type"]),
+                text(&event["subscription"])
+            ));
         }
     }
     let dead = list("dead_letters");
