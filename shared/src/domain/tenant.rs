@@ -143,37 +143,14 @@ impl TenantRecord {
         event_created: i64,
         now: i64,
     ) -> Self {
-        let applied = AppliedEvent {
-            event_id: event_id.to_owned(),
-            event_type: "checkout.session.completed".to_owned(),
-            created: event_created,
-            outcome: EventOutcome::Applied,
-            action: None,
-            mail: None,
-            mail_key: None,
-        };
-        TenantRecord {
-            id: signup.tenant_id(),
-            version: 1,
-            status: TenantStatus::Provisioning,
-            checkout_session: Some(signup.checkout_session.clone()),
-            plan: Some(signup.plan.clone()),
-            billing: Some(signup.billing),
-            paid_until: None,
-            cancelled_at: None,
-            subdomain_released_at: None,
-            signup: Some(signup),
-            resources: TenantResources::default(),
-            admin_password_hash: Some(password_hash),
-            created_at: now,
-            updated_at: now,
-            activated_at: None,
-            provisioning_seconds: None,
-            failure: None,
-            mails: BTreeMap::new(),
-            last_event_created: event_created,
-            events: vec![applied],
-        }
+        let mut record =
+            Self::first(signup.tenant_id(), TenantStatus::Provisioning, event_id, event_created, now);
+        record.checkout_session = Some(signup.checkout_session.clone());
+        record.plan = Some(signup.plan.clone());
+        record.billing = Some(signup.billing);
+        record.admin_password_hash = Some(password_hash);
+        record.signup = Some(signup);
+        record
     }
 
     /// The record of a checkout that could not become a tenant.
@@ -184,20 +161,19 @@ impl TenantRecord {
         event_id: &str,
         event_created: i64,
     ) -> Self {
-        let applied = AppliedEvent {
-            event_id: event_id.to_owned(),
-            event_type: "checkout.session.completed".to_owned(),
-            created: event_created,
-            outcome: EventOutcome::Applied,
-            action: None,
-            mail: None,
-            mail_key: None,
-        };
+        let mut record = Self::first(id, TenantStatus::Failed, event_id, event_created, failure.at);
+        record.checkout_session = checkout_session;
+        record.failure = Some(failure);
+        record
+    }
+
+    /// Version 1 of a record made by a checkout event.
+    fn first(id: TenantId, status: TenantStatus, event_id: &str, event_created: i64, now: i64) -> Self {
         TenantRecord {
             id,
             version: 1,
-            status: TenantStatus::Failed,
-            checkout_session,
+            status,
+            checkout_session: None,
             signup: None,
             plan: None,
             billing: None,
@@ -206,14 +182,22 @@ impl TenantRecord {
             subdomain_released_at: None,
             resources: TenantResources::default(),
             admin_password_hash: None,
-            created_at: failure.at,
-            updated_at: failure.at,
+            created_at: now,
+            updated_at: now,
             activated_at: None,
             provisioning_seconds: None,
-            failure: Some(failure),
+            failure: None,
             mails: BTreeMap::new(),
             last_event_created: event_created,
-            events: vec![applied],
+            events: vec![AppliedEvent {
+                event_id: event_id.to_owned(),
+                event_type: "checkout.session.completed".to_owned(),
+                created: event_created,
+                outcome: EventOutcome::Applied,
+                action: None,
+                mail: None,
+                mail_key: None,
+            }],
         }
     }
 }

@@ -94,6 +94,21 @@ pub struct Decision {
     pub note: String,
 }
 
+impl Decision {
+    /// Nothing to do, and nobody to do it to.
+    fn ignored(grace_seconds: u64, note: impl Into<String>) -> Decision {
+        Decision {
+            tenant_id: None,
+            outcome: EventOutcome::Ignored,
+            action: Action::None,
+            mail: None,
+            mail_key: None,
+            grace_seconds,
+            note: note.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EventInput {
     pub event: Value,
@@ -267,29 +282,14 @@ pub async fn apply_billing_event(
     let grace_seconds = ctx.settings.subdomain_grace.as_secs();
     let event = match BillingEvent::parse(&input.event) {
         Ok(event) => event,
-        Err(invalid) => {
-            return Ok(Decision {
-                tenant_id: None,
-                outcome: EventOutcome::Ignored,
-                action: Action::None,
-                mail: None,
-                mail_key: None,
-                grace_seconds,
-                note: invalid.to_string(),
-            });
-        }
+        Err(invalid) => return Ok(Decision::ignored(grace_seconds, invalid.to_string())),
     };
     let Some(found) = store.find_by_subscription(&event.subscription).await? else {
         if event.change == BillingChange::SubscriptionCreated {
-            return Ok(Decision {
-                tenant_id: None,
-                outcome: EventOutcome::Ignored,
-                action: Action::None,
-                mail: None,
-                mail_key: None,
+            return Ok(Decision::ignored(
                 grace_seconds,
-                note: "subscription created before its checkout completed; the checkout provisions".into(),
-            });
+                "subscription created before its checkout completed; the checkout provisions",
+            ));
         }
         return Err(StepError::TenantNotYetKnown(format!(
             "no tenant has subscription {}",
