@@ -5,8 +5,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{error_chain, moto_config, provisioning_record, unique_checkout, unique_name};
 use tenancy::adapters::aws::DynamoTenantStore;
 use tenancy::adapters::aws::dynamodb::{BY_SUBSCRIPTION_INDEX, create_table};
-use tenancy::domain::{Failure, Subdomain, TenantId, TenantRecord, TenantStatus};
-use tenancy::ports::{Inserted, StoreError, TenantStore};
+use tenancy::domain::{CustomerId, Failure, Subdomain, SubscriptionId, TenantId, TenantRecord, TenantStatus};
+use tenancy::ports::{Inserted, StoreError, TenantStore, UnmatchedEvent};
+use tenancy::stripe::StripeEventId;
 
 async fn new_store() -> (Client, DynamoTenantStore) {
     let client = Client::new(&moto_config().await);
@@ -239,4 +240,160 @@ async fn an_item_that_does_not_decode_is_corrupt_and_a_missing_table_unavailable
         "{chain}"
     );
     assert!(!chain.contains('\n'), "{chain}");
+}
+
+fn with_subscription(mut record: TenantRecord, subscription: &str, customer: &str) -> TenantRecord {
+    let signup = record.signup.as_mut().expect("a provisioning record has a signup");
+    signup.subscription = SubscriptionId::parse(subscription).unwrap();
+    signup.customer = CustomerId::parse(customer).unwrap();
+    record
+}
+
+fn unmatched(id: &str, subscription: Option<&str>, created: i64) -> UnmatchedEvent {
+    UnmatchedEvent {
+        event_id: StripeEventId::parse(id).unwrap(),
+        event_type: "customer.subscription.updated".into(),
+        subscription: subscription.map(|s| SubscriptionId::parse(s).unwrap()),
+        customer: subscription.map(|_| CustomerId::parse("cus_Unmatched").unwrap()),
+        created,
+        recorded_at: created + 5,
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_is_found_by_its_subscription_at_its_current_version() {
+    let (client, store) = new_store().await;
+    let record = with_subscription(
+        provisioning_record(&unique_checkout("by-sub"), "findme"),
+        "sub_FindMe",
+        "cus_FindMe",
+    );
+    let other =
+        with_subscription(provisioning_record(&unique_checkout("by-sub"), "other"), "sub_Other", "cus_Other");
+    store.insert_tenant(&record).await.unwrap();
+    store.insert_tenant(&other).await.unwrap();
+    let find_me = SubscriptionId::parse("sub_FindMe").unwrap();
+    assert_eq!(store.find_by_subscription(&find_me).await.unwrap(), Some(record.clone()));
+
+    // After a write, the record as it is now, not as the first insert left it.
+    let mut v2 = record.next_version(1_763_800_200);
+    v2.status = TenantStatus::Active;
+    v2.activated_at = Some(1_763_800_200);
+    v2.last_event_created = 1_763_800_150;
+    store.replace_tenant(&v2).await.unwrap();
+    let found = store.find_by_subscription(&find_me).await.unwrap().expect("still found");
+    assert_eq!((found.version, found.status), (2, TenantStatus::Active));
+    assert_eq!(found, v2);
+    assert_eq!(
+        store.find_by_subscription(&SubscriptionId::parse("sub_Other").unwrap()).await.unwrap(),
+        Some(other.clone())
+    );
+
+    // Unknown: nothing, even with an unmatched event recorded for it.
+    let unknown = SubscriptionId::parse("sub_Unknown").unwrap();
+    store.record_unmatched_event(&unmatched("evt_ForUnknown", Some("sub_Unknown"), 10)).await.unwrap();
+    assert_eq!(store.find_by_subscription(&unknown).await.unwrap(), None);
+
+    // A rejected checkout has no signup, so no subscription attribute: the
+    // index never holds it, whatever is asked.
+    let failure =
+        Failure { error: "InvalidSignup".into(), cause: "metadata.subdomain is missing".into(), at: 5 };
+    let rejected = TenantRecord::rejected(
+        TenantId::for_checkout(&unique_checkout("by-sub-rejected")),
+        None,
+        failure,
+        "evt_1Bad",
+        4,
+    );
+    store.insert_tenant(&rejected).await.unwrap();
+    let indexed =
+        client.scan().table_name(store.table()).index_name(BY_SUBSCRIPTION_INDEX).send().await.unwrap();
+    let mut keys: Vec<&str> = indexed.items().iter().map(|item| text(item, "pk")).collect();
+    keys.sort_unstable();
+    let mut expected = vec![format!("TENANT#{}", record.id), format!("TENANT#{}", other.id)];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    for subscription in ["sub_1QAcmeR0b0t1csPro", "sub_Unknown"] {
+        let found = store.find_by_subscription(&SubscriptionId::parse(subscription).unwrap()).await.unwrap();
+        assert_eq!(found, None, "{subscription}");
+    }
+}
+
+#[tokio::test]
+async fn an_unmatched_event_is_recorded_once_as_native_attributes_and_kept_apart_from_tenants() {
+    let (client, store) = new_store().await;
+    let tenant = provisioning_record(&unique_checkout("unmatched"), "acme");
+    store.insert_tenant(&tenant).await.unwrap();
+    store.claim_subdomain(&subdomain("acme"), &tenant.id).await.unwrap();
+
+    let first = unmatched("evt_Unmatched2", Some("sub_NoTenant"), 1_763_900_000);
+    store.record_unmatched_event(&first).await.unwrap();
+    // Recorded again (a retried step, later): the first record stays.
+    let mut retry = first.clone();
+    retry.recorded_at += 600;
+    store.record_unmatched_event(&retry).await.unwrap();
+
+    let page = client
+        .scan()
+        .table_name(store.table())
+        .filter_expression("begins_with(pk, :event)")
+        .expression_attribute_values(":event", AttributeValue::S("EVENT#".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.items().len(), 1, "{:?}", page.items());
+    let item = &page.items()[0];
+    assert_eq!(text(item, "pk"), "EVENT#evt_Unmatched2");
+    assert_eq!(text(item, "kind"), "unmatched-event");
+    assert_eq!(text(item, "event_id"), "evt_Unmatched2");
+    assert_eq!(text(item, "event_type"), "customer.subscription.updated");
+    assert_eq!(text(item, "subscription"), "sub_NoTenant");
+    assert_eq!(text(item, "customer"), "cus_Unmatched");
+    assert_eq!(item["created"].as_n().unwrap(), "1763900000");
+    assert_eq!(item["recorded_at"].as_n().unwrap(), "1763900005", "the first recording is kept");
+    assert!(!item.contains_key("subscription_id"), "an unmatched event is not in the subscription index");
+
+    // One without a subscription, older: listed first.
+    let bare = unmatched("evt_Unmatched1", None, 1_763_800_000);
+    store.record_unmatched_event(&bare).await.unwrap();
+    assert_eq!(store.list_unmatched_events().await.unwrap(), vec![bare, first]);
+    assert_eq!(store.list_tenants().await.unwrap(), vec![tenant]);
+}
+
+#[tokio::test]
+async fn a_write_carrying_an_older_event_than_the_stored_one_conflicts_even_at_the_right_version() {
+    let (_, store) = new_store().await;
+    let v1 = provisioning_record(&unique_checkout("event-time"), "acme");
+    store.insert_tenant(&v1).await.unwrap();
+
+    let mut older = v1.next_version(v1.updated_at + 10);
+    older.last_event_created = v1.last_event_created - 1;
+    older.status = TenantStatus::Suspended;
+    let error = store.replace_tenant(&older).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::VersionConflict { tenant, expected: 1 } if *tenant == v1.id),
+        "{error:?}"
+    );
+    assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(v1.clone()));
+
+    // The same event time (a step of the same event) is fine ...
+    let mut same = v1.next_version(v1.updated_at + 20);
+    same.status = TenantStatus::Active;
+    store.replace_tenant(&same).await.unwrap();
+    assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(same.clone()));
+
+    // ... and so is a newer one.
+    let mut newer = same.next_version(same.updated_at + 30);
+    newer.last_event_created = same.last_event_created + 3_600;
+    newer.status = TenantStatus::PastDue;
+    store.replace_tenant(&newer).await.unwrap();
+    assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(newer.clone()));
+
+    // Back to the earlier time at the next version: refused, nothing changes.
+    let mut late = newer.next_version(newer.updated_at + 40);
+    late.last_event_created = same.last_event_created;
+    late.status = TenantStatus::Active;
+    let error = store.replace_tenant(&late).await.unwrap_err();
+    assert!(matches!(&error, StoreError::VersionConflict { expected: 3, .. }), "{error:?}");
+    assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(newer));
 }

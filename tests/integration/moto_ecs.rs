@@ -290,3 +290,34 @@ async fn removing_twice_leaves_nothing_and_the_tenant_can_come_back() {
     assert!(again.service_arn.ends_with(&names.service));
     f.launcher.remove(&spec.tenant).await.unwrap();
 }
+
+#[tokio::test]
+async fn scaling_sets_the_desired_count_and_a_tenant_without_a_service_is_refused() {
+    let f = fixture().await;
+    let spec = spec(f.resources, "scale");
+    let names = TenantNames::of(&spec.tenant);
+    f.launcher.launch(&spec).await.unwrap();
+    assert_eq!(f.service(&names.service).await.unwrap().desired_count(), 1);
+
+    // Suspended, then resumed; each twice, as a retried step would.
+    for desired in [0, 0, 1, 1] {
+        f.launcher.scale(&spec.tenant, desired).await.unwrap();
+        let service = f.service(&names.service).await.unwrap();
+        assert_eq!(service.status(), Some("ACTIVE"));
+        assert_eq!(service.desired_count(), i32::try_from(desired).unwrap());
+    }
+    // Scaling changes neither the routing nor the revision.
+    assert_eq!(f.rules_for(&spec.host).await.len(), 1);
+    assert_eq!(f.active_revisions(&names.family).await.len(), 1);
+
+    let never = TenantId::for_checkout(&unique_checkout("unscaled"));
+    let error = f.launcher.scale(&never, 0).await.unwrap_err();
+    let service = TenantNames::of(&never).service;
+    assert!(
+        matches!(&error, LauncherError::Rejected(reason)
+            if reason.contains("has no active service") && reason.contains(&service)),
+        "{error:?}"
+    );
+    assert!(f.service(&service).await.is_none(), "scaling made no service");
+    f.launcher.remove(&spec.tenant).await.unwrap();
+}

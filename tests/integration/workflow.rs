@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use integration_tests::{FaultyLauncher, local_adapters, local_stack, read_repo_file, stripe_headers};
 use serde_json::{Value, json};
+use tenantctl::emulator::{EmulatorNames, EmulatorResources, bootstrap};
 use tenantctl::local::{Adapters, LocalStack};
 use tenantctl::workflow::{ExecutionRecord, RunStatus};
 
@@ -208,28 +209,51 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     assert_eq!((len(&state, "services"), len(&state, "dead_letters")), (0, 0));
 }
 
+/// Serialises bootstrapping the emulator's shared `tenancy-local` resources:
+/// two bootstraps at once could both make its load balancer and listener.
+static EMULATOR_BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A running local stack whose steps use the AWS adapters on moto's server
+/// (as `tenantctl local serve --aws-endpoint` builds it) with `config`, the
+/// emulator's resources, and the task that plays Fargate starting tasks.
+async fn emulated_stack(
+    config: tenantctl::local::StepConfig,
+) -> (Arc<LocalStack>, EmulatorResources, tokio::task::JoinHandle<()>) {
+    use integration_tests::{local_stack_with, moto_config, moto_endpoint};
+    use tenantctl::local::LocalOptions;
+
+    let clock = Arc::new(tenancy::clock::SystemClock);
+    let (adapters, platform, resources) = {
+        let _one_at_a_time = EMULATOR_BOOTSTRAP.lock().await;
+        let (adapters, platform) = tenantctl::emulated::adapters(
+            &moto_endpoint(),
+            config.settings,
+            config.password_key,
+            clock,
+            "http://127.0.0.1:8787",
+        )
+        .await
+        .unwrap();
+        // Made just now: bootstrapping again only finds them.
+        let names = EmulatorNames::with_prefix("tenancy-local").unwrap();
+        let resources = bootstrap(&moto_config().await, &names).await.unwrap();
+        (adapters, platform, resources)
+    };
+    // Scaled waits, so the emulated ECS has time to "start" the task. Task
+    // TimeoutSeconds scale too: at 0.1 a 30 s task may take 3 s, which a
+    // busy moto needs (at 0.01 a mail step that took longer than 0.3 s was
+    // timed out after sending, retried, and sent its mail twice).
+    let options = LocalOptions { state: None, time_scale: 0.1, definitions: None };
+    let stack = local_stack_with(NOW, adapters, &options);
+    stack.spawn_dispatcher();
+    (stack, resources, platform)
+}
+
 /// `tenantctl local serve --aws-endpoint`: the same definition and steps,
 /// with the AWS adapters on moto's server.
 #[tokio::test]
 async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator() {
-    use integration_tests::{local_stack_with, moto_endpoint, step_config};
-    use tenantctl::local::LocalOptions;
-
-    let config = step_config();
-    let clock = Arc::new(tenancy::clock::SystemClock);
-    let (adapters, platform) = tenantctl::emulated::adapters(
-        &moto_endpoint(),
-        config.settings,
-        config.password_key,
-        clock,
-        "http://127.0.0.1:8787",
-    )
-    .await
-    .unwrap();
-    // Scaled waits, so the emulated ECS has time to "start" the task.
-    let options = LocalOptions { state: None, time_scale: 0.01, definitions: None };
-    let stack = local_stack_with(NOW, adapters, &options);
-    stack.spawn_dispatcher();
+    let (stack, _, platform) = emulated_stack(integration_tests::step_config()).await;
     deliver(&stack, &checkout()).await;
     deliver(&stack, &checkout()).await;
     let state = settle(&stack).await;
@@ -251,5 +275,168 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
         .filter(|m| m["to"] == "dana@acme.example")
         .filter(|m| m["text"].as_str().is_some_and(|text| text.contains("https://acme.tenancy-local.test")))
         .collect();
-    assert_eq!(welcome.len(), 1, "one welcome mail through SES");
+    assert_eq!(welcome.len(), 1, "one welcome mail through SES: {welcome:#?}");
+}
+
+/// A cancelled subscription through the lifecycle workflow with the AWS
+/// adapters: nothing of the tenant is left on moto, read back with the SDK.
+/// Its own checkout, subscription and subdomain: the emulator's table and
+/// cluster are shared with the test above.
+#[tokio::test]
+async fn a_cancellation_through_the_aws_adapters_leaves_nothing_behind_on_the_emulator() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use integration_tests::moto_config;
+    use tenancy::adapters::aws::ecs::TenantNames;
+    use tenancy::domain::{CheckoutSessionId, TenantId};
+
+    const SESSION: &str = "cs_test_farewell_on_aws";
+    const SUBSCRIPTION: &str = "sub_farewell_on_aws";
+    const CUSTOMER: &str = "cus_farewell_on_aws";
+    const SUBDOMAIN: &str = "farewell";
+
+    // The grace period's Wait: 10 s, 1 s at the stack's time scale.
+    let mut config = integration_tests::step_config();
+    config.settings.subdomain_grace = std::time::Duration::from_secs(10);
+    let (stack, resources, platform) = emulated_stack(config).await;
+    let sdk = moto_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let route53 = aws_sdk_route53::Client::new(&sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let tenant = TenantId::for_checkout(&CheckoutSessionId::parse(SESSION).unwrap());
+    let names = TenantNames::of(&tenant);
+    let host = format!("{SUBDOMAIN}.{}", resources.domain);
+
+    let service = async || {
+        let described =
+            ecs.describe_services().cluster(&resources.cluster_arn).services(&names.service).send().await;
+        described.unwrap().services().first().cloned()
+    };
+    let target_group_arn = async || match elb.describe_target_groups().names(&names.target_group).send().await
+    {
+        Ok(found) => found.target_groups().first().and_then(|g| g.target_group_arn()).map(str::to_owned),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) => {
+            None
+        }
+        Err(error) => panic!("{error:?}"),
+    };
+    // Rules for the tenant's host, or forwarding to `group`.
+    let rules = async |group: &str| {
+        let listed = elb.describe_rules().listener_arn(&resources.listener_arn).send().await.unwrap();
+        listed
+            .rules()
+            .iter()
+            .filter(|rule| {
+                let routes_host = rule.conditions().iter().any(|c| {
+                    let config = c.host_header_config().map(|h| h.values()).unwrap_or_default();
+                    config.iter().chain(c.values()).any(|v| *v == host)
+                });
+                let forwards = rule.actions().iter().any(|a| a.target_group_arn() == Some(group));
+                routes_host || forwards
+            })
+            .filter_map(|rule| rule.rule_arn().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let records = async || {
+        let listed = route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&resources.hosted_zone_id)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .resource_record_sets()
+            .iter()
+            .filter(|set| set.name().trim_end_matches('.') == host)
+            .map(|set| set.r#type().as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let item = async |pk: String| {
+        let read = dynamodb
+            .get_item()
+            .table_name(&resources.table)
+            .key("pk", AttributeValue::S(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        read.item
+    };
+
+    let mut signup = checkout();
+    signup["id"] = json!("evt_farewell_checkout");
+    signup["data"]["object"]["id"] = json!(SESSION);
+    signup["data"]["object"]["customer"] = json!(CUSTOMER);
+    signup["data"]["object"]["subscription"] = json!(SUBSCRIPTION);
+    signup["data"]["object"]["metadata"]["subdomain"] = json!(SUBDOMAIN);
+    deliver(&stack, &signup).await;
+    settle(&stack).await;
+    let run = execution(&stack, "evt_farewell_checkout");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?} {:?}", run.error, run.cause);
+
+    // What provisioning made, as the SDK sees it.
+    assert_eq!(service().await.and_then(|s| s.status().map(str::to_owned)).as_deref(), Some("ACTIVE"));
+    let group = target_group_arn().await.expect("the tenant's target group");
+    assert_eq!(rules(&group).await.len(), 1);
+    assert_eq!(records().await, ["A"]);
+    let record = item(format!("TENANT#{tenant}")).await.expect("the tenant's item");
+    assert_eq!(record["status"].as_s().unwrap(), "ACTIVE");
+
+    let mut deleted: Value =
+        serde_json::from_str(&read_repo_file("events/07-customer.subscription.deleted.json")).unwrap();
+    deleted["id"] = json!("evt_farewell_deleted");
+    deleted["data"]["object"]["id"] = json!(SUBSCRIPTION);
+    deleted["data"]["object"]["customer"] = json!(CUSTOMER);
+    deleted["data"]["object"]["items"]["data"][0]["subscription"] = json!(SUBSCRIPTION);
+    deleted["data"]["object"]["metadata"]["subdomain"] = json!(SUBDOMAIN);
+    deliver(&stack, &deleted).await;
+    let state = settle(&stack).await;
+    platform.abort();
+
+    let run = execution(&stack, "evt_farewell_deleted");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?} {:?}", run.error, run.cause);
+    assert_eq!(
+        run.states_passed(),
+        [
+            "ApplyBillingEvent",
+            "WhatChanged",
+            "DeprovisionTenant",
+            "SendGoodbyeMail",
+            "WaitGracePeriod",
+            "ReleaseSubdomain",
+            "Done"
+        ]
+    );
+
+    // Nothing left on the emulator.
+    let left = service().await;
+    assert!(left.as_ref().is_none_or(|s| s.status() == Some("INACTIVE")), "{left:?}");
+    assert_eq!(target_group_arn().await, None, "target group {} is left", names.target_group);
+    assert_eq!(rules(&group).await, Vec::<String>::new(), "a listener rule is left");
+    assert_eq!(records().await, Vec::<String>::new(), "a record for {host} is left");
+    let revisions = ecs
+        .list_task_definitions()
+        .family_prefix(&names.family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revisions.task_definition_arns(), &[] as &[String]);
+
+    // The tenant is kept, CANCELLED, with its name released after the grace period.
+    let record = item(format!("TENANT#{tenant}")).await.expect("the tenant's item is kept");
+    assert_eq!(record["status"].as_s().unwrap(), "CANCELLED");
+    assert!(record["cancelled_at"].as_n().is_ok() && record["subdomain_released_at"].as_n().is_ok());
+    assert!(record["resources"].as_m().unwrap().values().all(|v| v.is_null()), "{:?}", record["resources"]);
+    assert_eq!(item(format!("SUBDOMAIN#{SUBDOMAIN}")).await, None, "the subdomain is released");
+    let goodbye = state["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["text"].as_str().is_some_and(|text| text.contains(&format!("workspace at {SUBDOMAIN} ")))
+        })
+        .filter(|m| m["subject"].as_str().is_some_and(|subject| subject.contains("has ended")))
+        .count();
+    assert_eq!(goodbye, 1, "one goodbye mail through SES");
 }
