@@ -4,9 +4,10 @@
 //! timeouts.
 //!
 //! Time: Wait and retry delays are multiplied by `RunOptions::time_scale`, and
-//! so are Task and execution `TimeoutSeconds`. With a scale of 0 nothing
-//! waits; timeouts then run on unscaled (real) seconds, because a zero
-//! timeout would fail every task while a real one still stops a hung handler.
+//! so is the execution's `TimeoutSeconds` (workflow time). A Task's
+//! `TimeoutSeconds` bounds real work and is never scaled. With a scale of 0
+//! nothing waits, and the execution timeout runs on unscaled seconds, because
+//! a zero timeout would fail every execution.
 
 use std::time::Duration;
 
@@ -59,8 +60,8 @@ impl TaskError {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunOptions {
-    /// Multiplies Wait and retry delays and `TimeoutSeconds`; 0.0 = no
-    /// waiting (timeouts then count real, unscaled seconds). Default 1.0.
+    /// Multiplies Wait and retry delays and the execution's `TimeoutSeconds`
+    /// (not a Task's); 0.0 = no waiting. Default 1.0.
     pub time_scale: f64,
     /// State transitions allowed before the execution fails with
     /// `States.Runtime` (a guard against endless loops).
@@ -517,8 +518,9 @@ impl Runner<'_> {
         input: Value,
     ) -> Result<Result<Value, (&'static str, TaskError)>, Stop> {
         let call = self.tasks.invoke(&task.resource, input);
-        let task_deadline =
-            task.timeout_seconds.and_then(|s| Instant::now().checked_add(self.timeout_duration(s)));
+        // A task's work is real work, not workflow time: its timeout is never
+        // scaled (a scaled one fires on a busy machine and runs the task twice).
+        let task_deadline = task.timeout_seconds.and_then(|s| Instant::now().checked_add(seconds(s as f64)));
         let limit = match (task_deadline, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

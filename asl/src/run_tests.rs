@@ -346,7 +346,7 @@ async fn task_timeout_is_states_timeout_not_task_failed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn timeouts_are_retried_by_states_all_and_scaled() {
+async fn timeouts_are_retried_by_states_all_and_only_the_delays_scaled() {
     let tasks = FakeTasks::new().slow("arn:work", Duration::from_secs(60));
     let m = one_task(json!({
         "TimeoutSeconds": 10,
@@ -357,8 +357,8 @@ async fn timeouts_are_retried_by_states_all_and_scaled() {
     let ex = run(&m, "e", json!({}), &tasks, &options, None).await;
     assert_eq!(failure(&ex).0, "States.Timeout");
     assert_eq!(tasks.calls("arn:work"), 3);
-    // 3 × 10 s timeouts + 4 s + 8 s delays, all halved.
-    assert_eq!(started.elapsed().as_secs(), 21);
+    // 3 × 10 s real timeouts, then the 4 s + 8 s delays halved.
+    assert_eq!(started.elapsed().as_secs(), 36);
 }
 
 #[tokio::test(start_paused = true)]

@@ -89,6 +89,30 @@ impl DynamoTenantStore {
         &self.table
     }
 
+    /// Every item of one `kind`, across scan pages.
+    async fn scan_kind(&self, kind: &str) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#kind = :kind")
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_values(":kind", s(kind))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     async fn get_item(&self, pk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
@@ -299,28 +323,12 @@ impl TenantStore for DynamoTenantStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        let mut tenants = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#kind = :tenant")
-                .expression_attribute_names("#kind", ATTR_KIND)
-                .expression_attribute_values(":tenant", s(KIND_TENANT))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
-            for item in page.items.unwrap_or_default() {
-                tenants.push(decode_tenant(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let mut tenants = self
+            .scan_kind(KIND_TENANT)
+            .await?
+            .into_iter()
+            .map(decode_tenant)
+            .collect::<Result<Vec<_>, _>>()?;
         tenants.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(tenants)
     }
@@ -384,32 +392,13 @@ impl TenantStore for DynamoTenantStore {
 
     async fn list_unmatched_events(&self) -> Result<Vec<UnmatchedEvent>, StoreError> {
         let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#kind = :kind")
-                .expression_attribute_names("#kind", ATTR_KIND)
-                .expression_attribute_values(":kind", s(KIND_UNMATCHED_EVENT))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
-            for item in page.items.unwrap_or_default() {
-                let key = key_of(&item);
-                let event = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| {
-                    StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) }
-                })?;
-                events.push(event);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
+        for item in self.scan_kind(KIND_UNMATCHED_EVENT).await? {
+            let key = key_of(&item);
+            let event: UnmatchedEvent = serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+                .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })?;
+            events.push(event);
         }
-        events.sort_by_key(|event: &UnmatchedEvent| event.created);
+        events.sort_by_key(|event| event.created);
         Ok(events)
     }
 }
