@@ -7,6 +7,7 @@ pub mod launcher;
 pub mod mail;
 pub mod queue;
 pub mod secrets;
+pub mod stripe;
 pub mod tenants;
 pub mod workflow;
 
@@ -16,6 +17,7 @@ pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, Ten
 pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
+pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeGateway};
 pub use tenants::{Inserted, StoreError, TenantStore, UnmatchedEvent};
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
