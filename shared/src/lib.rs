@@ -6,6 +6,7 @@
 //! [`adapters`] implement those traits for AWS and for a laptop.
 
 pub mod adapters;
+pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

@@ -195,6 +195,28 @@ impl Catalog {
             .and_then(|(plan, period)| plan.map(|plan| (plan, period)))
     }
 
+    /// Refuses a catalog that lacks a price id for `mode` anywhere, naming
+    /// every missing one: a stage must never start able to sell nothing, or
+    /// sell with the other mode's prices.
+    pub fn require_mode(&self, mode: StripeMode) -> Result<(), CatalogError> {
+        let missing: Vec<String> = self
+            .plans
+            .iter()
+            .flat_map(|(key, entry)| {
+                entry
+                    .prices
+                    .iter()
+                    .filter(|(_, price)| price.price_id(mode).is_none_or(|id| !id.starts_with("price_")))
+                    .map(move |(period, _)| format!("{key} {period}"))
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError::Invalid(format!("no {mode}-mode Stripe price for: {}", missing.join(", "))))
+        }
+    }
+
     pub fn plan_keys(&self) -> impl Iterator<Item = &str> {
         self.plans.keys().map(String::as_str)
     }
@@ -230,6 +252,15 @@ mod tests {
         assert!(Catalog::from_json(r#"{"currency":"CAD","plans":{}}"#).is_err());
         let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"amount":1,"test":null,"live":null}}}}}"#;
         assert!(Catalog::from_json(zero_tier).unwrap_err().to_string().contains("tier 0"));
+    }
+
+    #[test]
+    fn a_mode_without_prices_is_refused_naming_each_missing_one() {
+        let catalog = Catalog::embedded().unwrap();
+        assert!(catalog.require_mode(StripeMode::Test).is_ok());
+        let error = catalog.require_mode(StripeMode::Live).unwrap_err().to_string();
+        assert!(error.contains("no live-mode Stripe price for: basic annual, basic monthly"), "{error}");
+        assert!(error.contains("ultimate monthly"), "{error}");
     }
 
     #[test]

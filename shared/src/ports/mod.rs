@@ -18,7 +18,7 @@ pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
 pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeGateway};
-pub use tenants::{Inserted, StoreError, TenantStore, UnmatchedEvent};
+pub use tenants::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
 /// The cause of an adapter failure, kept for the error chain.

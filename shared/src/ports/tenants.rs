@@ -8,6 +8,13 @@ use super::BoxError;
 use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::stripe::StripeEventId;
 
+/// A checkout's short hold on a subdomain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubdomainHold {
+    pub hold_id: String,
+    pub until: i64,
+}
+
 /// A Stripe event about a subscription no tenant has: kept for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnmatchedEvent {
@@ -23,6 +30,9 @@ pub struct UnmatchedEvent {
 pub enum StoreError {
     #[error("subdomain `{subdomain}` is held by another tenant")]
     SubdomainTaken { subdomain: Subdomain, holder: TenantId },
+    /// Someone else is checking out with this subdomain right now.
+    #[error("subdomain `{subdomain}` is held for another checkout until {until}")]
+    SubdomainHeld { subdomain: Subdomain, until: i64 },
     /// Someone else wrote the tenant since it was read; read again and retry.
     #[error("tenant {tenant} changed concurrently (expected version {expected})")]
     VersionConflict { tenant: TenantId, expected: u64 },
@@ -50,6 +60,25 @@ pub trait TenantStore: Send + Sync {
     async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError>;
 
     async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError>;
+
+    /// Holds `subdomain` for a checkout until `until` (Unix seconds), so two
+    /// people cannot both start paying for one name. Fails if a tenant holds
+    /// it, or another checkout's hold has not expired at `now`; holding again
+    /// with the same `hold_id` extends it.
+    async fn hold_subdomain(
+        &self,
+        subdomain: &Subdomain,
+        hold_id: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The current checkout hold on `subdomain`, if one is unexpired at `now`.
+    async fn subdomain_hold(
+        &self,
+        subdomain: &Subdomain,
+        now: i64,
+    ) -> Result<Option<SubdomainHold>, StoreError>;
 
     /// Creates the record unless one with its id exists.
     async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError>;

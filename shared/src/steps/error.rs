@@ -53,7 +53,9 @@ impl StepError {
 impl From<StoreError> for StepError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::SubdomainTaken { subdomain, .. } => StepError::SubdomainTaken { subdomain },
+            StoreError::SubdomainTaken { subdomain, .. } | StoreError::SubdomainHeld { subdomain, .. } => {
+                StepError::SubdomainTaken { subdomain }
+            }
             conflict @ StoreError::VersionConflict { .. } => {
                 StepError::Transient { what: "tenant table write", source: conflict.into() }
             }

@@ -25,7 +25,7 @@ use super::error::{call_failed, unexpected};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Lookup, required};
 use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
-use crate::ports::{Inserted, StoreError, TenantStore, UnmatchedEvent};
+use crate::ports::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
 
 /// The table's name, for functions that build the store from their environment.
 pub const TENANT_TABLE: &str = "TENANT_TABLE";
@@ -42,6 +42,15 @@ pub const ATTR_CLAIMED_AT: &str = "claimed_at";
 pub const KIND_TENANT: &str = "tenant";
 pub const KIND_SUBDOMAIN: &str = "subdomain";
 pub const KIND_UNMATCHED_EVENT: &str = "unmatched-event";
+pub const KIND_HOLD: &str = "hold";
+pub const ATTR_HOLD_ID: &str = "hold_id";
+pub const ATTR_HOLD_UNTIL: &str = "hold_until";
+/// A DynamoDB TTL attribute: expired holds are deleted by the table itself.
+pub const ATTR_EXPIRES_AT: &str = "expires_at";
+
+pub fn hold_key(subdomain: &Subdomain) -> String {
+    format!("HOLD#{subdomain}")
+}
 
 /// A claim taken away between our failed write and our read of the holder
 /// is retried this many times before giving up as unavailable.
@@ -252,6 +261,74 @@ impl TenantStore for DynamoTenantStore {
         match self.get_item(&subdomain_key(subdomain)).await? {
             Some(item) => decode_holder(&item).map(Some),
             None => Ok(None),
+        }
+    }
+
+    async fn hold_subdomain(
+        &self,
+        subdomain: &Subdomain,
+        hold_id: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(holder) = self.subdomain_holder(subdomain).await? {
+            return Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder });
+        }
+        let mut item = HashMap::new();
+        item.insert(ATTR_PK.to_owned(), s(hold_key(subdomain)));
+        item.insert(ATTR_KIND.to_owned(), s(KIND_HOLD));
+        item.insert(ATTR_HOLD_ID.to_owned(), s(hold_id));
+        item.insert(ATTR_HOLD_UNTIL.to_owned(), AttributeValue::N(until.to_string()));
+        item.insert(ATTR_EXPIRES_AT.to_owned(), AttributeValue::N(until.to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // Free, expired, or ours already (a retried checkout request).
+            .condition_expression("attribute_not_exists(#pk) OR #until < :now OR #hold = :hold")
+            .expression_attribute_names("#pk", ATTR_PK)
+            .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+            .expression_attribute_names("#hold", ATTR_HOLD_ID)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":hold", s(hold_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                let until = match context.err() {
+                    PutItemError::ConditionalCheckFailedException(failed) => failed
+                        .item()
+                        .and_then(|item| item.get(ATTR_HOLD_UNTIL))
+                        .and_then(|value| value.as_n().ok())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(until),
+                    _ => until,
+                };
+                Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until })
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+        }
+    }
+
+    async fn subdomain_hold(
+        &self,
+        subdomain: &Subdomain,
+        now: i64,
+    ) -> Result<Option<SubdomainHold>, StoreError> {
+        let Some(item) = self.get_item(&hold_key(subdomain)).await? else { return Ok(None) };
+        let hold_id = text_attr(&item, ATTR_HOLD_ID).map(str::to_owned);
+        let until = item.get(ATTR_HOLD_UNTIL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        match (hold_id, until) {
+            // TTL deletes lazily: an expired hold may still be there.
+            (Some(hold_id), Some(until)) if until >= now => Ok(Some(SubdomainHold { hold_id, until })),
+            (Some(_), Some(_)) => Ok(None),
+            _ => Err(StoreError::Corrupt {
+                key: hold_key(subdomain),
+                reason: "hold without hold_id or hold_until".into(),
+            }),
         }
     }
 

@@ -8,6 +8,7 @@ mod mail;
 pub mod persisted;
 mod queue;
 mod secrets;
+mod stripe;
 mod tenants;
 
 pub use billing::LocalBillingPortal;
@@ -16,4 +17,5 @@ pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
 pub use secrets::InMemorySecretStore;
+pub use stripe::{LocalCheckoutSession, LocalStripe, PayError};
 pub use tenants::{LocalTenantStore, SubdomainClaim};

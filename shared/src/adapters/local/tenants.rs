@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::persisted::Persisted;
 use crate::clock::Clock;
 use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
-use crate::ports::{Inserted, StoreError, TenantStore, UnmatchedEvent};
+use crate::ports::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubdomainClaim {
@@ -22,6 +22,8 @@ struct Table {
     subdomains: BTreeMap<Subdomain, SubdomainClaim>,
     #[serde(default)]
     unmatched: BTreeMap<String, UnmatchedEvent>,
+    #[serde(default)]
+    holds: BTreeMap<Subdomain, SubdomainHold>,
 }
 
 /// The tenant table on a laptop, with the same conditional writes as DynamoDB.
@@ -78,6 +80,43 @@ impl TenantStore for LocalTenantStore {
 
     async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError> {
         Ok(self.table.read(|t| t.subdomains.get(subdomain).map(|claim| claim.tenant_id.clone())))
+    }
+
+    async fn hold_subdomain(
+        &self,
+        subdomain: &Subdomain,
+        hold_id: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.table
+            .update(|t| {
+                if let Some(claim) = t.subdomains.get(subdomain) {
+                    return Err(StoreError::SubdomainTaken {
+                        subdomain: subdomain.clone(),
+                        holder: claim.tenant_id.clone(),
+                    });
+                }
+                match t.holds.get(subdomain) {
+                    Some(hold) if hold.hold_id != hold_id && hold.until >= now => {
+                        Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until: hold.until })
+                    }
+                    _ => {
+                        t.holds
+                            .insert(subdomain.clone(), SubdomainHold { hold_id: hold_id.to_owned(), until });
+                        Ok(())
+                    }
+                }
+            })
+            .map_err(unavailable)?
+    }
+
+    async fn subdomain_hold(
+        &self,
+        subdomain: &Subdomain,
+        now: i64,
+    ) -> Result<Option<SubdomainHold>, StoreError> {
+        Ok(self.table.read(|t| t.holds.get(subdomain).filter(|hold| hold.until >= now).cloned()))
     }
 
     async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError> {
