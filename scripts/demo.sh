@@ -50,6 +50,20 @@ for event in 12 13; do
   send events/"$event"-*.json
   settle
 done
+echo "== a signup through the checkout API: the subdomain is checked, held, a Checkout"
+echo "   Session is created (on a local Stripe stand-in), the customer pays, and Stripe's"
+echo "   signed checkout.session.completed provisions the tenant"
+curl_free() { "$tenantctl" local checkout --server "$base" "$@"; }
+echo "-- GET /subdomains/initrode: $("$tenantctl" local available --server "$base" initrode)"
+answer="$(curl_free --plan basic --billing monthly --subdomain initrode --organization 'Initrode' --email 'peter@initrode.example')"
+echo "-- POST /checkout: $answer"
+session="$(printf '%s' "$answer" | grep -oE 'cs_test_[A-Za-z0-9]+' | head -n1)"
+echo "-- the same subdomain for someone else while the first checkout is open:"
+curl_free --plan pro --billing annual --subdomain initrode --organization 'Initech' --email 'bill@initech.example'
+echo "-- paying $session:"
+"$tenantctl" local pay --server "$base" "$session"
+settle
+echo
 echo "-- an event type the system does not act on:"
 send events/08-charge.succeeded.json
 echo

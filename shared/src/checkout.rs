@@ -595,7 +595,9 @@ pub mod lambda {
     use super::CheckoutApi;
 
     pub async fn handle(api: &CheckoutApi, request: Request) -> Result<Response<Body>, Infallible> {
-        let answer = api.handle(request.method(), request.uri().path(), request.headers(), request.body().as_ref()).await;
+        let answer = api
+            .handle(request.method(), request.uri().path(), request.headers(), request.body().as_ref())
+            .await;
         let mut response = Response::new(Body::Text(answer.body));
         *response.status_mut() = answer.status;
         for (name, value) in answer.headers {

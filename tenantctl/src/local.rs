@@ -93,8 +93,19 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+/// The signup side: the checkout API over a local Stripe whose sessions can
+/// be paid, delivering Stripe's event to the webhook signed like Stripe.
+pub struct LocalSignup {
+    pub api: tenancy::checkout::CheckoutApi,
+    pub stripe: Arc<tenancy::adapters::local::LocalStripe>,
+    pub webhook_secret: tenancy::stripe::WebhookSecret,
+    /// Signs the delivery; the webhook's clock in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Everything the local server holds.
 pub struct LocalStack {
+    pub signup: Option<LocalSignup>,
     pub ingress: WebhookIngress,
     pub queue: Arc<LocalEventQueue>,
     pub workflows: Arc<LocalWorkflows>,
@@ -148,6 +159,7 @@ impl LocalStack {
         queue: Arc<LocalEventQueue>,
         adapters: Adapters,
         options: &LocalOptions,
+        signup: Option<LocalSignup>,
     ) -> anyhow::Result<Arc<LocalStack>> {
         let store = adapters.steps.store.clone();
         let run_options = RunOptions { time_scale: options.time_scale, ..RunOptions::default() };
@@ -158,6 +170,7 @@ impl LocalStack {
             options.state.as_deref(),
         )?;
         Ok(Arc::new(LocalStack {
+            signup,
             ingress,
             queue,
             starter: Arc::new(LocalStarter(workflows.clone())),
@@ -265,6 +278,10 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/local/state", get(local_state))
         .route("/local/executions/{name}", get(execution_history))
         .route("/billing-portal/{customer}", get(billing_portal))
+        .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
+        .route("/subdomains/{name}", get(signup_api).options(signup_api))
+        .route("/local/stripe/checkout/{id}", get(stripe_checkout_page))
+        .route("/local/stripe/checkout/{id}/pay", post(stripe_pay))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }
@@ -284,6 +301,77 @@ async fn execution_history(State(stack): State<Arc<LocalStack>>, Path(name): Pat
         None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no execution named {name}")})))
             .into_response(),
     }
+}
+
+/// `GET /subdomains/{name}` and `POST /checkout`: the same handler as the
+/// checkout Lambda.
+async fn signup_api(
+    State(stack): State<Arc<LocalStack>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(signup) = &stack.signup else {
+        return (StatusCode::NOT_FOUND, "the checkout API is not configured").into_response();
+    };
+    let answer = signup.api.handle(&method, uri.path(), &headers, &body).await;
+    let mut response = (answer.status, answer.body).into_response();
+    for (name, value) in answer.headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// The local Stripe's hosted checkout page (what `url` points at).
+async fn stripe_checkout_page(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>) -> Response {
+    let Some(session) =
+        stack.signup.as_ref().and_then(|s| s.stripe.sessions().into_iter().find(|s| s.id == id))
+    else {
+        return (StatusCode::NOT_FOUND, "no such checkout session").into_response();
+    };
+    let page = format!(
+        "<!doctype html><title>Checkout (local Stripe)</title><h1>Checkout</h1>\
+         <p>{} for <code>{}</code>, {} ({}).</p>\
+         <form method=post action=\"/local/stripe/checkout/{}/pay\"><button>Pay (test mode)</button></form>",
+        session.customer_email,
+        session.metadata.get("subdomain").map(String::as_str).unwrap_or("-"),
+        session.price_id,
+        session.status,
+        session.id,
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// The customer pays: Stripe's `checkout.session.completed` is signed and
+/// delivered to the webhook, as Stripe would.
+async fn stripe_pay(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>) -> Response {
+    let Some(signup) = &stack.signup else {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "the checkout API is not configured"})))
+            .into_response();
+    };
+    let event = match signup.stripe.pay(&id) {
+        Ok(event) => event,
+        Err(error) => {
+            return (StatusCode::NOT_FOUND, axum::Json(json!({"error": error.to_string()}))).into_response();
+        }
+    };
+    let body = event.to_string();
+    let now = signup.clock.now_unix();
+    let mut headers = HeaderMap::new();
+    if let Ok(value) =
+        axum::http::HeaderValue::from_str(&signup.webhook_secret.sign_header(now, body.as_bytes()))
+    {
+        headers.insert("stripe-signature", value);
+    }
+    let answer = stack.ingress.handle(&headers, body.as_bytes()).await;
+    let webhook: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    axum::Json(
+        json!({"event_id": event["id"], "webhook_status": answer.status.as_u16(), "webhook_answer": webhook}),
+    )
+    .into_response()
 }
 
 /// Where the card mails send customers on a laptop, in place of Stripe's

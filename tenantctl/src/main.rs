@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue};
+use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue, LocalStripe};
+use tenancy::checkout::{self, CheckoutApi, CheckoutSettings};
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::{self, Lookup, ProcessEnv, SecretsSource, TenantSettings, WebhookConfig};
 use tenancy::domain::Catalog;
 use tenancy::ingress::WebhookIngress;
 use tenancy::stripe::WebhookSecrets;
 use tenantctl::http_client::HttpClient;
-use tenantctl::local::{Adapters, LocalOptions, LocalStack, StepConfig};
+use tenantctl::local::{Adapters, LocalOptions, LocalSignup, LocalStack, StepConfig};
 use tenantctl::report;
 use tenantctl::send::{Delivery, send_file};
 
@@ -48,6 +49,33 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LocalCommand {
+    /// Start a signup through the checkout API, as the marketing site would.
+    Checkout {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        billing: String,
+        #[arg(long)]
+        subdomain: String,
+        #[arg(long)]
+        organization: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Ask the checkout API whether a subdomain is available.
+    Available {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        name: String,
+    },
+    /// Pay a local Checkout Session: Stripe's completed event goes to the webhook.
+    Pay {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        session_id: String,
+    },
     /// Serve the whole flow with local adapters: POST /stripe/webhook,
     /// GET /local/state, GET /local/executions/{name}.
     /// Reads STRIPE_WEBHOOK_SECRET (comma-separated) and STRIPE_MODE; optional
@@ -93,6 +121,24 @@ async fn main() -> Result<()> {
         Command::Local { command: LocalCommand::State { server, wait } } => {
             report::print_state(&server, wait).await
         }
+        Command::Local {
+            command: LocalCommand::Checkout { server, plan, billing, subdomain, organization, email },
+        } => {
+            let form = serde_json::json!({
+                "plan": plan, "billing": billing, "subdomain": subdomain, "organization": organization, "email": email,
+            });
+            post_json(&format!("{}/checkout", server.trim_end_matches('/')), &form).await
+        }
+        Command::Local { command: LocalCommand::Available { server, name } } => {
+            let url = format!("{}/subdomains/{name}", server.trim_end_matches('/'));
+            let (status, answer) = HttpClient::default().get(&url).await?;
+            println!("{} {}", status.as_u16(), String::from_utf8_lossy(&answer));
+            Ok(())
+        }
+        Command::Local { command: LocalCommand::Pay { server, session_id } } => {
+            let url = format!("{}/local/stripe/checkout/{session_id}/pay", server.trim_end_matches('/'));
+            post_json(&url, &serde_json::Value::Null).await
+        }
         Command::Send { url, secret, timestamp, files } => send(&url, &secret, timestamp, &files).await,
     }
 }
@@ -105,6 +151,11 @@ fn with_local_defaults(var: &str) -> Option<String> {
         config::TENANT_PASSWORD_KEY => Some("local-development-key-never-use-in-aws-0001".into()),
         // A day is long for a laptop: release a cancelled subdomain after a minute (scaled).
         config::SUBDOMAIN_GRACE_SECONDS => Some("60".into()),
+        checkout::CHECKOUT_SUCCESS_URL => {
+            Some("http://localhost:3000/welcome?session={CHECKOUT_SESSION_ID}".into())
+        }
+        checkout::CHECKOUT_CANCEL_URL => Some("http://localhost:3000/pricing".into()),
+        checkout::ALLOWED_ORIGINS => Some("http://localhost:3000".into()),
         _ => None,
     })
 }
@@ -121,6 +172,13 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     }
     let secrets = InMemorySecretStore::default();
     let verifier = config.verifier(&secrets).await?;
+    // The local Stripe signs its deliveries with the first webhook secret.
+    let verifier_secret = match &config.secrets {
+        SecretsSource::Inline(list) => list.primary().clone(),
+        SecretsSource::Parameter(_) => {
+            bail!("local serve reads its webhook secrets from STRIPE_WEBHOOK_SECRET")
+        }
+    };
     let step_config = StepConfig {
         settings: TenantSettings::from_lookup(env)?,
         catalog: Catalog::embedded()?,
@@ -145,8 +203,17 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
         }
     };
     let queue = Arc::new(LocalEventQueue::default());
-    let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock);
-    let stack = LocalStack::new(ingress, queue, adapters, &options)?;
+    let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock.clone());
+    let signup = local_signup(
+        env,
+        config.mode,
+        adapters.steps.store.clone(),
+        &verifier_secret,
+        clock,
+        &portal,
+        &options,
+    )?;
+    let stack = LocalStack::new(ingress, queue, adapters, &options, Some(signup))?;
     let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
     println!("tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend})", config.mode);
     tenantctl::local::serve(listener, stack, async {
@@ -157,6 +224,32 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     if let Some(platform) = emulated_ecs {
         platform.abort();
     }
+    Ok(())
+}
+
+/// The checkout API on a local Stripe (Stripe is never emulated on moto).
+fn local_signup(
+    env: &dyn Lookup,
+    mode: tenancy::stripe::StripeMode,
+    store: Arc<dyn tenancy::ports::TenantStore>,
+    webhook_secret: &tenancy::stripe::WebhookSecret,
+    clock: Arc<dyn Clock>,
+    base_url: &str,
+    options: &LocalOptions,
+) -> Result<LocalSignup> {
+    let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), base_url, clock.clone())?);
+    let settings = CheckoutSettings::from_lookup(env, mode)?;
+    let api = CheckoutApi::new(store, stripe.clone(), Catalog::embedded()?, settings, clock.clone())?;
+    Ok(LocalSignup { api, stripe, webhook_secret: webhook_secret.clone(), clock })
+}
+
+async fn post_json(url: &str, body: &serde_json::Value) -> Result<()> {
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("origin", "http://localhost:3000")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+    let (status, answer) = HttpClient::default().call(request).await?;
+    println!("{} {}", status.as_u16(), String::from_utf8_lossy(&answer));
     Ok(())
 }
 

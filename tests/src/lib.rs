@@ -102,7 +102,7 @@ pub fn local_stack_with(
 ) -> Arc<tenantctl::local::LocalStack> {
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
     let ingress = ingress_at(now, queue.clone());
-    tenantctl::local::LocalStack::new(ingress, queue, adapters, options).expect("the stack builds")
+    tenantctl::local::LocalStack::new(ingress, queue, adapters, options, None).expect("the stack builds")
 }
 
 /// Headers Stripe would send for `body` at `now`, signed with [`FIXTURE_SECRET`].
