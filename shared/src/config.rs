@@ -58,6 +58,13 @@ impl<F: Fn(&str) -> Option<String>> Lookup for F {
     }
 }
 
+/// The stage's Stripe mode (`STRIPE_MODE=test|live`).
+pub fn stripe_mode(env: &dyn Lookup) -> Result<StripeMode, ConfigError> {
+    required(env, STRIPE_MODE)?
+        .parse::<StripeMode>()
+        .map_err(|e| ConfigError::Invalid { var: STRIPE_MODE, reason: e.to_string() })
+}
+
 pub fn required(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigError> {
     env.get(var).ok_or(ConfigError::Missing { var })
 }
@@ -79,9 +86,7 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     pub fn from_lookup(env: &dyn Lookup) -> Result<Self, ConfigError> {
-        let mode = required(env, STRIPE_MODE)?
-            .parse::<StripeMode>()
-            .map_err(|e| ConfigError::Invalid { var: STRIPE_MODE, reason: e.to_string() })?;
+        let mode = stripe_mode(env)?;
         let tolerance = match env.get(STRIPE_WEBHOOK_TOLERANCE_SECONDS) {
             None => DEFAULT_TOLERANCE,
             Some(raw) => parse_tolerance(&raw)

@@ -6,6 +6,7 @@ use tenancy::config::ProcessEnv;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tenancy::telemetry::init_json_logs();
+    tenancy::domain::Catalog::for_stage(tenancy::config::stripe_mode(&ProcessEnv)?)?;
     let sdk = aws::sdk_config(None).await;
     let starter = aws::workflow_starter(&sdk, &ProcessEnv)?;
     tenancy::dispatch::serve(&starter).await

@@ -130,6 +130,14 @@ impl Catalog {
         Self::from_json(EMBEDDED)
     }
 
+    /// The shipped catalog, refused unless it has every price for `mode`:
+    /// what every function checks at cold start.
+    pub fn for_stage(mode: StripeMode) -> Result<Self, CatalogError> {
+        let catalog = Self::embedded()?;
+        catalog.require_mode(mode)?;
+        Ok(catalog)
+    }
+
     pub fn from_json(text: &str) -> Result<Self, CatalogError> {
         let file: CatalogFile = serde_json::from_str(text)?;
         if file.currency.len() != 3 || !file.currency.bytes().all(|b| b.is_ascii_lowercase()) {

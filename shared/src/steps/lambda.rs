@@ -55,7 +55,8 @@ impl StepShell {
     pub async fn load() -> Result<StepShell, lambda_runtime::Error> {
         crate::telemetry::init_json_logs();
         let settings = crate::config::TenantSettings::from_lookup(&crate::config::ProcessEnv)?;
-        let catalog = crate::domain::Catalog::embedded()?;
+        let mode = crate::config::stripe_mode(&crate::config::ProcessEnv)?;
+        let catalog = crate::domain::Catalog::for_stage(mode)?;
         let sdk = crate::adapters::aws::sdk_config(None).await;
         Ok(StepShell { sdk, settings, catalog, clock: crate::clock::SystemClock })
     }
