@@ -134,3 +134,96 @@ async fn each_class_of_bad_request_gets_its_answer_over_http() {
     assert!(server.stack.workflows.executions().is_empty(), "nothing refused or ignored may start work");
     server.stop().await;
 }
+
+/// The checkout API over HTTP on the local server: form, hold, session, pay,
+/// and Stripe's signed event provisions the tenant.
+#[tokio::test]
+async fn a_signup_goes_from_the_form_to_an_active_tenant() {
+    use tenancy::adapters::local::LocalStripe;
+    use tenancy::checkout::{CheckoutApi, CheckoutSettings};
+    use tenancy::clock::{Clock, FixedClock};
+    use tenancy::domain::Catalog;
+    use tenancy::stripe::StripeMode;
+    use tenantctl::local::{LocalSignup, LocalStack};
+
+    let adapters = integration_tests::local_adapters();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+    let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap());
+    let settings = CheckoutSettings {
+        mode: StripeMode::Test,
+        success_url: "https://www.example.com/welcome".into(),
+        cancel_url: "https://www.example.com/pricing".into(),
+        hold_seconds: 1800,
+        allowed_origins: vec!["https://www.example.com".into()],
+    };
+    let api = CheckoutApi::new(
+        adapters.steps.store.clone(),
+        stripe.clone(),
+        Catalog::embedded().unwrap(),
+        settings,
+        clock.clone(),
+    )
+    .unwrap();
+    let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
+    let signup = LocalSignup { api, stripe, webhook_secret: secret, clock };
+    let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
+    let ingress = integration_tests::ingress_at(NOW, queue.clone());
+    let stack =
+        LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
+            .unwrap();
+    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, stack.clone(), async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{addr}");
+    let client = HttpClient::default();
+    let post = |url: String, body: &str| {
+        http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("origin", "https://www.example.com")
+            .body(http_body_util::Full::new(body.to_owned().into()))
+            .unwrap()
+    };
+
+    let (status, body) = client.get(&format!("{base}/subdomains/initrode")).await.unwrap();
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, br#"{"available":true,"reason":null}"#.as_slice()));
+
+    let form = r#"{"plan":"basic","billing":"monthly","subdomain":"initrode","organization":"Initrode","email":"peter@initrode.example"}"#;
+    let (status, body) = client.call(post(format!("{base}/checkout"), form)).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let session = created["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = client.get(&format!("{base}/subdomains/initrode")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("checking out"));
+
+    let (status, body) =
+        client.call(post(format!("{base}/local/stripe/checkout/{session}/pay"), "")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let paid: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(paid["webhook_status"], 200, "{paid}");
+
+    for _ in 0..200 {
+        if stack.queue.is_empty()
+            && stack.workflows.running() == 0
+            && !stack.workflows.executions().is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
+    let state = stack.state().await;
+    let tenant = &state["tenants"][0];
+    assert_eq!(
+        (tenant["status"].as_str(), tenant["signup"]["subdomain"].as_str()),
+        (Some("ACTIVE"), Some("initrode"))
+    );
+    assert_eq!(tenant["plan"]["key"], "basic");
+    let (_, body) = client.get(&format!("{base}/subdomains/initrode")).await.unwrap();
+    assert_eq!(body.as_ref(), br#"{"available":false,"reason":"taken"}"#.as_slice());
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

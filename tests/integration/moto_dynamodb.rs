@@ -397,3 +397,40 @@ async fn a_write_carrying_an_older_event_than_the_stored_one_conflicts_even_at_t
     assert!(matches!(&error, StoreError::VersionConflict { expected: 3, .. }), "{error:?}");
     assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(newer));
 }
+
+#[tokio::test]
+async fn a_checkout_hold_keeps_a_name_for_one_checkout_until_it_expires() {
+    let (client, store) = new_store().await;
+    let acme = subdomain("acme");
+    let now = 1_763_800_000;
+    store.hold_subdomain(&acme, "checkout-first", now + 3600, now).await.unwrap();
+    // The same checkout retried: held again, no error.
+    store.hold_subdomain(&acme, "checkout-first", now + 3600, now + 5).await.unwrap();
+
+    let item = raw_item(&client, &store, "HOLD#acme").await.unwrap();
+    assert_eq!(text(&item, "kind"), "hold");
+    assert_eq!(text(&item, "hold_id"), "checkout-first");
+    assert_eq!(item["hold_until"].as_n().unwrap(), &(now + 3600).to_string());
+    assert_eq!(item["expires_at"].as_n().unwrap(), &(now + 3600).to_string(), "the TTL attribute");
+
+    let second = store.hold_subdomain(&acme, "checkout-second", now + 3700, now + 10).await.unwrap_err();
+    assert!(matches!(second, StoreError::SubdomainHeld { until, .. } if until == now + 3600), "{second:?}");
+    let hold = store.subdomain_hold(&acme, now + 10).await.unwrap().unwrap();
+    assert_eq!(hold.hold_id, "checkout-first");
+
+    // Expired: free for the next checkout, even before the TTL sweeps it.
+    assert_eq!(store.subdomain_hold(&acme, now + 3601).await.unwrap(), None);
+    store.hold_subdomain(&acme, "checkout-second", now + 7200, now + 3601).await.unwrap();
+    assert_eq!(store.subdomain_hold(&acme, now + 3601).await.unwrap().unwrap().hold_id, "checkout-second");
+
+    // A claimed name cannot be held at all.
+    let owner = TenantId::for_checkout(&unique_checkout("hold-owner"));
+    let globex = subdomain("globex");
+    store.claim_subdomain(&globex, &owner).await.unwrap();
+    let taken = store.hold_subdomain(&globex, "checkout-third", now + 3600, now).await.unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::SubdomainTaken { holder, .. } if *holder == owner),
+        "{}",
+        error_chain(&taken)
+    );
+}
