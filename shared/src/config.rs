@@ -15,6 +15,10 @@ pub const STRIPE_MODE: &str = "STRIPE_MODE";
 pub const STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 /// Name of the SSM SecureString holding the secrets: what Lambda gets.
 pub const STRIPE_WEBHOOK_SECRET_PARAM: &str = "STRIPE_WEBHOOK_SECRET_PARAM";
+/// The Stripe API key inline: for local runs only.
+pub const STRIPE_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
+/// Name of the SSM SecureString holding the Stripe API key: what Lambda gets.
+pub const STRIPE_SECRET_KEY_PARAM: &str = "STRIPE_SECRET_KEY_PARAM";
 pub const STRIPE_WEBHOOK_TOLERANCE_SECONDS: &str = "STRIPE_WEBHOOK_TOLERANCE_SECONDS";
 pub const EVENT_QUEUE_URL: &str = "EVENT_QUEUE_URL";
 
@@ -101,7 +105,9 @@ impl WebhookConfig {
                     ConfigError::Invalid { var: STRIPE_WEBHOOK_SECRET, reason: e.to_string() }
                 })?)
             }
-            (None, Some(name)) => SecretsSource::Parameter(parse_parameter_name(&name)?),
+            (None, Some(name)) => {
+                SecretsSource::Parameter(parse_parameter_name(STRIPE_WEBHOOK_SECRET_PARAM, &name)?)
+            }
             (None, None) => return Err(ConfigError::Missing { var: STRIPE_WEBHOOK_SECRET_PARAM }),
         };
         Ok(WebhookConfig { mode, tolerance, secrets })
@@ -129,7 +135,8 @@ fn parse_tolerance(raw: &str) -> Result<Duration, String> {
 }
 
 /// SSM parameter names: `/`-separated path of `[A-Za-z0-9_.-]`, at most 1011 chars.
-fn parse_parameter_name(raw: &str) -> Result<String, ConfigError> {
+/// `var` is the variable that named it, for the error.
+pub(crate) fn parse_parameter_name(var: &'static str, raw: &str) -> Result<String, ConfigError> {
     let name = raw.trim();
     let valid = !name.is_empty()
         && name.len() <= 1011
@@ -138,7 +145,7 @@ fn parse_parameter_name(raw: &str) -> Result<String, ConfigError> {
         Ok(name.to_owned())
     } else {
         Err(ConfigError::Invalid {
-            var: STRIPE_WEBHOOK_SECRET_PARAM,
+            var,
             reason: "expected an SSM parameter name such as /tenancy/test/stripe-webhook-secrets".into(),
         })
     }

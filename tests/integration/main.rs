@@ -11,4 +11,5 @@ mod moto_sesv2;
 mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
+mod stripe_api;
 mod workflow;

@@ -248,3 +248,145 @@ pub fn provisioning_record(
         1_763_800_005,
     )
 }
+
+/// One request [`StripeStub`] received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body decoded as `application/x-www-form-urlencoded`, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.body.as_bytes()).into_owned().collect()
+    }
+
+    /// The one value of form field `name` (`metadata[plan]`, …); panics if
+    /// the field is sent more than once.
+    pub fn form_value(&self, name: &str) -> Option<String> {
+        let values: Vec<String> =
+            self.form().into_iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+        assert!(values.len() <= 1, "{name} sent {} times in {}", values.len(), self.body);
+        values.into_iter().next()
+    }
+}
+
+/// What [`StripeStub`] answers to one request.
+#[derive(Debug, Clone)]
+pub struct StubResponse {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+    /// Wait this long before answering (to test timeouts).
+    pub delay: Option<Duration>,
+}
+
+impl StubResponse {
+    /// A recorded Stripe response, `tests/fixtures/stripe/{name}`.
+    pub fn fixture(status: u16, name: &str) -> Self {
+        StubResponse {
+            status,
+            body: read_repo_file(&format!("tests/fixtures/stripe/{name}")),
+            content_type: "application/json",
+            delay: None,
+        }
+    }
+
+    /// A body that is not Stripe's (a proxy's error page, say).
+    pub fn raw(status: u16, content_type: &'static str, body: &str) -> Self {
+        StubResponse { status, body: body.to_owned(), content_type, delay: None }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// A stand-in for api.stripe.com on 127.0.0.1: records every request and
+/// answers each with the next queued [`StubResponse`] (a 500 when none is
+/// left). Stops when dropped.
+pub struct StripeStub {
+    base_url: String,
+    requests: Arc<std::sync::Mutex<Vec<RecordedRequest>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl StripeStub {
+    pub async fn start(responses: Vec<StubResponse>) -> Self {
+        use axum::body::{Body, to_bytes};
+        use axum::extract::{Request, State};
+        use axum::response::Response;
+
+        type Shared = (
+            Arc<std::sync::Mutex<Vec<RecordedRequest>>>,
+            Arc<std::sync::Mutex<std::collections::VecDeque<StubResponse>>>,
+        );
+
+        async fn answer(State((requests, responses)): State<Shared>, request: Request) -> Response {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, 1 << 20).await.unwrap_or_default();
+            requests.lock().expect("not poisoned").push(RecordedRequest {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            let next = responses.lock().expect("not poisoned").pop_front().unwrap_or_else(|| {
+                StubResponse::raw(
+                    500,
+                    "application/json",
+                    r#"{"error":{"type":"api_error","message":"StripeStub: no response queued"}}"#,
+                )
+            });
+            if let Some(delay) = next.delay {
+                tokio::time::sleep(delay).await;
+            }
+            Response::builder()
+                .status(next.status)
+                .header("content-type", next.content_type)
+                .header("request-id", "req_StripeStub")
+                .body(Body::from(next.body))
+                .expect("a valid response")
+        }
+
+        let requests: Arc<std::sync::Mutex<Vec<RecordedRequest>>> = Arc::default();
+        let queue = Arc::new(std::sync::Mutex::new(responses.into_iter().collect()));
+        let app = axum::Router::new().fallback(answer).with_state((requests.clone(), queue));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        StripeStub { base_url: format!("http://{addr}"), requests, server }
+    }
+
+    /// `http://127.0.0.1:{port}`, for `STRIPE_API_BASE`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.requests.lock().expect("not poisoned").clone()
+    }
+
+    /// The only request received; panics if there were more or none.
+    pub fn single_request(&self) -> RecordedRequest {
+        let requests = self.requests();
+        assert_eq!(requests.len(), 1, "expected one request, got {requests:#?}");
+        requests.into_iter().next().expect("one request")
+    }
+}
+
+impl Drop for StripeStub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

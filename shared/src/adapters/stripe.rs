@@ -1,4 +1,8 @@
-//! Stripe adapters.
+//! Stripe adapters: the API client ([`StripeApi`]) and the static portal link.
+
+pub mod api;
+
+pub use api::{BILLING_PORTAL_RETURN_URL, STRIPE_API_BASE, StripeApi};
 
 use async_trait::async_trait;
 
@@ -10,8 +14,8 @@ pub const BILLING_PORTAL_URL: &str = "BILLING_PORTAL_URL";
 
 /// Stripe's no-code customer portal login link
 /// (`https://billing.stripe.com/p/login/…`): the customer signs in with
-/// their e-mail and updates their card. Needs no API key; a per-customer
-/// portal session made through the API comes with the Stripe client.
+/// their e-mail and updates their card. Needs no API key; [`StripeApi`]
+/// makes a portal session per customer instead.
 pub struct PortalLoginLink {
     url: String,
 }

@@ -17,7 +17,7 @@ pub struct StripeSecretKey {
 pub enum InvalidStripeKey {
     #[error("Stripe key must start with sk_test_, sk_live_, rk_test_ or rk_live_")]
     Prefix,
-    #[error("Stripe key is too short or contains whitespace")]
+    #[error("Stripe key is too short or has characters other than letters, digits and `_`")]
     Malformed,
     #[error("Stripe mode is {stage} but the key is a {key} key; use the {stage}-mode key for this stage")]
     WrongMode { stage: StripeMode, key: StripeMode },
@@ -33,7 +33,9 @@ impl StripeSecretKey {
         } else {
             return Err(InvalidStripeKey::Prefix);
         };
-        if value.len() < 16 || value.chars().any(char::is_whitespace) {
+        // Stripe's keys are ASCII letters, digits and `_`; anything else
+        // could not be sent in an `Authorization` header either.
+        if value.len() < 16 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(InvalidStripeKey::Malformed);
         }
         Ok(StripeSecretKey { value: value.to_owned(), mode })
@@ -88,7 +90,14 @@ mod tests {
 
     #[test]
     fn other_strings_are_not_keys_and_keys_are_never_printed() {
-        for bad in ["", "pk_test_51Habc0123456789", "whsec_abc", "sk_test_"] {
+        for bad in [
+            "",
+            "pk_test_51Habc0123456789",
+            "whsec_abc",
+            "sk_test_",
+            "sk_test_51Habc 0123456789",
+            "sk_test_51Habc01234é6789",
+        ] {
             assert!(StripeSecretKey::parse(bad).is_err(), "{bad}");
         }
         let key = StripeSecretKey::parse("sk_test_51Habc0123456789").unwrap();

@@ -1,0 +1,445 @@
+//! Stripe's API through `async-stripe`: subscription-mode Checkout Sessions
+//! and billing portal sessions ([`StripeGateway`], [`BillingPortal`]).
+//!
+//! Each call is one attempt, bounded by a timeout: whoever calls decides
+//! whether to try again (a Checkout Session carries its idempotency key, so a
+//! retry makes the same session).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
+
+use crate::config::{
+    ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
+};
+use crate::domain::CustomerId;
+use crate::ports::{
+    BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, SecretStore, StripeApiError,
+    StripeGateway,
+};
+use crate::stripe::{StripeMode, StripeSecretKey};
+
+/// Where the API is, when not at Stripe (a local stand-in): optional.
+pub const STRIPE_API_BASE: &str = "STRIPE_API_BASE";
+/// Where a billing portal session sends the customer back to.
+pub const BILLING_PORTAL_RETURN_URL: &str = "BILLING_PORTAL_RETURN_URL";
+
+/// Stripe's API, unless [`STRIPE_API_BASE`] says otherwise.
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+/// How long one call may take, answer included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest message from Stripe kept in an error.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The Stripe API client, holding the stage's key.
+pub struct StripeApi {
+    client: Client,
+    key: StripeSecretKey,
+    api_base: String,
+    portal_return_url: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for StripeApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeApi")
+            .field("key", &self.key)
+            .field("api_base", &self.api_base)
+            .field("portal_return_url", &self.portal_return_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeApi {
+    /// A client for `key`, talking to `api_base` (Stripe's API when `None`;
+    /// `http://` only on loopback, for a local stand-in) and sending portal
+    /// customers back to `portal_return_url`.
+    pub fn new(
+        key: StripeSecretKey,
+        api_base: Option<&str>,
+        portal_return_url: &str,
+    ) -> Result<Self, ConfigError> {
+        let api_base = match api_base {
+            None => DEFAULT_API_BASE.to_owned(),
+            Some(raw) => {
+                parse_api_base(raw).map_err(|reason| ConfigError::Invalid { var: STRIPE_API_BASE, reason })?
+            }
+        };
+        let portal_return_url = parse_return_url(portal_return_url)
+            .map_err(|reason| ConfigError::Invalid { var: BILLING_PORTAL_RETURN_URL, reason })?;
+        // async-stripe appends `v1/…` to the base as it is: it must end in `/`.
+        let client = ClientBuilder::new(key.expose())
+            .url(format!("{api_base}/"))
+            .app_info("tenancy", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
+            .timeout(DEFAULT_TIMEOUT)
+            .build()
+            // The key is ASCII by construction, so this is the base URL.
+            .map_err(|e| ConfigError::Invalid { var: STRIPE_API_BASE, reason: one_line(&e.to_string()) })?;
+        Ok(StripeApi { client, key, api_base, portal_return_url, timeout: DEFAULT_TIMEOUT })
+    }
+
+    /// Reads the configuration of a stage in `mode`: the key from
+    /// [`STRIPE_SECRET_KEY_PARAM`] (an SSM SecureString's name) or, for local
+    /// runs, [`STRIPE_SECRET_KEY`] (exactly one of them), refused if it is
+    /// of the other mode; [`STRIPE_API_BASE`] (optional) and
+    /// [`BILLING_PORTAL_RETURN_URL`]. No error shows the key.
+    pub async fn from_lookup(
+        env: &dyn Lookup,
+        mode: StripeMode,
+        store: &dyn SecretStore,
+    ) -> Result<Self, ConfigError> {
+        let key = match (env.get(STRIPE_SECRET_KEY), env.get(STRIPE_SECRET_KEY_PARAM)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict(STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM));
+            }
+            (Some(inline), None) => StripeSecretKey::for_mode(&inline, mode)
+                .map_err(|e| ConfigError::Invalid { var: STRIPE_SECRET_KEY, reason: e.to_string() })?,
+            (None, Some(name)) => {
+                let name = parse_parameter_name(STRIPE_SECRET_KEY_PARAM, &name)?;
+                let value = store.get_secret(&name).await?;
+                StripeSecretKey::for_mode(value.expose(), mode).map_err(|e| ConfigError::Invalid {
+                    var: STRIPE_SECRET_KEY_PARAM,
+                    reason: format!("the key in `{name}`: {e}"),
+                })?
+            }
+            (None, None) => return Err(ConfigError::Missing { var: STRIPE_SECRET_KEY_PARAM }),
+        };
+        let api_base = env.get(STRIPE_API_BASE);
+        let return_url = required(env, BILLING_PORTAL_RETURN_URL)?;
+        Self::new(key, api_base.as_deref(), &return_url)
+    }
+
+    /// Bounds each call by `timeout` instead of [`DEFAULT_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn mode(&self) -> StripeMode {
+        self.key.mode()
+    }
+
+    /// Where requests go (no trailing `/`).
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    pub fn portal_return_url(&self) -> &str {
+        &self.portal_return_url
+    }
+
+    fn error(&self, err: StripeError) -> StripeApiError {
+        map_error(err, &self.key, self.timeout)
+    }
+}
+
+#[async_trait]
+impl StripeGateway for StripeApi {
+    async fn create_checkout_session(
+        &self,
+        request: &CheckoutSessionRequest,
+    ) -> Result<CreatedSession, StripeApiError> {
+        let idempotency_key =
+            IdempotencyKey::new(&request.idempotency_key).map_err(|e| StripeApiError::Rejected {
+                // What Stripe would answer; refused before sending.
+                status: 400,
+                code: None,
+                message: e.to_string(),
+            })?;
+        let metadata: HashMap<String, String> =
+            request.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
+        subscription_data.metadata = Some(metadata.clone());
+        let mut line_item = CreateCheckoutSessionLineItems::new();
+        line_item.price = Some(request.price_id.clone());
+        line_item.quantity = Some(1);
+        let mut create = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Subscription)
+            .line_items(vec![line_item])
+            .customer_email(request.customer_email.as_str())
+            .success_url(request.success_url.as_str())
+            .cancel_url(request.cancel_url.as_str())
+            .allow_promotion_codes(request.allow_promotion_codes)
+            .metadata(metadata)
+            .subscription_data(subscription_data);
+        if let Some(expires_at) = request.expires_at {
+            create = create.expires_at(expires_at);
+        }
+        let session = create
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(idempotency_key))
+            .timeout(self.timeout)
+            .send(&self.client)
+            .await
+            .map_err(|e| self.error(e))?;
+        let id = session.id.as_str().to_owned();
+        match session.url {
+            Some(url) => Ok(CreatedSession { id, url }),
+            None => Err(StripeApiError::Unavailable(
+                format!("Stripe answered with session {id} but no url").into(),
+            )),
+        }
+    }
+
+    async fn create_portal_session(
+        &self,
+        customer: &CustomerId,
+        return_url: &str,
+    ) -> Result<String, StripeApiError> {
+        let session = CreateBillingPortalSession::new()
+            .customer(customer.as_str())
+            .return_url(return_url)
+            .customize()
+            .timeout(self.timeout)
+            .send(&self.client)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(session.url)
+    }
+}
+
+/// A portal session per customer, returning to the configured URL.
+#[async_trait]
+impl BillingPortal for StripeApi {
+    async fn portal_url(&self, customer: &CustomerId) -> Result<String, BillingError> {
+        self.create_portal_session(customer, &self.portal_return_url).await.map_err(|e| match e {
+            StripeApiError::Unavailable(source) => BillingError::Unavailable(source),
+            refused @ (StripeApiError::Rejected { .. } | StripeApiError::Unauthorized { .. }) => {
+                BillingError::Rejected(refused.to_string())
+            }
+        })
+    }
+}
+
+/// Why a call that may succeed later did not (the `Unavailable` cause).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct CallFailed(String);
+
+/// Stripe's answers, sorted by what the caller can do about them:
+/// network trouble, timeouts, 409 (a concurrent request with the same
+/// idempotency key), 429 and 5xx are worth retrying; 401/403 are the key's
+/// fault; any other 4xx is Stripe refusing this request, with its code and
+/// message (one line, never the key).
+fn map_error(err: StripeError, key: &StripeSecretKey, timeout: Duration) -> StripeApiError {
+    let unavailable = |why: String| StripeApiError::Unavailable(Box::new(CallFailed(why)));
+    match err {
+        StripeError::Stripe(api, status) => {
+            let message = api.message.as_deref().map(|m| scrub(m, key));
+            let code = api.code.as_ref().map(|c| c.as_str().to_owned());
+            match status {
+                401 | 403 => StripeApiError::Unauthorized { status },
+                409 | 429 | 500..=599 => {
+                    let what =
+                        [code.as_deref(), message.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+                    unavailable(format!("HTTP {status} from Stripe: {}", what.join(": ")))
+                }
+                400..=499 => StripeApiError::Rejected {
+                    status,
+                    code,
+                    message: message.unwrap_or_else(|| api.type_.as_str().to_owned()),
+                },
+                _ => unavailable(format!("unexpected HTTP {status} from Stripe")),
+            }
+        }
+        StripeError::Timeout => {
+            unavailable(format!("no answer from Stripe within {} ms", timeout.as_millis()))
+        }
+        StripeError::ClientError(reason) => {
+            unavailable(format!("cannot reach Stripe: {}", scrub(&reason, key)))
+        }
+        // Also what async-stripe reports for an error status whose body is
+        // not a Stripe error (a proxy's HTML 502, say): the status is lost.
+        StripeError::JSONDeserialize(reason) => {
+            unavailable(format!("unreadable answer from Stripe: {}", scrub(&reason, key)))
+        }
+        StripeError::ConfigError(reason) => unavailable(format!("Stripe client: {}", scrub(&reason, key))),
+    }
+}
+
+/// One line of at most [`MAX_MESSAGE_CHARS`], without the key.
+fn scrub(text: &str, key: &StripeSecretKey) -> String {
+    one_line(&text.replace(key.expose(), "***"))
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > MAX_MESSAGE_CHARS {
+        let cut: String = line.chars().take(MAX_MESSAGE_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        line
+    }
+}
+
+/// An origin such as `https://api.stripe.com`; plain `http://` only on
+/// loopback, so the key never crosses a network in the clear.
+fn parse_api_base(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://").filter(|rest| is_loopback(rest)))
+        .ok_or_else(|| {
+            format!(
+                "expected https://… (or http:// on localhost/127.0.0.1), got `{}`",
+                url.chars().take(80).collect::<String>()
+            )
+        })?;
+    let host_and_port_only =
+        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    if host_and_port_only {
+        Ok(url.to_owned())
+    } else {
+        Err(format!(
+            "expected a scheme, host and port only, got `{}`",
+            url.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+/// Where a portal customer goes back to: `https://…`, or `http://` on
+/// loopback for local runs.
+fn parse_return_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim();
+    let after_scheme =
+        url.strip_prefix("https://").or_else(|| url.strip_prefix("http://").filter(|rest| is_loopback(rest)));
+    match after_scheme {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) => {
+            Ok(url.to_owned())
+        }
+        _ => Err("expected an https:// URL (http:// only on localhost/127.0.0.1)".into()),
+    }
+}
+
+/// Whether `host…` (what follows `http://`) names this machine.
+fn is_loopback(after_scheme: &str) -> bool {
+    let host = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::local::InMemorySecretStore;
+    use crate::config::env_of;
+
+    const TEST_KEY: &str = "sk_test_51HabcSecretKeyMaterial01";
+    const LIVE_KEY: &str = "sk_live_51HabcSecretKeyMaterial01";
+
+    fn key() -> StripeSecretKey {
+        StripeSecretKey::parse(TEST_KEY).unwrap()
+    }
+
+    #[test]
+    fn api_base_is_an_origin_and_plain_http_stays_on_this_machine() {
+        assert_eq!(parse_api_base("https://api.stripe.com/").unwrap(), "https://api.stripe.com");
+        assert_eq!(parse_api_base("http://127.0.0.1:12111").unwrap(), "http://127.0.0.1:12111");
+        assert_eq!(parse_api_base("http://localhost:12111").unwrap(), "http://localhost:12111");
+        assert_eq!(parse_api_base("http://[::1]:12111").unwrap(), "http://[::1]:12111");
+        for bad in ["http://stripe.example.com", "api.stripe.com", "https://", "https://a/b", "ftp://x"] {
+            assert!(parse_api_base(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn return_url_is_https_or_local() {
+        assert!(parse_return_url("https://example.com/account").is_ok());
+        assert!(parse_return_url("http://localhost:3000/account").is_ok());
+        assert!(parse_return_url("http://127.0.0.1/account").is_ok());
+        for bad in ["", "http://example.com/account", "https://", "https:///x", "https://a b", "example.com"]
+        {
+            assert!(parse_return_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_names_each_bad_variable() {
+        let err = StripeApi::new(key(), Some("http://stripe.example.com"), "https://e.com").unwrap_err();
+        assert!(err.to_string().starts_with("configuration: STRIPE_API_BASE is invalid"), "{err}");
+        let err = StripeApi::new(key(), None, "http://e.com").unwrap_err();
+        assert!(err.to_string().starts_with("configuration: BILLING_PORTAL_RETURN_URL is invalid"), "{err}");
+        let api = StripeApi::new(key(), None, "https://e.com/account").unwrap();
+        assert_eq!(api.api_base(), DEFAULT_API_BASE);
+        assert_eq!(api.mode(), StripeMode::Test);
+        assert!(!format!("{api:?}").contains("KeyMaterial"), "{api:?}");
+    }
+
+    #[tokio::test]
+    async fn from_lookup_reads_the_key_inline_or_from_the_store_and_guards_the_mode() {
+        let store = InMemorySecretStore::default();
+        let ok = StripeApi::from_lookup(
+            &env_of(&[(STRIPE_SECRET_KEY, TEST_KEY), (BILLING_PORTAL_RETURN_URL, "https://e.com/a")]),
+            StripeMode::Test,
+            &store,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.portal_return_url(), "https://e.com/a");
+
+        store.put("/tenancy/live/stripe-secret-key", TEST_KEY);
+        let err = StripeApi::from_lookup(
+            &env_of(&[
+                (STRIPE_SECRET_KEY_PARAM, "/tenancy/live/stripe-secret-key"),
+                (BILLING_PORTAL_RETURN_URL, "https://e.com/a"),
+            ]),
+            StripeMode::Live,
+            &store,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "configuration: STRIPE_SECRET_KEY_PARAM is invalid: the key in `/tenancy/live/stripe-secret-key`: \
+             Stripe mode is live but the key is a test key; use the live-mode key for this stage"
+        );
+
+        let err = |pairs: &[(&str, &str)]| {
+            let env = env_of(pairs);
+            async move {
+                let store = InMemorySecretStore::default();
+                StripeApi::from_lookup(&env, StripeMode::Test, &store).await.unwrap_err()
+            }
+        };
+        let live_in_test =
+            err(&[(STRIPE_SECRET_KEY, LIVE_KEY), (BILLING_PORTAL_RETURN_URL, "https://e.com")])
+                .await
+                .to_string();
+        assert!(live_in_test.contains("STRIPE_SECRET_KEY is invalid") && live_in_test.contains("live key"));
+        assert!(!live_in_test.contains("SecretKeyMaterial"), "{live_in_test}");
+        let both = err(&[(STRIPE_SECRET_KEY, TEST_KEY), (STRIPE_SECRET_KEY_PARAM, "/p")]).await;
+        assert!(matches!(both, ConfigError::Conflict(STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM)));
+        let none = err(&[(BILLING_PORTAL_RETURN_URL, "https://e.com")]).await;
+        assert!(matches!(none, ConfigError::Missing { var: STRIPE_SECRET_KEY_PARAM }));
+        let no_return = err(&[(STRIPE_SECRET_KEY, TEST_KEY)]).await;
+        assert!(matches!(no_return, ConfigError::Missing { var: BILLING_PORTAL_RETURN_URL }));
+        let missing_param =
+            err(&[(STRIPE_SECRET_KEY_PARAM, "/nope"), (BILLING_PORTAL_RETURN_URL, "https://e.com")]).await;
+        assert!(matches!(missing_param, ConfigError::SecretStore(_)));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_never_hold_the_key() {
+        let key = key();
+        let scrubbed = scrub(&format!("bad key {TEST_KEY}\n  second line"), &key);
+        assert_eq!(scrubbed, "bad key *** second line");
+        let long = "x".repeat(1000);
+        assert_eq!(one_line(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
+        let timeout = map_error(StripeError::Timeout, &key, Duration::from_millis(1500));
+        assert!(matches!(timeout, StripeApiError::Unavailable(ref e) if e.to_string().contains("1500 ms")));
+    }
+}
