@@ -14,7 +14,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = CheckoutSettings::from_lookup(&ProcessEnv, mode)?;
     let sdk = aws::sdk_config(None).await;
     let store = aws::tenant_store(&sdk, &ProcessEnv)?;
-    let stripe = StripeApi::from_lookup(&ProcessEnv, mode, &SsmSecretStore::new(aws::ssm_client(&sdk))).await?;
-    let api = CheckoutApi::new(Arc::new(store), Arc::new(stripe), Catalog::for_stage(mode)?, settings, Arc::new(SystemClock))?;
+    let stripe =
+        StripeApi::from_lookup(&ProcessEnv, mode, &SsmSecretStore::new(aws::ssm_client(&sdk))).await?;
+    let api = CheckoutApi::new(
+        Arc::new(store),
+        Arc::new(stripe),
+        Catalog::for_stage(mode)?,
+        settings,
+        Arc::new(SystemClock),
+    )?;
     lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&api, request))).await
 }

@@ -1,5 +1,4 @@
 use tenancy::adapters::aws;
-use tenancy::adapters::stripe::PortalLoginLink;
 use tenancy::config::ProcessEnv;
 use tenancy::steps::lambda::{StepShell, serve};
 use tenancy::steps::{StepName, call_json, lifecycle};
@@ -10,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let shell = StepShell::load().await?;
     let store = aws::tenant_store(shell.sdk(), &ProcessEnv)?;
     let mailer = aws::mailer(shell.sdk(), &ProcessEnv)?;
-    let portal = PortalLoginLink::from_lookup(&ProcessEnv)?;
+    let portal = shell.stripe().await?;
     let ctx = shell.context();
     serve(StepName::SendLifecycleMail, async |input| {
         call_json(input, async |i| lifecycle::send_lifecycle_mail(&store, &mailer, &portal, &ctx, i).await)

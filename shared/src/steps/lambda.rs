@@ -44,6 +44,7 @@ where
 
 /// What every step's `main` loads once at cold start.
 pub struct StepShell {
+    mode: crate::stripe::StripeMode,
     sdk: aws_config::SdkConfig,
     settings: crate::config::TenantSettings,
     catalog: crate::domain::Catalog,
@@ -58,7 +59,19 @@ impl StepShell {
         let mode = crate::config::stripe_mode(&crate::config::ProcessEnv)?;
         let catalog = crate::domain::Catalog::for_stage(mode)?;
         let sdk = crate::adapters::aws::sdk_config(None).await;
-        Ok(StepShell { sdk, settings, catalog, clock: crate::clock::SystemClock })
+        Ok(StepShell { mode, sdk, settings, catalog, clock: crate::clock::SystemClock })
+    }
+
+    /// The stage's Stripe mode.
+    pub fn mode(&self) -> crate::stripe::StripeMode {
+        self.mode
+    }
+
+    /// The Stripe API client, its key from the secret store and of this
+    /// stage's mode only.
+    pub async fn stripe(&self) -> Result<crate::adapters::stripe::StripeApi, crate::config::ConfigError> {
+        let store = crate::adapters::aws::SsmSecretStore::new(aws_sdk_ssm::Client::new(&self.sdk));
+        crate::adapters::stripe::StripeApi::from_lookup(&crate::config::ProcessEnv, self.mode, &store).await
     }
 
     pub fn sdk(&self) -> &aws_config::SdkConfig {
