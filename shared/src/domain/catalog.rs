@@ -267,7 +267,7 @@ mod tests {
         let catalog = Catalog::embedded().unwrap();
         assert!(catalog.require_mode(StripeMode::Test).is_ok());
         let error = catalog.require_mode(StripeMode::Live).unwrap_err().to_string();
-        assert!(error.contains("no live-mode Stripe price for: basic annual, basic monthly"), "{error}");
+        assert!(error.contains("no live-mode Stripe price for: basic monthly, basic annual"), "{error}");
         assert!(error.contains("ultimate monthly"), "{error}");
     }
 
