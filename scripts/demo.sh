@@ -19,7 +19,7 @@ trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || 
 
 base=""
 for _ in $(seq 1 100); do
-  base="$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$log" | head -n1 || true)"
+  base="$(grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' "$log" | head -n1 | sed 's/^listening on //' || true)"
   [ -n "$base" ] && break
   kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
   sleep 0.1
@@ -51,7 +51,8 @@ for event in 12 13; do
   settle
 done
 echo "== a signup through the checkout API: the subdomain is checked, held, a Checkout"
-echo "   Session is created (on a local Stripe stand-in), the customer pays, and Stripe's"
+echo "   Session is created (through the async-stripe client, on a local Stripe stand-in),"
+echo "   the customer pays, and Stripe's"
 echo "   signed checkout.session.completed provisions the tenant"
 curl_free() { "$tenantctl" local checkout --server "$base" "$@"; }
 echo "-- GET /subdomains/initrode: $("$tenantctl" local available --server "$base" initrode)"

@@ -282,6 +282,8 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/subdomains/{name}", get(signup_api).options(signup_api))
         .route("/local/stripe/checkout/{id}", get(stripe_checkout_page))
         .route("/local/stripe/checkout/{id}/pay", post(stripe_pay))
+        .route("/v1/checkout/sessions", post(stripe_api_checkout_session))
+        .route("/v1/billing_portal/sessions", post(stripe_api_portal_session))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }
@@ -343,6 +345,141 @@ async fn stripe_checkout_page(State(stack): State<Arc<LocalStack>>, Path(id): Pa
         session.id,
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// Stripe's response shapes (as recorded for the adapter's tests), filled in
+/// with what the local Stripe made: the async-stripe client parses them.
+const CHECKOUT_SESSION_SHAPE: &str = include_str!("../../tests/fixtures/stripe/checkout_session.json");
+const PORTAL_SESSION_SHAPE: &str = include_str!("../../tests/fixtures/stripe/billing_portal_session.json");
+
+fn stripe_error(status: StatusCode, kind: &str, message: &str, param: Option<&str>) -> Response {
+    let body = json!({"error": {"type": kind, "message": message, "param": param}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The form Stripe's API takes, if the caller sent a test key.
+fn stripe_form(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer sk_test_") || v.starts_with("Bearer rk_test_"));
+    authorized.then(|| form_urlencoded::parse(body).into_owned().collect())
+}
+
+fn invalid_key() -> Response {
+    stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Invalid API Key provided", None)
+}
+
+/// `POST /v1/checkout/sessions` of a Stripe stand-in, so that local runs go
+/// through the same async-stripe adapter as AWS.
+async fn stripe_api_checkout_session(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(signup) = &stack.signup else {
+        return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "no local Stripe", None);
+    };
+    let Some(form) = stripe_form(&headers, &body) else { return invalid_key() };
+    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let missing = |name: &str| {
+        stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("Missing required param: {name}."),
+            Some(name),
+        )
+    };
+    let metadata: std::collections::BTreeMap<String, String> = form
+        .iter()
+        .filter_map(|(key, value)| {
+            Some((key.strip_prefix("metadata[")?.strip_suffix(']')?.to_owned(), value.clone()))
+        })
+        .collect();
+    if field("mode").as_deref() != Some("subscription") {
+        return missing("mode");
+    }
+    let Some(price_id) = field("line_items[0][price]") else { return missing("line_items[0][price]") };
+    let Some(email) = field("customer_email").and_then(|e| tenancy::domain::EmailAddress::parse(&e).ok())
+    else {
+        return missing("customer_email");
+    };
+    let (Some(success_url), Some(cancel_url)) = (field("success_url"), field("cancel_url")) else {
+        return missing("success_url");
+    };
+    let request = tenancy::ports::CheckoutSessionRequest {
+        price_id,
+        customer_email: email.clone(),
+        success_url: success_url.clone(),
+        cancel_url: cancel_url.clone(),
+        metadata: metadata.clone(),
+        allow_promotion_codes: field("allow_promotion_codes").as_deref() == Some("true"),
+        expires_at: field("expires_at").and_then(|at| at.parse().ok()),
+        idempotency_key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    use tenancy::ports::StripeGateway;
+    let created = match signup.stripe.create_checkout_session(&request).await {
+        Ok(created) => created,
+        Err(error) => {
+            return stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", &error.to_string(), None);
+        }
+    };
+    let Ok(mut session) = serde_json::from_str::<Value>(CHECKOUT_SESSION_SHAPE) else {
+        return stripe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "session shape unreadable",
+            None,
+        );
+    };
+    session["id"] = json!(created.id);
+    session["url"] = json!(created.url);
+    session["metadata"] = json!(metadata);
+    session["customer_email"] = json!(email.as_str());
+    session["customer_details"]["email"] = json!(email.as_str());
+    session["success_url"] = json!(success_url);
+    session["cancel_url"] = json!(cancel_url);
+    session["expires_at"] = json!(request.expires_at);
+    session["created"] = json!(signup.clock.now_unix());
+    axum::Json(session).into_response()
+}
+
+/// `POST /v1/billing_portal/sessions` of the Stripe stand-in.
+async fn stripe_api_portal_session(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(signup) = &stack.signup else {
+        return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "no local Stripe", None);
+    };
+    let Some(form) = stripe_form(&headers, &body) else { return invalid_key() };
+    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let Some(customer) = field("customer").and_then(|c| tenancy::domain::CustomerId::parse(&c).ok()) else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "No such customer",
+            Some("customer"),
+        );
+    };
+    let return_url = field("return_url").unwrap_or_default();
+    use tenancy::ports::StripeGateway;
+    let Ok(url) = signup.stripe.create_portal_session(&customer, &return_url).await else {
+        return stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "portal session failed", None);
+    };
+    let Ok(mut session) = serde_json::from_str::<Value>(PORTAL_SESSION_SHAPE) else {
+        return stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "portal shape unreadable", None);
+    };
+    session["url"] = json!(url);
+    session["customer"] = json!(customer.as_str());
+    session["return_url"] = json!(return_url);
+    session["created"] = json!(signup.clock.now_unix());
+    axum::Json(session).into_response()
 }
 
 /// The customer pays: Stripe's `checkout.session.completed` is signed and

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue, LocalStripe};
+use tenancy::adapters::stripe::StripeApi;
 use tenancy::checkout::{self, CheckoutApi, CheckoutSettings};
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::{self, Lookup, ProcessEnv, SecretsSource, TenantSettings, WebhookConfig};
@@ -239,7 +240,12 @@ fn local_signup(
 ) -> Result<LocalSignup> {
     let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), base_url, clock.clone())?);
     let settings = CheckoutSettings::from_lookup(env, mode)?;
-    let api = CheckoutApi::new(store, stripe.clone(), Catalog::embedded()?, settings, clock.clone())?;
+    // The checkout API calls the local Stripe over HTTP through the same
+    // async-stripe adapter it uses in AWS, with a test-mode key.
+    let key = tenancy::stripe::StripeSecretKey::for_mode("sk_test_local_stand_in_0000", mode)
+        .context("the local Stripe stand-in only runs in test mode")?;
+    let client = StripeApi::new(key, Some(base_url), &format!("{base_url}/"))?;
+    let api = CheckoutApi::new(store, Arc::new(client), Catalog::for_stage(mode)?, settings, clock.clone())?;
     Ok(LocalSignup { api, stripe, webhook_secret: webhook_secret.clone(), clock })
 }
 

@@ -148,7 +148,9 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
 
     let adapters = integration_tests::local_adapters();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
-    let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap());
+    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{addr}");
+    let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
     let settings = CheckoutSettings {
         mode: StripeMode::Test,
         success_url: "https://www.example.com/welcome".into(),
@@ -156,27 +158,29 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
         hold_seconds: 1800,
         allowed_origins: vec!["https://www.example.com".into()],
     };
+    // Through the real async-stripe adapter, over HTTP, to the server's own
+    // Stripe stand-in.
+    let key = tenancy::stripe::StripeSecretKey::parse("sk_test_integration_0000").unwrap();
+    let client = tenancy::adapters::stripe::StripeApi::new(key, Some(&base), &format!("{base}/")).unwrap();
     let api = CheckoutApi::new(
         adapters.steps.store.clone(),
-        stripe.clone(),
+        Arc::new(client),
         Catalog::embedded().unwrap(),
         settings,
         clock.clone(),
     )
     .unwrap();
     let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
-    let signup = LocalSignup { api, stripe, webhook_secret: secret, clock };
+    let signup = LocalSignup { api, stripe: stripe.clone(), webhook_secret: secret, clock };
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
     let ingress = integration_tests::ingress_at(NOW, queue.clone());
     let stack =
         LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
             .unwrap();
-    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, stack.clone(), async {
         let _ = stopped.await;
     }));
-    let base = format!("http://{addr}");
     let client = HttpClient::default();
     let post = |url: String, body: &str| {
         http::Request::post(url)
@@ -194,6 +198,13 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let session = created["id"].as_str().unwrap().to_owned();
+    let recorded = &stripe.sessions()[0];
+    assert_eq!(
+        (recorded.id.as_str(), recorded.price_id.as_str()),
+        (session.as_str(), "price_1QBasicMonthlyCAD")
+    );
+    assert_eq!(recorded.metadata["subdomain"], "initrode");
+    assert!(recorded.idempotency_key.starts_with("checkout-"), "the adapter sent the key");
 
     let (status, body) = client.get(&format!("{base}/subdomains/initrode")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
