@@ -146,9 +146,9 @@ impl CheckoutRequest {
         };
         let (plan, billing, subdomain, organization, email) =
             (field("plan"), field("billing"), field("subdomain"), field("organization"), field("email"));
-        let plans = catalog.plan_keys().collect::<Vec<_>>().join(", ");
         let plan = plan.and_then(|p| {
-            check(&mut errors, "plan", catalog.plan(&p).map_err(|_| format!("must be one of: {plans}")))
+            let known = || catalog.plan_keys().collect::<Vec<_>>().join(", ");
+            check(&mut errors, "plan", catalog.plan(&p).map_err(|_| format!("must be one of: {}", known())))
         });
         let billing = billing.and_then(|b| check(&mut errors, "billing", BillingPeriod::parse(&b)));
         let subdomain = subdomain.and_then(|s| check(&mut errors, "subdomain", Subdomain::parse(&s)));
@@ -336,14 +336,14 @@ impl CheckoutApi {
                 ApiAnswer::fields(StatusCode::BAD_REQUEST, BTreeMap::from([("email", message)]))
             }
             Err(error @ StripeApiError::Unavailable(_)) => {
-                tracing::warn!(error = %crate::ingress::webhook::error_chain(&error), "Stripe unavailable");
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), "Stripe unavailable");
                 ApiAnswer::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the payment provider is unavailable; try again shortly",
                 )
             }
             Err(error) => {
-                tracing::error!(error = %crate::ingress::webhook::error_chain(&error), "Stripe refused the checkout");
+                tracing::error!(error = %crate::telemetry::error_chain(&error), "Stripe refused the checkout");
                 ApiAnswer::error(
                     StatusCode::BAD_GATEWAY,
                     "the payment provider refused the checkout; we have been told",
@@ -367,7 +367,7 @@ fn minutes_until(until: i64, now: i64) -> i64 {
 }
 
 fn store_trouble(error: &StoreError) -> ApiAnswer {
-    tracing::error!(error = %crate::ingress::webhook::error_chain(error), "tenant table");
+    tracing::error!(error = %crate::telemetry::error_chain(error), "tenant table");
     ApiAnswer::error(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
 }
 

@@ -179,8 +179,8 @@ pub mod sqs {
     use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
     use super::{dispatch, parse_message};
-    use crate::ingress::webhook::error_chain;
     use crate::ports::WorkflowStarter;
+    use crate::telemetry::error_chain;
 
     pub async fn handle_batch(starter: &dyn WorkflowStarter, batch: SqsEvent) -> SqsBatchResponse {
         let mut failures = Vec::new();

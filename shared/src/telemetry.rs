@@ -16,3 +16,15 @@ pub fn init_json_logs() {
         .with_target(false)
         .try_init();
 }
+
+/// `error: cause: cause` on one line, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

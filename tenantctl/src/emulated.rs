@@ -68,7 +68,7 @@ async fn play_container_platform(sdk: SdkConfig, cluster: String) {
     let elb = elbv2::Client::new(&sdk);
     loop {
         if let Err(error) = start_pending_tasks(&ecs, &elb, &cluster).await {
-            tracing::warn!(error = %tenancy::ingress::webhook::error_chain(error.as_ref()), "emulated ECS");
+            tracing::warn!(error = %tenancy::telemetry::error_chain(error.as_ref()), "emulated ECS");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -27,9 +27,9 @@ use tenancy::dispatch::dispatch;
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ingress::webhook::error_chain;
 use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
+use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
 
 use crate::workflow::{LocalStarter, LocalWorkflows, load_machines};
@@ -180,6 +180,19 @@ impl LocalStack {
             time_scale: options.time_scale,
             dead_letters: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Waits, up to `limit`, until the dispatcher has taken what was queued
+    /// and every execution it started has finished.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        // Give the dispatcher a moment to take what was just queued.
+        for _ in 0..400 {
+            if self.queue.is_empty() && self.workflows.running() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.workflows.wait_idle(limit).await
     }
 
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
@@ -366,6 +379,10 @@ fn stripe_form(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>
     authorized.then(|| form_urlencoded::parse(body).into_owned().collect())
 }
 
+fn form_value(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
+}
+
 fn invalid_key() -> Response {
     stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Invalid API Key provided", None)
 }
@@ -381,7 +398,7 @@ async fn stripe_api_checkout_session(
         return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "no local Stripe", None);
     };
     let Some(form) = stripe_form(&headers, &body) else { return invalid_key() };
-    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let field = |name: &str| form_value(&form, name);
     let missing = |name: &str| {
         stripe_error(
             StatusCode::BAD_REQUEST,
@@ -458,7 +475,7 @@ async fn stripe_api_portal_session(
         return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "no local Stripe", None);
     };
     let Some(form) = stripe_form(&headers, &body) else { return invalid_key() };
-    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let field = |name: &str| form_value(&form, name);
     let Some(customer) = field("customer").and_then(|c| tenancy::domain::CustomerId::parse(&c).ok()) else {
         return stripe_error(
             StatusCode::BAD_REQUEST,

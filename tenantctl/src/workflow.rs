@@ -11,10 +11,10 @@ use asl::{HistoryEvent, RunOptions, StateMachine, TaskError, TaskHandler};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenancy::ingress::webhook::error_chain;
 use tenancy::ports::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 use tenancy::steps::{StepName, WorkflowSteps};
 use tenancy::stripe::StripeEventId;
+use tenancy::telemetry::error_chain;
 
 /// The definitions, as deployed (SAM reads the same files).
 pub const PROVISION_DEFINITION: &str = include_str!("../../infra/statemachine/provision.asl.json");

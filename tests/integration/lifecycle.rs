@@ -64,13 +64,7 @@ impl World {
     }
 
     async fn settle(&self) {
-        for _ in 0..400 {
-            if self.stack.queue.is_empty() && self.stack.workflows.running() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(self.stack.workflows.wait_idle(Duration::from_secs(60)).await);
+        assert!(self.stack.wait_settled(Duration::from_secs(60)).await);
     }
 
     async fn state(&self) -> Value {

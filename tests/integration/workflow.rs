@@ -36,14 +36,7 @@ async fn deliver(stack: &LocalStack, event: &Value) {
 }
 
 async fn settle(stack: &Arc<LocalStack>) -> Value {
-    // Give the dispatcher a moment to take what was just queued.
-    for _ in 0..200 {
-        if stack.queue.is_empty() && stack.workflows.running() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(stack.workflows.wait_idle(Duration::from_secs(30)).await, "executions did not finish");
+    assert!(stack.wait_settled(Duration::from_secs(30)).await, "executions did not finish");
     stack.state().await
 }
 

@@ -207,7 +207,7 @@ pub async fn emulator() -> &'static tenantctl::emulator::EmulatorResources {
         .await
 }
 
-pub use tenancy::ingress::webhook::error_chain;
+pub use tenancy::telemetry::error_chain;
 
 /// What moto holds of one model (`/moto-api/data.json`), e.g. ("ses", "Message")
 /// for every mail sent: moto's own view, not the API's.

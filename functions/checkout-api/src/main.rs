@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use tenancy::adapters::aws::{self, SsmSecretStore};
+use tenancy::adapters::aws;
 use tenancy::adapters::stripe::StripeApi;
 use tenancy::checkout::{CheckoutApi, CheckoutSettings, lambda};
 use tenancy::clock::SystemClock;
@@ -14,8 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = CheckoutSettings::from_lookup(&ProcessEnv, mode)?;
     let sdk = aws::sdk_config(None).await;
     let store = aws::tenant_store(&sdk, &ProcessEnv)?;
-    let stripe =
-        StripeApi::from_lookup(&ProcessEnv, mode, &SsmSecretStore::new(aws::ssm_client(&sdk))).await?;
+    let stripe = StripeApi::from_lookup(&ProcessEnv, mode, &aws::secret_store(&sdk)).await?;
     let api = CheckoutApi::new(
         Arc::new(store),
         Arc::new(stripe),

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use tenancy::adapters::aws::{SqsEventQueue, SsmSecretStore, sdk_config};
+use tenancy::adapters::aws::{SqsEventQueue, sdk_config, secret_store};
 use tenancy::clock::SystemClock;
 use tenancy::config::{ProcessEnv, QueueUrl, WebhookConfig};
 use tenancy::ingress::{WebhookIngress, lambda};
@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     tenancy::domain::Catalog::for_stage(config.mode)?; // a stage that cannot sell does not start
     let queue_url = QueueUrl::from_lookup(&ProcessEnv)?;
     let aws = sdk_config(None).await;
-    let secrets = SsmSecretStore::new(aws_sdk_ssm::Client::new(&aws));
+    let secrets = secret_store(&aws);
     let verifier = config.verifier(&secrets).await?;
     let queue = SqsEventQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url);
     let ingress = WebhookIngress::new(verifier, config.mode, Arc::new(queue), Arc::new(SystemClock));

@@ -55,14 +55,16 @@ pub struct TenantId(String);
 
 impl TenantId {
     pub fn for_checkout(session: &CheckoutSessionId) -> Self {
-        let digest = Sha256::digest(session.as_str().as_bytes());
-        TenantId(format!("tnt_{}", &hex::encode(digest)[..20]))
+        Self::derived_from(session.as_str())
     }
 
     /// For a checkout so broken it has no session id: keyed by its event.
     pub fn for_event(event: &crate::stripe::StripeEventId) -> Self {
-        let digest = Sha256::digest(event.as_str().as_bytes());
-        TenantId(format!("tnt_{}", &hex::encode(digest)[..20]))
+        Self::derived_from(event.as_str())
+    }
+
+    fn derived_from(seed: &str) -> Self {
+        TenantId(format!("tnt_{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..20]))
     }
 
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {

@@ -10,6 +10,7 @@ use tracing::{Instrument, field};
 use crate::clock::Clock;
 use crate::ports::{EventQueue, QueuedEvent};
 use crate::stripe::{EventEnvelope, SignatureVerifier, StripeMode};
+use crate::telemetry::error_chain;
 
 /// Bodies above this are refused with 413. Stripe events are a few KB; an
 /// SQS message (body and attributes) may not exceed 256 KiB.
@@ -119,18 +120,6 @@ impl WebhookIngress {
 fn refuse(status: StatusCode, reason: &str) -> WebhookAnswer {
     tracing::warn!(status = status.as_u16(), reason, "delivery refused");
     WebhookAnswer::refused(status, reason)
-}
-
-/// `error: cause: cause` on one line, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::StepError;
-use crate::ingress::webhook::error_chain;
+use crate::telemetry::error_chain;
 
 impl From<StepError> for Diagnostic {
     fn from(error: StepError) -> Diagnostic {
@@ -70,7 +70,7 @@ impl StepShell {
     /// The Stripe API client, its key from the secret store and of this
     /// stage's mode only.
     pub async fn stripe(&self) -> Result<crate::adapters::stripe::StripeApi, crate::config::ConfigError> {
-        let store = crate::adapters::aws::SsmSecretStore::new(aws_sdk_ssm::Client::new(&self.sdk));
+        let store = crate::adapters::aws::secret_store(&self.sdk);
         crate::adapters::stripe::StripeApi::from_lookup(&crate::config::ProcessEnv, self.mode, &store).await
     }
 
@@ -90,7 +90,7 @@ impl StepShell {
     pub async fn password_key(
         &self,
     ) -> Result<crate::domain::password::PasswordKey, crate::config::ConfigError> {
-        let store = crate::adapters::aws::SsmSecretStore::new(aws_sdk_ssm::Client::new(&self.sdk));
+        let store = crate::adapters::aws::secret_store(&self.sdk);
         crate::config::password_key(&crate::config::ProcessEnv, &store).await
     }
 }

@@ -85,8 +85,8 @@ pub fn mailer(sdk: &SdkConfig, env: &dyn Lookup) -> Result<SesMailer, ConfigErro
     SesMailer::from_lookup(aws_sdk_sesv2::Client::new(sdk), env)
 }
 
-pub fn ssm_client(sdk: &SdkConfig) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(sdk)
+pub fn secret_store(sdk: &SdkConfig) -> SsmSecretStore {
+    SsmSecretStore::new(aws_sdk_ssm::Client::new(sdk))
 }
 
 pub fn workflow_starter(sdk: &SdkConfig, env: &dyn Lookup) -> Result<StepFunctionsStarter, ConfigError> {
