@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test fmt-check clippy unit-and-integration lint-infra tools vectors fmt
+.PHONY: demo test bench fmt-check clippy unit-and-integration lint-infra tools vectors fmt
 
 ## Start the local stack and send it the signed sample events from events/.
 demo:
@@ -10,6 +10,10 @@ demo:
 
 ## Everything CI runs: format, lints, template lint, all tests (AWS adapters against moto's server).
 test: tools fmt-check clippy lint-infra unit-and-integration
+
+## The figures in BENCHMARKS.md, beside stripe-python, stripe-node and boto3 (installs them pinned).
+bench:
+	bash bench/run.sh
 
 ## Pinned Python tools (moto, cfn-lint, SAM CLI, stripe-python) into .venv/.
 tools:
