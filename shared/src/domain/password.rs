@@ -7,11 +7,13 @@
 //! in a workflow's history or in a log, and a retried step yields the same one.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::Semaphore;
 
 use super::ids::TenantId;
 
@@ -93,6 +95,24 @@ impl TemporaryPassword {
             .map(|hash| hash.to_string())
             .map_err(|e| HashError(e.to_string()))
     }
+}
+
+/// The argon2id hash of `tenant`'s temporary admin password, computed off the
+/// async workers. argon2id costs tens of milliseconds of CPU and 19 MiB per
+/// hash by design, so at most one hash per spare core runs at once in a
+/// process: a server running many steps together (the local server in a
+/// burst) keeps answering webhooks, and its memory stays bounded.
+pub async fn hash_admin_password(key: &PasswordKey, tenant: &TenantId) -> Result<String, HashError> {
+    static HASHING: OnceLock<Semaphore> = OnceLock::new();
+    let slots = HASHING.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Semaphore::new(cores.saturating_sub(1).max(1))
+    });
+    let _slot = slots.acquire().await.map_err(|e| HashError(e.to_string()))?;
+    let (key, tenant) = (key.clone(), tenant.clone());
+    tokio::task::spawn_blocking(move || TemporaryPassword::derive(&key, &tenant).hash(&key, &tenant))
+        .await
+        .map_err(|e| HashError(e.to_string()))?
 }
 
 impl fmt::Debug for TemporaryPassword {

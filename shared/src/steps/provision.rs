@@ -10,7 +10,7 @@ use super::error::StepError;
 use super::mails;
 use crate::clock::Clock;
 use crate::config::TenantSettings;
-use crate::domain::password::{PasswordKey, TemporaryPassword};
+use crate::domain::password::{PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{Catalog, CheckoutSignup, Failure, Subdomain, TenantId, TenantRecord, TenantStatus};
 use crate::ports::{
     ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mail, Mailer, ServiceHealth,
@@ -195,7 +195,7 @@ pub async fn record_signup(
         subdomain: signup.subdomain.clone(),
         host: ctx.settings.domain.host(&signup.subdomain),
     };
-    let password_hash = TemporaryPassword::derive(password_key, &tenant_id).hash(password_key, &tenant_id)?;
+    let password_hash = hash_admin_password(password_key, &tenant_id).await?;
     let record = TenantRecord::provisioning(
         signup,
         password_hash,
