@@ -24,6 +24,16 @@ pub enum StepError {
     /// still provisioning: retried within a bound, then reported.
     #[error("{0}")]
     TenantNotYetKnown(String),
+    /// The tenant's service has not passed its health checks yet; the state
+    /// machine looks again later (Retry with backoff: one transition a look).
+    #[error("tenant service still starting: {0}")]
+    TenantStarting(String),
+    /// ECS gave up on the tenant's service: clean up.
+    #[error("tenant service unhealthy: {0}")]
+    TenantUnhealthy(String),
+    /// The DNS change is not on every Route 53 server yet; looked at again later.
+    #[error("DNS change not yet in sync: {0}")]
+    DnsPending(String),
     /// A service refused for good (bad image, unverified sender, …).
     #[error("{what} was refused: {reason}")]
     Rejected { what: &'static str, reason: String },
@@ -43,6 +53,9 @@ impl StepError {
             StepError::InvalidSignup(_) => "Tenancy.InvalidSignup",
             StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
             StepError::TenantNotYetKnown(_) => "Tenancy.TenantNotYetKnown",
+            StepError::TenantStarting(_) => "Tenancy.TenantStarting",
+            StepError::TenantUnhealthy(_) => "Tenancy.TenantUnhealthy",
+            StepError::DnsPending(_) => "Tenancy.DnsPending",
             StepError::Rejected { .. } => "Tenancy.Rejected",
             StepError::BadInput(_) => "Tenancy.BadInput",
             StepError::Internal(_) => "Tenancy.Internal",
@@ -126,6 +139,8 @@ mod tests {
                 customer_email: None,
                 problems: vec![],
             }),
+            StepError::TenantStarting("503".into()),
+            StepError::DnsPending("PENDING".into()),
         ] {
             assert!(definition.contains(&format!("\"{}\"", error.error_name())), "{}", error.error_name());
         }

@@ -57,21 +57,23 @@ pub struct TenantInput {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HealthInput {
     pub tenant_id: TenantId,
-    /// Checks made so far.
+    /// Looks taken before this one (`$$.State.RetryCount`).
+    #[serde(default)]
     pub checks: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
-    pub healthy: bool,
-    pub broken: bool,
     pub detail: String,
+    /// Looks taken, this one included.
     pub checks: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DnsCheckInput {
     pub change_id: String,
+    /// Looks taken before this one (`$$.State.RetryCount`).
+    #[serde(default)]
     pub checks: u32,
 }
 
@@ -80,7 +82,6 @@ pub struct DnsReport {
     pub name: Option<String>,
     pub change_id: String,
     pub in_sync: bool,
-    pub checks: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,21 +273,22 @@ pub async fn launch_tenant(
     Ok(launched)
 }
 
-/// 3. One health check of the service (the Wait/Choice loop calls it again).
+/// 3. One health check of the service.
+///
+/// Not healthy yet is an error the state machine retries with backoff: a
+/// look costs one state transition, where a Wait/Choice loop costs three.
 pub async fn check_tenant_health(
     launcher: &dyn TenantLauncher,
     input: HealthInput,
 ) -> Result<HealthReport, StepError> {
     let checks = input.checks.saturating_add(1);
-    Ok(match launcher.health(&input.tenant_id).await? {
-        ServiceHealth::Healthy => {
-            HealthReport { healthy: true, broken: false, detail: "healthy".into(), checks }
+    match launcher.health(&input.tenant_id).await? {
+        ServiceHealth::Healthy => Ok(HealthReport { detail: "healthy".into(), checks }),
+        ServiceHealth::Starting { detail } => {
+            Err(StepError::TenantStarting(format!("not healthy at check {checks}: {detail}")))
         }
-        ServiceHealth::Starting { detail } => HealthReport { healthy: false, broken: false, detail, checks },
-        ServiceHealth::Broken { reason } => {
-            HealthReport { healthy: false, broken: true, detail: reason, checks }
-        }
-    })
+        ServiceHealth::Broken { reason } => Err(StepError::TenantUnhealthy(reason)),
+    }
 }
 
 /// 4. Publish `{subdomain}.{domain}` as an alias to the load balancer.
@@ -305,18 +307,20 @@ pub async fn publish_dns(
         true
     })
     .await?;
-    Ok(DnsReport { name: Some(name), change_id, in_sync: false, checks: 0 })
+    Ok(DnsReport { name: Some(name), change_id, in_sync: false })
 }
 
-/// 4b. Whether the DNS change has reached every Route 53 server.
+/// 4b. Whether the DNS change has reached every Route 53 server; not yet is
+/// an error the state machine retries with backoff, like the health check.
 pub async fn check_dns(dns: &dyn DnsPublisher, input: DnsCheckInput) -> Result<DnsReport, StepError> {
-    let status = dns.change_status(&input.change_id).await?;
-    Ok(DnsReport {
-        name: None,
-        change_id: input.change_id,
-        in_sync: status == ChangeStatus::Insync,
-        checks: input.checks.saturating_add(1),
-    })
+    match dns.change_status(&input.change_id).await? {
+        ChangeStatus::Insync => Ok(DnsReport { name: None, change_id: input.change_id, in_sync: true }),
+        ChangeStatus::Pending => Err(StepError::DnsPending(format!(
+            "change {} not INSYNC at check {}",
+            input.change_id,
+            input.checks.saturating_add(1)
+        ))),
+    }
 }
 
 /// 5. The welcome mail with the temporary password, sent once.
@@ -636,11 +640,11 @@ mod tests {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
         let health = HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 0 };
-        let before = check_tenant_health(&world.launcher, health.clone()).await.unwrap();
-        assert!(before.broken && before.checks == 1, "no service yet: {before:?}");
+        let before = check_tenant_health(&world.launcher, health.clone()).await.unwrap_err();
+        assert_eq!(before.error_name(), "Tenancy.TenantUnhealthy", "no service yet: {before}");
         launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         let after = check_tenant_health(&world.launcher, HealthInput { checks: 3, ..health }).await.unwrap();
-        assert!(after.healthy && after.checks == 4);
+        assert_eq!(after, HealthReport { detail: "healthy".into(), checks: 4 });
 
         let first = publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         let second =
@@ -652,6 +656,30 @@ mod tests {
             .unwrap();
         assert!(status.in_sync);
         assert_ne!(first.change_id, second.change_id, "each UPSERT is a change of its own");
+    }
+
+    #[tokio::test]
+    async fn a_service_still_starting_and_a_change_still_pending_are_errors_to_retry() {
+        let world = World::new();
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+        let slow_launcher = LocalLauncher::open(None, clock.clone(), Duration::from_secs(20)).unwrap();
+        let slow_dns = LocalDns::open(None, clock, Duration::from_secs(30), "alb.local").unwrap();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        launch_tenant(&world.store, &slow_launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let starting = check_tenant_health(
+            &slow_launcher,
+            HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 2 },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(starting.error_name(), "Tenancy.TenantStarting");
+        assert!(starting.to_string().contains("at check 3"), "{starting}");
+        let published =
+            publish_dns(&world.store, &slow_dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let pending = check_dns(&slow_dns, DnsCheckInput { change_id: published.change_id, checks: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(pending.error_name(), "Tenancy.DnsPending");
     }
 
     #[tokio::test]

@@ -426,8 +426,8 @@ impl TenantStore for DynamoTenantStore {
             .await
             .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Query", e)))?;
         match page.items.unwrap_or_default().into_iter().next() {
-            // The index projects every attribute, but read the item itself:
-            // it is strongly consistent and carries the current version.
+            // The index holds keys only: read the item itself, strongly
+            // consistent, with the current version.
             Some(item) => match text_attr(&item, ATTR_PK) {
                 Some(pk) => match self.get_item(pk).await? {
                     Some(item) => decode_tenant(item).map(Some),
@@ -500,7 +500,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
     let index = GlobalSecondaryIndex::builder()
         .index_name(BY_SUBSCRIPTION_INDEX)
         .key_schema(key(ATTR_SUBSCRIPTION_ID, KeyType::Hash)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
         .build()
         .map_err(|e| StoreError::Unavailable(e.into()))?;
     let created = client
