@@ -245,23 +245,18 @@ impl LocalStack {
             Ok(tenants) => json!(tenants),
             Err(error) => json!({ "error": error_chain(&error) }),
         };
-        let executions: Vec<Value> = self
-            .workflows
-            .executions()
-            .into_iter()
-            .map(|e| {
-                json!({
-                    "name": e.name,
-                    "workflow": e.workflow,
-                    "status": e.status,
-                    "error": e.error,
-                    "cause": e.cause,
-                    "started_at": e.started_at,
-                    "stopped_at": e.stopped_at,
-                    "states": e.states_passed(),
-                })
+        let executions: Vec<Value> = self.workflows.each_execution(|e| {
+            json!({
+                "name": e.name,
+                "workflow": e.workflow,
+                "status": e.status,
+                "error": e.error,
+                "cause": e.cause,
+                "started_at": e.started_at,
+                "stopped_at": e.stopped_at,
+                "states": e.states_passed(),
             })
-            .collect();
+        });
         let queue: Vec<Value> = self
             .queue
             .snapshot()

@@ -173,9 +173,16 @@ impl LocalWorkflows {
     }
 
     pub fn executions(&self) -> Vec<ExecutionRecord> {
-        let mut all: Vec<ExecutionRecord> = lock(&self.executions).values().cloned().collect();
+        self.each_execution(ExecutionRecord::clone)
+    }
+
+    /// `view` of every execution, oldest first, without copying the
+    /// histories (a state page over thousands of executions stays cheap).
+    pub fn each_execution<R>(&self, view: impl Fn(&ExecutionRecord) -> R) -> Vec<R> {
+        let executions = lock(&self.executions);
+        let mut all: Vec<&ExecutionRecord> = executions.values().collect();
         all.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.name.cmp(&b.name)));
-        all
+        all.into_iter().map(view).collect()
     }
 
     pub fn execution(&self, name: &str) -> Option<ExecutionRecord> {
