@@ -450,7 +450,7 @@ pub async fn send_lifecycle_mail(
         LifecycleMail::PastDue => mails::past_due(signup, &portal.portal_url(&signup.customer).await?),
         LifecycleMail::Suspended => mails::suspended(signup, &portal.portal_url(&signup.customer).await?),
         LifecycleMail::Resumed => mails::resumed(signup, &url),
-        LifecycleMail::Goodbye => mails::goodbye(signup, ctx.settings.subdomain_grace.as_secs() / 86_400),
+        LifecycleMail::Goodbye => mails::goodbye(signup, ctx.settings.subdomain_grace),
     };
     send_once(store, mailer, ctx.clock, &record.id, &input.mail_key, &mail).await
 }

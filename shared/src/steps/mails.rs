@@ -136,16 +136,28 @@ pub fn resumed(signup: &CheckoutSignup, url: &str) -> Mail {
     }
 }
 
-pub fn goodbye(signup: &CheckoutSignup, grace_days: u64) -> Mail {
+pub fn goodbye(signup: &CheckoutSignup, grace: std::time::Duration) -> Mail {
     Mail {
         to: signup.admin_email.clone(),
         subject: format!("Your {} subscription has ended", signup.organization),
         text: format!(
             "Hello,\n\nYour subscription has ended and your workspace at {sub} is stopped. \
-             Your data is kept. The address {sub} stays reserved for you for {grace_days} days.\n",
+             Your data is kept. The address {sub} stays reserved for you for {grace}.\n",
             sub = signup.subdomain,
+            grace = spoken_length(grace),
         ),
     }
+}
+
+/// A length of time as a person says it: "30 days", "1 hour", "5 minutes".
+fn spoken_length(length: std::time::Duration) -> String {
+    let secs = length.as_secs();
+    let (count, unit) = match secs {
+        s if s >= 86_400 => (s / 86_400, "day"),
+        s if s >= 3_600 => (s / 3_600, "hour"),
+        s => ((s / 60).max(1), "minute"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 pub fn lifecycle_problem(
@@ -163,5 +175,20 @@ pub fn lifecycle_problem(
              The event was not applied to any tenant. If the subscription is not one of ours, \
              nothing needs doing; otherwise fix the cause and replay the event from Stripe.\n"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spoken_length;
+    use std::time::Duration;
+
+    #[test]
+    fn lengths_read_as_people_say_them() {
+        assert_eq!(spoken_length(Duration::from_secs(30 * 86_400)), "30 days");
+        assert_eq!(spoken_length(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(spoken_length(Duration::from_secs(7_200)), "2 hours");
+        assert_eq!(spoken_length(Duration::from_secs(60)), "1 minute");
+        assert_eq!(spoken_length(Duration::from_secs(5)), "1 minute");
     }
 }
