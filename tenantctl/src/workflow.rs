@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use asl::{HistoryEvent, RunOptions, StateMachine, TaskError, TaskHandler};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -109,7 +111,17 @@ pub struct LocalWorkflows {
     options: RunOptions,
     executions: Arc<Mutex<BTreeMap<String, ExecutionRecord>>>,
     dir: Option<PathBuf>,
+    /// Executions that may run at once in this process; the rest wait their
+    /// turn (listed RUNNING, with no history yet).
+    running_slots: Arc<Semaphore>,
 }
+
+/// How many executions one local process runs at once. Step Functions runs
+/// every execution at once on Lambda's capacity; a laptop has a few cores,
+/// and steps that are CPU-bound by design (argon2id in RecordSignup) must
+/// still finish within their Task timeouts, which are real time. Executions
+/// mostly wait (Wait states, simulated AWS delays), so this is generous.
+pub const MAX_RUNNING_EXECUTIONS: usize = 256;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -156,6 +168,7 @@ impl LocalWorkflows {
             options,
             executions: Arc::new(Mutex::new(executions)),
             dir,
+            running_slots: Arc::new(Semaphore::new(MAX_RUNNING_EXECUTIONS)),
         });
         let interrupted: Vec<ExecutionRecord> = lock(&workflows.executions)
             .values()
@@ -231,6 +244,8 @@ impl LocalWorkflows {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            // Never closed, so this only waits for a slot.
+            let _slot = this.running_slots.clone().acquire_owned().await.ok();
             let sink = {
                 let executions = Arc::clone(&this.executions);
                 move |execution: &str, event: &HistoryEvent| {
