@@ -66,11 +66,16 @@ struct PeerReport {
     runtime: String,
     batch_means_s: Vec<f64>,
     events_checked: u64,
+    /// The HMAC alone in the peer's runtime (stripe-node's peer reports it).
+    #[serde(default)]
+    hmac_batch_means_s: Vec<f64>,
 }
 
 struct Peer {
     label: String,
+    runtime: String,
     samples: Samples,
+    hmac: Option<Samples>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -161,7 +166,10 @@ fn run_peer(
     ensure!(report.batch_means_s.len() == args.batches, "{name} reported the wrong number of batches");
     let samples =
         Samples::new(report.batch_means_s).with_context(|| format!("{name} reported no timings"))?;
-    Ok(Peer { label: format!("{} ({})", report.library, report.runtime), samples })
+    // Absent unless the peer timed its runtime's HMAC (stripe-node's does).
+    let hmac = Samples::new(report.hmac_batch_means_s);
+    let label = format!("{} ({})", report.library, report.runtime);
+    Ok(Peer { label, runtime: report.runtime, samples, hmac })
 }
 
 /// "12.3 µs (11.9–13.0)": the median, with the 10th–90th percentile of the
@@ -226,6 +234,14 @@ fn render(
         times(verify_only.median() / f),
         "—".into(),
     ]);
+    if let Some(hmac) = &node.hmac {
+        table.row([
+            format!("HMAC-SHA256 alone, {} `crypto` (OpenSSL), for reference", node.runtime),
+            figure(hmac),
+            times(hmac.median() / f),
+            "—".into(),
+        ]);
+    }
     for peer in [node, python] {
         let p = peer.samples.median();
         table.row([
@@ -251,7 +267,8 @@ fn render(
          `dispatch::route` → provisioning); the peers are `stripe.webhooks.constructEvent` \
          (stripe-node, given the raw `Buffer`) and `stripe.Webhook.construct_event` (stripe-python, \
          given `bytes`), each followed by the same type and livemode check. Every call is checked \
-         to have succeeded and routed; a run with one failure is refused. Figures are the median \
+         to have succeeded and routed; a run with one failure is refused. Ours is built with the \
+         workspace's release profile, as the Lambdas ship. Figures are the median \
          of {} batch means ({} events a batch for Rust, {} for Node, {} for Python; one warm-up \
          batch first), each timed by its own runtime's monotonic clock.\n\n",
         FIXTURE.len(),
@@ -276,14 +293,28 @@ fn render(
          and a constant-time compare to the HMAC ({} against {}), and parsing the envelope takes \
          the remaining {}. That parse reads only `id`, `type`, `created`, `livemode` and \
          `api_version` and borrows `data.object` as raw JSON, but serde_json must still scan and \
-         validate all ~10 KB to find the envelope's fields, which Stripe writes after `data`. The \
-         mode check and the route are a comparison and a `match`. The SDKs build a full object tree \
-         (stripe-python also wraps every nested dict in a `StripeObject`), which is where most of \
-         their time goes.\n\n",
+         validate all ~10 KB, since `type` and `livemode` come after `data`. The mode check and \
+         the route are a comparison and a `match`. The SDKs parse the whole body into objects \
+         (stripe-python also wraps every nested dict in a `StripeObject`).\n\n",
         seconds(verify_only.median()),
         seconds(f),
         seconds(parse)
     );
+    if let Some(openssl) = node.hmac.as_ref().map(Samples::median).filter(|&h| f > 1.5 * h) {
+        // Said only when this run shows it: our SHA-256 is the bound.
+        out += &format!(
+            "The floor itself is what bounds ours: the HMAC is {}% of our time, and our SHA-256 \
+             (the `sha2` crate, built with the workspace's release profile, `opt-level = \"s\"`, as \
+             the Lambdas ship) takes {}× as long as OpenSSL's through Node.js over the same bytes \
+             ({} against {}). Built at `opt-level = \"s\"`, sha2 0.10's SHA-NI code does not get \
+             its intrinsics inlined; compiling that one crate at `opt-level = 3` \
+             (`[profile.release.package.sha2]` in the root Cargo.toml) removes most of the gap.\n\n",
+            three_figures(100.0 * f / o),
+            three_figures(f / openssl),
+            seconds(f),
+            seconds(openssl)
+        );
+    }
     out += &format!(
         "Command (run by `make bench` through `bench/sections/1-verify.sh`):\n\n```\n{command}\n```\n"
     );
