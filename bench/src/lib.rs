@@ -6,3 +6,4 @@ pub mod burst;
 pub mod cost;
 pub mod report;
 pub mod stats;
+pub mod verify;

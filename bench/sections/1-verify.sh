@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Section 1 of BENCHMARKS.md, webhook verification and parsing: builds
+# bench-verify and runs it, which times ours, the HMAC floor, stripe-node and
+# stripe-python on one signed ~10 KB event and writes the section to $1.
+#   bash bench/sections/1-verify.sh target/bench/sections/1-verify.md
+# Env: TARGET_DIR (cargo target dir, default target/), BENCH_QUICK=1 for tiny
+# counts. Needs the peers (bash bench/peers/install.sh); not moto.
+set -euo pipefail
+out="$(realpath -m "${1:?usage: 1-verify.sh SECTION.md}")"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+target="${TARGET_DIR:-$root/target}"
+CARGO_TARGET_DIR="$target" cargo build --release --locked -q -p tenancy-bench --bin bench-verify
+
+# Relative to the repository when it can be, so the command in the section
+# reads the same on any clone.
+bin="${target#"$root"/}/release/bench-verify"
+work="${target#"$root"/}/bench/verify"
+counts=()
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  counts=(--quick --batches 5 --rust-iterations 100 --node-iterations 20 --python-iterations 3)
+fi
+"$bin" --out "$out" --work-dir "$work" "${counts[@]}"
