@@ -2,5 +2,6 @@
 //! robust statistics and the Markdown each benchmark writes as its section
 //! of BENCHMARKS.md. Each benchmark is its own binary in `src/bin/`.
 
+pub mod coldstart;
 pub mod report;
 pub mod stats;
