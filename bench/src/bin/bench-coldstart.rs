@@ -57,6 +57,10 @@ struct Args {
     /// The command to print in the section as the way to reproduce it.
     #[arg(long)]
     command: String,
+    /// Measure only these (rust, rust-bundle, python, node), for
+    /// experiments; the section's ratios and targets need rust first.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 struct Implementation {
@@ -64,7 +68,17 @@ struct Implementation {
     label: &'static str,
     program: PathBuf,
     args: Vec<OsString>,
+    /// Set on top of the Lambda environment.
+    env: Vec<(String, OsString)>,
 }
+
+/// Where Debian and RHEL-like systems (Amazon Linux among them) keep the
+/// system's CA bundle, as openssl-probe looks for it.
+const CA_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
 
 /// One start: process start to first GET /invocation/next (init), to the
 /// answer (total), and the peak resident set by then.
@@ -90,26 +104,50 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.logs).with_context(|| format!("cannot create {}", args.logs.display()))?;
     let logs = std::path::absolute(&args.logs).context("cannot resolve the log folder")?;
-    let implementations = [
+    let [rust, python, node] = [
         Implementation {
             key: "rust",
             label: "Rust (this repository)",
             program: args.rust.clone(),
             args: vec![],
+            env: vec![],
         },
         Implementation {
             key: "python",
             label: "Python (boto3 + stripe)",
             program: args.python.clone(),
             args: vec![args.python_script.clone().into()],
+            env: vec![],
         },
         Implementation {
             key: "node",
             label: "Node.js (AWS SDK v3 + stripe)",
             program: args.node.clone(),
             args: vec![args.node_script.clone().into()],
+            env: vec![],
         },
     ];
+    // The AWS SDK for Rust loads the system's CA certificates when it builds
+    // its HTTPS client, even for moto's http:// endpoint: the bundle file and
+    // every file in the certificates folder (one per certificate on Debian).
+    // The same binary told to read only the bundle shows what that costs.
+    let bundle = CA_BUNDLES.iter().find(|path| Path::new(path).is_file()).map(|path| Implementation {
+        key: "rust-bundle",
+        label: "Rust, CA bundle file only",
+        program: args.rust.clone(),
+        args: vec![],
+        env: vec![("SSL_CERT_FILE".to_owned(), OsString::from(path))],
+    });
+    let implementations: Vec<Implementation> = [Some(rust), bundle, Some(python), Some(node)]
+        .into_iter()
+        .flatten()
+        .filter(|implementation| {
+            args.only.is_empty() || args.only.iter().any(|key| key == implementation.key)
+        })
+        .collect();
+    if implementations.is_empty() {
+        bail!("--only names none of rust, rust-bundle, python, node");
+    }
     for implementation in &implementations {
         // Truncate old logs so a failure message points at this run's output.
         File::create(logs.join(format!("{}.log", implementation.key)))
@@ -146,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let summaries = implementations
         .iter()
         .zip(&starts)
-        .map(|(implementation, starts)| Summary::new(implementation.label, starts))
+        .map(|(implementation, starts)| Summary::new(implementation, starts))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let moto_times = MotoTimes {
         get_parameter: Samples::from_durations(&get_parameter).context("no moto timings")?.median(),
@@ -248,7 +286,7 @@ async fn start_once(
     command
         .args(&implementation.args)
         .env_clear()
-        .envs(env.iter().map(|(name, value)| (name, value)))
+        .envs(env.iter().chain(&implementation.env).map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -370,6 +408,7 @@ async fn moto_round_trip(moto: &Moto) -> anyhow::Result<(Duration, Duration)> {
 }
 
 struct Summary {
+    key: &'static str,
     label: &'static str,
     total: Samples,
     init: Samples,
@@ -377,11 +416,12 @@ struct Summary {
 }
 
 impl Summary {
-    fn new(label: &'static str, starts: &[Start]) -> anyhow::Result<Self> {
+    fn new(implementation: &Implementation, starts: &[Start]) -> anyhow::Result<Self> {
         let of =
             |f: fn(&Start) -> f64| Samples::new(starts.iter().map(f).collect()).context("no starts recorded");
         Ok(Summary {
-            label,
+            key: implementation.key,
+            label: implementation.label,
             total: of(|s| s.total.as_secs_f64())?,
             init: of(|s| s.init.as_secs_f64())?,
             peak: of(|s| s.peak as f64)?,
@@ -451,10 +491,10 @@ fn section(summaries: &[Summary], moto: &MotoTimes, starts: usize, command: &str
             megabytes(s.peak.max()),
         ]);
     }
-    let (ours, peers) = match summaries.split_first() {
-        Some(split) => split,
-        None => return "## 2. Cold start\n\nNo implementation was measured.\n".to_owned(),
+    let Some(ours) = summaries.iter().find(|s| s.key == "rust") else {
+        return format!("## 2. Cold start\n\n{}", table.to_markdown());
     };
+    let peers = summaries.iter().filter(|s| s.key == "python" || s.key == "node");
     let mut ratios = Table::new(["Ours vs", "Median start", "Median peak memory"]);
     let mut targets = Table::new(["Target", "Measured", "Verdict"]);
     targets.row([
@@ -480,9 +520,29 @@ fn section(summaries: &[Summary], moto: &MotoTimes, starts: usize, command: &str
         format!("{} (max {})", megabytes(ours.peak.median()), megabytes(ours.peak.max())),
         verdict_below(ours.peak.max(), TARGET_PEAK_BYTES, megabytes),
     ]);
-    let emulator = moto.get_parameter + moto.send_message;
     let ours_total = ours.total.median();
     let ours_init = ours.init.median();
+    let certificates = match summaries.iter().find(|s| s.key == "rust-bundle") {
+        Some(bundle) => format!(
+            "The row *{label}* is the same binary with `SSL_CERT_FILE` set to the
+system's CA bundle: the AWS SDK for Rust loads the system's CA certificates
+when it builds its HTTPS client (even for moto's `http://` endpoint), by
+default the bundle file and every file in the certificates folder, which on
+this Debian machine holds one file per certificate. Reading only the bundle
+takes the median start from {ours} to {bundle_total} ({difference} less).
+Amazon Linux, Lambda's OS, keeps bundle files rather than one file per
+certificate in that folder, so a deployed function pays about the bundle
+figure. The peers load no CA certificates at all against an `http://`
+endpoint (botocore and Node.js load theirs on the first TLS connection).
+
+",
+            label = bundle.label,
+            ours = seconds(ours_total),
+            bundle_total = seconds(bundle.total.median()),
+            difference = seconds(ours_total - bundle.total.median()),
+        ),
+        None => String::new(),
+    };
 
     format!(
         "## 2. Cold start
@@ -510,17 +570,17 @@ the process's VmHWM (peak resident set, shared libraries included) read from
 Ratios, from the same run:
 
 {ratios}
-Targets (issue 6):
+Targets (issue 6), for the first row:
 
 {targets}
-Of our median {ours_total_s}, init takes {ours_init_s} and the event
-{ours_event_s}. moto's server itself answers a GetParameter in {get} and a
-SendMessage in {send} (medians, from the harness's warm client on loopback),
-so about {emulator_s} of every implementation's figure is the emulator, not
-the function; against real SSM and SQS from inside a region that part is
-network and service time instead, typically more.
+What bounds our figure: of our median {ours_total_s}, init takes {ours_init_s}
+and the event {ours_event_s}. moto's server itself answers a GetParameter in
+{get} and a SendMessage in {send} (medians, from the harness's warm client on
+loopback), so about {emulator_s} of every implementation's figure is the
+emulator, not the function; against real SSM and SQS from inside a region that
+part is network and service time instead.
 
-What the figure includes: process creation and exec, the language runtime's
+{certificates}What the figure includes: process creation and exec, the language runtime's
 start-up and module loading, the function's init (for ours: typed
 configuration, the catalog check, AWS SDK set-up, the SSM read), one event
 through a local Lambda Runtime API (`bench-coldstart`, the 2018-06-01 API on a
@@ -548,6 +608,6 @@ scripts/with-moto.sh):
         ours_event_s = seconds((ours_total - ours_init).max(0.0)),
         get = seconds(moto.get_parameter),
         send = seconds(moto.send_message),
-        emulator_s = seconds(emulator),
+        emulator_s = seconds(moto.get_parameter + moto.send_message),
     )
 }
