@@ -270,7 +270,8 @@ async fn start_once(
 ) -> anyhow::Result<Start> {
     let key = implementation.key;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-    let event_id = format!("evt_bench_{key}_{round}_{nanos}");
+    // Event ids take letters, digits and underscores only.
+    let event_id = format!("evt_bench_{}_{round}_{nanos}", key.replace('-', "_"));
     let request_id = format!("{nanos:08x}-0000-4000-8000-{:012x}", std::process::id());
     let body = stripe_event(&event_id)?;
     let event = api_gateway_event(&body, secret, SystemTime::now(), &request_id)?;
