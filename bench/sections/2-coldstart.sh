@@ -17,13 +17,19 @@ starts=20
 CARGO_TARGET_DIR="$target" nice cargo build --release --locked \
   -p stripe-webhook -p tenancy-bench --bin bench-coldstart --bin stripe-webhook >&2
 
-command="CARGO_TARGET_DIR=target bash scripts/with-moto.sh bash bench/sections/2-coldstart.sh OUT.md"
-[ "${BENCH_QUICK:-0}" = 1 ] && command="BENCH_QUICK=1 $command"
+node="$(command -v node || true)"
+[ -n "$node" ] || { echo "2-coldstart: node is not on PATH" >&2; exit 1; }
+[ -x bench/.venv/bin/python ] || { echo "2-coldstart: run bash bench/peers/install.sh first" >&2; exit 1; }
+
+quick=""
+[ "${BENCH_QUICK:-0}" = 1 ] && quick="BENCH_QUICK=1 "
+command="${quick}make bench    # or this section alone:
+${quick}bash scripts/with-moto.sh bash bench/sections/2-coldstart.sh 2-coldstart.md"
 "$target/release/bench-coldstart" \
   --rust "$target/release/stripe-webhook" \
   --python bench/.venv/bin/python \
   --python-script bench/peers/python/webhook_lambda.py \
-  --node "$(command -v node)" \
+  --node "$node" \
   --node-script bench/peers/node/webhook_lambda.mjs \
   --starts "$starts" \
   --logs "$target/bench/coldstart" \
