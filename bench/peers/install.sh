@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
+# One install at a time: two at once would build the same venv together.
+exec 9>bench/.install.lock
+flock 9
+
 venv=bench/.venv
 req=bench/peers/requirements.txt
 if [ ! -x "$venv/bin/python" ]; then
