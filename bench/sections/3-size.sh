@@ -10,6 +10,11 @@
 # unless the sources, the lock file or the profile changed. The build times
 # shown are those of the last run that compiled something, kept in
 # $SIZE_TARGET_DIR/bench/size/.
+# Cold, on 2 shared cores: about 45 min for the 18 release builds, then 20 to
+# 40 min per ablation row (each profile compiles every dependency again,
+# all eight SDK clients included, since every function depends on tenancy).
+# Warm (nothing to rebuild): about 15 s. zig is found as `python3 -m
+# ziglang`, through bench/.venv/bin on PATH.
 #   BENCH_QUICK=1     builds nothing: checks the tools, prints the commands
 #   SIZE_ABLATION="size-default size-abort"   only these profile variants
 #   SIZE_BUILD=0      builds nothing: writes the section from the builds there are
