@@ -77,6 +77,10 @@ pub struct LocalOptions {
     /// Read the state machines from this directory instead of the copies
     /// built in from infra/statemachine/.
     pub definitions: Option<PathBuf>,
+    /// Run the executions on this runtime instead of the caller's. The
+    /// server gives them a runtime of their own, so webhook answers never
+    /// queue behind steps, as in AWS where each Lambda has its own sandbox.
+    pub executor: Option<tokio::runtime::Handle>,
 }
 
 /// The configuration every step shares.
@@ -168,6 +172,7 @@ impl LocalStack {
             Arc::new(adapters.steps),
             run_options,
             options.state.as_deref(),
+            options.executor.clone(),
         )?;
         Ok(Arc::new(LocalStack {
             signup,

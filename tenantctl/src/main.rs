@@ -118,7 +118,20 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Local {
             command: LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint },
-        } => serve(addr, LocalOptions { state, time_scale, definitions }, aws_endpoint.as_deref()).await,
+        } => {
+            // The executions get a runtime of their own, so the webhook keeps
+            // answering while steps run (see LocalOptions::executor).
+            let workflows = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("workflows")
+                .enable_all()
+                .build()
+                .context("starting the workflow runtime")?;
+            let options =
+                LocalOptions { state, time_scale, definitions, executor: Some(workflows.handle().clone()) };
+            let served = serve(addr, options, aws_endpoint.as_deref()).await;
+            workflows.shutdown_background();
+            served
+        }
         Command::Local { command: LocalCommand::State { server, wait } } => {
             report::print_state(&server, wait).await
         }

@@ -114,6 +114,8 @@ pub struct LocalWorkflows {
     /// Executions that may run at once in this process; the rest wait their
     /// turn (listed RUNNING, with no history yet).
     running_slots: Arc<Semaphore>,
+    /// Where executions run; the caller's runtime when `None`.
+    executor: Option<tokio::runtime::Handle>,
 }
 
 /// How many executions one local process runs at once. Step Functions runs
@@ -148,6 +150,7 @@ impl LocalWorkflows {
         steps: Arc<WorkflowSteps>,
         options: RunOptions,
         state: Option<&Path>,
+        executor: Option<tokio::runtime::Handle>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = state.map(|state| state.join("executions"));
         let mut executions = BTreeMap::new();
@@ -169,6 +172,7 @@ impl LocalWorkflows {
             executions: Arc::new(Mutex::new(executions)),
             dir,
             running_slots: Arc::new(Semaphore::new(MAX_RUNNING_EXECUTIONS)),
+            executor,
         });
         let interrupted: Vec<ExecutionRecord> = lock(&workflows.executions)
             .values()
@@ -243,7 +247,7 @@ impl LocalWorkflows {
             executions.insert(name.clone(), record);
         }
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let run = async move {
             // Never closed, so this only waits for a slot.
             let _slot = this.running_slots.clone().acquire_owned().await.ok();
             let sink = {
@@ -276,7 +280,11 @@ impl LocalWorkflows {
                 save(this.dir.as_deref(), record);
                 tracing::info!(execution = %name, status = ?record.status, "execution finished");
             }
-        });
+        };
+        match &self.executor {
+            Some(runtime) => drop(runtime.spawn(run)),
+            None => drop(tokio::spawn(run)),
+        }
         true
     }
 }

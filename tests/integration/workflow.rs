@@ -240,7 +240,7 @@ async fn emulated_stack(
     // TimeoutSeconds scale too: at 0.1 a 30 s task may take 3 s, which a
     // busy moto needs (at 0.01 a mail step that took longer than 0.3 s was
     // timed out after sending, retried, and sent its mail twice).
-    let options = LocalOptions { state: None, time_scale: 0.1, definitions: None };
+    let options = LocalOptions { state: None, time_scale: 0.1, definitions: None, executor: None };
     let stack = local_stack_with(NOW, adapters, &options);
     stack.spawn_dispatcher();
     (stack, resources, platform)

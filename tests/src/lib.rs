@@ -87,7 +87,7 @@ pub fn local_adapters() -> tenantctl::local::Adapters {
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {
-    tenantctl::local::LocalOptions { state: None, time_scale: 0.0, definitions: None }
+    tenantctl::local::LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None }
 }
 
 /// The whole local stack (webhook at `now`, dispatcher, workflows) on `adapters`.
