@@ -6,12 +6,15 @@
 # Env: TARGET_DIR (cargo target dir, default target/), BENCH_QUICK=1 for tiny
 # counts. Needs the peers (bash bench/peers/install.sh); not moto.
 set -euo pipefail
+# One package set for every section, so they share one build (a different
+# set can unify features differently and rebuild).
+BENCH_PACKAGES="${BENCH_PACKAGES:--p tenancy-bench -p stripe-webhook -p tenantctl}"
 out="$(realpath -m "${1:?usage: 1-verify.sh SECTION.md}")"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 target="${TARGET_DIR:-$root/target}"
-CARGO_TARGET_DIR="$target" cargo build --release --locked -q -p tenancy-bench --bin bench-verify
+CARGO_TARGET_DIR="$target" cargo build --release --locked -q $BENCH_PACKAGES
 
 # Relative to the repository when it can be, so the command in the section
 # reads the same on any clone.

@@ -5,6 +5,9 @@
 #   scripts/with-moto.sh bash bench/sections/2-coldstart.sh OUT.md
 # Needs MOTO_ENDPOINT (scripts/with-moto.sh) and the peers (bench/peers/install.sh).
 set -euo pipefail
+# One package set for every section, so they share one build (a different
+# set can unify features differently and rebuild).
+BENCH_PACKAGES="${BENCH_PACKAGES:--p tenancy-bench -p stripe-webhook -p tenantctl}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
@@ -14,8 +17,7 @@ target="${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}"
 starts=20
 [ "${BENCH_QUICK:-0}" = 1 ] && starts=3
 
-CARGO_TARGET_DIR="$target" nice cargo build --release --locked \
-  -p stripe-webhook -p tenancy-bench --bin bench-coldstart --bin stripe-webhook >&2
+CARGO_TARGET_DIR="$target" cargo build --release --locked $BENCH_PACKAGES >&2
 
 node="$(command -v node || true)"
 [ -n "$node" ] || { echo "2-coldstart: node is not on PATH" >&2; exit 1; }
