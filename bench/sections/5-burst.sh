@@ -13,5 +13,5 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then checkouts=50 redeliveries=5; fi
 CARGO_TARGET_DIR="$target" cargo build --release --locked $BENCH_PACKAGES
 mkdir -p "$target/bench"
 "$target/release/bench-burst" --tenantctl "$target/release/tenantctl" \
-  --checkouts "$checkouts" --redeliveries "$redeliveries" --concurrency 16 --time-scale 0.01 \
+  --checkouts "$checkouts" --redeliveries "$redeliveries" --concurrency 1,4,16 --time-scale 0.01 \
   --server-log "$target/bench/burst-server.log" --out "$1" >/dev/null

@@ -238,8 +238,87 @@ pub struct ServerUsage {
     pub cpu_seconds: Option<f64>,
 }
 
-/// The Markdown section for a run.
-pub fn section(plan: &Plan, outcome: &Outcome, usage: ServerUsage, command: &str) -> Result<String> {
+/// One burst at one concurrency, against a fresh server.
+#[derive(Debug)]
+pub struct Run {
+    pub plan: Plan,
+    pub outcome: Outcome,
+    pub usage: ServerUsage,
+}
+
+impl Run {
+    /// Deliveries answered per second during the burst.
+    pub fn rate(&self) -> f64 {
+        self.plan.checkouts as f64 / self.outcome.burst_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The Markdown section: every concurrency in one table, then the details
+/// of the run that sent fastest ("as fast as a loopback client can"), which
+/// the targets are judged on.
+pub fn section(runs: &[Run], command: &str) -> Result<String> {
+    let fastest =
+        runs.iter().max_by(|a, b| a.rate().total_cmp(&b.rate())).ok_or_else(|| anyhow!("no runs"))?;
+    let mut sweep = Table::new([
+        "Connections",
+        "Deliveries/s",
+        "p50",
+        "p90",
+        "p99",
+        "Max",
+        "Redeliveries, p99",
+        "All ACTIVE after",
+        "Lost / doubled",
+        "Server peak memory",
+        "Server CPU",
+    ]);
+    for run in runs {
+        let times = Samples::from_durations(&run.outcome.answers).ok_or_else(|| anyhow!("no answers"))?;
+        let again = Samples::from_durations(&run.outcome.redelivery_answers);
+        sweep.row([
+            if std::ptr::eq(run, fastest) {
+                format!("**{}**", run.plan.concurrency)
+            } else {
+                run.plan.concurrency.to_string()
+            },
+            three_figures(run.rate()),
+            seconds(times.median()),
+            seconds(times.percentile(90.0)),
+            seconds(times.percentile(99.0)),
+            seconds(times.max()),
+            again.map_or("-".into(), |t| seconds(t.percentile(99.0))),
+            run.outcome.all_active.map_or("not all".into(), |t| seconds(t.as_secs_f64())),
+            format!("{} / {}", run.outcome.lost(&run.plan), run.outcome.doubled(&run.plan)),
+            run.usage.peak_memory.map_or("n/a".into(), bytes),
+            run.usage.cpu_seconds.map_or("n/a".into(), seconds),
+        ]);
+    }
+    let plan = &fastest.plan;
+    Ok(format!(
+        "## 5. Burst\n\n\
+         {n} signed `checkout.session.completed` deliveries (distinct customers and subdomains) \
+         POSTed to `tenantctl local serve` over loopback, each connection sending its next delivery \
+         as soon as it has its answer; then {r} of them delivered again, as Stripe retries. One fresh \
+         server per row. The server runs the same webhook handler, dispatcher, provisioning state \
+         machine and steps as Lambda, with local adapters in memory, at `--time-scale {ts}` (Wait \
+         states and simulated ECS/DNS delays scaled by {ts}); the executions run on a runtime of \
+         their own beside the webhook's. Answer time is measured by the client, request sent to \
+         answer read, while the provisioning of earlier deliveries runs behind it. Client, server \
+         and provisioning share this machine's cores, so more connections than cores only queue: \
+         the targets are judged on the row that sent fastest (**bold**), \"as fast as a loopback \
+         client can\".\n\n{sweep}\n### The fastest row in detail ({c} connections)\n\n{detail}\n\
+         Command: `{command}`\n",
+        n = plan.checkouts,
+        r = fastest.outcome.redelivery_answers.len(),
+        ts = plan.time_scale,
+        c = plan.concurrency,
+        sweep = sweep.to_markdown(),
+        detail = detail(plan, &fastest.outcome, fastest.usage)?,
+    ))
+}
+
+/// The detailed table for one run.
+fn detail(plan: &Plan, outcome: &Outcome, usage: ServerUsage) -> Result<String> {
     let (answers, redelivery_answers, burst_time, all_active, last) = (
         &outcome.answers,
         &outcome.redelivery_answers,
@@ -325,23 +404,7 @@ pub fn section(plan: &Plan, outcome: &Outcome, usage: ServerUsage, command: &str
             String::new(),
         ]);
 
-    let markdown = format!(
-        "## 5. Burst\n\n\
-         {n} signed `checkout.session.completed` deliveries (distinct customers and subdomains) \
-         POSTed to `tenantctl local serve` over loopback by {c} connections as fast as each gets its \
-         answers; then {r} of them delivered again, as Stripe retries. The server runs the same webhook \
-         handler, dispatcher, provisioning state machine and steps as Lambda, with local adapters in \
-         memory, at `--time-scale {ts}` (its Wait states and simulated ECS/DNS delays scaled by {ts}). \
-         Answer time is measured by the client, request sent to answer read; the provisioning work \
-         queues behind the answers and runs while later deliveries are answered.\n\n{table}\n\
-         Command: `{cmd}`\n",
-        c = plan.concurrency,
-        r = redelivery_answers.len(),
-        ts = plan.time_scale,
-        table = table.to_markdown(),
-        cmd = command,
-    );
-    Ok(markdown)
+    Ok(table.to_markdown())
 }
 
 fn target(met: bool, what: &str) -> String {
@@ -381,7 +444,7 @@ mod tests {
         assert_eq!((outcome.lost(&plan), outcome.doubled(&plan)), (0, 0), "{:?}", outcome.tally);
         let t = &outcome.tally;
         assert_eq!((t.distinct_subdomains, t.distinct_welcome_recipients, t.succeeded), (12, 12, 12));
-        let markdown = section(&plan, &outcome, ServerUsage::default(), "cmd").unwrap();
+        let markdown = section(&[Run { plan, outcome, usage: ServerUsage::default() }], "cmd").unwrap();
         assert!(markdown.contains("met: none lost or doubled"), "{markdown}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use tenancy_bench::burst::{Plan, SECRET, ServerUsage, run, section};
+use tenancy_bench::burst::{Plan, Run, SECRET, ServerUsage, run, section};
 use tenancy_bench::report::write_section;
 
 #[derive(Parser)]
@@ -23,9 +23,10 @@ struct Args {
     /// Of those, this many are delivered a second time after the burst.
     #[arg(long, default_value_t = 100)]
     redeliveries: usize,
-    /// Requests in flight at once (one connection each).
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Connections, each with one delivery in flight; several values
+    /// (comma-separated) make one run each, against a fresh server.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    concurrency: Vec<usize>,
     /// The server's --time-scale (its Wait states and simulated AWS delays).
     #[arg(long, default_value_t = 0.01)]
     time_scale: f64,
@@ -111,28 +112,41 @@ impl Drop for Server {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let plan = Plan {
-        checkouts: args.checkouts,
-        redeliveries: args.redeliveries,
-        concurrency: args.concurrency,
-        time_scale: args.time_scale,
-        limit: Duration::from_secs(args.limit_seconds),
-    };
-    let server = Server::start(&args)?;
-    let outcome = run(&server.base, &plan).await;
-    let usage = server.usage();
-    drop(server);
-    let outcome = outcome?;
+    let mut runs = Vec::new();
+    for &concurrency in &args.concurrency {
+        let plan = Plan {
+            checkouts: args.checkouts,
+            redeliveries: args.redeliveries,
+            concurrency,
+            time_scale: args.time_scale,
+            limit: Duration::from_secs(args.limit_seconds),
+        };
+        let server = Server::start(&args)?;
+        let outcome = run(&server.base, &plan).await;
+        let usage = server.usage();
+        drop(server);
+        runs.push(Run { plan, outcome: outcome?, usage });
+    }
+    let levels: Vec<String> = args.concurrency.iter().map(usize::to_string).collect();
     let command = format!(
         "target/release/bench-burst --tenantctl target/release/tenantctl --checkouts {} --redeliveries {} --concurrency {} --time-scale {}",
-        plan.checkouts, plan.redeliveries, plan.concurrency, plan.time_scale
+        args.checkouts,
+        args.redeliveries,
+        levels.join(","),
+        args.time_scale
     );
-    let markdown = section(&plan, &outcome, usage, &command)?;
+    let markdown = section(&runs, &command)?;
     write_section(&args.out, &markdown)?;
     print!("{markdown}");
-    let (lost, doubled) = (outcome.lost(&plan), outcome.doubled(&plan));
-    if lost > 0 || doubled > 0 {
-        bail!("{lost} tenants lost and {doubled} doubled: {:?}", outcome.tally);
+    for run in &runs {
+        let (lost, doubled) = (run.outcome.lost(&run.plan), run.outcome.doubled(&run.plan));
+        if lost > 0 || doubled > 0 {
+            bail!(
+                "{lost} tenants lost and {doubled} doubled at {} connections: {:?}",
+                run.plan.concurrency,
+                run.outcome.tally
+            );
+        }
     }
     Ok(())
 }
