@@ -190,9 +190,12 @@ impl LocalStack {
     /// Waits, up to `limit`, until the dispatcher has taken what was queued
     /// and every execution it started has finished.
     pub async fn wait_settled(&self, limit: Duration) -> bool {
-        // Give the dispatcher a moment to take what was just queued.
+        // Until the dispatcher has handled everything queued (an event it
+        // has taken counts until its execution is started), then until the
+        // executions finish. Redeliveries of failed dispatches wait out a
+        // visibility timeout, so this gives up on the queue after 2 s.
         for _ in 0..400 {
-            if self.queue.is_empty() && self.workflows.running() == 0 {
+            if self.queue.is_idle() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -218,6 +221,7 @@ impl LocalStack {
                     }
                     Err(error) => stack.redeliver(&mut receives, event, &error_chain(&error)),
                 }
+                stack.queue.done();
             }
         })
     }

@@ -9,45 +9,72 @@ use crate::ports::{EventQueue, QueueError, QueuedEvent};
 /// A first-in, first-out queue in memory, standing in for SQS.
 #[derive(Debug, Default)]
 pub struct LocalEventQueue {
-    messages: Mutex<VecDeque<QueuedEvent>>,
+    messages: Mutex<Messages>,
     arrived: Notify,
 }
 
+#[derive(Debug, Default)]
+struct Messages {
+    waiting: VecDeque<QueuedEvent>,
+    /// Taken by a consumer and not yet [`LocalEventQueue::done`] (SQS's
+    /// in-flight messages).
+    in_flight: usize,
+}
+
 impl LocalEventQueue {
-    fn messages(&self) -> MutexGuard<'_, VecDeque<QueuedEvent>> {
-        // A panic while holding the lock cannot leave a VecDeque half-updated.
+    fn messages(&self) -> MutexGuard<'_, Messages> {
+        // A panic while holding the lock cannot leave the queue half-updated.
         self.messages.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The messages waiting, oldest first.
     pub fn snapshot(&self) -> Vec<QueuedEvent> {
-        self.messages().iter().cloned().collect()
+        self.messages().waiting.iter().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.messages().len()
+        self.messages().waiting.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages().is_empty()
+        self.messages().waiting.is_empty()
     }
 
-    /// Takes the oldest message, waiting for one if the queue is empty.
+    /// Nothing waiting and nothing taken but unfinished: every message has
+    /// been handled (read under one lock, so no message is ever between the
+    /// two counts).
+    pub fn is_idle(&self) -> bool {
+        let messages = self.messages();
+        messages.waiting.is_empty() && messages.in_flight == 0
+    }
+
+    /// Takes the oldest message, waiting for one if the queue is empty. The
+    /// consumer calls [`Self::done`] once it has handled it.
     pub async fn next(&self) -> QueuedEvent {
         loop {
             let arrived = self.arrived.notified();
-            if let Some(event) = self.messages().pop_front() {
-                return event;
+            {
+                let mut messages = self.messages();
+                if let Some(event) = messages.waiting.pop_front() {
+                    messages.in_flight += 1;
+                    return event;
+                }
             }
             arrived.await;
         }
+    }
+
+    /// A message taken with [`Self::next`] is handled (or was put back).
+    pub fn done(&self) {
+        let mut messages = self.messages();
+        messages.in_flight = messages.in_flight.saturating_sub(1);
     }
 }
 
 #[async_trait]
 impl EventQueue for LocalEventQueue {
     async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
-        self.messages().push_back(event.clone());
+        self.messages().waiting.push_back(event.clone());
         self.arrived.notify_one();
         Ok(())
     }
@@ -82,5 +109,9 @@ mod tests {
         let (first, second) = consumer.await.unwrap();
         assert_eq!((first, second), (event(1), event(2)));
         assert!(queue.is_empty());
+        assert!(!queue.is_idle(), "two taken, not yet done");
+        queue.done();
+        queue.done();
+        assert!(queue.is_idle());
     }
 }
