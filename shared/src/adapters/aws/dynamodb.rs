@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -122,6 +123,32 @@ impl DynamoTenantStore {
         }
     }
 
+    /// The item that refused a conditional write, as it stood: returned with
+    /// the refusal (`ReturnValuesOnConditionCheckFailure::AllOld`), or read
+    /// when an older server returns none (`None` if gone by then). `refused`
+    /// takes it out of the operation's error, and answers `None` for any
+    /// error that is not a failed condition: that call is `Unavailable`.
+    async fn refusing_item<E>(
+        &self,
+        pk: &str,
+        operation: &'static str,
+        error: SdkError<E, HttpResponse>,
+        refused: impl Fn(&E) -> Option<Option<HashMap<String, AttributeValue>>>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let returned = match &error {
+            SdkError::ServiceError(context) => refused(context.err()),
+            _ => None,
+        };
+        match returned {
+            None => Err(StoreError::Unavailable(call_failed(operation, error))),
+            Some(Some(item)) => Ok(Some(item)),
+            Some(None) => self.get_item(pk).await,
+        }
+    }
+
     async fn get_item(&self, pk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
@@ -208,18 +235,12 @@ impl TenantStore for DynamoTenantStore {
                 Ok(_) => return Ok(()),
                 Err(error) => error,
             };
-            let holder_item = match &error {
-                SdkError::ServiceError(context) => match context.err() {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item().cloned(),
-                    _ => return Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
-                },
-                _ => return Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
-            };
-            // Older servers do not return the item on a failed condition: read it.
-            let holder_item = match holder_item {
-                Some(item) => Some(item),
-                None => self.get_item(&pk).await?,
-            };
+            let holder_item = self
+                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+                    _ => None,
+                })
+                .await?;
             match holder_item {
                 Some(item) => {
                     let holder = decode_holder(&item)?;
@@ -347,22 +368,18 @@ impl TenantStore for DynamoTenantStore {
             Ok(_) => return Ok(Inserted::New),
             Err(error) => error,
         };
-        let existing = match &error {
-            SdkError::ServiceError(context) => match context.err() {
-                PutItemError::ConditionalCheckFailedException(failed) => failed.item().cloned(),
-                _ => return Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
-            },
-            _ => return Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
-        };
-        let existing = match existing {
-            Some(item) => item,
-            None => self.get_item(&tenant_key(&record.id)).await?.ok_or_else(|| {
+        let existing = self
+            .refusing_item(&tenant_key(&record.id), "DynamoDB PutItem", error, |e| match e {
+                PutItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+                _ => None,
+            })
+            .await?
+            .ok_or_else(|| {
                 StoreError::Unavailable(unexpected(format!(
                     "tenant {} existed when inserting and was gone when read",
                     record.id
                 )))
-            })?,
-        };
+            })?;
         Ok(Inserted::Existing(Box::new(decode_tenant(existing)?)))
     }
 
