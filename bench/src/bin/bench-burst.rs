@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use tenancy_bench::burst::{Plan, Run, SECRET, ServerUsage, run, section};
+use tenancy_bench::coldstart::peak_rss;
 use tenancy_bench::report::write_section;
 
 #[derive(Parser)]
@@ -88,10 +89,7 @@ impl Server {
     /// Peak resident memory and CPU time so far, from /proc.
     fn usage(&self) -> ServerUsage {
         let pid = self.child.id();
-        let peak = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
-        });
+        let peak = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| peak_rss(&s));
         // utime and stime are fields 14 and 15, after the parenthesised name.
         let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
             let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
