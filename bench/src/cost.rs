@@ -68,6 +68,15 @@ pub struct Usage {
     pub read_units: f64,
 }
 
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.writes += o.writes;
+        self.write_units += o.write_units;
+        self.reads += o.reads;
+        self.read_units += o.read_units;
+    }
+}
+
 impl std::ops::Sub for Usage {
     type Output = Usage;
     fn sub(self, o: Usage) -> Usage {
@@ -229,10 +238,7 @@ impl Cost {
         self.queued += other.queued;
         self.transitions += other.transitions;
         self.step_invocations += other.step_invocations;
-        self.dynamodb.writes += other.dynamodb.writes;
-        self.dynamodb.write_units += other.dynamodb.write_units;
-        self.dynamodb.reads += other.dynamodb.reads;
-        self.dynamodb.read_units += other.dynamodb.read_units;
+        self.dynamodb += other.dynamodb;
         self.mails += other.mails;
     }
 
