@@ -26,7 +26,7 @@ pub enum SubscriptionStatus {
 }
 
 impl SubscriptionStatus {
-    fn parse(raw: &str) -> Self {
+    pub fn parse(raw: &str) -> Self {
         match raw {
             "active" => Self::Active,
             "trialing" => Self::Trialing,

@@ -8,6 +8,7 @@ pub mod mail;
 pub mod queue;
 pub mod secrets;
 pub mod stripe;
+pub mod subscriptions;
 pub mod tenants;
 pub mod workflow;
 
@@ -18,6 +19,7 @@ pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
 pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeGateway};
+pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
 pub use tenants::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
