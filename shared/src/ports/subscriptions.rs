@@ -49,8 +49,6 @@ pub struct InvoiceSnapshot {
 pub trait SubscriptionSource: Send + Sync {
     /// The subscription as Stripe holds it now; `Ok(None)` when Stripe has
     /// no such subscription (404 `resource_missing`).
-    async fn subscription(
-        &self,
-        id: &SubscriptionId,
-    ) -> Result<Option<SubscriptionSnapshot>, StripeApiError>;
+    async fn subscription(&self, id: &SubscriptionId)
+    -> Result<Option<SubscriptionSnapshot>, StripeApiError>;
 }
