@@ -13,6 +13,10 @@ pub enum Dispatched {
     AlreadyStarted(Workflow),
     /// No workflow acts on this type (yet); acknowledged and logged.
     NoWorkflow,
+    /// A subscription or invoice event whose subscription the business sold
+    /// through something else (its metadata lacks ours): acknowledged and
+    /// logged, never started, retried or mailed about.
+    NotOurs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,13 @@ pub async fn dispatch(
         return Ok(Dispatched::NoWorkflow);
     };
     let input = execution_input(event)?;
+    if workflow == Workflow::Lifecycle
+        && let Ok(billing) = crate::domain::BillingEvent::parse(&input["event"])
+        && billing.is_someone_elses(crate::steps::lifecycle::OUR_METADATA_KEY)
+    {
+        tracing::info!(event_id = %event.event_id, event_type = %event.event_type, subscription = %billing.subscription, "not a subscription this system sold; acknowledged");
+        return Ok(Dispatched::NotOurs);
+    }
     let outcome = match starter.start(workflow, &event.event_id, &input).await? {
         StartOutcome::Started => Dispatched::Started(workflow),
         StartOutcome::AlreadyStarted => Dispatched::AlreadyStarted(workflow),
@@ -117,6 +128,23 @@ mod tests {
             dispatch(&starter, &event).await.unwrap(),
             Dispatched::AlreadyStarted(Workflow::Provision)
         );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_someone_else_sold_starts_nothing() {
+        let starter = NamedStarts::default();
+        let body = std::fs::read_to_string(format!(
+            "{}/../events/04-customer.subscription.updated.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut event: Value = serde_json::from_str(&body).unwrap();
+        event["data"]["object"]["metadata"] = json!({"course": "yoga-101"});
+        let theirs = parse_message(&event.to_string()).unwrap();
+        assert_eq!(dispatch(&starter, &theirs).await.unwrap(), Dispatched::NotOurs);
+        assert!(starter.0.lock().unwrap().is_empty());
+        let ours = message("04-customer.subscription.updated.json");
+        assert_eq!(dispatch(&starter, &ours).await.unwrap(), Dispatched::Started(Workflow::Lifecycle));
     }
 
     #[tokio::test]

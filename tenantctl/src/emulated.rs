@@ -31,6 +31,7 @@ pub async fn adapters(
     password_key: PasswordKey,
     clock: Arc<dyn Clock>,
     portal_base: &str,
+    stripe: Arc<dyn tenancy::ports::SubscriptionSource>,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
     let sdk = sdk_config(Some(endpoint)).await;
     let names = EmulatorNames::with_prefix("tenancy-local")?;
@@ -50,6 +51,7 @@ pub async fn adapters(
         mailer: Arc::new(aws::mailer(&sdk, &env)?),
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
+        stripe,
         clock,
         settings,
         catalog: Catalog::embedded()?,

@@ -27,7 +27,7 @@ use tenancy::dispatch::dispatch;
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::ports::{QueuedEvent, SubscriptionSource, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -129,12 +129,14 @@ pub struct Adapters {
 
 impl Adapters {
     /// Local adapters, with simulated delays scaled like the waits; billing
-    /// portal links point at `portal_base` (the local server).
+    /// portal links point at `portal_base` (the local server); subscriptions
+    /// are read from `stripe` (the local Stripe stand-in).
     pub fn local(
         config: StepConfig,
         clock: Arc<dyn Clock>,
         options: &LocalOptions,
         portal_base: &str,
+        stripe: Arc<dyn SubscriptionSource>,
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
@@ -148,6 +150,7 @@ impl Adapters {
             dns: dns.clone(),
             mailer: outbox.clone(),
             billing: Arc::new(LocalBillingPortal::new(portal_base)),
+            stripe,
             clock,
             settings: config.settings,
             catalog: config.catalog,

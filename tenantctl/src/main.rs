@@ -201,8 +201,12 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let portal = format!("http://{bound}");
+    let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), &portal, clock.clone())?);
+    // Subscriptions are read back from the stand-in over HTTP through the
+    // same async-stripe client as in AWS, with a test-mode key.
+    let stripe_api = Arc::new(local_stripe_client(config.mode, &portal)?);
     let (adapters, emulated_ecs) = match aws_endpoint {
-        None => (Adapters::local(step_config, clock.clone(), &options, &portal)?, None),
+        None => (Adapters::local(step_config, clock.clone(), &options, &portal, stripe_api.clone())?, None),
         Some(endpoint) => {
             let (adapters, platform) = tenantctl::emulated::adapters(
                 endpoint,
@@ -210,6 +214,7 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
                 step_config.password_key,
                 clock.clone(),
                 &portal,
+                stripe_api.clone(),
             )
             .await
             .with_context(|| format!("setting up the AWS adapters against {endpoint}"))?;
@@ -224,8 +229,8 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
         adapters.steps.store.clone(),
         &verifier_secret,
         clock,
-        &portal,
-        &options,
+        stripe,
+        stripe_api,
     )?;
     let stack = LocalStack::new(ingress, queue, adapters, &options, Some(signup))?;
     let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
@@ -241,24 +246,27 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     Ok(())
 }
 
-/// The checkout API on a local Stripe (Stripe is never emulated on moto).
+/// The async-stripe client pointed at the local Stripe stand-in on
+/// `base_url`, with a test-mode key (the stand-in runs in test mode only).
+fn local_stripe_client(mode: tenancy::stripe::StripeMode, base_url: &str) -> Result<StripeApi> {
+    let key = tenancy::stripe::StripeSecretKey::for_mode("sk_test_local_stand_in_0000", mode)
+        .context("the local Stripe stand-in only runs in test mode")?;
+    Ok(StripeApi::new(key, Some(base_url), &format!("{base_url}/"))?)
+}
+
+/// The checkout API on a local Stripe (Stripe is never emulated on moto),
+/// called over HTTP through the same async-stripe adapter as in AWS.
 fn local_signup(
     env: &dyn Lookup,
     mode: tenancy::stripe::StripeMode,
     store: Arc<dyn tenancy::ports::TenantStore>,
     webhook_secret: &tenancy::stripe::WebhookSecret,
     clock: Arc<dyn Clock>,
-    base_url: &str,
-    options: &LocalOptions,
+    stripe: Arc<LocalStripe>,
+    client: Arc<StripeApi>,
 ) -> Result<LocalSignup> {
-    let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), base_url, clock.clone())?);
     let settings = CheckoutSettings::from_lookup(env, mode)?;
-    // The checkout API calls the local Stripe over HTTP through the same
-    // async-stripe adapter it uses in AWS, with a test-mode key.
-    let key = tenancy::stripe::StripeSecretKey::for_mode("sk_test_local_stand_in_0000", mode)
-        .context("the local Stripe stand-in only runs in test mode")?;
-    let client = StripeApi::new(key, Some(base_url), &format!("{base_url}/"))?;
-    let api = CheckoutApi::new(store, Arc::new(client), Catalog::for_stage(mode)?, settings, clock.clone())?;
+    let api = CheckoutApi::new(store, client, Catalog::for_stage(mode)?, settings, clock.clone())?;
     Ok(LocalSignup { api, stripe, webhook_secret: webhook_secret.clone(), clock })
 }
 

@@ -5,7 +5,7 @@
 //! period end onto subscription items, so both places are read.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::ids::{CustomerId, SubscriptionId};
 use crate::stripe::{EventType, StripeEventId};
@@ -41,27 +41,9 @@ impl SubscriptionStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BillingChange {
-    SubscriptionCreated,
-    SubscriptionUpdated {
-        status: SubscriptionStatus,
-        /// The price of the first item: the plan.
-        price_id: Option<String>,
-        /// The invoice that made it past due, when there is one.
-        latest_invoice: Option<String>,
-    },
-    SubscriptionDeleted,
-    InvoicePaid {
-        invoice_id: String,
-        period_end: Option<i64>,
-    },
-    InvoicePaymentFailed {
-        invoice_id: String,
-    },
-}
-
-/// A lifecycle event: who it is about and what changed.
+/// A lifecycle event: which subscription it is about. What it says about
+/// that subscription is not used: the subscription is read from Stripe
+/// again (DESIGN.md decision 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillingEvent {
     pub id: StripeEventId,
@@ -69,7 +51,10 @@ pub struct BillingEvent {
     pub created: i64,
     pub subscription: SubscriptionId,
     pub customer: Option<CustomerId>,
-    pub change: BillingChange,
+    /// The subscription's metadata where the payload carries it (on a
+    /// subscription; on an invoice under `parent.subscription_details` or,
+    /// in older API versions, `subscription_details`); `None` when absent.
+    pub subscription_metadata: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +75,15 @@ fn id_of<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 impl BillingEvent {
+    /// Whether the payload shows the subscription was sold by someone else:
+    /// its metadata is there and lacks `key`. Unknown (no metadata in the
+    /// payload) is not "someone else's": the subscription is read to tell.
+    pub fn is_someone_elses(&self, key: &str) -> bool {
+        self.subscription_metadata.as_ref().is_some_and(|metadata| {
+            !metadata.get(key).and_then(Value::as_str).is_some_and(|value| !value.trim().is_empty())
+        })
+    }
+
     /// Parses a whole Stripe event of one of the lifecycle types.
     pub fn parse(event: &Value) -> Result<Self, InvalidBillingEvent> {
         let raw_type = text(event, &["type"]).unwrap_or("event");
@@ -105,48 +99,27 @@ impl BillingEvent {
             event.get("data").and_then(|data| data.get("object")).ok_or_else(|| invalid("no data.object"))?;
         let customer = id_of(object, &["customer"]).and_then(|c| CustomerId::parse(c).ok());
 
-        let (subscription, change) = match event_type {
+        let (subscription, metadata) = match event_type {
             EventType::CustomerSubscriptionCreated
             | EventType::CustomerSubscriptionUpdated
             | EventType::CustomerSubscriptionDeleted => {
-                let subscription = text(object, &["id"]);
-                let change = match event_type {
-                    EventType::CustomerSubscriptionCreated => BillingChange::SubscriptionCreated,
-                    EventType::CustomerSubscriptionDeleted => BillingChange::SubscriptionDeleted,
-                    _ => BillingChange::SubscriptionUpdated {
-                        status: SubscriptionStatus::parse(
-                            text(object, &["status"]).ok_or_else(|| invalid("no status"))?,
-                        ),
-                        price_id: object
-                            .pointer("/items/data/0/price/id")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        latest_invoice: id_of(object, &["latest_invoice"]).map(str::to_owned),
-                    },
-                };
-                (subscription, change)
+                (text(object, &["id"]), object.get("metadata").and_then(Value::as_object))
             }
             EventType::InvoicePaid | EventType::InvoicePaymentFailed => {
                 let subscription = id_of(object, &["subscription"])
                     .or_else(|| id_of(object, &["parent", "subscription_details", "subscription"]));
-                let invoice_id = text(object, &["id"]).ok_or_else(|| invalid("no invoice id"))?.to_owned();
-                let change = if event_type == EventType::InvoicePaid {
-                    let period_end = object
-                        .pointer("/lines/data/0/period/end")
-                        .and_then(Value::as_i64)
-                        .or_else(|| object.get("period_end").and_then(Value::as_i64));
-                    BillingChange::InvoicePaid { invoice_id, period_end }
-                } else {
-                    BillingChange::InvoicePaymentFailed { invoice_id }
-                };
-                (subscription, change)
+                let metadata = object
+                    .pointer("/parent/subscription_details/metadata")
+                    .or_else(|| object.pointer("/subscription_details/metadata"))
+                    .and_then(Value::as_object);
+                (subscription, metadata)
             }
             _ => return Err(invalid("not a subscription or invoice event")),
         };
         let subscription =
             subscription.ok_or_else(|| invalid("no subscription (a one-off invoice is not a tenant's)"))?;
         let subscription = SubscriptionId::parse(subscription).map_err(|e| invalid(&e.to_string()))?;
-        Ok(BillingEvent { id, event_type, created, subscription, customer, change })
+        Ok(BillingEvent { id, event_type, created, subscription, customer, subscription_metadata: metadata.cloned() })
     }
 }
 
@@ -160,26 +133,30 @@ mod tests {
     }
 
     #[test]
-    fn reads_each_sample_lifecycle_event() {
-        let upgrade = BillingEvent::parse(&sample("04-customer.subscription.updated.json")).unwrap();
-        assert_eq!(upgrade.subscription.as_str(), "sub_1QAcmeR0b0t1csPro");
-        assert_eq!(
-            upgrade.change,
-            BillingChange::SubscriptionUpdated {
-                status: SubscriptionStatus::Active,
-                price_id: Some("price_1QUltimateMonthlyCAD".into()),
-                latest_invoice: Some("in_1QAcmeInvoice01".into()),
-            }
-        );
-        let failed = BillingEvent::parse(&sample("05-invoice.payment_failed.json")).unwrap();
-        assert_eq!(
-            failed.change,
-            BillingChange::InvoicePaymentFailed { invoice_id: "in_1QAcmeInvoice02".into() }
-        );
-        let paid = BillingEvent::parse(&sample("06-invoice.paid.json")).unwrap();
-        assert!(matches!(paid.change, BillingChange::InvoicePaid { period_end: Some(_), .. }));
-        let deleted = BillingEvent::parse(&sample("07-customer.subscription.deleted.json")).unwrap();
-        assert_eq!(deleted.change, BillingChange::SubscriptionDeleted);
+    fn reads_the_subscription_of_each_sample_lifecycle_event() {
+        for file in [
+            "04-customer.subscription.updated.json",
+            "05-invoice.payment_failed.json",
+            "06-invoice.paid.json",
+            "07-customer.subscription.deleted.json",
+        ] {
+            let event = BillingEvent::parse(&sample(file)).unwrap();
+            assert_eq!(event.subscription.as_str(), "sub_1QAcmeR0b0t1csPro", "{file}");
+        }
+    }
+
+    #[test]
+    fn a_subscription_with_metadata_but_not_ours_is_someone_elses() {
+        let mut event = sample("04-customer.subscription.updated.json");
+        event["data"]["object"]["metadata"] = serde_json::json!({"course": "yoga"});
+        assert!(BillingEvent::parse(&event).unwrap().is_someone_elses("subdomain"));
+        event["data"]["object"]["metadata"] = serde_json::json!({"subdomain": "acme"});
+        assert!(!BillingEvent::parse(&event).unwrap().is_someone_elses("subdomain"));
+        let mut invoice = sample("06-invoice.paid.json");
+        let object = invoice["data"]["object"].as_object_mut().unwrap();
+        object.remove("subscription_details");
+        object.remove("parent");
+        assert!(!BillingEvent::parse(&invoice).unwrap().is_someone_elses("subdomain"), "unknown is not someone else's");
     }
 
     #[test]

@@ -34,6 +34,7 @@ macro_rules! string_newtype {
 
 pub mod billing_event;
 pub mod catalog;
+pub mod desired;
 pub mod email;
 pub mod ids;
 pub mod organization;
@@ -42,11 +43,14 @@ pub mod signup;
 pub mod subdomain;
 pub mod tenant;
 
-pub use billing_event::{BillingChange, BillingEvent, InvalidBillingEvent, SubscriptionStatus};
+pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{BillingPeriod, Catalog, Plan, PlanKey};
 pub use email::EmailAddress;
 pub use ids::{CheckoutSessionId, CustomerId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;
-pub use tenant::{AppliedEvent, EventOutcome, Failure, TenantRecord, TenantResources, TenantStatus};
+pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
+pub use tenant::{
+    Failure, LifecycleMail, PendingMail, TenantRecord, TenantResources, TenantStatus,
+};

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{BillingPeriod, Plan};
+use super::desired::DesiredTenant;
 use super::ids::{CheckoutSessionId, TenantId};
 use super::signup::CheckoutSignup;
 
@@ -59,31 +60,36 @@ pub struct Failure {
     pub at: i64,
 }
 
-/// What an event did to a tenant (the audit trail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventOutcome {
-    Applied,
-    /// Older than the last event applied: changed nothing.
-    Stale,
-    /// Nothing to do for this tenant in its state (e.g. already cancelled).
-    Ignored,
+/// A mail a converge decided on and has not yet sent (the record's outbox,
+/// drained by the converge that wrote it or the next one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMail {
+    /// Sent at most once per key (`suspended:g7`).
+    pub key: String,
+    pub kind: LifecycleMail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppliedEvent {
-    pub event_id: String,
-    pub event_type: String,
-    pub created: i64,
-    pub outcome: EventOutcome,
-    /// What the workflow was told to do about it, so a retried step
-    /// repeats the same decision instead of finding nothing left to change.
-    #[serde(default)]
-    pub action: Option<String>,
-    #[serde(default)]
-    pub mail: Option<String>,
-    #[serde(default)]
-    pub mail_key: Option<String>,
+/// The mails that follow a transition of the observed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleMail {
+    PlanChanged,
+    PastDue,
+    Suspended,
+    Resumed,
+    Goodbye,
+}
+
+impl LifecycleMail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleMail::PlanChanged => "plan_changed",
+            LifecycleMail::PastDue => "past_due",
+            LifecycleMail::Suspended => "suspended",
+            LifecycleMail::Resumed => "resumed",
+            LifecycleMail::Goodbye => "goodbye",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,11 +125,19 @@ pub struct TenantRecord {
     /// to the provider's message id. A step sends a kind only once.
     #[serde(default)]
     pub mails: BTreeMap<String, String>,
-    /// `created` of the last Stripe event applied (DESIGN.md decision 4).
-    pub last_event_created: i64,
-    /// Stripe events that reached this tenant, in the order they arrived.
+    /// What Stripe says the tenant should be, at [`Self::generation`]
+    /// (DESIGN.md decision 4); `None` for a checkout that never became a
+    /// tenant. The plan, status and resources above are what the
+    /// infrastructure was last made to match.
+    pub desired: Option<DesiredTenant>,
+    /// Rises by one each time the desired state changes.
+    pub generation: u64,
+    /// The generation the infrastructure last matched.
     #[serde(default)]
-    pub events: Vec<AppliedEvent>,
+    pub reached_generation: u64,
+    /// Transition mails decided and not yet sent.
+    #[serde(default)]
+    pub outbox: Vec<PendingMail>,
 }
 
 impl TenantRecord {
@@ -136,15 +150,9 @@ impl TenantRecord {
     }
 
     /// A new tenant for a valid signup, PROVISIONING.
-    pub fn provisioning(
-        signup: CheckoutSignup,
-        password_hash: String,
-        event_id: &str,
-        event_created: i64,
-        now: i64,
-    ) -> Self {
-        let mut record =
-            Self::first(signup.tenant_id(), TenantStatus::Provisioning, event_id, event_created, now);
+    pub fn provisioning(signup: CheckoutSignup, password_hash: String, now: i64) -> Self {
+        let desired = DesiredTenant::from_checkout(signup.plan.clone(), signup.billing);
+        let mut record = Self::first(signup.tenant_id(), TenantStatus::Provisioning, Some(desired), now);
         record.checkout_session = Some(signup.checkout_session.clone());
         record.plan = Some(signup.plan.clone());
         record.billing = Some(signup.billing);
@@ -158,17 +166,15 @@ impl TenantRecord {
         id: TenantId,
         checkout_session: Option<CheckoutSessionId>,
         failure: Failure,
-        event_id: &str,
-        event_created: i64,
     ) -> Self {
-        let mut record = Self::first(id, TenantStatus::Failed, event_id, event_created, failure.at);
+        let mut record = Self::first(id, TenantStatus::Failed, None, failure.at);
         record.checkout_session = checkout_session;
         record.failure = Some(failure);
         record
     }
 
     /// Version 1 of a record made by a checkout event.
-    fn first(id: TenantId, status: TenantStatus, event_id: &str, event_created: i64, now: i64) -> Self {
+    fn first(id: TenantId, status: TenantStatus, desired: Option<DesiredTenant>, now: i64) -> Self {
         TenantRecord {
             id,
             version: 1,
@@ -188,16 +194,10 @@ impl TenantRecord {
             provisioning_seconds: None,
             failure: None,
             mails: BTreeMap::new(),
-            last_event_created: event_created,
-            events: vec![AppliedEvent {
-                event_id: event_id.to_owned(),
-                event_type: "checkout.session.completed".to_owned(),
-                created: event_created,
-                outcome: EventOutcome::Applied,
-                action: None,
-                mail: None,
-                mail_key: None,
-            }],
+            desired,
+            generation: 1,
+            reached_generation: 0,
+            outbox: Vec::new(),
         }
     }
 }

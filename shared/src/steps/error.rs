@@ -3,7 +3,7 @@
 
 use crate::domain::password::HashError;
 use crate::domain::{InvalidSignup, Subdomain, TenantId};
-use crate::ports::{BoxError, DnsError, LauncherError, MailError, StoreError};
+use crate::ports::{BoxError, DnsError, LauncherError, MailError, StoreError, StripeApiError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -28,6 +28,10 @@ pub enum StepError {
     /// machine looks again later (Retry with backoff: one transition a look).
     #[error("tenant service still starting: {0}")]
     TenantStarting(String),
+    /// Another execution holds the tenant's lease: retried until it is
+    /// given back or expires.
+    #[error("{0}")]
+    LeaseHeld(String),
     /// ECS gave up on the tenant's service: clean up.
     #[error("tenant service unhealthy: {0}")]
     TenantUnhealthy(String),
@@ -54,6 +58,7 @@ impl StepError {
             StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
             StepError::TenantNotYetKnown(_) => "Tenancy.TenantNotYetKnown",
             StepError::TenantStarting(_) => "Tenancy.TenantStarting",
+            StepError::LeaseHeld(_) => "Tenancy.LeaseHeld",
             StepError::TenantUnhealthy(_) => "Tenancy.TenantUnhealthy",
             StepError::DnsPending(_) => "Tenancy.DnsPending",
             StepError::Rejected { .. } => "Tenancy.Rejected",
@@ -118,6 +123,17 @@ impl From<crate::ports::BillingError> for StepError {
     }
 }
 
+impl From<StripeApiError> for StepError {
+    fn from(error: StripeApiError) -> Self {
+        match error {
+            StripeApiError::Unavailable(source) => StepError::Transient { what: "Stripe", source },
+            refused @ (StripeApiError::Rejected { .. } | StripeApiError::Unauthorized { .. }) => {
+                StepError::Rejected { what: "Stripe", reason: refused.to_string() }
+            }
+        }
+    }
+}
+
 impl From<HashError> for StepError {
     fn from(error: HashError) -> Self {
         StepError::Internal(error.to_string())
@@ -141,6 +157,18 @@ mod tests {
             }),
             StepError::TenantStarting("503".into()),
             StepError::DnsPending("PENDING".into()),
+        ] {
+            assert!(definition.contains(&format!("\"{}\"", error.error_name())), "{}", error.error_name());
+        }
+    }
+
+    #[test]
+    fn lifecycle_names_are_the_ones_its_state_machine_matches() {
+        let definition = include_str!("../../../infra/statemachine/lifecycle.asl.json");
+        for error in [
+            StepError::Transient { what: "x", source: "y".into() },
+            StepError::TenantNotYetKnown("sub".into()),
+            StepError::LeaseHeld("held".into()),
         ] {
             assert!(definition.contains(&format!("\"{}\"", error.error_name())), "{}", error.error_name());
         }

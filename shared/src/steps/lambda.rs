@@ -78,8 +78,8 @@ impl StepShell {
         &self.sdk
     }
 
-    pub fn context(&self) -> super::provision::ProvisionContext<'_> {
-        super::provision::ProvisionContext {
+    pub fn context(&self) -> super::context::StepContext<'_> {
+        super::context::StepContext {
             settings: &self.settings,
             catalog: &self.catalog,
             clock: &self.clock,

@@ -1,6 +1,8 @@
 //! The workflow's steps. Each Lambda runs one of them; the local runner runs
 //! them all in-process, by the same names.
 
+pub mod context;
+pub mod converge;
 pub mod error;
 pub mod lambda;
 pub mod lifecycle;
@@ -19,8 +21,9 @@ use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::Catalog;
 use crate::domain::password::PasswordKey;
-use crate::ports::{BillingPortal, DnsPublisher, Mailer, TenantLauncher, TenantStore};
-use provision::ProvisionContext;
+use crate::ports::{BillingPortal, DnsPublisher, Mailer, SubscriptionSource, TenantLauncher, TenantStore};
+use context::StepContext;
+use converge::ConvergePorts;
 
 /// Every step, by the name its function and binary carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,32 +34,26 @@ pub enum StepName {
     PublishDns,
     CheckDns,
     SendWelcomeMail,
-    MarkActive,
     CompensateProvision,
     RejectSignup,
-    ApplyBillingEvent,
-    SuspendTenant,
-    DeprovisionTenant,
-    SendLifecycleMail,
+    ApplySubscription,
+    ConvergeTenant,
     ReleaseSubdomain,
     ReportToOperator,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 15] = [
+    pub const ALL: [StepName; 12] = [
         StepName::RecordSignup,
         StepName::LaunchTenant,
         StepName::CheckTenantHealth,
         StepName::PublishDns,
         StepName::CheckDns,
         StepName::SendWelcomeMail,
-        StepName::MarkActive,
         StepName::CompensateProvision,
         StepName::RejectSignup,
-        StepName::ApplyBillingEvent,
-        StepName::SuspendTenant,
-        StepName::DeprovisionTenant,
-        StepName::SendLifecycleMail,
+        StepName::ApplySubscription,
+        StepName::ConvergeTenant,
         StepName::ReleaseSubdomain,
         StepName::ReportToOperator,
     ];
@@ -70,13 +67,10 @@ impl StepName {
             StepName::PublishDns => "publish-dns",
             StepName::CheckDns => "check-dns",
             StepName::SendWelcomeMail => "send-welcome-mail",
-            StepName::MarkActive => "mark-active",
             StepName::CompensateProvision => "compensate-provision",
             StepName::RejectSignup => "reject-signup",
-            StepName::ApplyBillingEvent => "apply-billing-event",
-            StepName::SuspendTenant => "suspend-tenant",
-            StepName::DeprovisionTenant => "deprovision-tenant",
-            StepName::SendLifecycleMail => "send-lifecycle-mail",
+            StepName::ApplySubscription => "apply-subscription",
+            StepName::ConvergeTenant => "converge-tenant",
             StepName::ReleaseSubdomain => "release-subdomain",
             StepName::ReportToOperator => "report-to-operator",
         }
@@ -91,13 +85,10 @@ impl StepName {
             StepName::PublishDns => "PublishDnsFunctionArn",
             StepName::CheckDns => "CheckDnsFunctionArn",
             StepName::SendWelcomeMail => "SendWelcomeMailFunctionArn",
-            StepName::MarkActive => "MarkActiveFunctionArn",
             StepName::CompensateProvision => "CompensateProvisionFunctionArn",
             StepName::RejectSignup => "RejectSignupFunctionArn",
-            StepName::ApplyBillingEvent => "ApplyBillingEventFunctionArn",
-            StepName::SuspendTenant => "SuspendTenantFunctionArn",
-            StepName::DeprovisionTenant => "DeprovisionTenantFunctionArn",
-            StepName::SendLifecycleMail => "SendLifecycleMailFunctionArn",
+            StepName::ApplySubscription => "ApplySubscriptionFunctionArn",
+            StepName::ConvergeTenant => "ConvergeTenantFunctionArn",
             StepName::ReleaseSubdomain => "ReleaseSubdomainFunctionArn",
             StepName::ReportToOperator => "ReportToOperatorFunctionArn",
         }
@@ -128,6 +119,7 @@ pub struct WorkflowSteps {
     pub dns: Arc<dyn DnsPublisher>,
     pub mailer: Arc<dyn Mailer>,
     pub billing: Arc<dyn BillingPortal>,
+    pub stripe: Arc<dyn SubscriptionSource>,
     pub clock: Arc<dyn Clock>,
     pub settings: TenantSettings,
     pub catalog: Catalog,
@@ -135,8 +127,8 @@ pub struct WorkflowSteps {
 }
 
 impl WorkflowSteps {
-    fn context(&self) -> ProvisionContext<'_> {
-        ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
+    fn context(&self) -> StepContext<'_> {
+        StepContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
     }
 
     /// Runs one step, as its Lambda would.
@@ -163,9 +155,6 @@ impl WorkflowSteps {
                 call_json(input, async |i| provision::send_welcome_mail(store, mailer, key, &ctx, i).await)
                     .await
             }
-            StepName::MarkActive => {
-                call_json(input, async |i| provision::mark_active(store, ctx.clock, i).await).await
-            }
             StepName::CompensateProvision => {
                 call_json(input, async |i| provision::compensate(store, launcher, dns, mailer, &ctx, i).await)
                     .await
@@ -173,22 +162,13 @@ impl WorkflowSteps {
             StepName::RejectSignup => {
                 call_json(input, async |i| provision::reject_signup(store, mailer, &ctx, i).await).await
             }
-            StepName::ApplyBillingEvent => {
-                call_json(input, async |i| lifecycle::apply_billing_event(store, &ctx, i).await).await
+            StepName::ApplySubscription => {
+                let stripe = self.stripe.as_ref();
+                call_json(input, async |i| lifecycle::apply_subscription(store, stripe, &ctx, i).await).await
             }
-            StepName::SuspendTenant => {
-                call_json(input, async |i| lifecycle::suspend_tenant(launcher, i).await).await
-            }
-            StepName::DeprovisionTenant => {
-                call_json(input, async |i| lifecycle::deprovision_tenant(store, launcher, dns, &ctx, i).await)
-                    .await
-            }
-            StepName::SendLifecycleMail => {
-                let billing = self.billing.as_ref();
-                call_json(input, async |i| {
-                    lifecycle::send_lifecycle_mail(store, mailer, billing, &ctx, i).await
-                })
-                .await
+            StepName::ConvergeTenant => {
+                let ports = ConvergePorts { store, launcher, dns, mailer, portal: self.billing.as_ref() };
+                call_json(input, async |i| converge::converge_tenant(&ports, &ctx, i).await).await
             }
             StepName::ReleaseSubdomain => {
                 call_json(input, async |i| lifecycle::release_subdomain(store, &ctx, i).await).await

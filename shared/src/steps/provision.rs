@@ -6,21 +6,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::context::{MailReport, StepContext, load, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
-use crate::clock::Clock;
-use crate::config::TenantSettings;
 use crate::domain::password::{PasswordKey, TemporaryPassword, hash_admin_password};
-use crate::domain::{Catalog, CheckoutSignup, Failure, Subdomain, TenantId, TenantRecord, TenantStatus};
+use crate::domain::{
+    BillingPeriod, Catalog, CheckoutSignup, Failure, Plan, Subdomain, TenantId, TenantRecord, TenantStatus,
+};
 use crate::ports::{
-    ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mail, Mailer, ServiceHealth,
-    StoreError, TenantLauncher, TenantStore,
+    ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mailer, ServiceHealth, TenantLauncher,
+    TenantStore,
 };
 use crate::stripe::StripeEventId;
-
-/// How often a lost write race is retried inside a step before the step
-/// reports Tenancy.Transient and the state machine retries it.
-const WRITE_ATTEMPTS: u32 = 5;
 
 /// The parts of the Stripe event a step needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +49,8 @@ pub struct TenantRef {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TenantInput {
     pub tenant_id: TenantId,
+    /// The execution's name: who reserves the mails a step sends.
+    pub event_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,20 +83,6 @@ pub struct DnsReport {
     pub in_sync: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailReport {
-    pub message_id: String,
-    /// True when an earlier run had already sent it.
-    pub already_sent: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActiveReport {
-    pub tenant_id: TenantId,
-    pub status: TenantStatus,
-    pub provisioning_seconds: i64,
-}
-
 /// The error a Catch put at `$.error`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CaughtError {
@@ -123,69 +108,11 @@ pub struct FailureReport {
     pub mails: Vec<String>,
 }
 
-/// The settings the steps share.
-pub struct ProvisionContext<'a> {
-    pub settings: &'a TenantSettings,
-    pub catalog: &'a Catalog,
-    pub clock: &'a dyn Clock,
-}
-
-pub(crate) async fn load(store: &dyn TenantStore, id: &TenantId) -> Result<TenantRecord, StepError> {
-    store.get_tenant(id).await?.ok_or_else(|| StepError::TenantNotFound(id.clone()))
-}
-
-/// Read, change, write conditionally on the version read; a lost race reads
-/// again. `change` returns false when there is nothing to write.
-pub(crate) async fn update(
-    store: &dyn TenantStore,
-    clock: &dyn Clock,
-    id: &TenantId,
-    mut change: impl FnMut(&mut TenantRecord) -> bool,
-) -> Result<TenantRecord, StepError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = load(store, id).await?;
-        let mut next = current.next_version(clock.now_unix());
-        if !change(&mut next) {
-            return Ok(current);
-        }
-        match store.replace_tenant(&next).await {
-            Ok(()) => return Ok(next),
-            Err(StoreError::VersionConflict { .. }) if attempt < WRITE_ATTEMPTS => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// Sends a mail of `kind` about `tenant` unless the record says it went out.
-pub(crate) async fn send_once(
-    store: &dyn TenantStore,
-    mailer: &dyn Mailer,
-    clock: &dyn Clock,
-    tenant: &TenantId,
-    kind: &str,
-    mail: &Mail,
-) -> Result<MailReport, StepError> {
-    if let Some(message_id) = load(store, tenant).await?.mails.get(kind) {
-        return Ok(MailReport { message_id: message_id.clone(), already_sent: true });
-    }
-    // A crash between sending and recording sends once more on retry; SES
-    // offers no idempotency key, so this is the narrowest window there is.
-    let message_id = mailer.send(mail).await?;
-    update(store, clock, tenant, |record| {
-        record.mails.entry(kind.to_owned()).or_insert_with(|| message_id.clone());
-        true
-    })
-    .await?;
-    Ok(MailReport { message_id, already_sent: false })
-}
-
 /// 1. Record the signup: claim the subdomain, create the tenant PROVISIONING.
 pub async fn record_signup(
     store: &dyn TenantStore,
     password_key: &PasswordKey,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: SignupInput,
 ) -> Result<TenantRef, StepError> {
     let signup = CheckoutSignup::from_session(&input.event.data.object, ctx.catalog)?;
@@ -197,13 +124,7 @@ pub async fn record_signup(
         host: ctx.settings.domain.host(&signup.subdomain),
     };
     let password_hash = hash_admin_password(password_key, &tenant_id).await?;
-    let record = TenantRecord::provisioning(
-        signup,
-        password_hash,
-        input.event.id.as_str(),
-        input.event.created,
-        ctx.clock.now_unix(),
-    );
+    let record = TenantRecord::provisioning(signup, password_hash, ctx.clock.now_unix());
     match store.insert_tenant(&record).await? {
         Inserted::New => tracing::info!(tenant_id = %tenant_id, "tenant recorded as PROVISIONING"),
         Inserted::Existing(existing) => {
@@ -213,15 +134,14 @@ pub async fn record_signup(
     Ok(tenant)
 }
 
-/// The app's settings, passed to its container as environment variables.
+/// The app's settings on `plan`, passed to its container as environment variables.
 pub fn app_environment(
     record: &TenantRecord,
     signup: &CheckoutSignup,
+    plan: &Plan,
+    billing: BillingPeriod,
     url: &str,
 ) -> BTreeMap<String, String> {
-    // The current plan; the signup's when the record predates plan changes.
-    let plan = record.plan.as_ref().unwrap_or(&signup.plan);
-    let billing = record.billing.unwrap_or(signup.billing);
     let mut env = BTreeMap::from([
         ("TENANT_ID".to_owned(), record.id.to_string()),
         ("TIER".to_owned(), plan.tier.to_string()),
@@ -238,26 +158,24 @@ pub fn app_environment(
     env
 }
 
-fn signup_of(record: &TenantRecord) -> Result<&CheckoutSignup, StepError> {
-    record
-        .signup
-        .as_ref()
-        .ok_or_else(|| StepError::Internal(format!("tenant {} has no signup details", record.id)))
-}
-
 /// 2. Launch the tenant's service, target group and listener rule.
 pub async fn launch_tenant(
     store: &dyn TenantStore,
     launcher: &dyn TenantLauncher,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: TenantInput,
 ) -> Result<LaunchedTenant, StepError> {
     let record = load(store, &input.tenant_id).await?;
     let signup = signup_of(&record)?;
     let host = ctx.settings.domain.host(&signup.subdomain);
+    // The plan Stripe says now; the signup's until Stripe was first asked.
+    let (plan, billing) = match &record.desired {
+        Some(desired) => (&desired.plan, desired.billing),
+        None => (&signup.plan, signup.billing),
+    };
     let spec = LaunchSpec {
         tenant: record.id.clone(),
-        environment: app_environment(&record, signup, &format!("https://{host}")),
+        environment: app_environment(&record, signup, plan, billing, &format!("https://{host}")),
         host,
     };
     let launched = launcher.launch(&spec).await?;
@@ -295,7 +213,7 @@ pub async fn check_tenant_health(
 pub async fn publish_dns(
     store: &dyn TenantStore,
     dns: &dyn DnsPublisher,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: TenantInput,
 ) -> Result<DnsReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
@@ -328,7 +246,7 @@ pub async fn send_welcome_mail(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
     password_key: &PasswordKey,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: TenantInput,
 ) -> Result<MailReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
@@ -336,31 +254,7 @@ pub async fn send_welcome_mail(
     let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
     let password = TemporaryPassword::derive(password_key, &record.id);
     let mail = mails::welcome(signup, &url, &password);
-    send_once(store, mailer, ctx.clock, &record.id, "welcome", &mail).await
-}
-
-/// 6. Mark the tenant ACTIVE with the time provisioning took.
-pub async fn mark_active(
-    store: &dyn TenantStore,
-    clock: &dyn Clock,
-    input: TenantInput,
-) -> Result<ActiveReport, StepError> {
-    let now = clock.now_unix();
-    let record = update(store, clock, &input.tenant_id, |r| {
-        if r.status != TenantStatus::Provisioning {
-            return false; // already ACTIVE (a retry), or changed since by a later event
-        }
-        r.status = TenantStatus::Active;
-        r.activated_at = Some(now);
-        r.provisioning_seconds = Some(now - r.created_at);
-        true
-    })
-    .await?;
-    Ok(ActiveReport {
-        tenant_id: record.id,
-        status: record.status,
-        provisioning_seconds: record.provisioning_seconds.unwrap_or_default(),
-    })
+    send_once(store, mailer, ctx.clock, &record.id, "welcome", &input.event_id, &mail).await
 }
 
 /// Compensation: remove what was made, mark FAILED, tell customer and operator.
@@ -369,7 +263,7 @@ pub async fn compensate(
     launcher: &dyn TenantLauncher,
     dns: &dyn DnsPublisher,
     mailer: &dyn Mailer,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: FailureInput,
 ) -> Result<FailureReport, StepError> {
     let Some(tenant) = input.tenant else {
@@ -417,6 +311,7 @@ pub async fn compensate(
             ctx.clock,
             &record.id,
             "failed-customer",
+            input.event.id.as_str(),
             &mails::provisioning_failed_customer(signup),
         )
         .await?;
@@ -429,7 +324,8 @@ pub async fn compensate(
         &input.error.error,
         &input.error.cause,
     );
-    send_once(store, mailer, ctx.clock, &record.id, "failed-operator", &operator).await?;
+    send_once(store, mailer, ctx.clock, &record.id, "failed-operator", input.event.id.as_str(), &operator)
+        .await?;
     sent.push("failed-operator".to_owned());
     Ok(FailureReport { tenant_id: record.id, status: TenantStatus::Failed, mails: sent })
 }
@@ -449,7 +345,7 @@ fn tenant_id_for(event: &StripeEvent, catalog: &Catalog) -> TenantId {
 pub async fn reject_signup(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
-    ctx: &ProvisionContext<'_>,
+    ctx: &StepContext<'_>,
     input: FailureInput,
 ) -> Result<FailureReport, StepError> {
     let (tenant_id, session, customer_email) =
@@ -468,13 +364,7 @@ pub async fn reject_signup(
         cause: input.error.cause.clone(),
         at: ctx.clock.now_unix(),
     };
-    let record = TenantRecord::rejected(
-        tenant_id.clone(),
-        session,
-        failure,
-        input.event.id.as_str(),
-        input.event.created,
-    );
+    let record = TenantRecord::rejected(tenant_id.clone(), session, failure);
     if let Inserted::Existing(existing) = store.insert_tenant(&record).await?
         && existing.status != TenantStatus::Failed
     {
@@ -493,6 +383,7 @@ pub async fn reject_signup(
             ctx.clock,
             &tenant_id,
             "rejected-customer",
+            input.event.id.as_str(),
             &mails::signup_rejected_customer(&email, reason),
         )
         .await?;
@@ -505,7 +396,8 @@ pub async fn reject_signup(
         &input.error.error,
         &input.error.cause,
     );
-    send_once(store, mailer, ctx.clock, &tenant_id, "rejected-operator", &operator).await?;
+    send_once(store, mailer, ctx.clock, &tenant_id, "rejected-operator", input.event.id.as_str(), &operator)
+        .await?;
     sent.push("rejected-operator".to_owned());
     Ok(FailureReport { tenant_id, status: TenantStatus::Failed, mails: sent })
 }
@@ -555,8 +447,8 @@ mod tests {
             }
         }
 
-        fn ctx(&self) -> ProvisionContext<'_> {
-            ProvisionContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
+        fn ctx(&self) -> StepContext<'_> {
+            StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
         }
 
         async fn record(&self, event: &Value) -> Result<TenantRef, StepError> {
