@@ -5,7 +5,7 @@ use super::error::StepError;
 use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::{Catalog, CheckoutSignup, TenantId, TenantRecord};
-use crate::ports::{Mail, MailSlot, Mailer, StoreError, TenantStore};
+use crate::ports::{Mail, MailMarked, MailSlot, Mailer, StoreError, TenantStore};
 
 /// How often a lost write race is retried inside a step before the step
 /// reports Tenancy.Transient and the state machine retries it.
@@ -85,7 +85,13 @@ pub(crate) async fn send_once(
         }),
         MailSlot::Reserved => {
             let message_id = mailer.send(mail).await?;
-            store.mail_sent(tenant, key, owner, &message_id, clock.now_unix()).await?;
+            if let MailMarked::SentBefore { message_id: first } =
+                store.mail_sent(tenant, key, owner, &message_id, clock.now_unix()).await?
+            {
+                // A reservation taken over from an owner that was not dead
+                // after all: reported, the first record kept.
+                tracing::warn!(tenant_id = %tenant, key, first, second = %message_id, "mail sent twice");
+            }
             Ok(MailReport { message_id, already_sent: false })
         }
     }

@@ -325,3 +325,7 @@ async fn lifecycle_mail(
         LifecycleMail::Goodbye => mails::goodbye(signup, ctx.settings.subdomain_grace),
     })
 }
+
+#[cfg(test)]
+#[path = "converge_tests.rs"]
+mod tests;

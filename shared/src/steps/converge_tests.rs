@@ -1,0 +1,350 @@
+//! The convergence promise, as properties: whatever Stripe does to a
+//! subscription, and however its events arrive (duplicated, reordered,
+//! concurrently), the tenant and its infrastructure end as Stripe's final
+//! subscription says, and no transition mail goes out twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::adapters::local::{
+    Direction, LocalBillingPortal, LocalDns, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
+    SubscriptionAction, TrialOutcome,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{TenantDomain, TenantSettings};
+use crate::domain::password::PasswordKey;
+use crate::domain::{BillingPeriod, Catalog, EmailAddress, SubscriptionId, desired_from};
+use crate::ports::{CheckoutSessionRequest, StripeGateway, SubscriptionSource};
+use crate::steps::lifecycle::{ApplyInput, apply_subscription};
+use crate::steps::provision::{self, SignupInput, TenantInput};
+
+struct World {
+    stripe: LocalStripe,
+    store: LocalTenantStore,
+    launcher: LocalLauncher,
+    dns: LocalDns,
+    outbox: LocalOutbox,
+    portal: LocalBillingPortal,
+    settings: TenantSettings,
+    catalog: Catalog,
+    key: PasswordKey,
+    clock: SystemClock,
+}
+
+impl World {
+    fn new() -> Arc<World> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Arc::new(World {
+            stripe: LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap(),
+            store: LocalTenantStore::open(None, clock.clone()).unwrap(),
+            launcher: LocalLauncher::open(None, clock.clone(), Duration::ZERO).unwrap(),
+            dns: LocalDns::open(None, clock.clone(), Duration::ZERO, "alb.local").unwrap(),
+            outbox: LocalOutbox::open(None, clock).unwrap(),
+            portal: LocalBillingPortal::new("http://127.0.0.1:8787"),
+            settings: TenantSettings {
+                domain: TenantDomain::parse("apps.example.com").unwrap(),
+                operator_email: EmailAddress::parse("ops@example.com").unwrap(),
+                subdomain_grace: Duration::from_secs(60),
+            },
+            catalog: Catalog::embedded().unwrap(),
+            key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
+            clock: SystemClock,
+        })
+    }
+
+    fn ctx(&self) -> StepContext<'_> {
+        StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
+    }
+
+    fn ports(&self) -> ConvergePorts<'_> {
+        ConvergePorts {
+            store: &self.store,
+            launcher: &self.launcher,
+            dns: &self.dns,
+            mailer: &self.outbox,
+            portal: &self.portal,
+        }
+    }
+
+    /// A paid checkout for Acme on Pro monthly, provisioned as the state
+    /// machine would: returns the tenant and its subscription.
+    async fn provisioned(&self) -> (TenantId, SubscriptionId) {
+        let metadata: BTreeMap<String, String> =
+            [("subdomain", "acme"), ("plan", "pro"), ("billing", "monthly"), ("organization", "Acme Robotics")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let session = self
+            .stripe
+            .create_checkout_session(&CheckoutSessionRequest {
+                price_id: "price_1QProMonthlyCAD".into(),
+                customer_email: EmailAddress::parse("dana@acme.example").unwrap(),
+                success_url: "https://example.com/welcome".into(),
+                cancel_url: "https://example.com/pricing".into(),
+                metadata,
+                allow_promotion_codes: true,
+                expires_at: None,
+                idempotency_key: "checkout-acme".into(),
+            })
+            .await
+            .unwrap();
+        let events = self.stripe.pay(&session.id).unwrap();
+        let completed =
+            events.iter().find(|e| e["type"] == "checkout.session.completed").expect("a completed event").clone();
+        let event_id = completed["id"].as_str().unwrap().to_owned();
+        let input: SignupInput = serde_json::from_value(json!({ "event": completed })).unwrap();
+        let tenant = provision::record_signup(&self.store, &self.key, &self.ctx(), input).await.unwrap();
+        let input = || TenantInput { tenant_id: tenant.tenant_id.clone(), event_id: event_id.clone() };
+        provision::launch_tenant(&self.store, &self.launcher, &self.ctx(), input()).await.unwrap();
+        provision::publish_dns(&self.store, &self.dns, &self.ctx(), input()).await.unwrap();
+        provision::send_welcome_mail(&self.store, &self.outbox, &self.key, &self.ctx(), input()).await.unwrap();
+        let apply = ApplyInput { event: None, tenant_id: Some(tenant.tenant_id.clone()) };
+        apply_subscription(&self.store, &self.stripe, &self.ctx(), apply).await.unwrap();
+        let finish =
+            ConvergeInput { tenant_id: tenant.tenant_id.clone(), owner: event_id, finish_provisioning: true };
+        converge_tenant(&self.ports(), &self.ctx(), finish).await.unwrap();
+        let record = self.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        let subscription = record.signup.unwrap().subscription;
+        (tenant.tenant_id, subscription)
+    }
+
+    /// One lifecycle execution for `event` under the name `owner`, its
+    /// steps retried as the state machine retries them.
+    async fn deliver(&self, event: &Value, owner: &str) {
+        let applied = loop {
+            let input = ApplyInput { event: Some(event.clone()), tenant_id: None };
+            match apply_subscription(&self.store, &self.stripe, &self.ctx(), input).await {
+                Ok(applied) => break applied,
+                Err(e) if e.error_name() == "Tenancy.Transient" => tokio::task::yield_now().await,
+                Err(e) => panic!("apply {}: {e}", event["id"]),
+            }
+        };
+        let Some(tenant_id) = applied.tenant_id.filter(|_| applied.converge) else { return };
+        loop {
+            let input = ConvergeInput { tenant_id: tenant_id.clone(), owner: owner.to_owned(), finish_provisioning: false };
+            match converge_tenant(&self.ports(), &self.ctx(), input).await {
+                Ok(_) => return,
+                Err(e) if matches!(e.error_name(), "Tenancy.LeaseHeld" | "Tenancy.Transient") => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err(e) => panic!("converge {}: {e}", event["id"]),
+            }
+        }
+    }
+
+    /// The tenant and its infrastructure are what Stripe says now.
+    async fn assert_as_stripe_says(&self, tenant: &TenantId, subscription: &SubscriptionId) {
+        let snapshot = self.stripe.subscription(subscription).await.unwrap().unwrap();
+        let expected = desired_from(&snapshot, &self.catalog).unwrap();
+        let record = self.store.get_tenant(tenant).await.unwrap().unwrap();
+        assert_eq!(record.desired.as_ref(), Some(&expected), "desired state");
+        assert_eq!(record.reached_generation, record.generation, "generation reached");
+        assert_eq!(record.status, expected.observed_status());
+        assert!(record.outbox.is_empty(), "mails left unsent: {:?}", record.outbox);
+        let services = self.launcher.services();
+        let records = self.dns.records();
+        match expected.run {
+            RunState::Cancelled => {
+                assert!(services.is_empty(), "a cancelled tenant's service is gone");
+                assert!(records.is_empty(), "a cancelled tenant's DNS record is gone");
+            }
+            run => {
+                assert_eq!(services.len(), 1);
+                let service = &services[0];
+                assert_eq!(service.desired_count, u32::from(run == RunState::Running));
+                assert_eq!(service.environment["PLAN"], expected.plan.key.as_str());
+                assert_eq!(service.environment["BILLING_FREQUENCY"], expected.billing.as_str());
+                assert_eq!(records.len(), 1);
+            }
+        }
+        let mut subjects = BTreeMap::<String, u32>::new();
+        for sent in self.outbox.sent() {
+            *subjects.entry(format!("{} {}", sent.mail.to, sent.mail.subject)).or_default() += 1;
+        }
+        let mail_items = self.store.mails(tenant).await.unwrap();
+        assert_eq!(
+            self.outbox.sent().len(),
+            mail_items.iter().filter(|m| m.sent.is_some()).count(),
+            "one mail sent per mail item: {subjects:?}"
+        );
+    }
+}
+
+fn any_action() -> impl Strategy<Value = SubscriptionAction> {
+    let plan = prop_oneof![Just("basic"), Just("pro"), Just("ultimate")];
+    let billing = prop_oneof![Just(None), Just(Some(BillingPeriod::Monthly)), Just(Some(BillingPeriod::Annual))];
+    prop_oneof![
+        3 => (plan, billing).prop_map(|(plan, billing)| SubscriptionAction::ChangePlan {
+            plan: plan.to_owned(),
+            billing,
+            direction: None::<Direction>,
+        }),
+        2 => Just(SubscriptionAction::CardFails),
+        2 => Just(SubscriptionAction::CardRecovers),
+        1 => Just(SubscriptionAction::Unpaid),
+        1 => Just(SubscriptionAction::Pause),
+        1 => Just(SubscriptionAction::Resume),
+        1 => Just(SubscriptionAction::Cancel),
+        1 => Just(SubscriptionAction::TrialEnds(TrialOutcome::Pay)),
+    ]
+}
+
+/// Deliveries: each event once, plus up to two duplicates, in a random order.
+fn deliveries(events: &[Value], extra: &[usize], order: &[usize]) -> Vec<Value> {
+    let mut all: Vec<Value> = events.to_vec();
+    for (i, n) in extra.iter().enumerate() {
+        if let Some(event) = events.get(i) {
+            all.extend(std::iter::repeat_n(event.clone(), *n));
+        }
+    }
+    let mut keyed: Vec<(usize, Value)> =
+        all.into_iter().enumerate().map(|(i, e)| (order.get(i).copied().unwrap_or(i), e)).collect();
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed.into_iter().map(|(_, e)| e).collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// One at a time, but duplicated and in any order.
+    #[test]
+    fn any_order_and_duplication_ends_as_stripe_says(
+        actions in prop::collection::vec(any_action(), 1..8),
+        extra in prop::collection::vec(0usize..3, 0..24),
+        order in prop::collection::vec(any::<usize>(), 0..48),
+    ) {
+        runtime().block_on(async {
+            let world = World::new();
+            let (tenant, subscription) = world.provisioned().await;
+            let mut events = Vec::new();
+            for action in &actions {
+                // Refused when it makes no sense for the subscription as it is.
+                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
+                    events.extend(emitted);
+                }
+            }
+            for (n, event) in deliveries(&events, &extra, &order).iter().enumerate() {
+                world.deliver(event, &format!("{}-{n}", event["id"].as_str().unwrap_or("evt"))).await;
+            }
+            world.assert_as_stripe_says(&tenant, &subscription).await;
+        });
+    }
+
+    /// Every delivery its own concurrent execution.
+    #[test]
+    fn concurrent_executions_end_as_stripe_says(
+        actions in prop::collection::vec(any_action(), 1..6),
+        extra in prop::collection::vec(0usize..3, 0..16),
+        order in prop::collection::vec(any::<usize>(), 0..32),
+    ) {
+        runtime().block_on(async {
+            let world = World::new();
+            let (tenant, subscription) = world.provisioned().await;
+            let mut events = Vec::new();
+            for action in &actions {
+                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
+                    events.extend(emitted);
+                }
+            }
+            let runs: Vec<_> = deliveries(&events, &extra, &order)
+                .into_iter()
+                .enumerate()
+                .map(|(n, event)| {
+                    let world = world.clone();
+                    tokio::spawn(async move {
+                        let owner = format!("{}-{n}", event["id"].as_str().unwrap_or("evt"));
+                        world.deliver(&event, &owner).await;
+                    })
+                })
+                .collect();
+            for run in runs {
+                run.await.unwrap();
+            }
+            world.assert_as_stripe_says(&tenant, &subscription).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_applied_after_a_newer_invoice_event_is_not_lost() {
+    // The bug the single watermark had: invoice.paid (newer `created`)
+    // applied first made the older subscription.updated "stale".
+    let world = World::new();
+    let (tenant, subscription) = world.provisioned().await;
+    let upgrade = world
+        .stripe
+        .act(
+            subscription.as_str(),
+            &SubscriptionAction::ChangePlan { plan: "ultimate".into(), billing: None, direction: None },
+        )
+        .unwrap();
+    let mut reversed = upgrade.clone();
+    reversed.reverse();
+    for (n, event) in reversed.iter().enumerate() {
+        world.deliver(event, &format!("late-{n}")).await;
+    }
+    world.assert_as_stripe_says(&tenant, &subscription).await;
+    let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!(record.plan.as_ref().map(|p| p.key.as_str()), Some("ultimate"));
+    let trail = world.store.trail(&tenant).await.unwrap();
+    assert!(trail.iter().any(|e| e.outcome == crate::ports::TrailOutcome::Applied), "{trail:?}");
+}
+
+#[tokio::test]
+async fn a_cancellation_during_provisioning_is_applied_when_provisioning_finishes() {
+    let world = World::new();
+    let (tenant, subscription) = world.provisioned().await;
+    // Rewind to PROVISIONING, as if the cancellation came before the end.
+    crate::steps::context::update(&world.store, &world.clock, &tenant, |r| {
+        r.status = TenantStatus::Provisioning;
+        true
+    })
+    .await
+    .unwrap();
+    let cancel = world.stripe.act(subscription.as_str(), &SubscriptionAction::Cancel).unwrap();
+    for event in &cancel {
+        world.deliver(event, "cancel").await;
+    }
+    let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!(record.status, TenantStatus::Provisioning, "left to provisioning");
+    assert_eq!(record.desired.as_ref().map(|d| d.run), Some(RunState::Cancelled), "but recorded");
+    let finish = ConvergeInput { tenant_id: tenant.clone(), owner: "provision".into(), finish_provisioning: true };
+    let done = converge_tenant(&world.ports(), &world.ctx(), finish).await.unwrap();
+    assert_eq!(done.status, TenantStatus::Cancelled);
+    assert_eq!(done.release_in_seconds, Some(60), "the grace period starts");
+    world.assert_as_stripe_says(&tenant, &subscription).await;
+}
+
+#[tokio::test]
+async fn a_lease_held_by_another_execution_is_retried_not_ignored() {
+    let world = World::new();
+    let (tenant, subscription) = world.provisioned().await;
+    let events = world.stripe.act(subscription.as_str(), &SubscriptionAction::CardFails).unwrap();
+    let now = world.clock.now_unix();
+    world.store.acquire_lease(&tenant, "someone-else", now, 120).await.unwrap();
+    let applied = apply_subscription(
+        &world.store,
+        &world.stripe,
+        &world.ctx(),
+        ApplyInput { event: Some(events[0].clone()), tenant_id: None },
+    )
+    .await
+    .unwrap();
+    assert!(applied.converge);
+    let input = ConvergeInput { tenant_id: tenant.clone(), owner: "me".into(), finish_provisioning: false };
+    let held = converge_tenant(&world.ports(), &world.ctx(), input.clone()).await.unwrap_err();
+    assert_eq!(held.error_name(), "Tenancy.LeaseHeld");
+    world.store.release_lease(&tenant, "someone-else").await.unwrap();
+    let done = converge_tenant(&world.ports(), &world.ctx(), input).await.unwrap();
+    assert_eq!(done.status, TenantStatus::PastDue);
+    assert_eq!(done.mails.len(), 1, "the card mail, once");
+}
