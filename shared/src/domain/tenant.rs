@@ -1,6 +1,5 @@
 //! The tenant record: one item per tenant in the table.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -104,9 +103,6 @@ pub struct TenantRecord {
     /// The plan the subscription is on now (the signup's until it changes).
     pub plan: Option<Plan>,
     pub billing: Option<BillingPeriod>,
-    /// End of the period paid for (Unix seconds), from the last paid invoice.
-    #[serde(default)]
-    pub paid_until: Option<i64>,
     #[serde(default)]
     pub cancelled_at: Option<i64>,
     /// When the subdomain was released after cancellation's grace period.
@@ -121,10 +117,6 @@ pub struct TenantRecord {
     pub activated_at: Option<i64>,
     pub provisioning_seconds: Option<i64>,
     pub failure: Option<Failure>,
-    /// Mails sent about this tenant: kind (`welcome`, `failed-customer`, …)
-    /// to the provider's message id. A step sends a kind only once.
-    #[serde(default)]
-    pub mails: BTreeMap<String, String>,
     /// What Stripe says the tenant should be, at [`Self::generation`]
     /// (DESIGN.md decision 4); `None` for a checkout that never became a
     /// tenant. The plan, status and resources above are what the
@@ -183,7 +175,6 @@ impl TenantRecord {
             signup: None,
             plan: None,
             billing: None,
-            paid_until: None,
             cancelled_at: None,
             subdomain_released_at: None,
             resources: TenantResources::default(),
@@ -193,7 +184,6 @@ impl TenantRecord {
             activated_at: None,
             provisioning_seconds: None,
             failure: None,
-            mails: BTreeMap::new(),
             desired,
             generation: 1,
             reached_generation: 0,
