@@ -22,7 +22,10 @@ use tenancy::config::TenantSettings;
 use tenancy::domain::password::PasswordKey;
 use tenancy::domain::{Catalog, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
+use tenancy::ports::{
+    Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore, TrailEntry,
+    UnmatchedEvent,
+};
 use tenancy::stripe::signature::DEFAULT_TOLERANCE;
 use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
 use tenantctl::local::{Adapters, LocalOptions, LocalStack, StepConfig};
@@ -216,6 +219,54 @@ impl TenantStore for CountingStore {
     }
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.inner.list_tenants().await
+    }
+    // Leases, trail entries and mails are small items: one unit a request.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.write(1);
+        self.inner.acquire_lease(tenant, owner, now, ttl_seconds).await
+    }
+    async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), StoreError> {
+        self.write(1);
+        self.inner.release_lease(tenant, owner).await
+    }
+    async fn record_trail(&self, entry: &TrailEntry) -> Result<bool, StoreError> {
+        self.write(1);
+        self.inner.record_trail(entry).await
+    }
+    async fn trail(&self, tenant: &TenantId) -> Result<Vec<TrailEntry>, StoreError> {
+        // A Scan for operator views, not counted, like the lists above.
+        self.inner.trail(tenant).await
+    }
+    async fn reserve_mail(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        now: i64,
+        stale_after: i64,
+    ) -> Result<MailSlot, StoreError> {
+        self.write(1);
+        self.inner.reserve_mail(tenant, key, owner, now, stale_after).await
+    }
+    async fn mail_sent(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        message_id: &str,
+        now: i64,
+    ) -> Result<MailMarked, StoreError> {
+        self.write(1);
+        self.inner.mail_sent(tenant, key, owner, message_id, now).await
+    }
+    async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError> {
+        self.inner.mails(tenant).await
     }
 }
 

@@ -20,7 +20,10 @@ pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
 pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeGateway};
 pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
-pub use tenants::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
+pub use tenants::{
+    Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold,
+    TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent,
+};
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
 /// The cause of an adapter failure, kept for the error chain.

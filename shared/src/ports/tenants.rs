@@ -26,6 +26,104 @@ pub struct UnmatchedEvent {
     pub recorded_at: i64,
 }
 
+/// Who may act on a tenant's infrastructure right now (one converge at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    /// Unix seconds; the lease is free from this instant on.
+    pub expires_at: i64,
+}
+
+/// What asking for a tenant's lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another owner holds it and it has not expired.
+    HeldBy(Lease),
+}
+
+/// What an event did to its tenant, kept for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailOutcome {
+    /// It moved the desired state to a new generation.
+    Applied,
+    /// Stripe already said the same (or newer) when it was applied: nothing changed.
+    Superseded,
+    /// The same event again (a redelivery or a retried step).
+    Duplicate,
+    /// Not for a tenant in that state (e.g. FAILED), or not ours.
+    Ignored,
+}
+
+/// One processed event in a tenant's audit trail: an item of its own, so the
+/// tenant item does not grow with its history (DynamoDB items stop at 400 KB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailEntry {
+    pub tenant: TenantId,
+    pub event_id: String,
+    pub event_type: String,
+    /// The event's own `created`.
+    pub created: i64,
+    pub recorded_at: i64,
+    pub outcome: TrailOutcome,
+    /// The generation it produced (Applied) or found (otherwise).
+    pub generation: u64,
+    pub note: String,
+}
+
+impl TrailEntry {
+    /// The order [`TenantStore::trail`] promises: by `recorded_at`, then the
+    /// event's `created`, then its id, whatever order the items come in.
+    pub fn sort_oldest_first(entries: &mut [TrailEntry]) {
+        entries.sort_by(|a, b| {
+            (a.recorded_at, a.created, &a.event_id).cmp(&(b.recorded_at, b.created, &b.event_id))
+        });
+    }
+}
+
+/// What reserving a mail found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailSlot {
+    /// This caller holds the reservation: send, then `mail_sent`.
+    Reserved,
+    /// Already sent.
+    Sent { message_id: String },
+    /// Another caller reserved it at `since` and has not reported it sent.
+    HeldBy { owner: String, since: i64 },
+}
+
+/// What marking a mail sent found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailMarked {
+    /// Recorded now, or it was already recorded with this message id (a retry).
+    Recorded,
+    /// It was already recorded as sent with another message id: the mail went
+    /// out twice (a reservation taken over from an owner that was not dead
+    /// after all). The first record is kept; the caller can only report it.
+    SentBefore { message_id: String },
+}
+
+/// A mail item of a tenant, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRecord {
+    pub tenant: TenantId,
+    pub key: String,
+    /// Who holds (or last held) the reservation; once sent, who sent it.
+    pub owner: String,
+    pub reserved_at: i64,
+    /// Set once the mail provider accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<MailDelivery>,
+}
+
+/// The provider's acceptance of a mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailDelivery {
+    pub message_id: String,
+    pub sent_at: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("subdomain `{subdomain}` is held by another tenant")]
@@ -85,9 +183,11 @@ pub trait TenantStore: Send + Sync {
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
 
-    /// Writes `record` if the stored version is `record.version - 1` and the
-    /// stored `last_event_created` is not newer than the record's (so a late
-    /// event can never move a tenant back, whatever the caller read).
+    /// Writes `record` if the stored version is `record.version - 1`, so a
+    /// writer that read an older version loses instead of overwriting what it
+    /// never saw; otherwise [`StoreError::VersionConflict`]. Ordering events is
+    /// the caller's business (the generation of the desired state), not this
+    /// write's.
     async fn replace_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
 
     /// The tenant of a Stripe subscription. The AWS index behind this is
@@ -105,4 +205,62 @@ pub trait TenantStore: Send + Sync {
 
     /// Every tenant (operator views and the local state page).
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// Takes the tenant's lease for `owner` until `now + ttl_seconds`: one
+    /// conditional write that succeeds when there is no lease, it expired
+    /// (`expires_at <= now`), or `owner` holds it (renewal, which sets the new
+    /// expiry even if it is earlier). `ttl_seconds` should be positive: a
+    /// lease that ends at or before `now` excludes nobody.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> Result<LeaseOutcome, StoreError>;
+
+    /// Gives the lease back if `owner` holds it (expired or not); otherwise
+    /// changes nothing (conditional delete).
+    async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), StoreError>;
+
+    /// Records `entry` once per (tenant, event_id): returns `true` if this
+    /// call recorded it, `false` if an entry for that event was already there
+    /// (left unchanged).
+    async fn record_trail(&self, entry: &TrailEntry) -> Result<bool, StoreError>;
+
+    /// The tenant's trail, oldest first (by `recorded_at`, then the event's
+    /// `created`, then its id).
+    async fn trail(&self, tenant: &TenantId) -> Result<Vec<TrailEntry>, StoreError>;
+
+    /// Reserves mail `key` of `tenant` for `owner`, conditionally: reserved
+    /// when no item exists, or the same owner reserved it (a retried step; the
+    /// reservation is renewed to `now`), or a reservation older than
+    /// `stale_after` seconds (`reserved_at < now - stale_after`) is taken over
+    /// (its owner died between reserving and sending). A sent mail is never
+    /// reserved again.
+    async fn reserve_mail(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        now: i64,
+        stale_after: i64,
+    ) -> Result<MailSlot, StoreError>;
+
+    /// Marks the mail sent with the provider's message id, conditional on it
+    /// being unsent (whoever holds the reservation: the mail has gone out, and
+    /// recording that is what stops a second send) or already sent with this
+    /// id (a retry). The item is created if it is missing, for the same
+    /// reason. `owner` becomes the record's owner.
+    async fn mail_sent(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        message_id: &str,
+        now: i64,
+    ) -> Result<MailMarked, StoreError>;
+
+    /// Every mail item of the tenant, by key (for views).
+    async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError>;
 }

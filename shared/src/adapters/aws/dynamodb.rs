@@ -4,6 +4,16 @@
 //! |---|---|---|
 //! | tenant | `TENANT#{tenant_id}` | the [`TenantRecord`] as native attributes, `kind = "tenant"`, and with a signup `subscription_id`, `customer_id` (GSI `by-subscription`) |
 //! | subdomain claim | `SUBDOMAIN#{name}` | `kind = "subdomain"`, `tenant_id`, `claimed_at` |
+//! | checkout hold | `HOLD#{name}` | `kind = "hold"`, `hold_id`, `hold_until`, `expires_at` (TTL) |
+//! | unmatched event | `EVENT#{event_id}` | the [`UnmatchedEvent`], `kind = "unmatched-event"` |
+//! | lease | `LEASE#{tenant_id}` | `kind = "lease"`, `tenant`, the [`Lease`] (`owner`, `expires_at`, also the TTL) |
+//! | trail entry | `TRAIL#{tenant_id}#{event_id}` | the [`TrailEntry`], `kind = "trail"` |
+//! | mail | `MAIL#{tenant_id}#{key}` | the [`MailRecord`] (`sent` a map once sent), `kind = "mail"` |
+//!
+//! A tenant id has no `#`, so the keys that start with one cannot collide.
+//! The trail and mails of a tenant are items of their own, so the tenant item
+//! stays small (DynamoDB items stop at 400 KB); listing them is a filtered
+//! Scan, as the table has no sort key (for operator views, not hot paths).
 //!
 //! Every write that creates or changes something is conditional (DESIGN.md
 //! decision 3), so a retried step has one effect.
@@ -26,7 +36,10 @@ use super::error::{call_failed, unexpected};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Lookup, required};
 use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
-use crate::ports::{Inserted, StoreError, SubdomainHold, TenantStore, UnmatchedEvent};
+use crate::ports::{
+    Inserted, Lease, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore,
+    TrailEntry, UnmatchedEvent,
+};
 
 /// The table's name, for functions that build the store from their environment.
 pub const TENANT_TABLE: &str = "TENANT_TABLE";
@@ -46,8 +59,29 @@ pub const KIND_UNMATCHED_EVENT: &str = "unmatched-event";
 pub const KIND_HOLD: &str = "hold";
 pub const ATTR_HOLD_ID: &str = "hold_id";
 pub const ATTR_HOLD_UNTIL: &str = "hold_until";
-/// A DynamoDB TTL attribute: expired holds are deleted by the table itself.
+/// A DynamoDB TTL attribute: expired holds and leases are deleted by the table itself.
 pub const ATTR_EXPIRES_AT: &str = "expires_at";
+pub const KIND_LEASE: &str = "lease";
+pub const KIND_TRAIL: &str = "trail";
+pub const KIND_MAIL: &str = "mail";
+/// The tenant of a lease, trail entry or mail (`tenant_id` is the claim's holder).
+pub const ATTR_TENANT: &str = "tenant";
+pub const ATTR_OWNER: &str = "owner";
+pub const ATTR_RESERVED_AT: &str = "reserved_at";
+pub const ATTR_SENT: &str = "sent";
+pub const ATTR_MAIL_KEY: &str = "key";
+
+pub fn lease_key(tenant: &TenantId) -> String {
+    format!("LEASE#{tenant}")
+}
+
+pub fn trail_key(tenant: &TenantId, event_id: &str) -> String {
+    format!("TRAIL#{tenant}#{event_id}")
+}
+
+pub fn mail_key(tenant: &TenantId, key: &str) -> String {
+    format!("MAIL#{tenant}#{key}")
+}
 
 pub fn hold_key(subdomain: &Subdomain) -> String {
     format!("HOLD#{subdomain}")
@@ -101,17 +135,34 @@ impl DynamoTenantStore {
 
     /// Every item of one `kind`, across scan pages.
     async fn scan_kind(&self, kind: &str) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        self.scan(kind, None).await
+    }
+
+    /// Every item of one `kind`, of one tenant if given (its `tenant`
+    /// attribute), across scan pages.
+    async fn scan(
+        &self,
+        kind: &str,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
+            let request = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("#kind = :kind")
                 .expression_attribute_names("#kind", ATTR_KIND)
                 .expression_attribute_values(":kind", s(kind))
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start.take());
+            let request = match tenant {
+                Some(tenant) => request
+                    .filter_expression("#kind = :kind AND #tenant = :tenant")
+                    .expression_attribute_names("#tenant", ATTR_TENANT)
+                    .expression_attribute_values(":tenant", s(tenant.as_str())),
+                None => request.filter_expression("#kind = :kind"),
+            };
+            let page = request
                 .send()
                 .await
                 .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
@@ -197,6 +248,30 @@ fn decode_tenant(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, 
     let key = key_of(&item);
     serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
         .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })
+}
+
+/// An item of a kind other than the tenant's, decoded from its native attributes.
+fn decode<T: serde::de::DeserializeOwned>(item: HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+    let key = key_of(&item);
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+        .map_err(|e| StoreError::Corrupt { key, reason: super::error::one_line(&e.to_string()) })
+}
+
+/// `value` as native attributes, plus its `pk` and `kind`.
+fn item_of<T: serde::Serialize>(
+    value: &T,
+    pk: &str,
+    kind: &str,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::aws_sdk_dynamodb_1::to_item(value)
+        .map_err(|e| StoreError::Corrupt { key: pk.to_owned(), reason: format!("cannot be written: {e}") })?;
+    item.insert(ATTR_PK.into(), s(pk));
+    item.insert(ATTR_KIND.into(), s(kind));
+    Ok(item)
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 fn decode_holder(item: &HashMap<String, AttributeValue>) -> Result<TenantId, StoreError> {
@@ -395,16 +470,11 @@ impl TenantStore for DynamoTenantStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(tenant_item(record)?))
-            // The version guards against lost updates; the event time guards
-            // ordering on its own, so a late event can never move a tenant back.
-            .condition_expression("#version = :previous AND #last_event <= :last_event")
+            // The version alone: it guards against lost updates. Which event
+            // wins is decided above the store, by the desired state's generation.
+            .condition_expression("#version = :previous")
             .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#last_event", "last_event_created")
             .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
-            .expression_attribute_values(
-                ":last_event",
-                AttributeValue::N(record.last_event_created.to_string()),
-            )
             .send()
             .await;
         match result {
@@ -494,6 +564,249 @@ impl TenantStore for DynamoTenantStore {
         }
         events.sort_by_key(|event| event.created);
         Ok(events)
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let pk = lease_key(tenant);
+        let lease = Lease { owner: owner.to_owned(), expires_at: now.saturating_add(ttl_seconds) };
+        let mut item = item_of(&lease, &pk, KIND_LEASE)?;
+        item.insert(ATTR_TENANT.into(), s(tenant.as_str()));
+        for _ in 0..CLAIM_ATTEMPTS {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                // None, expired (the TTL sweep lags), or ours (a renewal).
+                .condition_expression("attribute_not_exists(#pk) OR #expires <= :now OR #owner = :owner")
+                .expression_attribute_names("#pk", ATTR_PK)
+                .expression_attribute_names("#expires", ATTR_EXPIRES_AT)
+                .expression_attribute_names("#owner", ATTR_OWNER)
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":owner", s(owner))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(LeaseOutcome::Acquired),
+                Err(error) => error,
+            };
+            let holder = self
+                .refusing_item(&pk, "DynamoDB PutItem", error, |e| match e {
+                    PutItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+                    _ => None,
+                })
+                .await?;
+            match holder.map(decode::<Lease>).transpose()? {
+                Some(held) if held.owner != owner && held.expires_at > now => {
+                    return Ok(LeaseOutcome::HeldBy(held));
+                }
+                // Read after the refusal (an older server) and since released,
+                // expired or ours: try again.
+                _ => continue,
+            }
+        }
+        Err(StoreError::Unavailable(unexpected(format!(
+            "the lease of tenant {tenant} changed hands {CLAIM_ATTEMPTS} times while acquiring it"
+        ))))
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(lease_key(tenant)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", ATTR_OWNER)
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Someone else's, or none: nothing to give back.
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB DeleteItem", error))),
+        }
+    }
+
+    async fn record_trail(&self, entry: &TrailEntry) -> Result<bool, StoreError> {
+        let pk = trail_key(&entry.tenant, &entry.event_id);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_of(entry, &pk, KIND_TRAIL)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", ATTR_PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Recorded by an earlier delivery or run: the first entry stays.
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+        }
+    }
+
+    async fn trail(&self, tenant: &TenantId) -> Result<Vec<TrailEntry>, StoreError> {
+        let mut entries = self
+            .scan(KIND_TRAIL, Some(tenant))
+            .await?
+            .into_iter()
+            .map(decode::<TrailEntry>)
+            .collect::<Result<Vec<_>, _>>()?;
+        TrailEntry::sort_oldest_first(&mut entries);
+        Ok(entries)
+    }
+
+    async fn reserve_mail(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        now: i64,
+        stale_after: i64,
+    ) -> Result<MailSlot, StoreError> {
+        let pk = mail_key(tenant, key);
+        let stale_before = now.saturating_sub(stale_after);
+        for _ in 0..CLAIM_ATTEMPTS {
+            // UpdateItem: SET touches only the reservation, and a sent mail is
+            // never written here (the condition needs `sent` absent).
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(ATTR_PK, s(&pk))
+                .update_expression(
+                    "SET #kind = :kind, #tenant = :tenant, #key = :key, #owner = :owner, #reserved = :now",
+                )
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR (attribute_not_exists(#sent) \
+                     AND (#owner = :owner OR #reserved < :stale_before))",
+                )
+                .expression_attribute_names("#pk", ATTR_PK)
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_names("#tenant", ATTR_TENANT)
+                .expression_attribute_names("#key", ATTR_MAIL_KEY)
+                .expression_attribute_names("#owner", ATTR_OWNER)
+                .expression_attribute_names("#reserved", ATTR_RESERVED_AT)
+                .expression_attribute_names("#sent", ATTR_SENT)
+                .expression_attribute_values(":kind", s(KIND_MAIL))
+                .expression_attribute_values(":tenant", s(tenant.as_str()))
+                .expression_attribute_values(":key", s(key))
+                .expression_attribute_values(":owner", s(owner))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":stale_before", n(stale_before))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(MailSlot::Reserved),
+                Err(error) => error,
+            };
+            let found = self
+                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+                    _ => None,
+                })
+                .await?;
+            match found.map(decode::<MailRecord>).transpose()? {
+                Some(MailRecord { sent: Some(sent), .. }) => {
+                    return Ok(MailSlot::Sent { message_id: sent.message_id });
+                }
+                Some(held) if held.owner != owner && held.reserved_at >= stale_before => {
+                    return Ok(MailSlot::HeldBy { owner: held.owner, since: held.reserved_at });
+                }
+                // Read after the refusal (an older server) and changed since: try again.
+                _ => continue,
+            }
+        }
+        Err(StoreError::Unavailable(unexpected(format!(
+            "mail `{key}` of tenant {tenant} changed hands {CLAIM_ATTEMPTS} times while reserving it"
+        ))))
+    }
+
+    async fn mail_sent(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        owner: &str,
+        message_id: &str,
+        now: i64,
+    ) -> Result<MailMarked, StoreError> {
+        let pk = mail_key(tenant, key);
+        let sent = HashMap::from([
+            ("message_id".to_owned(), s(message_id)),
+            ("sent_at".to_owned(), n(now)),
+        ]);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(&pk))
+            // A missing item is created: the mail has gone out, and recording
+            // that is what keeps it from going out again.
+            .update_expression(
+                "SET #kind = :kind, #tenant = :tenant, #key = :key, #owner = :owner, \
+                 #reserved = if_not_exists(#reserved, :now), #sent = :sent",
+            )
+            // Only an unsent mail is written, so a retry changes nothing.
+            .condition_expression("attribute_not_exists(#sent)")
+            .expression_attribute_names("#kind", ATTR_KIND)
+            .expression_attribute_names("#tenant", ATTR_TENANT)
+            .expression_attribute_names("#key", ATTR_MAIL_KEY)
+            .expression_attribute_names("#owner", ATTR_OWNER)
+            .expression_attribute_names("#reserved", ATTR_RESERVED_AT)
+            .expression_attribute_names("#sent", ATTR_SENT)
+            .expression_attribute_values(":kind", s(KIND_MAIL))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":sent", AttributeValue::M(sent))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(MailMarked::Recorded),
+            Err(error) => error,
+        };
+        let found = self
+            .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+                _ => None,
+            })
+            .await?;
+        // Refused, so it was sent: `sent` is never removed.
+        match found.map(decode::<MailRecord>).transpose()?.and_then(|record| record.sent) {
+            Some(sent) if sent.message_id == message_id => Ok(MailMarked::Recorded),
+            Some(sent) => Ok(MailMarked::SentBefore { message_id: sent.message_id }),
+            None => Err(StoreError::Unavailable(unexpected(format!(
+                "mail `{key}` of tenant {tenant} was sent when marking it and gone when read"
+            )))),
+        }
+    }
+
+    async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError> {
+        let mut mails = self
+            .scan(KIND_MAIL, Some(tenant))
+            .await?
+            .into_iter()
+            .map(decode::<MailRecord>)
+            .collect::<Result<Vec<_>, _>>()?;
+        mails.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(mails)
     }
 }
 
