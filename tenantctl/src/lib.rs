@@ -8,4 +8,5 @@ pub mod http_client;
 pub mod local;
 pub mod report;
 pub mod send;
+pub mod stripe_standin;
 pub mod workflow;

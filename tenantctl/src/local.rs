@@ -32,6 +32,7 @@ use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
 
+use crate::stripe_standin;
 use crate::workflow::{LocalStarter, LocalWorkflows, load_machines};
 
 /// API Gateway refuses payloads over 10 MB before Lambda sees them; the
@@ -288,6 +289,7 @@ impl LocalStack {
             "executions": executions,
             "queue": queue,
             "dead_letters": self.dead_letters(),
+            "stripe_subscriptions": self.signup.as_ref().map(stripe_standin::subscription_list),
         })
     }
 }
@@ -301,9 +303,15 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
         .route("/subdomains/{name}", get(signup_api).options(signup_api))
         .route("/local/stripe/checkout/{id}", get(stripe_checkout_page))
-        .route("/local/stripe/checkout/{id}/pay", post(stripe_pay))
+        .route("/local/stripe/checkout/{id}/pay", post(stripe_standin::pay))
+        .route("/local/stripe/subscriptions", get(stripe_standin::list_subscriptions))
+        .route("/local/stripe/subscriptions/{id}/{action}", post(stripe_standin::act))
         .route("/v1/checkout/sessions", post(stripe_api_checkout_session))
         .route("/v1/billing_portal/sessions", post(stripe_api_portal_session))
+        .route("/v1/subscriptions/{id}", get(stripe_standin::get_subscription))
+        .route("/v1/invoices/{id}", get(stripe_standin::get_invoice))
+        .route("/v1/customers/{id}", get(stripe_standin::get_customer))
+        .route("/v1/events/{id}", get(stripe_standin::get_event))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }
@@ -373,17 +381,12 @@ const CHECKOUT_SESSION_SHAPE: &str = include_str!("../../tests/fixtures/stripe/c
 const PORTAL_SESSION_SHAPE: &str = include_str!("../../tests/fixtures/stripe/billing_portal_session.json");
 
 fn stripe_error(status: StatusCode, kind: &str, message: &str, param: Option<&str>) -> Response {
-    let body = json!({"error": {"type": kind, "message": message, "param": param}});
-    (status, axum::Json(body)).into_response()
+    stripe_standin::stripe_error(status, kind, None, message, param)
 }
 
 /// The form Stripe's API takes, if the caller sent a test key.
 fn stripe_form(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer sk_test_") || v.starts_with("Bearer rk_test_"));
-    authorized.then(|| form_urlencoded::parse(body).into_owned().collect())
+    stripe_standin::authorized(headers).then(|| form_urlencoded::parse(body).into_owned().collect())
 }
 
 fn form_value(form: &[(String, String)], name: &str) -> Option<String> {
@@ -504,35 +507,6 @@ async fn stripe_api_portal_session(
     session["return_url"] = json!(return_url);
     session["created"] = json!(signup.clock.now_unix());
     axum::Json(session).into_response()
-}
-
-/// The customer pays: Stripe's `checkout.session.completed` is signed and
-/// delivered to the webhook, as Stripe would.
-async fn stripe_pay(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>) -> Response {
-    let Some(signup) = &stack.signup else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "the checkout API is not configured"})))
-            .into_response();
-    };
-    let event = match signup.stripe.pay(&id) {
-        Ok(event) => event,
-        Err(error) => {
-            return (StatusCode::NOT_FOUND, axum::Json(json!({"error": error.to_string()}))).into_response();
-        }
-    };
-    let body = event.to_string();
-    let now = signup.clock.now_unix();
-    let mut headers = HeaderMap::new();
-    if let Ok(value) =
-        axum::http::HeaderValue::from_str(&signup.webhook_secret.sign_header(now, body.as_bytes()))
-    {
-        headers.insert("stripe-signature", value);
-    }
-    let answer = stack.ingress.handle(&headers, body.as_bytes()).await;
-    let webhook: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
-    axum::Json(
-        json!({"event_id": event["id"], "webhook_status": answer.status.as_u16(), "webhook_answer": webhook}),
-    )
-    .into_response()
 }
 
 /// Where the card mails send customers on a laptop, in place of Stripe's

@@ -76,6 +76,42 @@ enum LocalCommand {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
         server: String,
         session_id: String,
+        /// Start the subscription with a trial of this many days.
+        #[arg(long)]
+        trial_days: Option<u32>,
+        /// Deliver every event paying makes (customer.created,
+        /// customer.subscription.created, invoice.paid, then
+        /// checkout.session.completed), not only the last.
+        #[arg(long)]
+        all_events: bool,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// Change a subscription on the local Stripe as Stripe would, and deliver
+    /// the events Stripe sends for it to the webhook. ACTION is one of
+    /// change-plan PLAN, upgrade PLAN, downgrade PLAN, card-fails,
+    /// card-recovers, unpaid, pause, resume, cancel, trial-ends.
+    Subscription {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        /// The subscription (`tenantctl local subscriptions` lists them).
+        id: String,
+        action: String,
+        /// The plan, for change-plan, upgrade and downgrade.
+        plan: Option<String>,
+        /// monthly or annual (the current billing period by default).
+        #[arg(long)]
+        billing: Option<String>,
+        /// What happens when the trial ends: pay, fail, pause or cancel.
+        #[arg(long, default_value = "pay")]
+        then: String,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// List the local Stripe's subscriptions (id, status, subdomain, price).
+    Subscriptions {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
     },
     /// Serve the whole flow with local adapters: POST /stripe/webhook,
     /// GET /local/state, GET /local/executions/{name}.
@@ -110,6 +146,43 @@ enum LocalCommand {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+}
+
+/// How the local Stripe delivers events: as Stripe may, more than once, out
+/// of order, late.
+#[derive(clap::Args, Debug, Clone)]
+struct DeliveryArgs {
+    /// Deliver each event this many extra times.
+    #[arg(long, default_value_t = 0)]
+    duplicate: u32,
+    /// Shuffle the deliveries.
+    #[arg(long)]
+    reorder: bool,
+    /// Seed for --reorder (the server draws one and prints it otherwise).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Wait this long between deliveries.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+}
+
+impl DeliveryArgs {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "duplicate": self.duplicate, "reorder": self.reorder, "seed": self.seed, "delay_ms": self.delay_ms,
+        })
+    }
+
+    fn query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("duplicate", &self.duplicate.to_string());
+        query.append_pair("reorder", if self.reorder { "true" } else { "false" });
+        if let Some(seed) = self.seed {
+            query.append_pair("seed", &seed.to_string());
+        }
+        query.append_pair("delay_ms", &self.delay_ms.to_string());
+        query.finish()
+    }
 }
 
 #[tokio::main]
@@ -149,9 +222,41 @@ async fn main() -> Result<()> {
             println!("{} {}", status.as_u16(), String::from_utf8_lossy(&answer));
             Ok(())
         }
-        Command::Local { command: LocalCommand::Pay { server, session_id } } => {
-            let url = format!("{}/local/stripe/checkout/{session_id}/pay", server.trim_end_matches('/'));
+        Command::Local { command: LocalCommand::Pay { server, session_id, trial_days, all_events, delivery } } => {
+            let mut query = delivery.query();
+            if let Some(days) = trial_days {
+                query.push_str(&format!("&trial_days={days}"));
+            }
+            if all_events {
+                query.push_str("&all_events=true");
+            }
+            let url = format!("{}/local/stripe/checkout/{session_id}/pay?{query}", server.trim_end_matches('/'));
             post_json(&url, &serde_json::Value::Null).await
+        }
+        Command::Local {
+            command: LocalCommand::Subscription { server, id, action, plan, billing, then, delivery },
+        } => {
+            let mut body = delivery.json();
+            body["plan"] = serde_json::json!(plan);
+            body["billing"] = serde_json::json!(billing);
+            body["then"] = serde_json::json!(then);
+            let url = format!("{}/local/stripe/subscriptions/{id}/{action}", server.trim_end_matches('/'));
+            let (status, answer) = call_json(&url, &body).await?;
+            print!("{}", report::render_deliveries(&answer));
+            if !status.is_success() {
+                bail!("the local Stripe refused: HTTP {}", status.as_u16());
+            }
+            Ok(())
+        }
+        Command::Local { command: LocalCommand::Subscriptions { server } } => {
+            let url = format!("{}/local/stripe/subscriptions", server.trim_end_matches('/'));
+            let (status, answer) = HttpClient::default().get(&url).await?;
+            if !status.is_success() {
+                bail!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&answer));
+            }
+            let list: serde_json::Value = serde_json::from_slice(&answer).context("the server's answer")?;
+            print!("{}", report::render_subscriptions(&list));
+            Ok(())
         }
         Command::Send { url, secret, timestamp, files } => send(&url, &secret, timestamp, &files).await,
     }
@@ -278,6 +383,17 @@ async fn post_json(url: &str, body: &serde_json::Value) -> Result<()> {
     let (status, answer) = HttpClient::default().call(request).await?;
     println!("{} {}", status.as_u16(), String::from_utf8_lossy(&answer));
     Ok(())
+}
+
+/// POSTs `body` and reads the answer as JSON (an answer that is not JSON is kept as text).
+async fn call_json(url: &str, body: &serde_json::Value) -> Result<(http::StatusCode, serde_json::Value)> {
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+    let (status, answer) = HttpClient::default().call(request).await?;
+    let value = serde_json::from_slice(&answer)
+        .unwrap_or_else(|_| serde_json::json!({"error": String::from_utf8_lossy(&answer)}));
+    Ok((status, value))
 }
 
 async fn send(url: &str, secret: &str, timestamp: Option<i64>, files: &[PathBuf]) -> Result<()> {

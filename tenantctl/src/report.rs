@@ -176,3 +176,51 @@ pub fn render(state: &Value) -> String {
     }
     out
 }
+
+/// What `tenantctl local subscription` prints: the subscription's new
+/// status, then each delivery with the webhook's answer.
+pub fn render_deliveries(answer: &Value) -> String {
+    if let Some(error) = answer["error"].as_str() {
+        return format!("error: {error}\n");
+    }
+    let mut out = format!(
+        "{} {}: now {}\n",
+        text(&answer["subscription"]),
+        text(&answer["action"]),
+        text(&answer["status"])
+    );
+    if let Some(seed) = answer["seed"].as_u64() {
+        out.push_str(&format!("  deliveries shuffled with --seed {seed}\n"));
+    }
+    let empty = Vec::new();
+    for delivery in answer["deliveries"].as_array().unwrap_or(&empty) {
+        out.push_str(&format!(
+            "  delivered {:<40} {:<22} -> {}\n",
+            text(&delivery["type"]),
+            text(&delivery["event_id"]),
+            delivery["webhook_status"]
+        ));
+    }
+    out
+}
+
+/// What `tenantctl local subscriptions` prints.
+pub fn render_subscriptions(list: &Value) -> String {
+    let mut out = format!(
+        "{:<18} {:<16} {:<10} {:<20} {:<16} {}\n",
+        "SUBSCRIPTION", "CUSTOMER", "STATUS", "SUBDOMAIN", "PLAN", "PERIOD END"
+    );
+    let empty = Vec::new();
+    for sub in list.as_array().unwrap_or(&empty) {
+        out.push_str(&format!(
+            "{:<18} {:<16} {:<10} {:<20} {:<16} {}\n",
+            text(&sub["id"]),
+            text(&sub["customer"]),
+            text(&sub["status"]),
+            text(&sub["subdomain"]),
+            text(&sub["lookup_key"]),
+            sub["current_period_end"]
+        ));
+    }
+    out
+}

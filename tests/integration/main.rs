@@ -4,6 +4,7 @@
 mod api_gateway;
 mod lifecycle;
 mod local_server;
+mod local_stripe;
 mod moto_dynamodb;
 mod moto_ecs;
 mod moto_route53;

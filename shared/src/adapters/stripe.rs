@@ -1,5 +1,9 @@
-//! Stripe adapters: the API client ([`StripeApi`]).
+//! Stripe adapters: the API client ([`StripeApi`]), its rate limiting
+//! ([`limit`]) and the reading of Stripe's subscription JSON ([`subscription`]).
 
 pub mod api;
+pub mod limit;
+pub mod subscription;
 
 pub use api::{BILLING_PORTAL_RETURN_URL, STRIPE_API_BASE, StripeApi};
+pub use limit::{RateLimit, RetryPolicy};

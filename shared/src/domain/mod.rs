@@ -46,7 +46,7 @@ pub mod tenant;
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{BillingPeriod, Catalog, Plan, PlanKey};
 pub use email::EmailAddress;
-pub use ids::{CheckoutSessionId, CustomerId, SubscriptionId, TenantId};
+pub use ids::{CheckoutSessionId, CustomerId, InvalidId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;

@@ -17,5 +17,8 @@ pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
 pub use secrets::InMemorySecretStore;
-pub use stripe::{LocalCheckoutSession, LocalStripe, PayError};
+pub use stripe::{
+    Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice, LocalStripe,
+    LocalStripeError, LocalSubscription, PauseCollection, PayError, PayOptions, SubscriptionAction, TrialOutcome, status_str,
+};
 pub use tenants::{LocalTenantStore, SubdomainClaim};

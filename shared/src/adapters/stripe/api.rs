@@ -1,16 +1,21 @@
 //! Stripe's API through `async-stripe`: subscription-mode Checkout Sessions
-//! and billing portal sessions ([`StripeGateway`], [`BillingPortal`]).
+//! and billing portal sessions ([`StripeGateway`], [`BillingPortal`]), and
+//! subscriptions re-read ([`SubscriptionSource`]).
 //!
-//! Each call is one attempt, bounded by a timeout: whoever calls decides
-//! whether to try again (a Checkout Session carries its idempotency key, so a
-//! retry makes the same session).
+//! Every call first waits its turn in a token bucket sized to Stripe's rate
+//! limits ([`super::limit`]). A write is one attempt, bounded by a timeout:
+//! whoever calls decides whether to try again (a Checkout Session carries its
+//! idempotency key, so a retry makes the same session). A read is retried
+//! here when Stripe says to slow down (429, `lock_timeout`), with backoff.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
@@ -20,10 +25,12 @@ use stripe_checkout::checkout_session::{
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
-use crate::domain::CustomerId;
+use super::limit::{Jitter, RandomJitter, RateLimit, RetryPolicy, TokenBucket};
+use super::subscription::snapshot_from_wire;
+use crate::domain::{CustomerId, SubscriptionId};
 use crate::ports::{
     BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, SecretStore, StripeApiError,
-    StripeGateway,
+    StripeGateway, SubscriptionSnapshot, SubscriptionSource,
 };
 use crate::stripe::{StripeMode, StripeSecretKey};
 
@@ -47,6 +54,11 @@ pub struct StripeApi {
     api_base: String,
     portal_return_url: String,
     timeout: Duration,
+    /// Stripe counts reads and writes apart.
+    reads: TokenBucket,
+    writes: TokenBucket,
+    retry: RetryPolicy,
+    jitter: Arc<dyn Jitter>,
 }
 
 impl fmt::Debug for StripeApi {
@@ -56,6 +68,8 @@ impl fmt::Debug for StripeApi {
             .field("api_base", &self.api_base)
             .field("portal_return_url", &self.portal_return_url)
             .field("timeout", &self.timeout)
+            .field("rate_limit", &self.reads.limit())
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +99,18 @@ impl StripeApi {
             .build()
             // The key is ASCII by construction, so this is the base URL.
             .map_err(|e| ConfigError::Invalid { var: STRIPE_API_BASE, reason: one_line(&e.to_string()) })?;
-        Ok(StripeApi { client, key, api_base, portal_return_url, timeout: DEFAULT_TIMEOUT })
+        let limit = RateLimit::for_mode(key.mode());
+        Ok(StripeApi {
+            client,
+            key,
+            api_base,
+            portal_return_url,
+            timeout: DEFAULT_TIMEOUT,
+            reads: TokenBucket::new(limit),
+            writes: TokenBucket::new(limit),
+            retry: RetryPolicy::default(),
+            jitter: Arc::new(RandomJitter),
+        })
     }
 
     /// Reads the configuration of a stage in `mode`: the key from
@@ -125,6 +150,26 @@ impl StripeApi {
         self
     }
 
+    /// Holds reads and writes each to `limit` instead of Stripe's limit for
+    /// the key's mode.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.reads = TokenBucket::new(limit);
+        self.writes = TokenBucket::new(limit);
+        self
+    }
+
+    /// Retries throttled reads by `retry` instead of [`RetryPolicy::default`].
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Draws the retries' jitter from `jitter` (tests).
+    pub fn with_jitter(mut self, jitter: Arc<dyn Jitter>) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     pub fn mode(&self) -> StripeMode {
         self.key.mode()
     }
@@ -140,6 +185,90 @@ impl StripeApi {
 
     fn error(&self, err: StripeError) -> StripeApiError {
         map_error(err, &self.key, self.timeout)
+    }
+
+    /// A read, answered as JSON whatever the API version, retried while
+    /// Stripe says to slow down and the retry policy allows.
+    async fn read_json(&self, request: &ReadJson) -> Result<serde_json::Value, StripeError> {
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            self.reads.acquire().await;
+            attempt += 1;
+            let error = match request.customize().timeout(self.timeout).send(&self.client).await {
+                Ok(answer) => {
+                    // miniserde's value back to text, then to serde_json: the
+                    // answer is small and this keeps one JSON model in our code.
+                    return serde_json::from_str(&miniserde::json::to_string(&answer))
+                        .map_err(|e| StripeError::JSONDeserialize(e.to_string()));
+                }
+                Err(error) => error,
+            };
+            if !is_throttled(&error) {
+                return Err(error);
+            }
+            let Some(delay) = self.retry.backoff(attempt, started.elapsed(), self.jitter.as_ref()) else {
+                return Err(error);
+            };
+            tracing::warn!(path = %request.path, attempt, delay_ms = delay.as_millis() as u64, "Stripe throttled a read; backing off");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// A GET answered as JSON (no generated resource type: those follow one API
+/// version, and each enables a module of async-stripe).
+struct ReadJson {
+    path: String,
+    query: Option<String>,
+}
+
+impl StripeRequest for ReadJson {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> RequestBuilder {
+        let mut builder = RequestBuilder::new(StripeMethod::Get, self.path.clone());
+        builder.query = self.query.clone();
+        builder
+    }
+}
+
+/// Stripe asks the caller to slow down: a rate limit (429) or an object
+/// locked by a concurrent request (`lock_timeout`).
+fn is_throttled(error: &StripeError) -> bool {
+    match error {
+        StripeError::Stripe(api, status) => {
+            *status == 429 || api.code.as_ref().is_some_and(|c| c.as_str() == "lock_timeout")
+        }
+        _ => false,
+    }
+}
+
+fn is_missing(error: &StripeError) -> bool {
+    matches!(error, StripeError::Stripe(api, 404)
+        if api.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing"))
+}
+
+#[async_trait]
+impl SubscriptionSource for StripeApi {
+    async fn subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
+        // The items' prices come whole without asking (a subscription item's
+        // `price` is not an expandable field); the latest invoice must be expanded.
+        let request = ReadJson {
+            path: format!("/subscriptions/{id}"),
+            query: Some("expand[0]=latest_invoice".to_owned()),
+        };
+        let answer = match self.read_json(&request).await {
+            Ok(answer) => answer,
+            Err(error) if is_missing(&error) => return Ok(None),
+            Err(error) => return Err(self.error(error)),
+        };
+        snapshot_from_wire(&answer)
+            .map(Some)
+            .map_err(|e| StripeApiError::Unavailable(Box::new(CallFailed(format!("unreadable answer from Stripe: {e}")))))
     }
 }
 
@@ -175,6 +304,7 @@ impl StripeGateway for StripeApi {
         if let Some(expires_at) = request.expires_at {
             create = create.expires_at(expires_at);
         }
+        self.writes.acquire().await;
         let session = create
             .customize()
             .request_strategy(RequestStrategy::Idempotent(idempotency_key))
@@ -196,6 +326,7 @@ impl StripeGateway for StripeApi {
         customer: &CustomerId,
         return_url: &str,
     ) -> Result<String, StripeApiError> {
+        self.writes.acquire().await;
         let session = CreateBillingPortalSession::new()
             .customer(customer.as_str())
             .return_url(return_url)

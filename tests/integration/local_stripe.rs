@@ -1,0 +1,289 @@
+//! The local Stripe stand-in over HTTP, read by the real `StripeApi`
+//! (async-stripe): what comes back is exactly what the stand-in holds, through
+//! every lifecycle change; and the adapter's throttling retries against a stub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use integration_tests::{FIXTURE_SECRET, StripeStub, StubResponse};
+use tenancy::adapters::local::{LocalStripe, PayOptions};
+use tenancy::adapters::stripe::{RateLimit, RetryPolicy, StripeApi};
+use tenancy::checkout::{CheckoutApi, CheckoutSettings};
+use tenancy::clock::{Clock, FixedClock};
+use tenancy::domain::{Catalog, EmailAddress, SubscriptionId, SubscriptionStatus};
+use tenancy::ports::{CheckoutSessionRequest, StripeApiError, StripeGateway, SubscriptionSource};
+use tenancy::stripe::{StripeMode, StripeSecretKey, WebhookSecret};
+use tenantctl::http_client::HttpClient;
+use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
+use tokio::sync::oneshot;
+
+const NOW: i64 = 1_763_800_100;
+const KEY: &str = "sk_test_local_stripe_reads_0001";
+
+struct Server {
+    base: String,
+    stripe: Arc<LocalStripe>,
+    stack: Arc<LocalStack>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let adapters = integration_tests::local_adapters();
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base = format!("http://{addr}");
+        let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
+        let settings = CheckoutSettings {
+            mode: StripeMode::Test,
+            success_url: "https://www.example.com/welcome".into(),
+            cancel_url: "https://www.example.com/pricing".into(),
+            hold_seconds: 1800,
+            allowed_origins: vec!["https://www.example.com".into()],
+        };
+        let api = CheckoutApi::new(
+            adapters.steps.store.clone(),
+            Arc::new(reader(&base)),
+            Catalog::embedded().unwrap(),
+            settings,
+            clock.clone(),
+        )
+        .unwrap();
+        let signup = LocalSignup {
+            api,
+            stripe: stripe.clone(),
+            webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(),
+            clock,
+        };
+        let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
+        let ingress = integration_tests::ingress_at(NOW, queue.clone());
+        let stack =
+            LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
+                .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, stack.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server { base, stripe, stack, stop, task }
+    }
+
+    async fn stop(self) {
+        assert!(self.stack.workflows.wait_idle(Duration::from_secs(30)).await);
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// A paid checkout: the new subscription's id.
+    async fn paid_subscription(&self, options: PayOptions) -> SubscriptionId {
+        let request = CheckoutSessionRequest {
+            price_id: "price_1QBasicMonthlyCAD".into(),
+            customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
+            success_url: "https://www.example.com/welcome".into(),
+            cancel_url: "https://www.example.com/pricing".into(),
+            metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            allow_promotion_codes: false,
+            expires_at: None,
+            idempotency_key: format!("checkout-{}", self.stripe.sessions().len()),
+        };
+        let session = self.stripe.create_checkout_session(&request).await.unwrap();
+        let events = self.stripe.pay_with(&session.id, options).unwrap();
+        let completed = events.last().unwrap();
+        SubscriptionId::parse(completed["data"]["object"]["subscription"].as_str().unwrap()).unwrap()
+    }
+
+    async fn act(&self, id: &SubscriptionId, action: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let request = http::Request::post(format!("{}/local/stripe/subscriptions/{id}/{action}", self.base))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(body.to_string().into()))
+            .unwrap();
+        let (status, answer) = HttpClient::default().call(request).await.unwrap();
+        (status, serde_json::from_slice(&answer).unwrap())
+    }
+}
+
+fn reader(base: &str) -> StripeApi {
+    let key = StripeSecretKey::for_mode(KEY, StripeMode::Test).unwrap();
+    StripeApi::new(key, Some(base), &format!("{base}/")).unwrap()
+}
+
+/// The real adapter over HTTP and the stand-in's own state agree.
+async fn assert_reads_back(server: &Server, id: &SubscriptionId) -> tenancy::ports::SubscriptionSnapshot {
+    let over_http = reader(&server.base).subscription(id).await.unwrap().expect("the subscription exists");
+    let held = server.stripe.subscription(id).await.unwrap().expect("the stand-in holds it");
+    assert_eq!(over_http, held);
+    over_http
+}
+
+#[tokio::test]
+async fn stripe_api_reads_back_what_the_stand_in_holds_through_a_lifecycle() {
+    let server = Server::start().await;
+    let id = server.paid_subscription(PayOptions::default()).await;
+    let snapshot = assert_reads_back(&server, &id).await;
+    assert_eq!(snapshot.status, SubscriptionStatus::Active);
+    assert_eq!(snapshot.metadata["subdomain"], "initrode");
+    assert_eq!(snapshot.price_lookup_key.as_deref(), Some("basic_monthly"));
+    assert_eq!(snapshot.latest_invoice.as_ref().and_then(|i| i.status.as_deref()), Some("paid"));
+
+    let (status, answer) = server.act(&id, "upgrade", serde_json::json!({"plan": "pro"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(assert_reads_back(&server, &id).await.price_id.as_deref(), Some("price_1QProMonthlyCAD"));
+
+    let (status, answer) = server.act(&id, "card-fails", serde_json::json!({"duplicate": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let delivered: Vec<&str> =
+        answer["deliveries"].as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        delivered,
+        ["invoice.payment_failed", "invoice.payment_failed", "customer.subscription.updated", "customer.subscription.updated"],
+        "each event once more"
+    );
+    assert!(answer["deliveries"].as_array().unwrap().iter().all(|d| d["webhook_status"] == 200), "{answer}");
+    let snapshot = assert_reads_back(&server, &id).await;
+    assert_eq!(snapshot.status, SubscriptionStatus::PastDue);
+    assert_eq!(snapshot.latest_invoice.as_ref().and_then(|i| i.status.as_deref()), Some("open"));
+
+    for action in ["unpaid", "card-recovers", "cancel"] {
+        let (status, answer) = server.act(&id, action, serde_json::json!({"reorder": true, "seed": 7})).await;
+        assert_eq!(status, StatusCode::OK, "{action}: {answer}");
+        assert_eq!(answer["seed"], 7);
+        assert_reads_back(&server, &id).await;
+    }
+    let snapshot = assert_reads_back(&server, &id).await;
+    assert_eq!((snapshot.status, snapshot.ended_at), (SubscriptionStatus::Canceled, Some(NOW)));
+
+    let (status, answer) = server.act(&id, "resume", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(answer["error"].as_str().unwrap().contains("not paused"), "{answer}");
+    let (status, _) = server.act(&id, "explode", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
+    let server = Server::start().await;
+    let id = server.paid_subscription(PayOptions { trial_days: Some(14) }).await;
+    let snapshot = assert_reads_back(&server, &id).await;
+    assert_eq!((snapshot.status, snapshot.trial_end), (SubscriptionStatus::Trialing, Some(NOW + 14 * 86_400)));
+    let (status, _) = server.act(&id, "trial-ends", serde_json::json!({"then": "pause"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Paused);
+
+    let missing = SubscriptionId::parse("sub_nobody").unwrap();
+    assert_eq!(reader(&server.base).subscription(&missing).await.unwrap(), None);
+
+    // Stripe's wire format: unexpanded ids, an expanded invoice, Stripe's 404.
+    let client = HttpClient::default();
+    let get = |path: String| {
+        http::Request::get(format!("{}{path}", server.base))
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    let (status, body) = client.call(get(format!("/v1/subscriptions/{id}"))).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let plain: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let invoice_id = plain["latest_invoice"].as_str().expect("an id when not expanded").to_owned();
+    assert_eq!(plain["items"]["data"][0]["price"]["recurring"]["interval"], "month");
+    let (_, body) =
+        client.call(get(format!("/v1/subscriptions/{id}?expand[]=latest_invoice&expand[]=items.data.price"))).await.unwrap();
+    let expanded: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(expanded["latest_invoice"]["id"], invoice_id.as_str());
+    let (status, body) = client.call(get(format!("/v1/invoices/{invoice_id}"))).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap(), expanded["latest_invoice"]);
+    let customer = plain["customer"].as_str().unwrap();
+    let (status, body) = client.call(get(format!("/v1/customers/{customer}"))).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["email"], "peter@initrode.example");
+    let (status, body) = client.call(get("/v1/invoices/in_nope".into())).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "resource_missing");
+    let (status, _) = client.call(http::Request::get(format!("{}/v1/subscriptions/{id}", server.base)).body(http_body_util::Full::default()).unwrap()).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no key, no answer");
+
+    let (_, body) = client.get(&format!("{}/local/stripe/subscriptions", server.base)).await.unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((list[0]["id"].as_str(), list[0]["subdomain"].as_str()), (Some(id.as_str()), Some("initrode")));
+    server.stop().await;
+}
+
+fn subscription_json() -> String {
+    serde_json::json!({
+        "id": "sub_1Throttled", "object": "subscription", "customer": "cus_1T", "status": "active",
+        "items": {"object": "list", "data": [{"id": "si_1", "current_period_end": 1_800_000_000,
+                  "price": {"id": "price_1", "lookup_key": "pro_monthly"}}]},
+        "latest_invoice": null, "metadata": {}, "cancel_at_period_end": false,
+    })
+    .to_string()
+}
+
+fn quick_retries(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_elapsed: Duration::from_secs(5),
+    }
+}
+
+fn stub_reader(stub: &StripeStub, retry: RetryPolicy) -> StripeApi {
+    let key = StripeSecretKey::for_mode(KEY, StripeMode::Test).unwrap();
+    StripeApi::new(key, Some(stub.base_url()), "https://example.com/account").unwrap().with_retry(retry)
+}
+
+#[tokio::test]
+async fn throttled_reads_are_retried_and_other_errors_are_not() {
+    let id = SubscriptionId::parse("sub_1Throttled").unwrap();
+    let stub = StripeStub::start(vec![
+        StubResponse::fixture(429, "error_429_rate_limit.json"),
+        StubResponse::fixture(429, "error_429_rate_limit.json"),
+        StubResponse::raw(200, "application/json", &subscription_json()),
+    ])
+    .await;
+    let snapshot = stub_reader(&stub, quick_retries(4)).subscription(&id).await.unwrap().unwrap();
+    assert_eq!(snapshot.current_period_end, Some(1_800_000_000));
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| r.method == "GET" && r.path == "/v1/subscriptions/sub_1Throttled"));
+
+    let stub = StripeStub::start(vec![StubResponse::fixture(429, "error_429_rate_limit.json"); 5]).await;
+    let err = stub_reader(&stub, quick_retries(3)).subscription(&id).await.unwrap_err();
+    assert!(matches!(err, StripeApiError::Unavailable(_)), "{err:?}");
+    assert_eq!(stub.requests().len(), 3, "bounded in attempts");
+
+    let stub = StripeStub::start(vec![StubResponse::fixture(500, "error_500_api.json")]).await;
+    let err = stub_reader(&stub, quick_retries(3)).subscription(&id).await.unwrap_err();
+    assert!(matches!(err, StripeApiError::Unavailable(_)));
+    assert_eq!(stub.requests().len(), 1, "a 500 is left to the caller");
+
+    let stub = StripeStub::start(vec![StubResponse::fixture(401, "error_401_authentication.json")]).await;
+    let err = stub_reader(&stub, quick_retries(3)).subscription(&id).await.unwrap_err();
+    assert!(matches!(err, StripeApiError::Unauthorized { status: 401 }));
+    assert!(!format!("{err:?}").contains("stripe_reads"), "the key never shows");
+}
+
+#[tokio::test]
+async fn a_burst_of_reads_is_held_to_the_rate_limit() {
+    let responses = vec![StubResponse::raw(200, "application/json", &subscription_json()); 12];
+    let stub = StripeStub::start(responses).await;
+    let api = Arc::new(stub_reader(&stub, RetryPolicy::never()).with_rate_limit(RateLimit { per_second: 50.0, burst: 2 }));
+    let id = SubscriptionId::parse("sub_1Throttled").unwrap();
+    let started = std::time::Instant::now();
+    let reads: Vec<_> = (0..12)
+        .map(|_| {
+            let (api, id) = (api.clone(), id.clone());
+            tokio::spawn(async move { api.subscription(&id).await })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap().unwrap();
+    }
+    // Two at once, then one per 20 ms: ten waits of 20 ms at the least.
+    assert!(started.elapsed() >= Duration::from_millis(195), "{:?}", started.elapsed());
+}
