@@ -16,6 +16,9 @@ pub struct LaunchSpec {
     pub host: String,
     /// The app's settings (TIER, PLAN, ADMIN_PASSWORD_HASH, …).
     pub environment: BTreeMap<String, String>,
+    /// Tasks the service runs: 1, or 0 while suspended (the task definition,
+    /// target group and rule are kept, so resuming only scales up).
+    pub desired_count: u32,
 }
 
 /// What a launch made; names are derived from the tenant id, so a second
@@ -51,6 +54,8 @@ pub enum LauncherError {
 
 #[async_trait]
 pub trait TenantLauncher: Send + Sync {
+    /// Makes the tenant's task definition, service (with `desired_count`),
+    /// target group and listener rule match `spec`, creating what is missing.
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchedTenant, LauncherError>;
 
     async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError>;

@@ -185,24 +185,23 @@ async fn make_match(
     let host = ctx.settings.domain.host(&signup.subdomain);
     let mut resources = record.resources.clone();
     match desired.run {
-        RunState::Running => {
+        RunState::Running | RunState::Suspended => {
+            let running = desired.run == RunState::Running;
             let spec = LaunchSpec {
                 tenant: record.id.clone(),
                 environment: app_environment(record, signup, &desired.plan, desired.billing, &format!("https://{host}")),
                 host: host.clone(),
+                desired_count: u32::from(running),
             };
             let launched = ports.launcher.launch(&spec).await?;
             resources.service_arn = Some(launched.service_arn);
             resources.target_group_arn = Some(launched.target_group_arn);
             resources.listener_rule_arn = Some(launched.listener_rule_arn);
-            actions.push(format!("service runs 1 task on {} ({})", desired.plan.key, desired.billing));
-            publish_dns_once(ports, &host, &mut resources, actions).await?;
-        }
-        RunState::Suspended => {
-            if resources.service_arn.is_some() {
-                ports.launcher.scale(&record.id, 0).await?;
-                actions.push("service scaled to 0 (DNS kept)".into());
-            }
+            actions.push(if running {
+                format!("service runs 1 task on {} ({})", desired.plan.key, desired.billing)
+            } else {
+                format!("service at 0 tasks on {} ({}), rule and DNS kept", desired.plan.key, desired.billing)
+            });
             publish_dns_once(ports, &host, &mut resources, actions).await?;
         }
         RunState::Cancelled => {

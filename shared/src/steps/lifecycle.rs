@@ -9,10 +9,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::context::StepContext;
 use super::error::StepError;
 use super::mails;
-use super::provision::{CaughtError, load, update};
+use super::context::{StepContext, load, update};
+use super::provision::CaughtError;
 use crate::domain::{
     BillingEvent, DesiredTenant, RunState, SubscriptionId, TenantId, TenantRecord, TenantStatus, desired_from,
 };

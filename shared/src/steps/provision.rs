@@ -177,6 +177,7 @@ pub async fn launch_tenant(
         tenant: record.id.clone(),
         environment: app_environment(&record, signup, plan, billing, &format!("https://{host}")),
         host,
+        desired_count: 1,
     };
     let launched = launcher.launch(&spec).await?;
     update(store, ctx.clock, &record.id, |r| {
@@ -411,8 +412,8 @@ mod tests {
 
     use super::*;
     use crate::adapters::local::{LocalDns, LocalLauncher, LocalOutbox, LocalTenantStore};
-    use crate::clock::FixedClock;
-    use crate::config::TenantDomain;
+    use crate::clock::{Clock, FixedClock};
+    use crate::config::{TenantDomain, TenantSettings};
     use crate::domain::EmailAddress;
 
     const NOW: i64 = 1_763_800_100;

@@ -613,10 +613,15 @@ impl EcsTenantLauncher {
         names: &TenantNames,
         task_definition_arn: &str,
         target_group_arn: &str,
+        desired_count: u32,
     ) -> Result<String, LauncherError> {
+        let desired_count = i32::try_from(desired_count)
+            .map_err(|_| LauncherError::Rejected("desired count too large".into()))?;
         if let Some(existing) = self.describe_service(&names.service).await? {
             match existing.status() {
-                Some("ACTIVE") => return self.converge_service(&existing, task_definition_arn).await,
+                Some("ACTIVE") => {
+                    return self.converge_service(&existing, task_definition_arn, desired_count).await;
+                }
                 Some("DRAINING") => {
                     return Err(LauncherError::Unavailable(unexpected(format!(
                         "service {} is still draining from an earlier removal",
@@ -650,7 +655,7 @@ impl EcsTenantLauncher {
             .cluster(&self.config.cluster)
             .service_name(&names.service)
             .task_definition(task_definition_arn)
-            .desired_count(1)
+            .desired_count(desired_count)
             .launch_type(LaunchType::Fargate)
             .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
             .load_balancers(load_balancer)
@@ -673,30 +678,31 @@ impl EcsTenantLauncher {
                 if let Some(existing) = self.describe_service(&names.service).await?
                     && existing.status() == Some("ACTIVE")
                 {
-                    return self.converge_service(&existing, task_definition_arn).await;
+                    return self.converge_service(&existing, task_definition_arn, desired_count).await;
                 }
                 Err(sdk_failure("ECS CreateService", error))
             }
         }
     }
 
-    /// An existing service runs the wanted revision with one task.
+    /// An existing service runs the wanted revision with `desired_count` tasks.
     async fn converge_service(
         &self,
         service: &Service,
         task_definition_arn: &str,
+        desired_count: i32,
     ) -> Result<String, LauncherError> {
         let arn = service
             .service_arn()
             .map(str::to_owned)
             .ok_or_else(|| LauncherError::Unavailable(unexpected("service without an ARN")))?;
-        if service.task_definition() != Some(task_definition_arn) || service.desired_count() != 1 {
+        if service.task_definition() != Some(task_definition_arn) || service.desired_count() != desired_count {
             self.ecs
                 .update_service()
                 .cluster(&self.config.cluster)
                 .service(&arn)
                 .task_definition(task_definition_arn)
-                .desired_count(1)
+                .desired_count(desired_count)
                 .send()
                 .await
                 .map_err(|e| sdk_failure("ECS UpdateService", e))?;
@@ -825,8 +831,9 @@ impl TenantLauncher for EcsTenantLauncher {
         let target_group_arn = self.ensure_target_group(&spec.tenant, &names).await?;
         let listener_rule_arn =
             self.ensure_listener_rule(&spec.tenant, &spec.host, &target_group_arn).await?;
-        let service_arn =
-            self.ensure_service(&spec.tenant, &names, &task_definition_arn, &target_group_arn).await?;
+        let service_arn = self
+            .ensure_service(&spec.tenant, &names, &task_definition_arn, &target_group_arn, spec.desired_count)
+            .await?;
         Ok(LaunchedTenant { service_arn, target_group_arn, listener_rule_arn })
     }
 

@@ -81,16 +81,17 @@ impl TenantLauncher for LocalLauncher {
                     listener_rule_arn: format!("arn:local:elasticloadbalancing:listener-rule/{name}"),
                     rule_priority: priority,
                     host: spec.host.clone(),
-                    desired_count: 1,
+                    desired_count: spec.desired_count,
                     environment: spec.environment.clone(),
                     started_at_ms: now,
                 });
-                if service.environment != spec.environment || service.desired_count == 0 {
-                    // A new task definition: ECS replaces the running task.
+                let scaled_up = service.desired_count == 0 && spec.desired_count > 0;
+                if service.environment != spec.environment || scaled_up {
+                    // A new task definition, or a first task: ECS starts one.
                     service.environment = spec.environment.clone();
-                    service.desired_count = 1;
                     service.started_at_ms = now;
                 }
+                service.desired_count = spec.desired_count;
                 Ok(LaunchedTenant {
                     service_arn: service.service_arn.clone(),
                     target_group_arn: service.target_group_arn.clone(),

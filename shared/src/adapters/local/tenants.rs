@@ -531,7 +531,7 @@ mod tests {
     async fn replacing_needs_the_version_that_was_read_and_nothing_else() {
         let store = store();
         let failure = Failure { error: "InvalidSignup".into(), cause: "test".into(), at: NOW };
-        let v1 = TenantRecord::rejected(tenant("replace"), None, failure, "evt_1", NOW);
+        let v1 = TenantRecord::rejected(tenant("replace"), None, failure);
         store.insert_tenant(&v1).await.unwrap();
 
         let v2 = v1.next_version(NOW + 10);
