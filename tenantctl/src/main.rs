@@ -222,7 +222,9 @@ async fn main() -> Result<()> {
             println!("{} {}", status.as_u16(), String::from_utf8_lossy(&answer));
             Ok(())
         }
-        Command::Local { command: LocalCommand::Pay { server, session_id, trial_days, all_events, delivery } } => {
+        Command::Local {
+            command: LocalCommand::Pay { server, session_id, trial_days, all_events, delivery },
+        } => {
             let mut query = delivery.query();
             if let Some(days) = trial_days {
                 query.push_str(&format!("&trial_days={days}"));
@@ -230,7 +232,8 @@ async fn main() -> Result<()> {
             if all_events {
                 query.push_str("&all_events=true");
             }
-            let url = format!("{}/local/stripe/checkout/{session_id}/pay?{query}", server.trim_end_matches('/'));
+            let url =
+                format!("{}/local/stripe/checkout/{session_id}/pay?{query}", server.trim_end_matches('/'));
             post_json(&url, &serde_json::Value::Null).await
         }
         Command::Local {

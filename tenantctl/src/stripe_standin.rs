@@ -20,7 +20,13 @@ use tenancy::domain::BillingPeriod;
 use crate::local::{LocalSignup, LocalStack};
 
 /// Stripe's error body; `code` as Stripe names it (`resource_missing`, …).
-pub fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Response {
+pub fn stripe_error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
     let body = json!({"error": {"type": kind, "code": code, "message": message, "param": param}});
     (status, axum::Json(body)).into_response()
 }
@@ -93,7 +99,11 @@ pub async fn get_subscription(
 }
 
 /// `GET /v1/invoices/{id}`.
-pub async fn get_invoice(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn get_invoice(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
     if !authorized(&headers) {
         return invalid_key();
@@ -105,7 +115,11 @@ pub async fn get_invoice(State(stack): State<Arc<LocalStack>>, Path(id): Path<St
 }
 
 /// `GET /v1/customers/{id}`.
-pub async fn get_customer(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn get_customer(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
     if !authorized(&headers) {
         return invalid_key();
@@ -117,7 +131,11 @@ pub async fn get_customer(State(stack): State<Arc<LocalStack>>, Path(id): Path<S
 }
 
 /// `GET /v1/events/{id}`: what `tenantctl` replays from.
-pub async fn get_event(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn get_event(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
     if !authorized(&headers) {
         return invalid_key();
@@ -209,9 +227,9 @@ fn local_error(error: &LocalStripeError) -> Response {
     let status = match error {
         LocalStripeError::NoSuchSession(_) | LocalStripeError::NoSuchSubscription(_) => StatusCode::NOT_FOUND,
         LocalStripeError::Refused { .. } | LocalStripeError::Expired(_) => StatusCode::CONFLICT,
-        LocalStripeError::UnknownPrice(_) | LocalStripeError::NoPrice { .. } | LocalStripeError::UnknownPlan(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        LocalStripeError::UnknownPrice(_)
+        | LocalStripeError::NoPrice { .. }
+        | LocalStripeError::UnknownPlan(_) => StatusCode::BAD_REQUEST,
         LocalStripeError::Io(_) | LocalStripeError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, axum::Json(json!({"error": tenancy::telemetry::error_chain(error)}))).into_response()
@@ -239,7 +257,8 @@ impl PayQuery {
     pub fn parse(query: Option<&str>) -> Result<Self, String> {
         let mut parsed = PayQuery::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let number = |what: &str| value.parse::<u64>().map_err(|_| format!("`{what}` must be a whole number"));
+            let number =
+                |what: &str| value.parse::<u64>().map_err(|_| format!("`{what}` must be a whole number"));
             match key.as_ref() {
                 "trial_days" => {
                     parsed.trial_days =
@@ -264,7 +283,11 @@ impl PayQuery {
 /// events are signed and delivered to the webhook. The answer keeps
 /// `event_id`, `webhook_status` and `webhook_answer` of the
 /// `checkout.session.completed` delivery, and lists every delivery.
-pub async fn pay(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>, uri: axum::http::Uri) -> Response {
+pub async fn pay(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
     let Some(signup) = local_stripe(&stack) else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "the checkout API is not configured"})))
             .into_response();
@@ -283,7 +306,8 @@ pub async fn pay(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>, u
         events.iter().filter(|e| e["type"] == "checkout.session.completed").cloned().collect()
     };
     let (deliveries, seed) = deliver(&stack, signup, &delivered, &query.delivery).await;
-    let completed = deliveries.iter().find(|d| d["type"] == "checkout.session.completed").cloned().unwrap_or_default();
+    let completed =
+        deliveries.iter().find(|d| d["type"] == "checkout.session.completed").cloned().unwrap_or_default();
     let session = events.iter().find(|e| e["type"] == "checkout.session.completed");
     axum::Json(json!({
         "event_id": completed["event_id"],
@@ -313,18 +337,24 @@ pub struct ActionRequest {
 }
 
 /// The names the endpoint and `tenantctl local subscription` accept.
-pub const ACTIONS: &[&str] =
-    &["change-plan", "upgrade", "downgrade", "card-fails", "card-recovers", "unpaid", "pause", "resume", "cancel", "trial-ends"];
+pub const ACTIONS: &[&str] = &[
+    "change-plan",
+    "upgrade",
+    "downgrade",
+    "card-fails",
+    "card-recovers",
+    "unpaid",
+    "pause",
+    "resume",
+    "cancel",
+    "trial-ends",
+];
 
 pub fn parse_action(name: &str, request: &ActionRequest) -> Result<SubscriptionAction, String> {
     let plan_change = |direction| {
         let plan = request.plan.clone().ok_or_else(|| format!("`{name}` needs a plan"))?;
-        let billing = request
-            .billing
-            .as_deref()
-            .map(BillingPeriod::parse)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let billing =
+            request.billing.as_deref().map(BillingPeriod::parse).transpose().map_err(|e| e.to_string())?;
         Ok(SubscriptionAction::ChangePlan { plan, billing, direction })
     };
     match name {
@@ -426,7 +456,8 @@ mod tests {
         let mut sorted = shuffled.clone();
         sorted.sort();
         assert_eq!(sorted, delivery_order(6, 1, None), "every delivery once, none lost");
-        let orders: std::collections::HashSet<_> = (0..20).map(|seed| delivery_order(6, 0, Some(seed))).collect();
+        let orders: std::collections::HashSet<_> =
+            (0..20).map(|seed| delivery_order(6, 0, Some(seed))).collect();
         assert!(orders.len() > 10, "seeds give different orders: {}", orders.len());
         assert_eq!(delivery_order(10, u32::MAX, None).len(), MAX_DELIVERIES);
     }
@@ -458,6 +489,9 @@ mod tests {
             SubscriptionAction::TrialEnds(TrialOutcome::Pay)
         );
         assert!(parse_action("explode", &with(None, None, None)).unwrap_err().contains("card-fails"));
-        assert_eq!(expansions(Some("expand[0]=latest_invoice&expand[]=items.data.price&x=1")), ["latest_invoice", "items.data.price"]);
+        assert_eq!(
+            expansions(Some("expand[0]=latest_invoice&expand[]=items.data.price&x=1")),
+            ["latest_invoice", "items.data.price"]
+        );
     }
 }

@@ -95,7 +95,12 @@ impl Server {
         SubscriptionId::parse(completed["data"]["object"]["subscription"].as_str().unwrap()).unwrap()
     }
 
-    async fn act(&self, id: &SubscriptionId, action: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+    async fn act(
+        &self,
+        id: &SubscriptionId,
+        action: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
         let request = http::Request::post(format!("{}/local/stripe/subscriptions/{id}/{action}", self.base))
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(body.to_string().into()))
@@ -138,7 +143,12 @@ async fn stripe_api_reads_back_what_the_stand_in_holds_through_a_lifecycle() {
         answer["deliveries"].as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap()).collect();
     assert_eq!(
         delivered,
-        ["invoice.payment_failed", "invoice.payment_failed", "customer.subscription.updated", "customer.subscription.updated"],
+        [
+            "invoice.payment_failed",
+            "invoice.payment_failed",
+            "customer.subscription.updated",
+            "customer.subscription.updated"
+        ],
         "each event once more"
     );
     assert!(answer["deliveries"].as_array().unwrap().iter().all(|d| d["webhook_status"] == 200), "{answer}");
@@ -168,7 +178,10 @@ async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
     let server = Server::start().await;
     let id = server.paid_subscription(PayOptions { trial_days: Some(14) }).await;
     let snapshot = assert_reads_back(&server, &id).await;
-    assert_eq!((snapshot.status, snapshot.trial_end), (SubscriptionStatus::Trialing, Some(NOW + 14 * 86_400)));
+    assert_eq!(
+        (snapshot.status, snapshot.trial_end),
+        (SubscriptionStatus::Trialing, Some(NOW + 14 * 86_400))
+    );
     let (status, _) = server.act(&id, "trial-ends", serde_json::json!({"then": "pause"})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Paused);
@@ -189,8 +202,10 @@ async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
     let plain: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let invoice_id = plain["latest_invoice"].as_str().expect("an id when not expanded").to_owned();
     assert_eq!(plain["items"]["data"][0]["price"]["recurring"]["interval"], "month");
-    let (_, body) =
-        client.call(get(format!("/v1/subscriptions/{id}?expand[]=latest_invoice&expand[]=items.data.price"))).await.unwrap();
+    let (_, body) = client
+        .call(get(format!("/v1/subscriptions/{id}?expand[]=latest_invoice&expand[]=items.data.price")))
+        .await
+        .unwrap();
     let expanded: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(expanded["latest_invoice"]["id"], invoice_id.as_str());
     let (status, body) = client.call(get(format!("/v1/invoices/{invoice_id}"))).await.unwrap();
@@ -199,17 +214,30 @@ async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
     let customer = plain["customer"].as_str().unwrap();
     let (status, body) = client.call(get(format!("/v1/customers/{customer}"))).await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["email"], "peter@initrode.example");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["email"],
+        "peter@initrode.example"
+    );
     let (status, body) = client.call(get("/v1/invoices/in_nope".into())).await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error["error"]["code"], "resource_missing");
-    let (status, _) = client.call(http::Request::get(format!("{}/v1/subscriptions/{id}", server.base)).body(http_body_util::Full::default()).unwrap()).await.unwrap();
+    let (status, _) = client
+        .call(
+            http::Request::get(format!("{}/v1/subscriptions/{id}", server.base))
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no key, no answer");
 
     let (_, body) = client.get(&format!("{}/local/stripe/subscriptions", server.base)).await.unwrap();
     let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((list[0]["id"].as_str(), list[0]["subdomain"].as_str()), (Some(id.as_str()), Some("initrode")));
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["subdomain"].as_str()),
+        (Some(id.as_str()), Some("initrode"))
+    );
     server.stop().await;
 }
 
@@ -272,7 +300,9 @@ async fn throttled_reads_are_retried_and_other_errors_are_not() {
 async fn a_burst_of_reads_is_held_to_the_rate_limit() {
     let responses = vec![StubResponse::raw(200, "application/json", &subscription_json()); 12];
     let stub = StripeStub::start(responses).await;
-    let api = Arc::new(stub_reader(&stub, RetryPolicy::never()).with_rate_limit(RateLimit { per_second: 50.0, burst: 2 }));
+    let api = Arc::new(
+        stub_reader(&stub, RetryPolicy::never()).with_rate_limit(RateLimit { per_second: 50.0, burst: 2 }),
+    );
     let id = SubscriptionId::parse("sub_1Throttled").unwrap();
     let started = std::time::Instant::now();
     let reads: Vec<_> = (0..12)

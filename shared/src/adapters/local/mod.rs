@@ -19,6 +19,7 @@ pub use queue::LocalEventQueue;
 pub use secrets::InMemorySecretStore;
 pub use stripe::{
     Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice, LocalStripe,
-    LocalStripeError, LocalSubscription, PauseCollection, PayError, PayOptions, SubscriptionAction, TrialOutcome, status_str,
+    LocalStripeError, LocalSubscription, PauseCollection, PayError, PayOptions, SubscriptionAction,
+    TrialOutcome, status_str,
 };
 pub use tenants::{LocalTenantStore, SubdomainClaim};

@@ -17,8 +17,8 @@ use super::persisted::Persisted;
 use crate::clock::Clock;
 use crate::domain::{BillingPeriod, Catalog, CustomerId, SubscriptionId, SubscriptionStatus};
 use crate::ports::{
-    CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, StripeApiError, StripeGateway, SubscriptionSnapshot,
-    SubscriptionSource,
+    CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, StripeApiError, StripeGateway,
+    SubscriptionSnapshot, SubscriptionSource,
 };
 use crate::stripe::StripeMode;
 
@@ -205,7 +205,11 @@ impl TrialOutcome {
 pub enum SubscriptionAction {
     /// To the catalog's price for `plan` and `billing` (the current billing
     /// period when `None`). `direction` refuses an "upgrade" that is not one.
-    ChangePlan { plan: String, billing: Option<BillingPeriod>, direction: Option<Direction> },
+    ChangePlan {
+        plan: String,
+        billing: Option<BillingPeriod>,
+        direction: Option<Direction>,
+    },
     /// A renewal charge (or a retry of it) is declined.
     CardFails,
     /// The open invoice is paid.
@@ -323,7 +327,12 @@ impl LocalStripe {
                     .ok_or_else(|| LocalStripeError::NoSuchSession(session_id.to_owned()))?;
                 if a.sessions[index].status != "open" {
                     let ids = a.sessions[index].events.clone();
-                    return Ok(a.events.iter().filter(|e| ids.iter().any(|id| e["id"] == *id)).cloned().collect());
+                    return Ok(a
+                        .events
+                        .iter()
+                        .filter(|e| ids.iter().any(|id| e["id"] == *id))
+                        .cloned()
+                        .collect());
                 }
                 if a.sessions[index].expires_at.is_some_and(|at| at < now) {
                     return Err(LocalStripeError::Expired(session_id.to_owned()));
@@ -350,7 +359,8 @@ impl LocalStripe {
                     .iter()
                     .position(|s| s.id == id)
                     .ok_or_else(|| LocalStripeError::NoSuchSubscription(id.to_owned()))?;
-                let refuse = |why: String| LocalStripeError::Refused { id: id.to_owned(), action: action.name(), why };
+                let refuse =
+                    |why: String| LocalStripeError::Refused { id: id.to_owned(), action: action.name(), why };
                 let status = a.subscriptions[index].status.clone();
                 use SubscriptionStatus as S;
                 match action {
@@ -381,7 +391,9 @@ impl LocalStripe {
                                 Direction::Downgrade => to < from,
                             };
                             if !fits {
-                                return Err(refuse(format!("{plan} is tier {to}, the current plan tier {from}")));
+                                return Err(refuse(format!(
+                                    "{plan} is tier {to}, the current plan tier {from}"
+                                )));
                             }
                         }
                         Ok(change_price(a, index, price, now))
@@ -389,7 +401,10 @@ impl LocalStripe {
                     SubscriptionAction::CardFails => match status {
                         S::Active => Ok(renewal_fails(a, index, now)),
                         S::PastDue => Ok(retry_fails(a, index, now)),
-                        _ => Err(refuse(format!("it is {}; a renewal is charged only while active", status_str(&status)))),
+                        _ => Err(refuse(format!(
+                            "it is {}; a renewal is charged only while active",
+                            status_str(&status)
+                        ))),
                     },
                     SubscriptionAction::CardRecovers => match status {
                         S::PastDue | S::Unpaid => Ok(recover(a, index, now)),
@@ -402,20 +417,30 @@ impl LocalStripe {
                             status_str(&status)
                         ))),
                     },
-                    SubscriptionAction::Pause | SubscriptionAction::TrialEnds(TrialOutcome::Pause) => match status {
-                        S::Trialing => Ok(end_trial(a, index, TrialOutcome::Pause, now, matches!(action, SubscriptionAction::TrialEnds(_)))),
-                        _ => Err(refuse(format!(
-                            "it is {}; Stripe pauses a subscription only when its trial ends without a \
+                    SubscriptionAction::Pause | SubscriptionAction::TrialEnds(TrialOutcome::Pause) => {
+                        match status {
+                            S::Trialing => Ok(end_trial(
+                                a,
+                                index,
+                                TrialOutcome::Pause,
+                                now,
+                                matches!(action, SubscriptionAction::TrialEnds(_)),
+                            )),
+                            _ => Err(refuse(format!(
+                                "it is {}; Stripe pauses a subscription only when its trial ends without a \
                              payment method (pay with a trial to start one)",
-                            status_str(&status)
-                        ))),
-                    },
+                                status_str(&status)
+                            ))),
+                        }
+                    }
                     SubscriptionAction::Resume => match status {
                         S::Paused => Ok(resume(a, index, now)),
                         _ => Err(refuse(format!("it is {}, not paused", status_str(&status)))),
                     },
                     SubscriptionAction::Cancel => match status {
-                        S::Canceled | S::IncompleteExpired => Err(refuse(format!("it is already {}", status_str(&status)))),
+                        S::Canceled | S::IncompleteExpired => {
+                            Err(refuse(format!("it is already {}", status_str(&status))))
+                        }
                         _ => Ok(cancel(a, index, now)),
                     },
                     SubscriptionAction::TrialEnds(outcome) => match status {
@@ -434,7 +459,8 @@ impl LocalStripe {
             let sub = a.subscriptions.iter().find(|s| s.id == id)?;
             let mut object = subscription_wire(sub, api_version);
             if expand_invoice
-                && let Some(invoice) = sub.latest_invoice.as_ref().and_then(|i| a.invoices.iter().find(|x| x.id == *i))
+                && let Some(invoice) =
+                    sub.latest_invoice.as_ref().and_then(|i| a.invoices.iter().find(|x| x.id == *i))
             {
                 object["latest_invoice"] = invoice_wire(invoice, api_version);
             }
@@ -621,7 +647,8 @@ fn invoice_wire(invoice: &LocalInvoice, api_version: &str) -> Value {
             "type": "subscription_details",
             "subscription_details": {"subscription": invoice.subscription, "metadata": {}},
         });
-        object["lines"]["data"][0]["pricing"] = json!({"type": "price_details", "price_details": {"price": invoice.price_id}});
+        object["lines"]["data"][0]["pricing"] =
+            json!({"type": "price_details", "price_details": {"price": invoice.price_id}});
     } else {
         object["subscription"] = json!(invoice.subscription);
         object["paid"] = json!(paid);
@@ -717,7 +744,14 @@ fn invoice_event(a: &mut Account, invoice_id: &str, kind: &str, now: i64) -> Val
 }
 
 /// A new invoice for subscription `index`, billing `[start, end)`, made the latest.
-fn new_invoice(a: &mut Account, index: usize, amount: i64, period: (i64, i64), reason: &str, now: i64) -> String {
+fn new_invoice(
+    a: &mut Account,
+    index: usize,
+    amount: i64,
+    period: (i64, i64),
+    reason: &str,
+    now: i64,
+) -> String {
     let id = format!("in_local{:06}", a.invoices.len() + 1);
     let sub = &mut a.subscriptions[index];
     a.invoices.push(LocalInvoice {
@@ -759,7 +793,13 @@ fn mark_failed(a: &mut Account, id: &str) {
     }
 }
 
-fn complete_session(a: &mut Account, index: usize, price: LocalPrice, options: PayOptions, now: i64) -> Vec<Value> {
+fn complete_session(
+    a: &mut Account,
+    index: usize,
+    price: LocalPrice,
+    options: PayOptions,
+    now: i64,
+) -> Vec<Value> {
     let customer = format!("cus_local{:06}", a.customers.len() + 1);
     let sub_id = format!("sub_local{:06}", a.subscriptions.len() + 1);
     let session = &mut a.sessions[index];
@@ -949,9 +989,10 @@ fn cancel(a: &mut Account, index: usize, now: i64) -> Vec<Value> {
 
 fn snapshot(a: &Account, sub: &LocalSubscription) -> Result<SubscriptionSnapshot, StripeApiError> {
     let corrupt = |what: String| StripeApiError::Unavailable(what.into());
-    let id = SubscriptionId::parse(&sub.id).map_err(|e| corrupt(format!("local subscription {}: {e}", sub.id)))?;
-    let customer =
-        CustomerId::parse(&sub.customer).map_err(|e| corrupt(format!("local subscription {}: {e}", sub.id)))?;
+    let id =
+        SubscriptionId::parse(&sub.id).map_err(|e| corrupt(format!("local subscription {}: {e}", sub.id)))?;
+    let customer = CustomerId::parse(&sub.customer)
+        .map_err(|e| corrupt(format!("local subscription {}: {e}", sub.id)))?;
     let latest_invoice = sub.latest_invoice.as_ref().map(|id| {
         let invoice = a.invoices.iter().find(|i| i.id == *id);
         InvoiceSnapshot {
@@ -979,7 +1020,10 @@ fn snapshot(a: &Account, sub: &LocalSubscription) -> Result<SubscriptionSnapshot
 /// The local adapter of [`SubscriptionSource`]: the stand-in's own state.
 #[async_trait]
 impl SubscriptionSource for LocalStripe {
-    async fn subscription(&self, id: &SubscriptionId) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
+    async fn subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
         self.account.read(|a| {
             a.subscriptions.iter().find(|s| s.id == id.as_str()).map(|sub| snapshot(a, sub)).transpose()
         })
@@ -1094,7 +1138,12 @@ mod tests {
         let events = stripe.pay(&id).unwrap();
         assert_eq!(
             types(&events),
-            ["customer.created", "customer.subscription.created", "invoice.paid", "checkout.session.completed"]
+            [
+                "customer.created",
+                "customer.subscription.created",
+                "invoice.paid",
+                "checkout.session.completed"
+            ]
         );
         let ids: std::collections::HashSet<_> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), 4, "event ids are unique");
@@ -1170,7 +1219,11 @@ mod tests {
             direction: Some(Direction::Downgrade),
         };
         stripe.act(&id, &annual).unwrap();
-        assert_eq!(snap(&stripe, &id).await.current_period_end, Some(NOW + 365 * DAY), "a new interval restarts the period");
+        assert_eq!(
+            snap(&stripe, &id).await.current_period_end,
+            Some(NOW + 365 * DAY),
+            "a new interval restarts the period"
+        );
     }
 
     #[tokio::test]
@@ -1185,19 +1238,28 @@ mod tests {
         assert_eq!(sub.current_period_end, Some(NOW + 60 * DAY), "the period renewed");
         assert_eq!(sub.latest_invoice.as_ref().and_then(|i| i.status.as_deref()), Some("open"));
 
-        assert_eq!(types(&stripe.act(&id, &SubscriptionAction::CardFails).unwrap()), ["invoice.payment_failed"]);
+        assert_eq!(
+            types(&stripe.act(&id, &SubscriptionAction::CardFails).unwrap()),
+            ["invoice.payment_failed"]
+        );
         assert_eq!(stripe.invoices().last().unwrap().attempt_count, 2);
         let events = stripe.act(&id, &SubscriptionAction::Unpaid).unwrap();
         assert_eq!(events[0]["data"]["object"]["status"], "unpaid");
         assert_eq!(events[0]["data"]["previous_attributes"]["status"], "past_due");
-        assert!(matches!(stripe.act(&id, &SubscriptionAction::Unpaid), Err(LocalStripeError::Refused { .. })));
+        assert!(matches!(
+            stripe.act(&id, &SubscriptionAction::Unpaid),
+            Err(LocalStripeError::Refused { .. })
+        ));
 
         let events = stripe.act(&id, &SubscriptionAction::CardRecovers).unwrap();
         assert_eq!(types(&events), ["invoice.paid", "customer.subscription.updated"]);
         let sub = snap(&stripe, &id).await;
         assert_eq!(sub.status, SubscriptionStatus::Active);
         assert_eq!(sub.latest_invoice.and_then(|i| i.status).as_deref(), Some("paid"));
-        assert!(matches!(stripe.act(&id, &SubscriptionAction::CardRecovers), Err(LocalStripeError::Refused { .. })));
+        assert!(matches!(
+            stripe.act(&id, &SubscriptionAction::CardRecovers),
+            Err(LocalStripeError::Refused { .. })
+        ));
     }
 
     #[tokio::test]
@@ -1206,12 +1268,19 @@ mod tests {
         let id = paid(&stripe, PayOptions { trial_days: Some(14) }).await;
         let sub = snap(&stripe, &id).await;
         assert_eq!((sub.status.clone(), sub.trial_end), (SubscriptionStatus::Trialing, Some(NOW + 14 * DAY)));
-        assert!(matches!(stripe.act(&id, &SubscriptionAction::Resume), Err(LocalStripeError::Refused { .. })));
+        assert!(matches!(
+            stripe.act(&id, &SubscriptionAction::Resume),
+            Err(LocalStripeError::Refused { .. })
+        ));
 
         let events = stripe.act(&id, &SubscriptionAction::TrialEnds(TrialOutcome::Pause)).unwrap();
         assert_eq!(
             types(&events),
-            ["customer.subscription.trial_will_end", "customer.subscription.updated", "customer.subscription.paused"]
+            [
+                "customer.subscription.trial_will_end",
+                "customer.subscription.updated",
+                "customer.subscription.paused"
+            ]
         );
         assert_eq!(snap(&stripe, &id).await.status, SubscriptionStatus::Paused);
         assert!(matches!(stripe.act(&id, &SubscriptionAction::Pause), Err(LocalStripeError::Refused { .. })));
@@ -1233,7 +1302,11 @@ mod tests {
         let events = stripe.act(&id, &SubscriptionAction::TrialEnds(TrialOutcome::Fail)).unwrap();
         assert_eq!(
             types(&events),
-            ["customer.subscription.trial_will_end", "invoice.payment_failed", "customer.subscription.updated"]
+            [
+                "customer.subscription.trial_will_end",
+                "invoice.payment_failed",
+                "customer.subscription.updated"
+            ]
         );
         assert_eq!(snap(&stripe, &id).await.status, SubscriptionStatus::PastDue);
 
@@ -1262,7 +1335,10 @@ mod tests {
         assert_eq!((sub.status, sub.ended_at), (SubscriptionStatus::Canceled, Some(NOW)));
         let again = stripe.act(&id, &SubscriptionAction::Cancel).unwrap_err().to_string();
         assert_eq!(again, "cannot cancel subscription sub_local000001: it is already canceled");
-        assert!(matches!(stripe.act(&id, &SubscriptionAction::CardFails), Err(LocalStripeError::Refused { .. })));
+        assert!(matches!(
+            stripe.act(&id, &SubscriptionAction::CardFails),
+            Err(LocalStripeError::Refused { .. })
+        ));
         assert!(matches!(
             stripe.act("sub_nope", &SubscriptionAction::Cancel),
             Err(LocalStripeError::NoSuchSubscription(_))
@@ -1285,7 +1361,10 @@ mod tests {
         assert_eq!(new["latest_invoice"]["parent"]["subscription_details"]["subscription"], id.as_str());
         let invoice_id = new["latest_invoice"]["id"].as_str().unwrap();
         assert_eq!(stripe.invoice_json(invoice_id, "2024-06-20").unwrap()["subscription"], id.as_str());
-        assert_eq!(stripe.customer_json(old["customer"].as_str().unwrap()).unwrap()["email"], "dana@acme.example");
+        assert_eq!(
+            stripe.customer_json(old["customer"].as_str().unwrap()).unwrap()["email"],
+            "dana@acme.example"
+        );
         // Both shapes read back as what the stand-in holds.
         let held = snap(&stripe, &id).await;
         for wire in [stripe.subscription_json(&id, true, "2024-06-20").unwrap(), new] {

@@ -15,18 +15,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 
+use super::limit::{Jitter, RandomJitter, RateLimit, RetryPolicy, TokenBucket};
+use super::subscription::snapshot_from_wire;
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
-use super::limit::{Jitter, RandomJitter, RateLimit, RetryPolicy, TokenBucket};
-use super::subscription::snapshot_from_wire;
 use crate::domain::{CustomerId, SubscriptionId};
 use crate::ports::{
     BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, SecretStore, StripeApiError,
@@ -266,9 +266,9 @@ impl SubscriptionSource for StripeApi {
             Err(error) if is_missing(&error) => return Ok(None),
             Err(error) => return Err(self.error(error)),
         };
-        snapshot_from_wire(&answer)
-            .map(Some)
-            .map_err(|e| StripeApiError::Unavailable(Box::new(CallFailed(format!("unreadable answer from Stripe: {e}")))))
+        snapshot_from_wire(&answer).map(Some).map_err(|e| {
+            StripeApiError::Unavailable(Box::new(CallFailed(format!("unreadable answer from Stripe: {e}"))))
+        })
     }
 }
 

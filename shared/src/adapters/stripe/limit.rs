@@ -51,11 +51,8 @@ impl TokenBucket {
     /// A full bucket. A rate that is not a positive number is taken as one
     /// request per second rather than none (a misconfiguration must not stall calls for ever).
     pub fn new(limit: RateLimit) -> Self {
-        let per_second = if limit.per_second.is_finite() && limit.per_second > 0.0 {
-            limit.per_second
-        } else {
-            1.0
-        };
+        let per_second =
+            if limit.per_second.is_finite() && limit.per_second > 0.0 { limit.per_second } else { 1.0 };
         let limit = RateLimit { per_second, burst: limit.burst.max(1) };
         TokenBucket {
             limit,
@@ -243,7 +240,10 @@ mod tests {
             None,
             "a retry that would start after max_elapsed is not made"
         );
-        assert_eq!(policy.backoff(2, Duration::from_millis(900), &Fixed(0.25)), Some(Duration::from_millis(50)));
+        assert_eq!(
+            policy.backoff(2, Duration::from_millis(900), &Fixed(0.25)),
+            Some(Duration::from_millis(50))
+        );
         assert_eq!(RetryPolicy::never().backoff(1, Duration::ZERO, &full), None);
     }
 

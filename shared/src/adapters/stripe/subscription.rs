@@ -44,8 +44,7 @@ pub fn snapshot_from_wire(sub: &Value) -> Result<SubscriptionSnapshot, WireError
     let first_item = sub.pointer("/items/data/0");
     let price = first_item.and_then(|item| item.get("price"));
     let price_id = price.and_then(id_of).map(str::to_owned);
-    let price_lookup_key =
-        price.and_then(|p| p.get("lookup_key")).and_then(Value::as_str).map(str::to_owned);
+    let price_lookup_key = price.and_then(|p| p.get("lookup_key")).and_then(Value::as_str).map(str::to_owned);
     let current_period_end = int(sub, "/current_period_end")
         .or_else(|| first_item.and_then(|item| int(item, "/current_period_end")));
     let metadata: BTreeMap<String, String> = sub
@@ -114,7 +113,11 @@ mod tests {
         assert_eq!(snapshot.metadata.len(), 2);
         assert_eq!(
             snapshot.latest_invoice,
-            Some(InvoiceSnapshot { id: "in_1".into(), status: Some("open".into()), period_end: Some(1_699_000_000) })
+            Some(InvoiceSnapshot {
+                id: "in_1".into(),
+                status: Some("open".into()),
+                period_end: Some(1_699_000_000)
+            })
         );
     }
 
@@ -147,12 +150,18 @@ mod tests {
         sub["items"]["data"][0]["price"] = json!("price_9");
         let snapshot = snapshot_from_wire(&sub).unwrap();
         assert_eq!(snapshot.price_id.as_deref(), Some("price_9"));
-        assert_eq!(snapshot.latest_invoice, Some(InvoiceSnapshot { id: "in_9".into(), status: None, period_end: None }));
+        assert_eq!(
+            snapshot.latest_invoice,
+            Some(InvoiceSnapshot { id: "in_9".into(), status: None, period_end: None })
+        );
 
         sub["latest_invoice"] = Value::Null;
         assert_eq!(snapshot_from_wire(&sub).unwrap().latest_invoice, None);
         sub.as_object_mut().unwrap().remove("status");
-        assert_eq!(snapshot_from_wire(&sub).unwrap_err().to_string(), "Stripe's subscription has no `status`");
+        assert_eq!(
+            snapshot_from_wire(&sub).unwrap_err().to_string(),
+            "Stripe's subscription has no `status`"
+        );
         sub["status"] = json!("active");
         sub["customer"] = json!("acct_x");
         assert!(matches!(snapshot_from_wire(&sub), Err(WireError::InvalidId { field: "customer", .. })));
