@@ -333,7 +333,8 @@ mod tests {
     }
 
     fn tenant(name: &str) -> TenantId {
-        TenantId::for_checkout(&CheckoutSessionId::parse(&format!("cs_test_{name}")).unwrap())
+        let session = format!("cs_test_{}", name.replace('-', "_"));
+        TenantId::for_checkout(&CheckoutSessionId::parse(&session).unwrap())
     }
 
     fn entry(tenant: &TenantId, event_id: &str, created: i64, recorded_at: i64) -> TrailEntry {
