@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tenancy::adapters::aws::dynamodb::tenant_item;
-use tenancy::adapters::local::LocalEventQueue;
+use tenancy::adapters::local::{LocalEventQueue, LocalStripe};
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::TenantSettings;
 use tenancy::domain::password::PasswordKey;
@@ -351,7 +351,8 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
         password_key: PasswordKey::parse("bench-password-key-0000000000000000000")
             .map_err(|e| anyhow!("{e}"))?,
     };
-    let mut adapters = Adapters::local(config, clock.clone(), &options, "http://127.0.0.1:9")?;
+    let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:9", clock.clone())?);
+    let mut adapters = Adapters::local(config, clock.clone(), &options, "http://127.0.0.1:9", stripe)?;
     let counting = Arc::new(CountingStore { inner: adapters.steps.store.clone(), usage: Mutex::default() });
     adapters.steps.store = counting.clone();
     let secrets = WebhookSecrets::parse_list(secret).map_err(|e| anyhow!("{e}"))?;
@@ -382,7 +383,7 @@ impl Bench {
         let mut headers = http::HeaderMap::new();
         let signature = self.secret.sign_header(self.clock.now_unix(), body);
         headers.insert("stripe-signature", http::HeaderValue::from_str(&signature)?);
-        let answer = self.stack.ingress.handle(&headers, body).await;
+        let answer = self.stack.deliver(&headers, body).await;
         ensure!(answer.status == 200, "the webhook answered {}: {}", answer.status, answer.body);
         ensure!(
             self.stack.wait_settled(Duration::from_secs(120)).await,

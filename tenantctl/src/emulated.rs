@@ -31,7 +31,7 @@ pub async fn adapters(
     password_key: PasswordKey,
     clock: Arc<dyn Clock>,
     portal_base: &str,
-    stripe: Arc<dyn tenancy::ports::SubscriptionSource>,
+    stripe: Arc<tenancy::adapters::local::LocalStripe>,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
     let sdk = sdk_config(Some(endpoint)).await;
     let names = EmulatorNames::with_prefix("tenancy-local")?;
@@ -51,7 +51,7 @@ pub async fn adapters(
         mailer: Arc::new(aws::mailer(&sdk, &env)?),
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
-        stripe,
+        stripe: stripe.clone(),
         clock,
         settings,
         catalog: Catalog::embedded()?,
@@ -59,7 +59,7 @@ pub async fn adapters(
     };
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));
     let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: endpoint.to_owned() });
-    Ok((Adapters { steps, inspect }, platform))
+    Ok((Adapters { steps, inspect, stripe }, platform))
 }
 
 /// moto models ECS's API but runs no containers: this plays the part of

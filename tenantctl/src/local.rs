@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenancy::adapters::local::{
-    LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalTenantStore,
+    LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
 };
 use tenancy::clock::Clock;
 use tenancy::config::TenantSettings;
@@ -27,7 +27,8 @@ use tenancy::dispatch::dispatch;
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{QueuedEvent, SubscriptionSource, TenantStore, WorkflowStarter};
+use tenancy::ingress::WebhookAnswer;
+use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -111,6 +112,8 @@ pub struct LocalSignup {
 /// Everything the local server holds.
 pub struct LocalStack {
     pub signup: Option<LocalSignup>,
+    /// The local Stripe stand-in the steps read subscriptions from.
+    pub stripe: Arc<LocalStripe>,
     pub ingress: WebhookIngress,
     pub queue: Arc<LocalEventQueue>,
     pub workflows: Arc<LocalWorkflows>,
@@ -126,18 +129,20 @@ pub struct LocalStack {
 pub struct Adapters {
     pub steps: WorkflowSteps,
     pub inspect: Arc<dyn Inspect>,
+    /// The local Stripe stand-in (Stripe is never emulated on moto).
+    pub stripe: Arc<LocalStripe>,
 }
 
 impl Adapters {
     /// Local adapters, with simulated delays scaled like the waits; billing
     /// portal links point at `portal_base` (the local server); subscriptions
-    /// are read from `stripe` (the local Stripe stand-in).
+    /// are read from `stripe` (the local Stripe stand-in), directly.
     pub fn local(
         config: StepConfig,
         clock: Arc<dyn Clock>,
         options: &LocalOptions,
         portal_base: &str,
-        stripe: Arc<dyn SubscriptionSource>,
+        stripe: Arc<LocalStripe>,
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
@@ -151,13 +156,13 @@ impl Adapters {
             dns: dns.clone(),
             mailer: outbox.clone(),
             billing: Arc::new(LocalBillingPortal::new(portal_base)),
-            stripe,
+            stripe: stripe.clone(),
             clock,
             settings: config.settings,
             catalog: config.catalog,
             password_key: config.password_key,
         };
-        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }) })
+        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe })
     }
 }
 
@@ -180,6 +185,7 @@ impl LocalStack {
         )?;
         Ok(Arc::new(LocalStack {
             signup,
+            stripe: adapters.stripe,
             ingress,
             queue,
             starter: Arc::new(LocalStarter(workflows.clone())),
@@ -189,6 +195,18 @@ impl LocalStack {
             time_scale: options.time_scale,
             dead_letters: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// A delivery to the webhook. A paid checkout the stand-in never made (a
+    /// hand-written or generated event) is adopted into it first, so that
+    /// provisioning can read its subscription back as it would from Stripe.
+    pub async fn deliver(&self, headers: &HeaderMap, body: &[u8]) -> WebhookAnswer {
+        if let Ok(event) = serde_json::from_slice::<Value>(body)
+            && let Err(error) = self.stripe.adopt_checkout(&event)
+        {
+            tracing::warn!(error = %error, "the local Stripe could not adopt a checkout");
+        }
+        self.ingress.handle(headers, body).await
     }
 
     /// Waits, up to `limit`, until the dispatcher has taken what was queued
@@ -317,7 +335,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
 }
 
 async fn stripe_webhook(State(stack): State<Arc<LocalStack>>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = stack.ingress.handle(&headers, &body).await;
+    let answer = stack.deliver(&headers, &body).await;
     (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
 }
 

@@ -313,8 +313,8 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     // Subscriptions are read back from the stand-in over HTTP through the
     // same async-stripe client as in AWS, with a test-mode key.
     let stripe_api = Arc::new(local_stripe_client(config.mode, &portal)?);
-    let (adapters, emulated_ecs) = match aws_endpoint {
-        None => (Adapters::local(step_config, clock.clone(), &options, &portal, stripe_api.clone())?, None),
+    let (mut adapters, emulated_ecs) = match aws_endpoint {
+        None => (Adapters::local(step_config, clock.clone(), &options, &portal, stripe.clone())?, None),
         Some(endpoint) => {
             let (adapters, platform) = tenantctl::emulated::adapters(
                 endpoint,
@@ -322,13 +322,14 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
                 step_config.password_key,
                 clock.clone(),
                 &portal,
-                stripe_api.clone(),
+                stripe.clone(),
             )
             .await
             .with_context(|| format!("setting up the AWS adapters against {endpoint}"))?;
             (adapters, Some(platform))
         }
     };
+    adapters.steps.stripe = stripe_api.clone();
     let queue = Arc::new(LocalEventQueue::default());
     let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock.clone());
     let signup = local_signup(

@@ -212,7 +212,7 @@ pub async fn deliver(
         if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
             headers.insert("stripe-signature", value);
         }
-        let answer = stack.ingress.handle(&headers, body.as_bytes()).await;
+        let answer = stack.deliver(&headers, body.as_bytes()).await;
         deliveries.push(json!({
             "event_id": event["id"],
             "type": event["type"],

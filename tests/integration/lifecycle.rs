@@ -58,7 +58,7 @@ impl World {
 
     async fn deliver(&self, event: &Value) {
         let body = event.to_string();
-        let answer = self.stack.ingress.handle(&stripe_headers(NOW, body.as_bytes()), body.as_bytes()).await;
+        let answer = self.stack.deliver(&stripe_headers(NOW, body.as_bytes()), body.as_bytes()).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         self.settle().await;
     }
@@ -266,7 +266,7 @@ async fn an_update_before_the_tenant_exists_waits_for_it() {
     let world = World::with_options(&options).await;
     let upgrade = sample("04-customer.subscription.updated.json").to_string();
     let answer =
-        world.stack.ingress.handle(&stripe_headers(NOW, upgrade.as_bytes()), upgrade.as_bytes()).await;
+        world.stack.deliver(&stripe_headers(NOW, upgrade.as_bytes()), upgrade.as_bytes()).await;
     assert_eq!(answer.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(50)).await;
     world.deliver(&sample("01-checkout.session.completed.json")).await;

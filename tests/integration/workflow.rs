@@ -31,7 +31,7 @@ fn checkout_from(n: u32, subdomain: &str) -> Value {
 
 async fn deliver(stack: &LocalStack, event: &Value) {
     let body = event.to_string();
-    let answer = stack.ingress.handle(&stripe_headers(NOW, body.as_bytes()), body.as_bytes()).await;
+    let answer = stack.deliver(&stripe_headers(NOW, body.as_bytes()), body.as_bytes()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
 
@@ -219,7 +219,10 @@ async fn emulated_stack(
     use integration_tests::{local_stack_with, moto_config, moto_endpoint};
     use tenantctl::local::LocalOptions;
 
-    let clock = Arc::new(tenancy::clock::SystemClock);
+    let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
+    let stripe = Arc::new(
+        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap(),
+    );
     let (adapters, platform, resources) = {
         let _one_at_a_time = EMULATOR_BOOTSTRAP.lock().await;
         let (adapters, platform) = tenantctl::emulated::adapters(
@@ -228,6 +231,7 @@ async fn emulated_stack(
             config.password_key,
             clock,
             "http://127.0.0.1:8787",
+            stripe,
         )
         .await
         .unwrap();

@@ -75,15 +75,16 @@ pub fn step_config() -> tenantctl::local::StepConfig {
 }
 
 /// Local adapters in memory, no delays.
+/// Local adapters in memory, no delays, on a local Stripe stand-in of their own.
 pub fn local_adapters() -> tenantctl::local::Adapters {
     let options = instant_options();
-    tenantctl::local::Adapters::local(
-        step_config(),
-        Arc::new(tenancy::clock::SystemClock),
-        &options,
-        "http://127.0.0.1:8787",
-    )
-    .expect("in-memory adapters open")
+    let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
+    let stripe = Arc::new(
+        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone())
+            .expect("an in-memory local Stripe"),
+    );
+    tenantctl::local::Adapters::local(step_config(), clock, &options, "http://127.0.0.1:8787", stripe)
+        .expect("in-memory adapters open")
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {
@@ -240,13 +241,7 @@ pub fn provisioning_record(
     let mut signup = CheckoutSignup::from_session(&event["data"]["object"], &catalog).expect("sample signup");
     signup.checkout_session = checkout.clone();
     signup.subdomain = Subdomain::parse(subdomain).expect("a valid subdomain");
-    TenantRecord::provisioning(
-        signup,
-        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        "evt_1Checkout",
-        1_763_800_000,
-        1_763_800_005,
-    )
+    TenantRecord::provisioning(signup, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(), 1_763_800_005)
 }
 
 /// One request [`StripeStub`] received.

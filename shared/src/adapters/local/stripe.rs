@@ -343,6 +343,80 @@ impl LocalStripe {
             .map_err(LocalStripeError::Io)?
     }
 
+    /// Adopts a paid `checkout.session.completed` this stand-in never made
+    /// (a hand-written or generated event, sent with `tenantctl send`), so
+    /// that its subscription reads back as Stripe would hold it: the
+    /// event's customer and subscription ids, an `active` subscription on
+    /// the catalog's test price for the session's `plan` and `billing`
+    /// metadata, the session's metadata, a paid first invoice. Returns
+    /// whether it adopted anything: a session or subscription it knows, and
+    /// a session whose metadata names no catalog price (which cannot become
+    /// a tenant anyway), change nothing. Local runs only.
+    pub fn adopt_checkout(&self, event: &Value) -> Result<bool, LocalStripeError> {
+        let object = &event["data"]["object"];
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let (Some(session_id), Some(customer), Some(sub_id)) =
+            (text(&object["id"]), text(&object["customer"]), text(&object["subscription"]))
+        else {
+            return Ok(false);
+        };
+        if event["type"] != "checkout.session.completed" || event["livemode"] != false {
+            return Ok(false);
+        }
+        let metadata: BTreeMap<String, String> = object["metadata"]
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let billing = metadata.get("billing").and_then(|b| BillingPeriod::parse(b).ok());
+        let price = match (metadata.get("plan"), billing) {
+            (Some(plan), Some(billing)) => match self.price_for(plan, billing) {
+                Ok(price) => price,
+                Err(_) => return Ok(false),
+            },
+            _ => return Ok(false),
+        };
+        let email = text(&object["customer_details"]["email"]).or_else(|| text(&object["customer_email"]));
+        let now = self.clock.now_unix();
+        self.account
+            .update(|a| {
+                if a.sessions.iter().any(|s| s.id == session_id) || a.subscriptions.iter().any(|s| s.id == sub_id) {
+                    return false;
+                }
+                if !a.customers.iter().any(|c| c.id == customer) {
+                    a.customers.push(LocalCustomer {
+                        id: customer.clone(),
+                        email: email.clone().unwrap_or_default(),
+                        created: now,
+                    });
+                }
+                let period_end = now + price.period_seconds();
+                let amount = price.unit_amount;
+                a.subscriptions.push(LocalSubscription {
+                    id: sub_id.clone(),
+                    customer: customer.clone(),
+                    created: now,
+                    status: SubscriptionStatus::Active,
+                    item_id: format!("si_adopted{:06}", a.subscriptions.len() + 1),
+                    price: price.clone(),
+                    metadata: metadata.clone(),
+                    current_period_start: now,
+                    current_period_end: period_end,
+                    cancel_at_period_end: false,
+                    canceled_at: None,
+                    pause_collection: None,
+                    trial_start: None,
+                    trial_end: None,
+                    ended_at: None,
+                    latest_invoice: None,
+                });
+                let index = a.subscriptions.len() - 1;
+                let invoice = new_invoice(a, index, amount, (now, period_end), "subscription_create", now);
+                mark_paid(a, &invoice, now);
+                true
+            })
+            .map_err(LocalStripeError::Io)
+    }
+
     /// Applies `action` to subscription `id` and returns the events Stripe
     /// sends for it, in order.
     pub fn act(&self, id: &str, action: &SubscriptionAction) -> Result<Vec<Value>, LocalStripeError> {
