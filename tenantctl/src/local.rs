@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tenancy::adapters::faults::{FaultPlan, faulty_steps, wrap};
 use tenancy::adapters::local::{
     LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalTenantStore,
 };
@@ -27,7 +28,7 @@ use tenancy::dispatch::dispatch;
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::ports::{EventQueue, QueuedEvent, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -39,6 +40,8 @@ use crate::workflow::{LocalStarter, LocalWorkflows, load_machines};
 const TRANSPORT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 /// SQS's redrive: after this many failed receives a message is dead-lettered.
 const MAX_RECEIVES: u32 = 5;
+/// How often the local Stripe delivers an event the webhook answered 5xx.
+const STRIPE_DELIVERIES: u32 = 10;
 
 /// Views of what the adapters made, for `GET /local/state`.
 #[async_trait]
@@ -117,7 +120,18 @@ pub struct LocalStack {
     pub store: Arc<dyn TenantStore>,
     pub inspect: Arc<dyn Inspect>,
     pub time_scale: f64,
+    /// Faults injected into the steps' ports, the webhook's queue and the
+    /// dispatcher's starts (`--faults`); none when `None`.
+    pub faults: Option<Arc<FaultPlan>>,
     dead_letters: Mutex<Vec<DeadLetter>>,
+}
+
+/// The queue the webhook sends to: `queue`, failing as `faults` says. A
+/// failed send answers Stripe 5xx and Stripe delivers again; the dispatcher
+/// and SQS's own redelivery use `queue` itself.
+pub fn ingress_queue(queue: &Arc<LocalEventQueue>, faults: Option<&Arc<FaultPlan>>) -> Arc<dyn EventQueue> {
+    let queue: Arc<dyn EventQueue> = queue.clone();
+    wrap(queue, faults)
 }
 
 /// The AWS-shaped parts a stack is built from (local adapters, or the AWS
@@ -165,11 +179,30 @@ impl LocalStack {
         options: &LocalOptions,
         signup: Option<LocalSignup>,
     ) -> anyhow::Result<Arc<LocalStack>> {
+        Self::with_faults(ingress, queue, adapters, options, signup, None)
+    }
+
+    /// A stack whose steps' ports and dispatcher fail as `faults` says (the
+    /// webhook's queue is the caller's: see [`ingress_queue`]).
+    pub fn with_faults(
+        ingress: WebhookIngress,
+        queue: Arc<LocalEventQueue>,
+        adapters: Adapters,
+        options: &LocalOptions,
+        signup: Option<LocalSignup>,
+        faults: Option<Arc<FaultPlan>>,
+    ) -> anyhow::Result<Arc<LocalStack>> {
+        // The state page reads the store without faults: it is a view for
+        // the developer, not a step that must survive them.
         let store = adapters.steps.store.clone();
+        let steps = match &faults {
+            Some(plan) => faulty_steps(adapters.steps, plan),
+            None => adapters.steps,
+        };
         let run_options = RunOptions { time_scale: options.time_scale, ..RunOptions::default() };
         let workflows = LocalWorkflows::open(
             load_machines(options.definitions.as_deref())?,
-            Arc::new(adapters.steps),
+            Arc::new(steps),
             run_options,
             options.state.as_deref(),
             options.executor.clone(),
@@ -178,11 +211,12 @@ impl LocalStack {
             signup,
             ingress,
             queue,
-            starter: Arc::new(LocalStarter(workflows.clone())),
+            starter: wrap::<dyn WorkflowStarter>(Arc::new(LocalStarter(workflows.clone())), faults.as_ref()),
             workflows,
             store,
             inspect: adapters.inspect,
             time_scale: options.time_scale,
+            faults,
             dead_letters: Mutex::new(Vec::new()),
         }))
     }
@@ -285,6 +319,7 @@ impl LocalStack {
             "executions": executions,
             "queue": queue,
             "dead_letters": self.dead_letters(),
+            "faults": self.faults.as_ref().map(|plan| plan.report()),
         })
     }
 }
@@ -517,18 +552,31 @@ async fn stripe_pay(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>
         }
     };
     let body = event.to_string();
-    let now = signup.clock.now_unix();
-    let mut headers = HeaderMap::new();
-    if let Ok(value) =
-        axum::http::HeaderValue::from_str(&signup.webhook_secret.sign_header(now, body.as_bytes()))
-    {
-        headers.insert("stripe-signature", value);
-    }
-    let answer = stack.ingress.handle(&headers, body.as_bytes()).await;
+    // Stripe retries a delivery the webhook answered with 5xx (for up to
+    // three days, with backoff); here a few times, with the local scale.
+    let mut deliveries = 0;
+    let answer = loop {
+        deliveries += 1;
+        let now = signup.clock.now_unix();
+        let mut headers = HeaderMap::new();
+        if let Ok(value) =
+            axum::http::HeaderValue::from_str(&signup.webhook_secret.sign_header(now, body.as_bytes()))
+        {
+            headers.insert("stripe-signature", value);
+        }
+        let answer = stack.ingress.handle(&headers, body.as_bytes()).await;
+        if !answer.status.is_server_error() || deliveries >= STRIPE_DELIVERIES {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(60.0 * stack.time_scale)).await;
+    };
     let webhook: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
-    axum::Json(
-        json!({"event_id": event["id"], "webhook_status": answer.status.as_u16(), "webhook_answer": webhook}),
-    )
+    axum::Json(json!({
+        "event_id": event["id"],
+        "webhook_status": answer.status.as_u16(),
+        "webhook_answer": webhook,
+        "deliveries": deliveries,
+    }))
     .into_response()
 }
 
