@@ -19,7 +19,6 @@ use integration_tests::{instant_options, local_adapters, read_repo_file, stripe_
 use serde_json::{Value, json};
 use tenancy::adapters::faults::{FaultCounts, FaultMix, FaultPlan, FaultReport, faulty_steps, wrap};
 use tenancy::domain::{TenantId, TenantStatus};
-use tenancy::ports::TenantStore;
 use tenancy::steps::{StepName, WorkflowSteps};
 use tenantctl::local::{LocalStack, ingress_queue};
 use tenantctl::workflow::RunStatus;
