@@ -111,9 +111,7 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) ->
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if form
-        && let Some((_, action)) = form_urlencoded::parse(body).find(|(name, _)| name == "Action")
-    {
+    if form && let Some((_, action)) = form_urlencoded::parse(body).find(|(name, _)| name == "Action") {
         return AwsCall { protocol: Protocol::AwsQuery, api: format!("{service}.{action}") };
     }
     let protocol = if uri.path().starts_with("/v2/") { Protocol::RestJson } else { Protocol::RestXml };
@@ -122,7 +120,12 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) ->
 
 /// An error answer in the protocol's shape: `status`, `code` and a message
 /// saying the proxy made it.
-pub fn error_response(protocol: Protocol, status: StatusCode, code: &str, json_content_type: Option<&HeaderValue>) -> Response {
+pub fn error_response(
+    protocol: Protocol,
+    status: StatusCode,
+    code: &str,
+    json_content_type: Option<&HeaderValue>,
+) -> Response {
     let message = format!("{code} injected by tenantctl fault-proxy");
     let request_id = "fault-proxy-00000000-0000-0000-0000-000000000000";
     let (content_type, body) = match protocol {
@@ -221,7 +224,8 @@ impl Shared {
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                return (StatusCode::BAD_GATEWAY, format!("fault-proxy: upstream body: {error}")).into_response();
+                return (StatusCode::BAD_GATEWAY, format!("fault-proxy: upstream body: {error}"))
+                    .into_response();
             }
         };
         strip_hop_headers(&mut head.headers);
@@ -236,7 +240,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let body = match to_bytes(body, BODY_LIMIT).await {
         Ok(body) => body,
-        Err(error) => return (StatusCode::PAYLOAD_TOO_LARGE, format!("fault-proxy: {error}")).into_response(),
+        Err(error) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("fault-proxy: {error}")).into_response();
+        }
     };
     let call = classify(&parts.method, &parts.uri, &parts.headers, &body);
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
@@ -270,7 +276,11 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxies `upstream` (`http://host:port`) on `addr` (port 0 picks one)
     /// under `plan`; stalls last the plan's timeout delay.
-    pub async fn start(addr: SocketAddr, upstream: &str, plan: Arc<FaultPlan>) -> Result<FaultProxy, ProxyError> {
+    pub async fn start(
+        addr: SocketAddr,
+        upstream: &str,
+        plan: Arc<FaultPlan>,
+    ) -> Result<FaultProxy, ProxyError> {
         let parsed: Uri = upstream.parse().map_err(|_| ProxyError::Upstream(upstream.to_owned()))?;
         if parsed.scheme_str() != Some("http") || parsed.authority().is_none() {
             return Err(ProxyError::Upstream(upstream.to_owned()));
@@ -355,7 +365,10 @@ mod tests {
             ]),
             b"Action=CreateRule&Version=2015-12-01&Priority=3",
         );
-        assert_eq!(query, AwsCall { protocol: Protocol::AwsQuery, api: "elasticloadbalancing.CreateRule".into() });
+        assert_eq!(
+            query,
+            AwsCall { protocol: Protocol::AwsQuery, api: "elasticloadbalancing.CreateRule".into() }
+        );
 
         let rrset = classify(
             &post,
@@ -363,10 +376,17 @@ mod tests {
             &headers(&[("authorization", &auth("route53"))]),
             b"<xml/>",
         );
-        assert_eq!(rrset, AwsCall { protocol: Protocol::RestXml, api: "route53.ChangeResourceRecordSets".into() });
+        assert_eq!(
+            rrset,
+            AwsCall { protocol: Protocol::RestXml, api: "route53.ChangeResourceRecordSets".into() }
+        );
 
-        let change =
-            classify(&Method::GET, &"/2013-04-01/change/C42".parse().unwrap(), &headers(&[("authorization", &auth("route53"))]), b"");
+        let change = classify(
+            &Method::GET,
+            &"/2013-04-01/change/C42".parse().unwrap(),
+            &headers(&[("authorization", &auth("route53"))]),
+            b"",
+        );
         assert_eq!(change.api, "route53.GetChange");
 
         let mail = classify(
@@ -383,7 +403,8 @@ mod tests {
 
     #[tokio::test]
     async fn injected_errors_carry_the_code_where_each_protocol_puts_it() {
-        let json = throttled(Protocol::AwsJson, Some(&HeaderValue::from_static("application/x-amz-json-1.0")));
+        let json =
+            throttled(Protocol::AwsJson, Some(&HeaderValue::from_static("application/x-amz-json-1.0")));
         assert_eq!(json.status(), StatusCode::BAD_REQUEST);
         assert_eq!(json.headers()["content-type"], "application/x-amz-json-1.0");
         assert_eq!(json.headers()["x-amzn-errortype"], "ThrottlingException");
@@ -394,6 +415,9 @@ mod tests {
         let xml = internal_error(Protocol::RestXml, None);
         assert_eq!(xml.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = String::from_utf8(to_bytes(xml.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap();
-        assert!(body.contains("<Code>InternalError</Code>") && body.contains("<Type>Receiver</Type>"), "{body}");
+        assert!(
+            body.contains("<Code>InternalError</Code>") && body.contains("<Type>Receiver</Type>"),
+            "{body}"
+        );
     }
 }

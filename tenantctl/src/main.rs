@@ -73,8 +73,11 @@ enum Command {
 }
 
 fn parse_mix(raw: &str) -> Result<FaultMix, String> {
-    let weights: Vec<u32> =
-        raw.split(',').map(|w| w.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let weights: Vec<u32> = raw
+        .split(',')
+        .map(|w| w.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     match weights.as_slice() {
         [before, after, timeout] => Ok(FaultMix { before: *before, after: *after, timeout: *timeout }),
         _ => Err("expected three weights: before,after,timeout".into()),
@@ -317,7 +320,10 @@ async fn serve(
     let injected = faults.as_ref().map_or(String::new(), |plan| {
         format!(", faults at rate {} seed {} (counts in /local/state)", plan.rate(), plan.seed())
     });
-    println!("tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend}{injected})", config.mode);
+    println!(
+        "tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend}{injected})",
+        config.mode
+    );
     tenantctl::local::serve(listener, stack, async {
         // Ctrl-C or SIGTERM; if the signal cannot be installed, run until killed.
         let _ = tokio::signal::ctrl_c().await;

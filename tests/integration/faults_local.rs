@@ -38,7 +38,9 @@ async fn until_done(steps: &WorkflowSteps, step: StepName, input: Value) -> (Val
         match steps.invoke(step, input.clone()).await {
             Ok(output) => return (output, attempt),
             Err(error) if error.error_name() == "Tenancy.Transient" => continue,
-            Err(error) => panic!("{} failed for good: {}", step.as_str(), integration_tests::error_chain(&error)),
+            Err(error) => {
+                panic!("{} failed for good: {}", step.as_str(), integration_tests::error_chain(&error))
+            }
         }
     }
     panic!("{} did not succeed in {ATTEMPTS} attempts", step.as_str());
@@ -90,7 +92,8 @@ async fn provision_under(plan: Arc<FaultPlan>, scope: Scope) -> Outcome {
     let (tenant, _) = until_done(&steps, StepName::RecordSignup, json!({"event": checkout()})).await;
     let id = json!({"tenant_id": tenant["tenant_id"]});
     until_done(&steps, StepName::LaunchTenant, id.clone()).await;
-    until_done(&steps, StepName::CheckTenantHealth, json!({"tenant_id": tenant["tenant_id"], "checks": 0})).await;
+    until_done(&steps, StepName::CheckTenantHealth, json!({"tenant_id": tenant["tenant_id"], "checks": 0}))
+        .await;
     let (dns, _) = until_done(&steps, StepName::PublishDns, id.clone()).await;
     until_done(&steps, StepName::CheckDns, json!({"change_id": dns["change_id"], "checks": 0})).await;
     let before_mail = plan.report();
@@ -142,7 +145,9 @@ async fn provisioning_under_faults_at_rate_one_half_leaves_one_of_each_resource_
         );
         duplicated += extra;
     }
-    eprintln!("faults_local: {duplicated} duplicate welcome mails over 12 seeds (SES has no idempotency key)");
+    eprintln!(
+        "faults_local: {duplicated} duplicate welcome mails over 12 seeds (SES has no idempotency key)"
+    );
 }
 
 #[tokio::test]
@@ -185,9 +190,15 @@ async fn mailer_faults_after_the_effect_send_one_extra_mail_per_fault() {
 fn faulty_stack(plan: &Arc<FaultPlan>) -> Arc<LocalStack> {
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
     let ingress = integration_tests::ingress_at(NOW, ingress_queue(&queue, Some(plan)));
-    let stack =
-        LocalStack::with_faults(ingress, queue, local_adapters(), &instant_options(), None, Some(plan.clone()))
-            .expect("the stack builds");
+    let stack = LocalStack::with_faults(
+        ingress,
+        queue,
+        local_adapters(),
+        &instant_options(),
+        None,
+        Some(plan.clone()),
+    )
+    .expect("the stack builds");
     stack.spawn_dispatcher();
     stack
 }

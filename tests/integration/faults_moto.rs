@@ -11,8 +11,8 @@ use std::time::Duration;
 use aws_sdk_ecs::types::TaskDefinitionStatus;
 use aws_sdk_elasticloadbalancingv2::types::Rule;
 use integration_tests::{
-    emulator, faulty_moto, lookup, moto_config, moto_models, provisioning_record, unique_checkout, unique_name,
-    until_ok,
+    emulator, faulty_moto, lookup, moto_config, moto_models, provisioning_record, unique_checkout,
+    unique_name, until_ok,
 };
 use tenancy::adapters::aws::ecs::TenantNames;
 use tenancy::adapters::aws::{DynamoTenantStore, EcsTenantLauncher, LauncherConfig, Route53Dns, SesMailer};
@@ -75,7 +75,11 @@ impl Truth {
     async fn target_groups(&self, name: &str) -> usize {
         match self.elb.describe_target_groups().names(name).send().await {
             Ok(found) => found.target_groups().len(),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) => 0,
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) =>
+            {
+                0
+            }
             Err(error) => panic!("{error:?}"),
         }
     }
@@ -119,7 +123,8 @@ async fn launch_health_scale_and_remove_under_faults_make_and_remove_exactly_one
         };
         let names = TenantNames::of(&tenant);
 
-        let (launched, _) = until_ok("launch", launcher_transient, async || launcher.launch(&spec).await).await;
+        let (launched, _) =
+            until_ok("launch", launcher_transient, async || launcher.launch(&spec).await).await;
         let services = truth.active_services(&resources.cluster_arn, &names.service).await;
         assert_eq!(services.len(), 1, "seed {seed}: {services:?}");
         assert_eq!(services[0].service_arn(), Some(launched.service_arn.as_str()));
@@ -165,7 +170,8 @@ async fn dns_upsert_status_and_delete_under_faults_leave_one_record_then_none() 
         .unwrap();
         let name = format!("{}.{}", unique_name("faultdns"), resources.domain);
         let records = async || {
-            let listed = direct.list_resource_record_sets().hosted_zone_id(&resources.hosted_zone_id).send().await;
+            let listed =
+                direct.list_resource_record_sets().hosted_zone_id(&resources.hosted_zone_id).send().await;
             let wanted = format!("{name}.");
             listed.unwrap().resource_record_sets().iter().filter(|r| r.name() == wanted).count()
         };
@@ -192,11 +198,14 @@ async fn a_mail_under_faults_is_sent_at_least_once_and_again_only_for_a_lost_ans
             subject: unique_name("faultmail"),
             text: "Your site is ready.".into(),
         };
-        until_ok("send", |e: &MailError| matches!(e, MailError::Unavailable(_)), async || {
-            mailer.send(&mail).await
-        })
+        until_ok(
+            "send",
+            |e: &MailError| matches!(e, MailError::Unavailable(_)),
+            async || mailer.send(&mail).await,
+        )
         .await;
-        let sent = moto_models("ses", "Message").await.into_iter().filter(|m| m["subject"] == mail.subject).count();
+        let sent =
+            moto_models("ses", "Message").await.into_iter().filter(|m| m["subject"] == mail.subject).count();
         // SES takes no idempotency key: each answer lost after the send
         // (500 after the effect, or a stall after it) may send once more.
         let counts = proxy.report().ports.get("ses.SendEmail").cloned().unwrap_or_default();
@@ -219,7 +228,8 @@ async fn claim_insert_and_replace_under_faults_write_once() {
         let subdomain = Subdomain::parse(&subdomain_name).unwrap();
         let record = provisioning_record(&unique_checkout("faultstore"), &subdomain_name);
 
-        until_ok("claim", store_transient, async || store.claim_subdomain(&subdomain, &record.id).await).await;
+        until_ok("claim", store_transient, async || store.claim_subdomain(&subdomain, &record.id).await)
+            .await;
         assert_eq!(truth.subdomain_holder(&subdomain).await.unwrap(), Some(record.id.clone()));
 
         until_ok("insert", store_transient, async || store.insert_tenant(&record).await).await;
@@ -228,7 +238,8 @@ async fn claim_insert_and_replace_under_faults_write_once() {
         // As the steps' update does: read, change, write on the version
         // read; a lost race (or a write whose success was hidden) reads again.
         until_ok("mark active", store_transient, async || {
-            let current = store.get_tenant(&record.id).await?.ok_or(StoreError::Unavailable("gone".into()))?;
+            let current =
+                store.get_tenant(&record.id).await?.ok_or(StoreError::Unavailable("gone".into()))?;
             if current.status == TenantStatus::Active {
                 return Ok(());
             }

@@ -411,7 +411,9 @@ pub async fn faulty_moto(
         .endpoint_url(proxy.url())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(credentials)
-        .timeout_config(TimeoutConfig::builder().connect_timeout(attempt).operation_attempt_timeout(attempt).build())
+        .timeout_config(
+            TimeoutConfig::builder().connect_timeout(attempt).operation_attempt_timeout(attempt).build(),
+        )
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(3)

@@ -202,7 +202,8 @@ impl FaultPlan {
 
     /// The pure decision for the `call`-th call (from 0) of `port`.
     fn draw(&self, port: &str, call: u64) -> Option<FaultKind> {
-        let base = self.seed ^ fnv1a(port.as_bytes()).rotate_left(17) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let base =
+            self.seed ^ fnv1a(port.as_bytes()).rotate_left(17) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut state = base;
         if unit(splitmix64(&mut state)) >= self.rate {
             return None;
@@ -389,12 +390,17 @@ pub fn faulty_steps(steps: WorkflowSteps, plan: &Arc<FaultPlan>) -> WorkflowStep
 #[async_trait]
 impl TenantStore for Faulty<dyn TenantStore> {
     async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        self.run("claim_subdomain", StoreError::Unavailable, self.inner.claim_subdomain(subdomain, tenant)).await
+        self.run("claim_subdomain", StoreError::Unavailable, self.inner.claim_subdomain(subdomain, tenant))
+            .await
     }
 
     async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        self.run("release_subdomain", StoreError::Unavailable, self.inner.release_subdomain(subdomain, tenant))
-            .await
+        self.run(
+            "release_subdomain",
+            StoreError::Unavailable,
+            self.inner.release_subdomain(subdomain, tenant),
+        )
+        .await
     }
 
     async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError> {
@@ -412,7 +418,11 @@ impl TenantStore for Faulty<dyn TenantStore> {
         self.run("hold_subdomain", StoreError::Unavailable, call).await
     }
 
-    async fn subdomain_hold(&self, subdomain: &Subdomain, now: i64) -> Result<Option<SubdomainHold>, StoreError> {
+    async fn subdomain_hold(
+        &self,
+        subdomain: &Subdomain,
+        now: i64,
+    ) -> Result<Option<SubdomainHold>, StoreError> {
         self.run("subdomain_hold", StoreError::Unavailable, self.inner.subdomain_hold(subdomain, now)).await
     }
 
@@ -432,8 +442,12 @@ impl TenantStore for Faulty<dyn TenantStore> {
         &self,
         subscription: &SubscriptionId,
     ) -> Result<Option<TenantRecord>, StoreError> {
-        self.run("find_by_subscription", StoreError::Unavailable, self.inner.find_by_subscription(subscription))
-            .await
+        self.run(
+            "find_by_subscription",
+            StoreError::Unavailable,
+            self.inner.find_by_subscription(subscription),
+        )
+        .await
     }
 
     async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError> {
@@ -527,7 +541,11 @@ impl StripeGateway for Faulty<dyn StripeGateway> {
         self.run("create_checkout_session", StripeApiError::Unavailable, call).await
     }
 
-    async fn create_portal_session(&self, customer: &CustomerId, return_url: &str) -> Result<String, StripeApiError> {
+    async fn create_portal_session(
+        &self,
+        customer: &CustomerId,
+        return_url: &str,
+    ) -> Result<String, StripeApiError> {
         let call = self.inner.create_portal_session(customer, return_url);
         self.run("create_portal_session", StripeApiError::Unavailable, call).await
     }
@@ -535,7 +553,10 @@ impl StripeGateway for Faulty<dyn StripeGateway> {
 
 #[async_trait]
 impl SubscriptionSource for Faulty<dyn SubscriptionSource> {
-    async fn subscription(&self, id: &SubscriptionId) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
+    async fn subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
         self.run("subscription", StripeApiError::Unavailable, self.inner.subscription(id)).await
     }
 }
@@ -626,7 +647,10 @@ mod tests {
     #[tokio::test]
     async fn an_error_before_the_effect_leaves_nothing_done() {
         let inner = Arc::new(Counting::default());
-        let faulty = Faulty::<dyn Mailer>::new(inner.clone(), plan(1.0, 1, FaultMix { before: 1, after: 0, timeout: 0 }));
+        let faulty = Faulty::<dyn Mailer>::new(
+            inner.clone(),
+            plan(1.0, 1, FaultMix { before: 1, after: 0, timeout: 0 }),
+        );
         let error = faulty.send(&mail()).await.unwrap_err();
         assert!(matches!(error, MailError::Unavailable(_)));
         assert_eq!(inner.0.load(Ordering::SeqCst), 0);
