@@ -4,6 +4,7 @@
 
 pub mod emulated;
 pub mod emulator;
+pub mod fault_proxy;
 pub mod http_client;
 pub mod local;
 pub mod report;

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tenancy::adapters::faults::{FaultPlan, faulty_steps, wrap};
 use tenancy::adapters::local::{
     LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
 };
@@ -28,7 +29,7 @@ use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookIngress;
 use tenancy::ingress::WebhookAnswer;
-use tenancy::ports::{QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::ports::{EventQueue, QueuedEvent, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -121,7 +122,18 @@ pub struct LocalStack {
     pub store: Arc<dyn TenantStore>,
     pub inspect: Arc<dyn Inspect>,
     pub time_scale: f64,
+    /// Faults injected into the steps' ports, the webhook's queue and the
+    /// dispatcher's starts (`--faults`); none when `None`.
+    pub faults: Option<Arc<FaultPlan>>,
     dead_letters: Mutex<Vec<DeadLetter>>,
+}
+
+/// The queue the webhook sends to: `queue`, failing as `faults` says. A
+/// failed send answers Stripe 5xx and Stripe delivers again; the dispatcher
+/// and SQS's own redelivery use `queue` itself.
+pub fn ingress_queue(queue: &Arc<LocalEventQueue>, faults: Option<&Arc<FaultPlan>>) -> Arc<dyn EventQueue> {
+    let queue: Arc<dyn EventQueue> = queue.clone();
+    wrap(queue, faults)
 }
 
 /// The AWS-shaped parts a stack is built from (local adapters, or the AWS
@@ -174,11 +186,30 @@ impl LocalStack {
         options: &LocalOptions,
         signup: Option<LocalSignup>,
     ) -> anyhow::Result<Arc<LocalStack>> {
+        Self::with_faults(ingress, queue, adapters, options, signup, None)
+    }
+
+    /// A stack whose steps' ports and dispatcher fail as `faults` says (the
+    /// webhook's queue is the caller's: see [`ingress_queue`]).
+    pub fn with_faults(
+        ingress: WebhookIngress,
+        queue: Arc<LocalEventQueue>,
+        adapters: Adapters,
+        options: &LocalOptions,
+        signup: Option<LocalSignup>,
+        faults: Option<Arc<FaultPlan>>,
+    ) -> anyhow::Result<Arc<LocalStack>> {
+        // The state page reads the store without faults: it is a view for
+        // the developer, not a step that must survive them.
         let store = adapters.steps.store.clone();
+        let steps = match &faults {
+            Some(plan) => faulty_steps(adapters.steps, plan),
+            None => adapters.steps,
+        };
         let run_options = RunOptions { time_scale: options.time_scale, ..RunOptions::default() };
         let workflows = LocalWorkflows::open(
             load_machines(options.definitions.as_deref())?,
-            Arc::new(adapters.steps),
+            Arc::new(steps),
             run_options,
             options.state.as_deref(),
             options.executor.clone(),
@@ -188,11 +219,12 @@ impl LocalStack {
             stripe: adapters.stripe,
             ingress,
             queue,
-            starter: Arc::new(LocalStarter(workflows.clone())),
+            starter: wrap::<dyn WorkflowStarter>(Arc::new(LocalStarter(workflows.clone())), faults.as_ref()),
             workflows,
             store,
             inspect: adapters.inspect,
             time_scale: options.time_scale,
+            faults,
             dead_letters: Mutex::new(Vec::new()),
         }))
     }
@@ -308,6 +340,7 @@ impl LocalStack {
             "queue": queue,
             "dead_letters": self.dead_letters(),
             "stripe_subscriptions": self.signup.as_ref().map(stripe_standin::subscription_list),
+            "faults": self.faults.as_ref().map(|plan| plan.report()),
         })
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use tenancy::adapters::faults::{FaultMix, FaultPlan, wrap};
 use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue, LocalStripe};
 use tenancy::adapters::stripe::StripeApi;
 use tenancy::checkout::{self, CheckoutApi, CheckoutSettings};
@@ -46,6 +47,41 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// An HTTP proxy in front of an AWS emulator (moto's server) that fails
+    /// a share of requests: throttled before forwarding, 500 after the
+    /// effect, or stalled past the client's timeout. Counts per API at
+    /// GET /__fault-proxy/report.
+    FaultProxy {
+        /// The emulator, e.g. http://127.0.0.1:5000.
+        #[arg(long)]
+        upstream: String,
+        /// Share of requests that fail, 0 to 1.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "127.0.0.1:4580")]
+        addr: SocketAddr,
+        /// How long a stalled request is held (longer than the client's
+        /// timeout; the adapters' attempt timeout is 5 s).
+        #[arg(long, default_value_t = 6000)]
+        stall_ms: u64,
+        /// Weights of the kinds: before,after,timeout.
+        #[arg(long, default_value = "1,1,1", value_parser = parse_mix)]
+        mix: FaultMix,
+    },
+}
+
+fn parse_mix(raw: &str) -> Result<FaultMix, String> {
+    let weights: Vec<u32> = raw
+        .split(',')
+        .map(|w| w.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    match weights.as_slice() {
+        [before, after, timeout] => Ok(FaultMix { before: *before, after: *after, timeout: *timeout }),
+        _ => Err("expected three weights: before,after,timeout".into()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -136,6 +172,14 @@ enum LocalCommand {
         /// cluster, load balancer, hosted zone and sender first.
         #[arg(long)]
         aws_endpoint: Option<String>,
+        /// Fail this share (0 to 1) of calls to every port (store, launcher,
+        /// DNS, mail, the webhook's queue, the dispatcher's starts), as
+        /// transient errors before or after the effect, or timeouts.
+        #[arg(long, default_value_t = 0.0)]
+        faults: f64,
+        /// The seed that picks which calls fail.
+        #[arg(long, default_value_t = 0)]
+        fault_seed: u64,
     },
     /// Print the executions (like the Step Functions console), tenants,
     /// services, DNS records and mails of a running local server.
@@ -190,8 +234,10 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Local {
-            command: LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint },
+            command:
+                LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint, faults, fault_seed },
         } => {
+            let faults = fault_plan(faults, fault_seed, time_scale)?;
             // The executions get a runtime of their own, so the webhook keeps
             // answering while steps run (see LocalOptions::executor).
             let workflows = tokio::runtime::Builder::new_multi_thread()
@@ -201,7 +247,7 @@ async fn main() -> Result<()> {
                 .context("starting the workflow runtime")?;
             let options =
                 LocalOptions { state, time_scale, definitions, executor: Some(workflows.handle().clone()) };
-            let served = serve(addr, options, aws_endpoint.as_deref()).await;
+            let served = serve(addr, options, aws_endpoint.as_deref(), faults).await;
             workflows.shutdown_background();
             served
         }
@@ -262,7 +308,38 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Send { url, secret, timestamp, files } => send(&url, &secret, timestamp, &files).await,
+        Command::FaultProxy { upstream, rate, seed, addr, stall_ms, mix } => {
+            tenancy::telemetry::init_json_logs();
+            let plan = FaultPlan::new(rate, seed)?
+                .with_mix(mix)?
+                .with_timeout_delay(std::time::Duration::from_millis(stall_ms));
+            let plan = Arc::new(plan);
+            let proxy = tenantctl::fault_proxy::FaultProxy::start(addr, &upstream, plan.clone()).await?;
+            println!(
+                "tenantctl fault-proxy: http://{} -> {upstream}, rate {rate}, seed {seed}; counts at {}",
+                proxy.addr(),
+                tenantctl::fault_proxy::REPORT_PATH
+            );
+            proxy
+                .run_until(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+            println!("{}", serde_json::to_string_pretty(&plan.report())?);
+            Ok(())
+        }
     }
+}
+
+/// `--faults RATE --fault-seed N`: timeouts last 5 s (a Lambda's SDK
+/// attempt timeout), scaled like every other local delay.
+fn fault_plan(rate: f64, seed: u64, time_scale: f64) -> Result<Option<Arc<FaultPlan>>> {
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    let delay = std::time::Duration::from_secs_f64((5.0 * time_scale).clamp(0.0, 5.0));
+    let plan = FaultPlan::new(rate, seed).context("--faults")?.with_timeout_delay(delay);
+    Ok(Some(Arc::new(plan)))
 }
 
 /// Local runs work with no configuration beyond the webhook secret.
@@ -282,7 +359,12 @@ fn with_local_defaults(var: &str) -> Option<String> {
     })
 }
 
-async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&str>) -> Result<()> {
+async fn serve(
+    addr: SocketAddr,
+    options: LocalOptions,
+    aws_endpoint: Option<&str>,
+    faults: Option<Arc<FaultPlan>>,
+) -> Result<()> {
     tenancy::telemetry::init_json_logs();
     if !(options.time_scale.is_finite() && options.time_scale >= 0.0) {
         bail!("--time-scale must be a number ≥ 0");
@@ -331,19 +413,31 @@ async fn serve(addr: SocketAddr, options: LocalOptions, aws_endpoint: Option<&st
     };
     adapters.steps.stripe = stripe_api.clone();
     let queue = Arc::new(LocalEventQueue::default());
-    let ingress = WebhookIngress::new(verifier, config.mode, queue.clone(), clock.clone());
+    let ingress = WebhookIngress::new(
+        verifier,
+        config.mode,
+        tenantctl::local::ingress_queue(&queue, faults.as_ref()),
+        clock.clone(),
+    );
     let signup = local_signup(
         env,
         config.mode,
-        adapters.steps.store.clone(),
+        wrap(adapters.steps.store.clone(), faults.as_ref()),
         &verifier_secret,
         clock,
         stripe,
         stripe_api,
+        faults.as_ref(),
     )?;
-    let stack = LocalStack::new(ingress, queue, adapters, &options, Some(signup))?;
+    let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults.clone())?;
     let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
-    println!("tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend})", config.mode);
+    let injected = faults.as_ref().map_or(String::new(), |plan| {
+        format!(", faults at rate {} seed {} (counts in /local/state)", plan.rate(), plan.seed())
+    });
+    println!(
+        "tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend}{injected})",
+        config.mode
+    );
     tenantctl::local::serve(listener, stack, async {
         // Ctrl-C or SIGTERM; if the signal cannot be installed, run until killed.
         let _ = tokio::signal::ctrl_c().await;
@@ -365,6 +459,7 @@ fn local_stripe_client(mode: tenancy::stripe::StripeMode, base_url: &str) -> Res
 
 /// The checkout API on a local Stripe (Stripe is never emulated on moto),
 /// called over HTTP through the same async-stripe adapter as in AWS.
+#[allow(clippy::too_many_arguments)] // each is a separate piece of the stack's setup
 fn local_signup(
     env: &dyn Lookup,
     mode: tenancy::stripe::StripeMode,
@@ -373,9 +468,12 @@ fn local_signup(
     clock: Arc<dyn Clock>,
     stripe: Arc<LocalStripe>,
     client: Arc<StripeApi>,
+    faults: Option<&Arc<FaultPlan>>,
 ) -> Result<LocalSignup> {
     let settings = CheckoutSettings::from_lookup(env, mode)?;
-    let api = CheckoutApi::new(store, client, Catalog::for_stage(mode)?, settings, clock.clone())?;
+    let client: Arc<dyn tenancy::ports::StripeGateway> = client;
+    let api =
+        CheckoutApi::new(store, wrap(client, faults), Catalog::for_stage(mode)?, settings, clock.clone())?;
     Ok(LocalSignup { api, stripe, webhook_secret: webhook_secret.clone(), clock })
 }
 

@@ -189,6 +189,9 @@ pub fn delivery_order(count: usize, duplicate: u32, shuffle_seed: Option<u64>) -
     order
 }
 
+/// How often the local Stripe delivers an event the webhook answered 5xx.
+const STRIPE_DELIVERIES: u32 = 10;
+
 /// Signs each delivery as Stripe does and hands it to the webhook handler.
 /// Returns what was delivered and the seed a shuffle used.
 pub async fn deliver(
@@ -207,17 +210,28 @@ pub async fn deliver(
         }
         let event = &events[index];
         let body = event.to_string();
-        let mut headers = HeaderMap::new();
-        let signature = signup.webhook_secret.sign_header(signup.clock.now_unix(), body.as_bytes());
-        if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
-            headers.insert("stripe-signature", value);
-        }
-        let answer = stack.deliver(&headers, body.as_bytes()).await;
+        // Stripe retries a delivery the webhook answered with 5xx (for up
+        // to three days, with backoff); here a few times, at the local scale.
+        let mut attempts = 0;
+        let answer = loop {
+            attempts += 1;
+            let mut headers = HeaderMap::new();
+            let signature = signup.webhook_secret.sign_header(signup.clock.now_unix(), body.as_bytes());
+            if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
+                headers.insert("stripe-signature", value);
+            }
+            let answer = stack.deliver(&headers, body.as_bytes()).await;
+            if !answer.status.is_server_error() || attempts >= STRIPE_DELIVERIES {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(60.0 * stack.time_scale)).await;
+        };
         deliveries.push(json!({
             "event_id": event["id"],
             "type": event["type"],
             "webhook_status": answer.status.as_u16(),
             "webhook_answer": serde_json::from_str::<Value>(&answer.body).unwrap_or(Value::Null),
+            "attempts": attempts,
         }));
     }
     (deliveries, seed)

@@ -2,6 +2,8 @@
 //! MOTO_ENDPOINT (set by `make test`).
 
 mod api_gateway;
+mod faults_local;
+mod faults_moto;
 mod lifecycle;
 mod local_server;
 mod local_stripe;

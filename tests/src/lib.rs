@@ -385,3 +385,55 @@ impl Drop for StripeStub {
         self.server.abort();
     }
 }
+
+/// A fault-injecting proxy in front of moto's server, and SDK configuration
+/// that goes through it. The SDK gives up on an attempt after `attempt`
+/// (stalls are held past it) and retries within a call quickly, so a test
+/// sees both the SDK's own retries and the failures that get past them.
+pub async fn faulty_moto(
+    plan: tenancy::adapters::faults::FaultPlan,
+    attempt: Duration,
+) -> (tenantctl::fault_proxy::FaultProxy, SdkConfig) {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    let plan = Arc::new(plan.with_timeout_delay(attempt + attempt / 2));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let proxy = tenantctl::fault_proxy::FaultProxy::start(addr, &moto_endpoint(), plan)
+        .await
+        .unwrap_or_else(|e| panic!("fault proxy: {}", error_chain(&e)));
+    let credentials = aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "faults");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(proxy.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .timeout_config(
+            TimeoutConfig::builder().connect_timeout(attempt).operation_attempt_timeout(attempt).build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(20)),
+        )
+        .load()
+        .await;
+    (proxy, config)
+}
+
+/// Calls `call` until it succeeds, as a state machine retries a step;
+/// panics on an error `transient` does not accept, or after 100 failures.
+pub async fn until_ok<T, E: std::error::Error>(
+    what: &str,
+    transient: impl Fn(&E) -> bool,
+    mut call: impl AsyncFnMut() -> Result<T, E>,
+) -> (T, u32) {
+    const ATTEMPTS: u32 = 100;
+    for attempt in 1..=ATTEMPTS {
+        match call().await {
+            Ok(value) => return (value, attempt),
+            Err(error) if transient(&error) => continue,
+            Err(error) => panic!("{what} failed for good at attempt {attempt}: {}", error_chain(&error)),
+        }
+    }
+    panic!("{what} did not succeed in {ATTEMPTS} attempts");
+}
