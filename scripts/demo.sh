@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make demo: start the local stack, send it the signed sample events from
-# events/ (checkouts, then a subscription's life, plus two deliveries Stripe's
-# checks must refuse), and print the executions like the Step Functions
-# console, then the tenants, services, DNS records and mails they made.
+# make demo: start the local stack, send it signed checkouts (from events/
+# and through the checkout API on the local Stripe stand-in), change
+# subscriptions in the stand-in as customers and Stripe would (each change's
+# events delivered signed, duplicated and shuffled), send two deliveries
+# Stripe's checks must refuse, and print the executions like the Step
+# Functions console, then the tenants, services, DNS records and mails.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,18 +40,38 @@ echo "-- Hooli pays for 'acme', which Acme now holds:"
 send events/11-checkout.session.completed.json
 settle
 echo
-echo "== Acme's subscription over three months: created, paid, upgraded to Ultimate, a failed"
-echo "   payment, its recovery, a past_due update Stripe delivers late, and the cancellation"
-for event in 02 03 04 05 06 14 07; do
-  send events/"$event"-*.json
-  settle
-done
+echo "== Acme's subscription, changed in the local Stripe as a customer and Stripe's dunning"
+echo "   would, each change's events signed and delivered as Stripe sends them: duplicated,"
+echo "   shuffled. Every event is only a trigger: the subscription is read back from Stripe,"
+echo "   and the tenant converges to what Stripe says now, whatever the order."
+sub() { "$tenantctl" local subscription --server "$base" "$@"; }
+echo "-- upgrade to Ultimate (each event delivered twice, in a shuffled order):"
+sub sub_1QAcmeR0b0t1csPro upgrade ultimate --duplicate 1 --reorder --seed 7
+settle
+echo "-- the card is declined at renewal, then the customer fixes it:"
+sub sub_1QAcmeR0b0t1csPro card-fails
+settle
+sub sub_1QAcmeR0b0t1csPro card-recovers
+settle
+echo "-- a downgrade and a failed card at once, all four events delivered in reverse:"
+sub sub_1QAcmeR0b0t1csPro downgrade basic --reorder --seed 3
+sub sub_1QAcmeR0b0t1csPro card-fails --reorder --seed 5
+settle
+echo "-- Acme cancels:"
+sub sub_1QAcmeR0b0t1csPro cancel --duplicate 2
+settle
 echo
-echo "== Globex stops paying (unpaid: suspended) and pays again (active: resumed)"
-for event in 12 13; do
-  send events/"$event"-*.json
-  settle
-done
+echo "== Globex stops paying (past due, then unpaid: suspended at zero tasks, DNS kept),"
+echo "   and pays again (active: resumed)"
+sub sub_1QGl0bexUltimate card-fails
+sub sub_1QGl0bexUltimate unpaid
+settle
+sub sub_1QGl0bexUltimate card-recovers
+settle
+echo "-- a subscription the business sold some other way (its metadata is not ours):"
+send events/15-customer.subscription.updated.json
+settle
+echo
 echo "== a signup through the checkout API: the subdomain is checked, held, a Checkout"
 echo "   Session is created (through the async-stripe client, on a local Stripe stand-in),"
 echo "   the customer pays, and Stripe's"

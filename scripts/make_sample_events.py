@@ -159,6 +159,12 @@ def main():
         envelope("evt_1QAcmeLatePastDue", "customer.subscription.updated", T0 + 31 * 86400 + 60,
                  subscription("past_due", T0 + 31 * 86400 + 60, ultimate)),
     ]
+    # A subscription the business sold some other way (a yoga course): its
+    # metadata is not ours, so dispatch drops it.
+    yoga = subscription("active", T0 + 86400, price("price_1QYogaCourse", 9000, "month"))
+    yoga.update(id="sub_1QYogaCourse0001", customer="cus_QYogaStudent01", metadata={"course": "yoga-101"})
+    yoga["items"]["data"][0]["subscription"] = "sub_1QYogaCourse0001"
+    events.append(envelope("evt_1QYogaCourseUpdated", "customer.subscription.updated", T0 + 86400, yoga))
     for index, event in enumerate(events, start=1):
         path = OUT / f"{index:02d}-{event['type']}.json"
         path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -305,7 +305,20 @@ impl LocalStack {
     /// Everything, as `GET /local/state` shows it.
     pub async fn state(&self) -> Value {
         let tenants = match self.store.list_tenants().await {
-            Ok(tenants) => json!(tenants),
+            Ok(tenants) => {
+                let mut listed = Vec::with_capacity(tenants.len());
+                for tenant in tenants {
+                    // The trail is kept in items of its own: shown beside the record.
+                    let trail = match self.store.trail(&tenant.id).await {
+                        Ok(trail) => json!(trail),
+                        Err(error) => json!({ "error": error_chain(&error) }),
+                    };
+                    let mut view = json!(tenant);
+                    view["trail"] = trail;
+                    listed.push(view);
+                }
+                json!(listed)
+            }
             Err(error) => json!({ "error": error_chain(&error) }),
         };
         let executions: Vec<Value> = self.workflows.each_execution(|e| {

@@ -64,9 +64,10 @@ async fn a_tenant_is_stored_as_native_attributes_and_found_by_subscription() {
     let signup = item["signup"].as_m().expect("the signup is a map, not a JSON string");
     assert_eq!(signup["subdomain"].as_s().unwrap(), "acme");
     assert_eq!(signup["plan"].as_m().unwrap()["tier"].as_n().unwrap(), "2");
-    let events = item["events"].as_l().unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].as_m().unwrap()["event_id"].as_s().unwrap(), "evt_1Checkout");
+    assert_eq!(item["generation"].as_n().unwrap(), "1");
+    let desired = item["desired"].as_m().expect("the desired state is a map");
+    assert_eq!(desired["run"].as_s().unwrap(), "running");
+    assert_eq!(desired["plan"].as_m().unwrap()["key"].as_s().unwrap(), "pro");
 
     assert_eq!(store.get_tenant(&record.id).await.unwrap(), Some(record.clone()));
 
