@@ -185,17 +185,17 @@ release_profile="$(sed -n '/^\[profile.release\]/,/^$/p' Cargo.toml | grep -v '^
   else
     echo "**Target missed** by ${#over[@]} of ${#functions[@]}: $(printf '%s; ' "${over[@]}" | sed 's/; $//')."
   fi
-  # send-lifecycle-mail and send-welcome-mail call the same AWS clients (DynamoDB,
-  # SESv2); the first also opens Stripe billing portal sessions.
-  with=$(size_of "$(zip_path release send-lifecycle-mail)")
-  without=$(size_of "$(zip_path release send-welcome-mail)")
+  # apply-subscription reads the tenant table and Stripe; release-subdomain
+  # the tenant table only: the pair shows what the Stripe client costs.
+  with=$(size_of "$(zip_path release apply-subscription)")
+  without=$(size_of "$(zip_path release release-subdomain)")
   if [ -n "$with" ] && [ -n "$without" ]; then
-    echo "What the Stripe client costs: send-lifecycle-mail and send-welcome-mail call"
-    echo "the same AWS clients and differ by one Stripe call (a billing portal"
-    echo "session); their zips differ by $(mib $((with - without))). Only checkout-api and"
-    echo "send-lifecycle-mail link async-stripe; every other function stays near the"
-    echo "floor set by aws-config, one or two SDK clients, rustls with aws-lc and"
-    echo "the Lambda runtime."
+    echo "What the Stripe client costs: apply-subscription and release-subdomain call"
+    echo "the same AWS client (DynamoDB) and differ by the Stripe reads (a"
+    echo "subscription, re-read for every lifecycle event); their zips differ by"
+    echo "$(mib $((with - without))). checkout-api, apply-subscription and converge-tenant"
+    echo "link async-stripe; every other function stays near the floor set by"
+    echo "aws-config, one or two SDK clients, rustls with aws-lc and the Lambda runtime."
   fi
   echo
 
@@ -384,7 +384,7 @@ PY
   if [ -n "${with:-}" ] && [ -n "${without:-}" ] && [ "$largest" -ge "$limit" ]; then
     echo "- **What would meet the target.** The functions over it are the ones that"
     echo "  link async-stripe, which costs $(mib $((with - without))) zipped (the"
-    echo "  send-lifecycle-mail / send-welcome-mail pair above), against a gap of"
+    echo "  apply-subscription / release-subdomain pair above), against a gap of"
     echo "  $(mib $((largest - limit))) ($(pct "$largest" "$limit")) for the largest."
     if [ -n "$a_zip" ] && [ -n "$z_zip" ]; then
       echo "  Abort and z save $(mib $((r_zip - a_zip))) and $(mib $((r_zip - z_zip))) on $ablated (rows 7, 8)."

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tenancy::adapters::aws::dynamodb::tenant_item;
-use tenancy::adapters::local::{LocalEventQueue, LocalStripe};
+use tenancy::adapters::local::{LocalEventQueue, LocalStripe, SubscriptionAction};
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::TenantSettings;
 use tenancy::domain::password::PasswordKey;
@@ -414,19 +414,12 @@ impl Bench {
     }
 }
 
-/// A sample event from events/, re-dated so the life runs forward in time;
-/// `status` turns a subscription update into one that changes only the
-/// subscription's status (a new event id, as Stripe would send).
-fn sample(file: &str, created: i64, status: Option<(&str, &str)>) -> Result<Vec<u8>> {
+/// A sample event from events/, re-dated so the life runs forward in time.
+fn sample(file: &str, created: i64) -> Result<Vec<u8>> {
     let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let mut event: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
     event["created"] = created.into();
-    if let Some((now, before)) = status {
-        event["id"] = format!("evt_1AcmeStatus{}", now.replace('_', "")).into();
-        event["data"]["object"]["status"] = now.into();
-        event["data"]["previous_attributes"] = serde_json::json!({ "status": before });
-    }
     Ok(serde_json::to_vec(&event)?)
 }
 
@@ -439,38 +432,56 @@ pub struct LifeEvent {
     pub at_signup: bool,
 }
 
-/// Runs one customer's life, event by event, through a fresh local stack.
+/// What happens next in the customer's life.
+enum Step {
+    /// A sample event from events/, delivered as it is.
+    Sample(&'static str),
+    /// A change Stripe makes to the subscription (in the local Stripe):
+    /// every event Stripe sends for it is delivered, and counted together.
+    Stripe(SubscriptionAction),
+}
+
+/// Runs one customer's life through a fresh local stack: the sample
+/// checkout, then changes made to its subscription in the local Stripe,
+/// each change's events delivered as Stripe sends them.
 pub async fn customer_life(time_scale: f64) -> Result<Vec<LifeEvent>> {
     let bench = Bench::new(time_scale)?;
     let start = bench.clock.now_unix() - 3600;
-    // (event file, a status change made of it, what it is in the customer's
-    // life, part of every signup?)
-    let update = "04-customer.subscription.updated.json";
+    let subscription = "sub_1QAcmeR0b0t1csPro";
+    let plan = |plan: &str| SubscriptionAction::ChangePlan { plan: plan.into(), billing: None, direction: None };
     let life = [
-        ("01-checkout.session.completed.json", None, "checkout.session.completed: provisioning", true),
+        (Step::Sample("01-checkout.session.completed.json"), "checkout.session.completed: provisioning", true),
         (
-            "02-customer.subscription.created.json",
-            None,
+            Step::Sample("02-customer.subscription.created.json"),
             "customer.subscription.created (sent with every signup)",
             true,
         ),
-        ("03-invoice.paid.json", None, "invoice.paid (sent with every signup, then monthly)", true),
-        (update, None, "Plan change (customer.subscription.updated)", false),
-        ("05-invoice.payment_failed.json", None, "Payment failed: card mail (invoice.payment_failed)", false),
-        ("06-invoice.paid.json", None, "Payment recovered (invoice.paid)", false),
-        (update, Some(("unpaid", "active")), "Suspension (subscription unpaid)", false),
-        (update, Some(("active", "unpaid")), "Resumption (subscription active again)", false),
-        (
-            "07-customer.subscription.deleted.json",
-            None,
-            "Cancellation: remove everything, release the name",
-            false,
-        ),
+        (Step::Sample("03-invoice.paid.json"), "invoice.paid (sent with every signup, then monthly)", true),
+        (Step::Stripe(plan("ultimate")), "Plan change (subscription updated, proration invoice paid)", false),
+        (Step::Stripe(SubscriptionAction::CardFails), "Payment failed: card mail (invoice failed, past due)", false),
+        (Step::Stripe(SubscriptionAction::CardRecovers), "Payment recovered (invoice paid, active)", false),
+        (Step::Stripe(SubscriptionAction::CardFails), "Payment failed again (past due)", false),
+        (Step::Stripe(SubscriptionAction::Unpaid), "Suspension (retries exhausted: unpaid)", false),
+        (Step::Stripe(SubscriptionAction::CardRecovers), "Resumption (invoice paid, active again)", false),
+        (Step::Stripe(SubscriptionAction::Cancel), "Cancellation: remove everything, release the name", false),
     ];
     let mut rows = Vec::new();
-    for (i, (file, status, label, at_signup)) in life.into_iter().enumerate() {
-        let event = sample(file, start + 60 * i as i64, status)?;
-        let cost = bench.deliver(&event).await.with_context(|| format!("{label} ({file})"))?;
+    for (i, (step, label, at_signup)) in life.into_iter().enumerate() {
+        let events = match &step {
+            Step::Sample(file) => vec![sample(file, start + 60 * i as i64)?],
+            Step::Stripe(action) => bench
+                .stack
+                .stripe
+                .act(subscription, action)
+                .with_context(|| label.to_owned())?
+                .iter()
+                .map(serde_json::to_vec)
+                .collect::<Result<_, _>>()?,
+        };
+        let mut cost = Cost::default();
+        for event in &events {
+            cost.add(&bench.deliver(event).await.with_context(|| label.to_owned())?);
+        }
         rows.push(LifeEvent { label: label.to_string(), cost, at_signup });
     }
     Ok(rows)
@@ -517,7 +528,7 @@ pub fn section(rows: &[LifeEvent], time_scale: f64) -> String {
          invocations are counted from the execution histories; DynamoDB requests are counted by a \
          wrapper around the tenant store, one request per call as the AWS adapter makes them, with \
          write and read units sized from the items the AWS adapter would write (`tenant_item`), \
-         plus one unit for the keys-only `by-subscription` index entry a new tenant gets. Events come from `events/`, re-dated so the life runs forward.\n\n{table}\n\
+         plus one unit for the keys-only `by-subscription` index entry a new tenant gets. The signup's events come from `events/`; the rest of the life is made in the local Stripe (a plan change, failed and recovered payments, unpaid, cancellation), every event Stripe sends for a change delivered and counted in its row. Each subscription or invoice event re-reads the subscription from Stripe (one API read each) and converges under the tenant's lease.\n\n{table}\n\
          **Target: 15 or fewer transitions per provisioning: {verdict}** ({t} for \
          `checkout.session.completed`; the health and DNS checks are retried with backoff after a \
          first Wait of 45 s and 30 s, so in AWS each look beyond the first adds one transition: a \
@@ -549,17 +560,25 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn provisioning_takes_ten_transitions_and_the_whole_life_runs_through() {
+    async fn provisioning_takes_twelve_transitions_and_the_whole_life_runs_through() {
         // Time scale 0: every simulated delay and Wait is instant, so each
         // check passes at its first look (the happy path).
         let life = customer_life(0.0).await.unwrap();
-        assert_eq!(life.len(), 9);
+        assert_eq!(life.len(), 10);
         let provisioning = life[0].cost;
-        assert_eq!((provisioning.transitions, provisioning.step_invocations), (10, 7));
+        // Eight steps: the six of provisioning, then SyncSubscription and
+        // FinishProvisioning; their states plus the two Waits, the Choice
+        // after converging and the end make twelve transitions.
+        assert_eq!((provisioning.transitions, provisioning.step_invocations), (12, 8));
         assert_eq!((provisioning.events, provisioning.queued, provisioning.mails), (1, 1, 1));
-        // The claim, the insert, and one write for each of launch, DNS, mail, active.
-        assert_eq!(provisioning.dynamodb.writes, 6);
-        assert!(life.iter().all(|e| e.cost.events == 1 && e.cost.transitions > 0), "{life:?}");
+        // The claim, the insert, launch, DNS, the welcome mail's reservation
+        // and its record, the desired state Stripe says, the lease taken and
+        // given back, and the generation reached.
+        assert_eq!(provisioning.dynamodb.writes, 10);
+        assert!(life.iter().all(|e| e.cost.events >= 1 && e.cost.transitions > 0), "{life:?}");
+        let mails: Vec<u64> = life.iter().map(|e| e.cost.mails).collect();
+        // Welcome; plan changed; card; none on recovery; card; suspended; resumed; goodbye.
+        assert_eq!(mails, [1, 0, 0, 1, 1, 0, 1, 1, 1, 1]);
         let markdown = section(&life, 0.0);
         assert!(markdown.contains("15 or fewer transitions per provisioning: met"), "{markdown}");
     }
