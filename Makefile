@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench fmt-check clippy unit-and-integration lint-infra tools vectors fmt
+.PHONY: demo test bench fmt-check clippy unit-and-integration lint-infra lint-asl tools vectors fmt
 
 ## Start the local stack and send it the signed sample events from events/.
 demo:
 	bash scripts/demo.sh
 
 ## Everything CI runs: format, lints, template lint, all tests (AWS adapters against moto's server).
-test: tools fmt-check clippy lint-infra unit-and-integration
+test: tools fmt-check clippy lint-infra lint-asl unit-and-integration
 
 ## The figures in BENCHMARKS.md, beside stripe-python, stripe-node and boto3 (installs them pinned).
 bench:
@@ -30,6 +30,10 @@ unit-and-integration:
 
 lint-infra:
 	bash scripts/lint-infra.sh
+
+## asl-validator and statelint (both pinned, installed by the script) on infra/statemachine/.
+lint-asl:
+	bash scripts/lint-asl.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -244,8 +244,11 @@ fn parse_comparison(field: &str, map: &Map<String, Value>) -> Result<Rule, Strin
 fn compare(op: Op, var: &Value, rhs: &Value) -> bool {
     let ordered = |o: Option<Ordering>, want: &[Ordering]| o.is_some_and(|o| want.contains(&o));
     use Ordering::{Equal as Eq, Greater as Gt, Less as Lt};
+    // Step Functions runs on Java: strings compare as `String.compareTo`
+    // does, by UTF-16 code unit, which differs from Rust's code point order
+    // once characters outside the Basic Multilingual Plane are involved.
     let strings = || match (var, rhs) {
-        (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        (Value::String(a), Value::String(b)) => Some(a.encode_utf16().cmp(b.encode_utf16())),
         _ => None,
     };
     let numbers = || match (var, rhs) {
@@ -371,6 +374,26 @@ mod tests {
         // Type mismatch is false, not an error.
         assert_eq!(check(json!({"Variable": "$.n", "StringEquals": "1"}), input.clone()), Ok(false));
         assert_eq!(check(json!({"Variable": "$$.State.Name", "StringEquals": "Pick"}), input), Ok(true));
+    }
+
+    /// String order is Java's `String.compareTo` (UTF-16 code units), the
+    /// order Step Functions' string operators use. The ASCII cases are
+    /// LocalStack's tests/aws/services/stepfunctions/v2/choice_operators/
+    /// test_string_operators.py::test_string_less_than (validated); the last
+    /// pair is where UTF-16 and code point order disagree: U+FF61 (one code
+    /// unit, 0xFF61) sorts after U+1F600 (surrogates starting 0xD83D).
+    #[test]
+    fn string_order_is_utf16_code_units() {
+        for (a, b, less) in
+            [("", "", false), ("A", "AB", true), ("AB", "A", false), ("\u{FF61}", "\u{1F600}", false)]
+        {
+            let input = json!({"a": a, "b": b});
+            let rule = json!({"Variable": "$.a", "StringLessThanPath": "$.b"});
+            assert_eq!(check(rule, input.clone()), Ok(less), "{a:?} < {b:?}");
+        }
+        let input = json!({"a": "\u{1F600}"});
+        assert_eq!(check(json!({"Variable": "$.a", "StringLessThan": "\u{FF61}"}), input.clone()), Ok(true));
+        assert_eq!(check(json!({"Variable": "$.a", "StringGreaterThan": "\u{FF61}"}), input), Ok(false));
     }
 
     #[test]

@@ -85,8 +85,7 @@ impl Call {
         match self.func {
             Func::Format => self.format(env),
             Func::StringToJson => match one(values()?)? {
-                Value::String(s) => serde_json::from_str(&s)
-                    .map_err(|e| format!("{name}: the argument is not valid JSON text: {e}")),
+                Value::String(s) => string_to_json(&s).map_err(|e| format!("{name}: {e}")),
                 other => Err(format!("{name}: the argument must be a string, got {}", type_name(&other))),
             },
             Func::JsonToString => {
@@ -101,7 +100,9 @@ impl Call {
                 let vals = values()?;
                 let ints = vals
                     .iter()
-                    .map(|v| integer(v).ok_or_else(|| format!("{name}: arguments must be integers, got {v}")))
+                    .map(|v| {
+                        java_round(v).ok_or_else(|| format!("{name}: arguments must be numbers, got {v}"))
+                    })
                     .collect::<Result<Vec<i64>, String>>()?;
                 ints.iter()
                     .try_fold(0_i64, |acc, n| acc.checked_add(*n))
@@ -138,16 +139,7 @@ impl Call {
         let mut from = 0;
         for (at, arg) in placeholders.iter().zip(rest) {
             out.push_str(text.get(from..*at).unwrap_or_default());
-            match arg.eval(env)? {
-                Value::String(s) => out.push_str(&s),
-                v @ (Value::Number(_) | Value::Bool(_) | Value::Null) => out.push_str(&v.to_string()),
-                v => {
-                    return Err(format!(
-                        "{name}: arguments must be strings, numbers, booleans or null, got {}",
-                        type_name(&v)
-                    ));
-                }
-            }
+            java_to_string(&arg.eval(env)?, &mut out);
             from = at + 2;
         }
         out.push_str(text.get(from..).unwrap_or_default());
@@ -170,8 +162,75 @@ fn one(mut values: Vec<Value>) -> Result<Value, String> {
     values.pop().ok_or_else(|| "missing argument".to_string())
 }
 
-fn integer(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+/// A `States.MathAdd` argument: integers as they are, other numbers rounded
+/// as Java's `Math.round` does (half up, towards positive infinity: 2.5 → 3,
+/// -2.5 → -2), which is what Step Functions does (LocalStack's
+/// test_math_operations.py::test_math_add, validated).
+fn java_round(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let f = v.as_f64().filter(|f| f.abs() < 9.0e15)?;
+    let floor = f.floor();
+    // `f - floor` is exact, so a tie is seen as a tie.
+    let rounded = if f - floor >= 0.5 { floor + 1.0 } else { floor };
+    Some(rounded as i64)
+}
+
+/// `States.StringToJson`: a blank string is `null`, and `-0` is `0`
+/// (LocalStack's test_json_manipulation.py::test_string_to_json, validated).
+fn string_to_json(text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("the argument is not valid JSON text: {e}"))?;
+    Ok(without_negative_zero(value))
+}
+
+fn without_negative_zero(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.as_f64() == Some(0.0) && n.as_f64().is_some_and(f64::is_sign_negative) => {
+            Value::from(0)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_negative_zero).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, without_negative_zero(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// How `States.Format` renders an argument: strings as they are, other
+/// values as Java's `toString` does, so an object is `{Arg1=1, Arg2=[]}`
+/// (LocalStack's test_generic.py::test_format_2, validated).
+fn java_to_string(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                java_to_string(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(key);
+                out.push('=');
+                java_to_string(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
@@ -275,8 +334,8 @@ impl Parser {
                 let start = self.pos;
                 let (mut depth_brackets, mut quote) = (0_i32, None::<char>);
                 while let Some(c) = self.peek() {
+                    // A backslash in a quoted name is literal (see path.rs).
                     match (quote, c) {
-                        (Some(_), '\\') => self.pos += 1,
                         (Some(q), c) if c == q => quote = None,
                         (Some(_), _) => {}
                         (None, '\'' | '"') => quote = Some(c),
@@ -309,7 +368,10 @@ impl Parser {
         }
     }
 
-    /// A single-quoted literal. `\'`, `\{`, `\}` and `\\` are escapes; an
+    /// A single-quoted literal. `\'`, `\{`, `\}` and `\\` are the only
+    /// escapes (Developer Guide, "Intrinsic functions", reserved characters);
+    /// any other backslash, such as the `\"` a hand-escaped JSON string
+    /// leaves, is refused at load time, as Step Functions refuses it. An
     /// unescaped `{}` is recorded as a Format placeholder.
     fn string(&mut self) -> Result<Arg, String> {
         self.pos += 1;
@@ -321,6 +383,12 @@ impl Parser {
                 Some('\\') => {
                     let escaped =
                         self.chars.get(self.pos + 1).copied().ok_or("unterminated string literal")?;
+                    if !matches!(escaped, '\'' | '{' | '}' | '\\') {
+                        return Err(format!(
+                            "`\\{escaped}` in a string literal: only \\', \\{{, \\}} and \\\\ may follow a \
+                             backslash (write `{escaped}` without it, or `\\\\` for a backslash)"
+                        ));
+                    }
                     value.push(escaped);
                     self.pos += 2;
                 }
@@ -388,10 +456,91 @@ mod tests {
             eval("States.MathAdd(States.ArrayLength(States.Array(1, 2)), 1)", input.clone()),
             Ok(json!(3))
         );
-        assert!(eval("States.MathAdd($.n, 1.5)", input.clone()).unwrap_err().contains("integers"));
+        assert!(eval("States.MathAdd($.n, 'x')", input.clone()).unwrap_err().contains("must be numbers"));
         assert!(eval("States.StringToJson($.n)", input.clone()).unwrap_err().contains("must be a string"));
         assert!(eval("States.StringToJson('{nope')", input.clone()).unwrap_err().contains("not valid JSON"));
         assert!(eval("States.ArrayLength($.obj)", input).unwrap_err().contains("must be an array"));
+    }
+
+    /// LocalStack's tests/aws/services/stepfunctions/v2/intrinsic_functions/
+    /// test_math_operations.py::test_math_add (validated): each argument is
+    /// rounded as Java's Math.round, then added.
+    #[test]
+    fn math_add_rounds_like_java() {
+        for (fst, snd, sum) in [
+            (json!(-9), json!(3), -6),
+            (json!(1.49), json!(1.50), 3),
+            (json!(1.50), json!(1.51), 4),
+            (json!(-1.49), json!(-1.50), -2),
+            (json!(-1.50), json!(-1.51), -3),
+            (json!(1.49), json!(-1.49), 0),
+            (json!(0.5), json!(0), 1),
+            (json!(2.5), json!(0), 3),
+            (json!(-0.5), json!(0.5), 1),
+            (json!(-0.5), json!(0), 0),
+            (json!(-2.5), json!(0), -2),
+            (json!(-3.5), json!(0), -3),
+            (json!(0.49999999999999994), json!(0), 0),
+        ] {
+            let input = json!({"fst": fst, "snd": snd});
+            assert_eq!(eval("States.MathAdd($.fst, $.snd)", input.clone()), Ok(json!(sum)), "{input}");
+        }
+    }
+
+    /// LocalStack's tests/aws/services/stepfunctions/v2/intrinsic_functions/
+    /// test_json_manipulation.py::test_string_to_json (validated): "" and " "
+    /// give null, "-0" gives 0.
+    #[test]
+    fn string_to_json_of_blank_and_negative_zero() {
+        for (text, want) in [
+            ("", json!(null)),
+            (" ", json!(null)),
+            ("null", json!(null)),
+            ("-0", json!(0)),
+            ("1.1", json!(1.1)),
+            ("\"HelloWorld\"", json!("HelloWorld")),
+            ("[1, 2, \"HelloWorld\"]", json!([1, 2, "HelloWorld"])),
+        ] {
+            let got = eval("States.StringToJson($.s)", json!({"s": text})).unwrap();
+            assert_eq!(got, want, "{text:?}");
+            assert_eq!(got.to_string(), want.to_string(), "{text:?}");
+        }
+    }
+
+    /// LocalStack's tests/aws/services/stepfunctions/v2/intrinsic_functions/
+    /// test_generic.py::test_format_2 (validated): an object argument renders
+    /// as Java's Map.toString, `{Arg1=1, Arg2=[]}`.
+    #[test]
+    fn format_renders_objects_and_arrays_as_java_does() {
+        let input = json!({"o": {"Arg1": 1, "Arg2": []}, "a": [1, "x", null, {"k": true}], "f": 1.1});
+        assert_eq!(
+            eval("States.Format('fst={} and snd={}.', $.o, $.o)", input.clone()),
+            Ok(json!("fst={Arg1=1, Arg2=[]} and snd={Arg1=1, Arg2=[]}."))
+        );
+        assert_eq!(eval("States.Format('{} {}', $.a, $.f)", input), Ok(json!("[1, x, null, {k=true}] 1.1")));
+    }
+
+    /// An escape other than \', \{, \} and \\ (here the `\"` of a
+    /// hand-escaped JSON string) is refused when the definition loads: AWS
+    /// refuses it with SCHEMA_VALIDATION_FAILED (LocalStack's
+    /// tests/aws/services/stepfunctions/v2/scenarios/test_base_scenarios.py::
+    /// test_illegal_escapes, both cases, validated).
+    #[test]
+    fn unknown_escapes_are_load_errors() {
+        for text in [
+            r#"States.StringToJson('{"text":"An \"escaped double quote\" here"}')"#,
+            r#"States.Format('He said, \"Hello, {}!\"', 'Test \"Name\" Here')"#,
+            r"States.Format('a\nb')",
+        ] {
+            let err = Call::parse(text).unwrap_err();
+            assert!(err.contains("may follow a backslash"), "{text}: {err}");
+        }
+        // Plain double quotes need no escape (test_json_merge_escaped_argument).
+        assert_eq!(
+            eval(r#"States.StringToJson('{"constant_in_literal": "false"}')"#, json!({})),
+            Ok(json!({"constant_in_literal": "false"}))
+        );
+        assert_eq!(eval(r"States.Format('a\\b \{\}')", json!({})), Ok(json!(r"a\b {}")));
     }
 
     #[test]

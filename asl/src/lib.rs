@@ -11,8 +11,9 @@
 //! ResultSelector, ResultPath, OutputPath; Retry and Catch; a JSONPath subset
 //! (`$.a.b`, `$.a[0]`, `$['a']`, some `$$` context paths); the intrinsics
 //! Format, StringToJson, JsonToString, Array, ArrayLength, MathAdd and UUID;
-//! execution `TimeoutSeconds` (on scaled time, see [`RunOptions`]) and Task
-//! `TimeoutSeconds` (on real time).
+//! execution `TimeoutSeconds` (waits counted at their unscaled length, task
+//! work at real time, see [`RunOptions`]) and Task `TimeoutSeconds` (on real
+//! time).
 //! Refused: Parallel, Map, JSONata, variables (`Assign`), heartbeats,
 //! `TimeoutSecondsPath`, `Credentials`, `.waitForTaskToken` resources, and
 //! JSONPath beyond the subset.

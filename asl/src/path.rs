@@ -171,16 +171,13 @@ fn parse_segments(rest: &str) -> Result<Vec<Segment>, String> {
                 i += 1;
                 match chars.get(i) {
                     Some(&quote @ ('\'' | '"')) => {
+                        // A backslash is an ordinary character here: `$['a\\b']`
+                        // names the key `a\\b`, and nothing escapes the quote.
                         i += 1;
                         let mut name = String::new();
                         loop {
                             match chars.get(i) {
                                 None => return Err("unterminated quoted field name".into()),
-                                Some('\\') => {
-                                    let escaped = chars.get(i + 1).ok_or("unterminated quoted field name")?;
-                                    name.push(*escaped);
-                                    i += 2;
-                                }
                                 Some(c) if *c == quote => {
                                     i += 1;
                                     break;
@@ -262,11 +259,27 @@ mod tests {
         assert_eq!(sel("$.a.b[1].c", &input), Some(json!("x")));
         assert_eq!(sel("$['a']['b'][1]['c']", &input), Some(json!("x")));
         assert_eq!(sel("$[\"odd key\"]", &input), Some(json!(1)));
-        assert_eq!(sel("$['it\\'s']", &input), Some(json!(2)));
+        assert_eq!(sel("$[\"it's\"]", &input), Some(json!(2)));
         assert_eq!(sel("$.a.b[2]", &input), None);
         assert_eq!(sel("$.missing", &input), None);
         assert_eq!(sel("$.a.b.c", &input), None);
         assert_eq!(sel("$$.State.Name", &input), Some(json!("S")));
+    }
+
+    /// A backslash inside a quoted name is literal: LocalStack's
+    /// tests/aws/services/stepfunctions/v2/scenarios/test_base_scenarios.py::
+    /// test_escape_sequence_parsing[ESCAPE_SEQUENCES_JSONPATH] (validated)
+    /// reads the key `Test\""Name"` with `$['Test\""Name"']`. So `\'` does
+    /// not escape the quote either.
+    #[test]
+    fn backslash_in_a_quoted_name_is_literal() {
+        let input = json!({r#"Test\""Name""#: "Value\"\\", "a\\b": 1, "a\\": 2});
+        assert_eq!(sel(r#"$['Test\""Name"']"#, &input), Some(json!("Value\"\\")));
+        assert_eq!(sel(r"$['a\b']", &input), Some(json!(1)));
+        assert_eq!(sel(r#"$["a\b"]"#, &input), Some(json!(1)));
+        assert_eq!(sel(r"$['a\']", &input), Some(json!(2)));
+        let err = Path::parse(r"$['it\'s']").unwrap_err();
+        assert!(err.contains("expected `]`"), "{err}");
     }
 
     #[test]

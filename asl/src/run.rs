@@ -3,11 +3,13 @@
 //! task, ResultSelector, ResultPath, OutputPath), retries, catchers, waits and
 //! timeouts.
 //!
-//! Time: Wait and retry delays are multiplied by `RunOptions::time_scale`, and
-//! so is the execution's `TimeoutSeconds` (workflow time). A Task's
-//! `TimeoutSeconds` bounds real work and is never scaled. With a scale of 0
-//! nothing waits, and the execution timeout runs on unscaled seconds, because
-//! a zero timeout would fail every execution.
+//! Time: Wait and retry delays sleep for their length multiplied by
+//! `RunOptions::time_scale`. A Task's `TimeoutSeconds` bounds real work and
+//! is never scaled. The execution's `TimeoutSeconds` is compared with the
+//! execution's time as Step Functions would count it: every Wait and retry
+//! delay at its full, unscaled length, and everything else (task work) at
+//! real time, so a scaled run times out exactly when the same run in AWS
+//! would, whatever the scale (issue 12).
 
 use std::time::Duration;
 
@@ -30,8 +32,12 @@ use crate::template::{Env, preview};
 const STATES_RUNTIME: &str = "States.Runtime";
 const STATES_TIMEOUT: &str = "States.Timeout";
 const STATES_TASK_FAILED: &str = "States.TaskFailed";
-/// Step Functions' payload quota (256 KiB of UTF-8); larger data is a
-/// terminal `States.DataLimitExceeded` there, so it is here too.
+const STATES_DATA_LIMIT: &str = "States.DataLimitExceeded";
+/// Step Functions' payload quota (256 KiB of UTF-8). An oversized execution
+/// input or task input is a terminal `States.DataLimitExceeded`; an
+/// oversized task *result* is a task failure that Retry and Catch see (AWS
+/// catches it with `States.ALL`, recorded in LocalStack's
+/// test_states_errors.py::test_task_lambda_catch_state_all_data_limit_exceeded_on_large_utf8_response).
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 262_144;
 /// Longest single sleep (about 100 years): keeps `Duration` arithmetic finite.
 const MAX_SLEEP_SECS: f64 = 3.2e9;
@@ -60,8 +66,10 @@ impl TaskError {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunOptions {
-    /// Multiplies Wait and retry delays and the execution's `TimeoutSeconds`
-    /// (not a Task's); 0.0 = no waiting. Default 1.0.
+    /// Multiplies the real time Wait states and retry delays sleep; 0.0 = no
+    /// waiting. Default 1.0. Timeouts are not scaled: a Task's bounds real
+    /// time, and the execution's counts each wait at its unscaled length
+    /// plus real task time (see the module documentation).
     pub time_scale: f64,
     /// State transitions allowed before the execution fails with
     /// `States.Runtime` (a guard against endless loops).
@@ -78,9 +86,15 @@ impl Default for RunOptions {
 #[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionStatus {
     Succeeded,
-    /// Also used for an execution that exceeded its `TimeoutSeconds`
-    /// (`error` = `States.Timeout`, history event `ExecutionTimedOut`).
     Failed {
+        error: String,
+        cause: String,
+    },
+    /// The execution exceeded its `TimeoutSeconds`: status `TIMED_OUT` in
+    /// Step Functions, not `FAILED` (LocalStack's
+    /// test_timeouts.py::test_global_timeout); `error` is `States.Timeout`
+    /// and the history ends with `ExecutionTimedOut`.
+    TimedOut {
         error: String,
         cause: String,
     },
@@ -129,7 +143,8 @@ pub async fn run(
         recorder: Recorder::new(execution_name, sink),
         rng: Rng::from_time(),
         scale: options.time_scale,
-        deadline: None,
+        timeout: machine.machine.timeout_seconds.map(|s| s as f64),
+        clock: ExecutionClock::start(),
         execution_id: id.clone(),
         execution_name: execution_name.to_string(),
         start_time: started_at.clone(),
@@ -161,7 +176,7 @@ pub async fn run(
                 None,
                 json!({ "error": STATES_TIMEOUT, "cause": cause }),
             );
-            (ExecutionStatus::Failed { error: STATES_TIMEOUT.into(), cause }, None)
+            (ExecutionStatus::TimedOut { error: STATES_TIMEOUT.into(), cause }, None)
         }
     };
     Execution {
@@ -207,13 +222,36 @@ impl Scope<'_> {
     }
 }
 
+/// The execution's elapsed time as Step Functions counts it: sleeps (Wait
+/// states, retry delays) at their unscaled length, everything else at real
+/// time.
+struct ExecutionClock {
+    started: Instant,
+    /// Real time spent in (scaled) sleeps.
+    slept_real: Duration,
+    /// The same sleeps at their unscaled length, in seconds.
+    slept_workflow: f64,
+}
+
+impl ExecutionClock {
+    fn start() -> Self {
+        ExecutionClock { started: Instant::now(), slept_real: Duration::ZERO, slept_workflow: 0.0 }
+    }
+
+    fn elapsed_secs(&self) -> f64 {
+        self.started.elapsed().saturating_sub(self.slept_real).as_secs_f64() + self.slept_workflow
+    }
+}
+
 struct Runner<'a> {
     machine: &'a StateMachine,
     tasks: &'a dyn TaskHandler,
     recorder: Recorder<'a>,
     rng: Rng,
     scale: f64,
-    deadline: Option<Instant>,
+    /// The execution's `TimeoutSeconds`.
+    timeout: Option<f64>,
+    clock: ExecutionClock,
     execution_id: String,
     execution_name: String,
     start_time: String,
@@ -227,9 +265,6 @@ impl Runner<'_> {
                 error: STATES_RUNTIME.into(),
                 cause: format!("RunOptions.time_scale must be a finite number >= 0, got {}", self.scale),
             });
-        }
-        if let Some(secs) = self.machine.machine.timeout_seconds {
-            self.deadline = Instant::now().checked_add(self.timeout_duration(secs));
         }
         check_size(&self.input, "the execution input")?;
         let mut current = self.machine.machine.start;
@@ -276,7 +311,7 @@ impl Runner<'_> {
             Kind::Pass(pass) => self.pass(&scope, pass, input),
             Kind::Choice(choice) => {
                 self.enter(&scope, "ChoiceStateEntered", &input, None);
-                let ctx = self.context(&scope, 0);
+                let ctx = self.context(&scope, None);
                 let effective = input_path(&choice.io, &input, &ctx).map_err(|e| scope.runtime(e))?;
                 let env = Env { input: &effective, context: &ctx, rng: &self.rng };
                 let mut next = None;
@@ -298,7 +333,7 @@ impl Runner<'_> {
             Kind::Wait(wait) => self.wait(&scope, wait, input).await,
             Kind::Succeed(io) => {
                 self.enter(&scope, "SucceedStateEntered", &input, None);
-                let ctx = self.context(&scope, 0);
+                let ctx = self.context(&scope, None);
                 let effective = input_path(io, &input, &ctx).map_err(|e| scope.runtime(e))?;
                 let output = output_path(io, &effective, &ctx).map_err(|e| scope.runtime(e))?;
                 self.exit(&scope, "SucceedStateExited", output, Transition::End, None)
@@ -339,8 +374,15 @@ impl Runner<'_> {
         self.machine.machine.states.get(index).map(|s| s.name.clone())
     }
 
-    /// The `$$` object for the current state.
-    fn context(&self, scope: &Scope<'_>, retry_count: u32) -> Value {
+    /// The `$$` object for the current state. `$$.State.RetryCount` exists
+    /// in Task states only (`retry_count` is `None` elsewhere): a Pass
+    /// state's context has just Name and EnteredTime (LocalStack's
+    /// test_base.py::test_query_context_object_values).
+    fn context(&self, scope: &Scope<'_>, retry_count: Option<u32>) -> Value {
+        let mut state = json!({ "Name": scope.name, "EnteredTime": scope.entered_time });
+        if let Some(count) = retry_count {
+            state["RetryCount"] = json!(count);
+        }
         json!({
             "Execution": {
                 "Id": self.execution_id,
@@ -348,14 +390,14 @@ impl Runner<'_> {
                 "Input": self.input,
                 "StartTime": self.start_time,
             },
-            "State": { "Name": scope.name, "EnteredTime": scope.entered_time, "RetryCount": retry_count },
+            "State": state,
             "StateMachine": { "Id": self.machine.arn(), "Name": self.machine.name() },
         })
     }
 
     fn pass(&mut self, scope: &Scope<'_>, pass: &Pass, raw: Value) -> Result<Flow, Stop> {
         self.enter(scope, "PassStateEntered", &raw, None);
-        let ctx = self.context(scope, 0);
+        let ctx = self.context(scope, None);
         let effective = input_path(&pass.io, &raw, &ctx).map_err(|e| scope.runtime(e))?;
         let result = match (&pass.result, &pass.parameters) {
             (Some(result), _) => result.clone(),
@@ -372,7 +414,7 @@ impl Runner<'_> {
     async fn wait(&mut self, scope: &Scope<'_>, wait: &Wait, raw: Value) -> Result<Flow, Stop> {
         // The length is worked out before WaitStateEntered so the event can
         // say how long the wait will be; a failure is reported after it.
-        let ctx = self.context(scope, 0);
+        let ctx = self.context(scope, None);
         let planned = input_path(&wait.io, &raw, &ctx).and_then(|effective| {
             let secs = wait_seconds(&wait.wait, &effective, &ctx)?;
             Ok((effective, secs))
@@ -386,7 +428,7 @@ impl Runner<'_> {
     }
 
     fn fail(&mut self, scope: &Scope<'_>, fail: &Fail, raw: Value) -> Stop {
-        let ctx = self.context(scope, 0);
+        let ctx = self.context(scope, None);
         let env = Env { input: &raw, context: &ctx, rng: &self.rng };
         let text = |t: &Option<Text>, field: &str| -> Result<String, String> {
             match t {
@@ -415,7 +457,7 @@ impl Runner<'_> {
         let mut attempts_by_retrier = vec![0_u32; task.retry.len()];
         loop {
             // Parameters are re-evaluated per attempt: $$.State.RetryCount changes.
-            let ctx = self.context(scope, retry_count);
+            let ctx = self.context(scope, Some(retry_count));
             let effective = input_path(&task.io, &raw, &ctx).map_err(|e| scope.runtime(e))?;
             let parameters = match &task.parameters {
                 Some(template) => template
@@ -434,9 +476,21 @@ impl Runner<'_> {
                     "timeoutInSeconds": task.timeout_seconds,
                 }),
             );
-            let (failed_kind, err) = match self.invoke(task, parameters).await? {
+            let outcome = match self.invoke(task, parameters).await? {
+                Ok(result) if payload_size(&result) > MAX_PAYLOAD_BYTES => Err((
+                    "TaskFailed",
+                    TaskError::new(
+                        STATES_DATA_LIMIT,
+                        format!(
+                            "The state/task '{resource}' returned a result with a size exceeding the \
+                             maximum number of bytes service limit."
+                        ),
+                    ),
+                )),
+                other => other,
+            };
+            let (failed_kind, err) = match outcome {
                 Ok(result) => {
-                    check_size(&result, &format!("the result of task state '{}'", scope.name))?;
                     self.recorder.record(
                         "TaskSucceeded",
                         name,
@@ -520,8 +574,11 @@ impl Runner<'_> {
         let call = self.tasks.invoke(&task.resource, input);
         // A task's work is real work, not workflow time: its timeout is never
         // scaled (a scaled one fires on a busy machine and runs the task twice).
-        let task_deadline = task.timeout_seconds.and_then(|s| Instant::now().checked_add(seconds(s as f64)));
-        let limit = match (task_deadline, self.deadline) {
+        let now = Instant::now();
+        let task_deadline = task.timeout_seconds.and_then(|s| now.checked_add(seconds(s as f64)));
+        // Task time counts in real time against the execution's timeout.
+        let execution_deadline = self.remaining_secs().and_then(|r| now.checked_add(seconds(r)));
+        let limit = match (task_deadline, execution_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -530,46 +587,39 @@ impl Runner<'_> {
         };
         match tokio::time::timeout_at(limit, call).await {
             Ok(result) => Ok(result.map_err(|e| ("TaskFailed", e))),
-            Err(_) if self.deadline.is_some_and(|d| Instant::now() >= d) => Err(self.timed_out()),
-            Err(_) => Ok(Err((
-                "TaskTimedOut",
-                TaskError::new(
-                    STATES_TIMEOUT,
-                    format!(
-                        "The task did not finish within TimeoutSeconds ({})",
-                        task.timeout_seconds.unwrap_or(0)
-                    ),
-                ),
-            ))),
+            Err(_) if execution_deadline.is_some_and(|d| Instant::now() >= d) => Err(self.timed_out()),
+            // Step Functions gives a task timeout no cause: a catcher sees
+            // `"Cause": ""` (LocalStack's test_timeouts.py::test_fixed_timeout_lambda
+            // records `LambdaFunctionTimedOut` with an error and no cause).
+            Err(_) => Ok(Err(("TaskTimedOut", TaskError::new(STATES_TIMEOUT, "")))),
         }
     }
 
     /// Sleeps for `secs` of workflow time (scaled), unless the execution's
-    /// own timeout comes first.
-    async fn sleep(&self, secs: f64) -> Result<(), Stop> {
-        let duration = seconds(secs * self.scale);
-        if duration.is_zero() {
-            return self.check_deadline();
+    /// own timeout comes first: then it sleeps (scaled) until the timeout.
+    async fn sleep(&mut self, secs: f64) -> Result<(), Stop> {
+        let (planned, times_out) = match self.remaining_secs() {
+            Some(left) if secs >= left => (left.max(0.0), true),
+            _ => (secs, false),
+        };
+        let duration = seconds(planned * self.scale);
+        let before = Instant::now();
+        if !duration.is_zero() {
+            tokio::time::sleep(duration).await;
         }
-        let wake = Instant::now().checked_add(duration);
-        if let Some(deadline) = self.deadline
-            && wake.is_none_or(|w| w >= deadline)
-        {
-            tokio::time::sleep_until(deadline).await;
-            return Err(self.timed_out());
-        }
-        tokio::time::sleep(duration).await;
-        Ok(())
+        self.clock.slept_real += before.elapsed();
+        self.clock.slept_workflow += planned;
+        if times_out { Err(self.timed_out()) } else { Ok(()) }
     }
 
-    fn timeout_duration(&self, secs: u64) -> Duration {
-        let factor = if self.scale > 0.0 { self.scale } else { 1.0 };
-        seconds(secs as f64 * factor)
+    /// Seconds left before the execution's `TimeoutSeconds`, if it has one.
+    fn remaining_secs(&self) -> Option<f64> {
+        self.timeout.map(|t| t - self.clock.elapsed_secs())
     }
 
     fn check_deadline(&self) -> Result<(), Stop> {
-        match self.deadline {
-            Some(d) if Instant::now() >= d => Err(self.timed_out()),
+        match self.remaining_secs() {
+            Some(left) if left <= 0.0 => Err(self.timed_out()),
             _ => Ok(()),
         }
     }
@@ -582,13 +632,17 @@ impl Runner<'_> {
     }
 }
 
+fn payload_size(value: &Value) -> usize {
+    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX)
+}
+
 fn check_size(value: &Value, what: &str) -> Result<(), Stop> {
-    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = payload_size(value);
     if size <= MAX_PAYLOAD_BYTES {
         return Ok(());
     }
     Err(Stop::Failed {
-        error: "States.DataLimitExceeded".into(),
+        error: STATES_DATA_LIMIT.into(),
         cause: format!("{what} is {size} bytes, more than the {MAX_PAYLOAD_BYTES}-byte payload quota"),
     })
 }

@@ -112,9 +112,18 @@ pub(crate) fn retry_delays(execution: &Execution) -> Vec<f64> {
         .collect()
 }
 
+/// The error and cause of a `FAILED` execution (panics on any other status).
 pub(crate) fn failure(execution: &Execution) -> (String, String) {
     match &execution.status {
         crate::ExecutionStatus::Failed { error, cause } => (error.clone(), cause.clone()),
-        crate::ExecutionStatus::Succeeded => panic!("expected a failure, got {:?}", execution.output),
+        other => panic!("expected a failure, got {other:?} with output {:?}", execution.output),
+    }
+}
+
+/// The error and cause of a `TIMED_OUT` execution (panics on any other status).
+pub(crate) fn timed_out(execution: &Execution) -> (String, String) {
+    match &execution.status {
+        crate::ExecutionStatus::TimedOut { error, cause } => (error.clone(), cause.clone()),
+        other => panic!("expected a time-out, got {other:?} with output {:?}", execution.output),
     }
 }

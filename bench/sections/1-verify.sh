@@ -16,12 +16,14 @@ cd "$root"
 target="${TARGET_DIR:-$root/target}"
 CARGO_TARGET_DIR="$target" cargo build --release --locked -q $BENCH_PACKAGES
 
-# Relative to the repository when it can be, so the command in the section
-# reads the same on any clone.
-bin="${target#"$root"/}/release/bench-verify"
-work="${target#"$root"/}/bench/verify"
 counts=()
+quick=""
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   counts=(--quick --batches 5 --rust-iterations 100 --node-iterations 20 --python-iterations 3)
+  quick="BENCH_QUICK=1 "
 fi
-"$bin" --out "$out" --work-dir "$work" "${counts[@]}"
+# The section shows how to reproduce it with no path of this machine in it
+# (the target directory may be anywhere: CARGO_TARGET_DIR, TARGET_DIR).
+command="${quick}make bench    # or this section alone:
+${quick}bash bench/sections/1-verify.sh 1-verify.md"
+"$target/release/bench-verify" --out "$out" --work-dir "$target/bench/verify" --command "$command" "${counts[@]}"

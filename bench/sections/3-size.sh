@@ -269,7 +269,8 @@ release_profile="$(sed -n '/^\[profile.release\]/,/^$/p' Cargo.toml | grep -v '^
   echo "strips row 1's binary with binutils, which removes what \`strip = true\` has"
   echo "the linker leave out (the symbol tables), and zips it with Python's zipfile (deflate,"
   echo "level 6: within 0.1 % of cargo lambda's own zip), to spare a build."
-  echo "Rows marked *not built* have no build in \`$target\` yet (this run's"
+  echo "Rows marked *not built* have no build in the size build directory yet"
+  echo "(\`SIZE_TARGET_DIR\`, else \`TARGET_DIR\`, else \`target/\`; this run's"
   echo "SIZE_ABLATION was \`${SIZE_ABLATION:-all}\`): \`SIZE_ABLATION=\"size-s size-fat size-thin size-z size-abort\" make bench\`"
   echo "builds them, 20 to 40 min each on 2 cores, and later runs reuse them."
   echo

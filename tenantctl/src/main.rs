@@ -160,7 +160,8 @@ enum LocalCommand {
         #[arg(long)]
         state: Option<PathBuf>,
         /// Multiplies Wait states, retry delays and simulated AWS delays
-        /// (1.0 = real time).
+        /// (1.0 = real time). Timeouts are not scaled: a Task's is real time,
+        /// and an execution's counts waits unscaled plus real task time.
         #[arg(long, default_value_t = 0.01)]
         time_scale: f64,
         /// Read the state machine files from here instead of the built-in

@@ -61,7 +61,7 @@ pub fn render(state: &Value) -> String {
             states.len()
         ));
         out.push_str(&format!("      {}\n", states.join(" → ")));
-        if execution["status"] == "FAILED" {
+        if execution["status"] == "FAILED" || execution["status"] == "TIMED_OUT" {
             out.push_str(&format!(
                 "      error: {}: {}\n",
                 text(&execution["error"]),

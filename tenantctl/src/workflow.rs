@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenancy::ports::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
-use tenancy::steps::{StepName, WorkflowSteps};
+use tenancy::steps::{StepError, StepName, WorkflowSteps};
 use tenancy::stripe::StripeEventId;
 use tenancy::telemetry::error_chain;
 
@@ -51,6 +51,14 @@ pub fn load_machines(definitions: Option<&Path>) -> anyhow::Result<HashMap<Workf
 }
 
 /// Calls the step a Task's resource names.
+///
+/// A failed step gives what Step Functions gives a catcher for a failed
+/// Lambda function: `Error` is the function's `errorType`, and `Cause` is
+/// the error object the runtime reported, as JSON text (for our Rust
+/// functions `{"errorType": ..., "errorMessage": ...}`, the
+/// `lambda_runtime::Diagnostic` that steps/lambda.rs returns). LocalStack's
+/// test_task_lambda.py::test_raise_exception_catch records the same shape for
+/// a Python function.
 struct LocalTasks {
     steps: Arc<WorkflowSteps>,
 }
@@ -64,19 +72,29 @@ impl TaskHandler for LocalTasks {
             .ok_or_else(|| {
                 TaskError::new("Lambda.ResourceNotFoundException", format!("no local function {resource}"))
             })?;
-        self.steps
-            .invoke(step, input)
-            .await
-            .map_err(|error| TaskError::new(error.error_name(), error_chain(&error)))
+        self.steps.invoke(step, input).await.map_err(lambda_task_error)
     }
 }
 
+/// The TaskError Step Functions reports for a Lambda function that failed
+/// with `error`: the same Diagnostic the deployed function returns, as JSON.
+pub fn lambda_task_error(error: StepError) -> TaskError {
+    let name = error.error_name().to_owned();
+    let message = error_chain(&error);
+    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let cause = serde_json::to_string(&diagnostic).unwrap_or(message);
+    TaskError::new(name, cause)
+}
+
+/// An execution's status, as Step Functions names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Over the definition's `TimeoutSeconds`.
+    TimedOut,
 }
 
 /// One execution, as the Step Functions console lists it.
@@ -276,6 +294,11 @@ impl LocalWorkflows {
                         record.error = Some(error);
                         record.cause = Some(cause);
                     }
+                    asl::ExecutionStatus::TimedOut { error, cause } => {
+                        record.status = RunStatus::TimedOut;
+                        record.error = Some(error);
+                        record.cause = Some(cause);
+                    }
                 }
                 save(this.dir.as_deref(), record);
                 tracing::info!(execution = %name, status = ?record.status, "execution finished");
@@ -309,5 +332,29 @@ impl WorkflowStarter for LocalStarter {
         } else {
             Ok(StartOutcome::AlreadyStarted)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed Lambda's Cause, as a catcher sees it, is the function's error
+    /// object as JSON text (LocalStack's
+    /// tests/aws/services/stepfunctions/v2/error_handling/test_task_lambda.py::test_raise_exception_catch,
+    /// validated); ours is the Diagnostic lambda_runtime posts.
+    #[test]
+    fn lambda_error_cause_is_the_error_object_as_json() {
+        let error = lambda_task_error(StepError::TenantUnhealthy("ECS: 502".into()));
+        assert_eq!(error.error, "Tenancy.TenantUnhealthy");
+        assert_eq!(
+            error.cause,
+            r#"{"errorType":"Tenancy.TenantUnhealthy","errorMessage":"tenant service unhealthy: ECS: 502"}"#
+        );
+    }
+
+    #[test]
+    fn timed_out_is_named_as_step_functions_names_it() {
+        assert_eq!(serde_json::to_value(RunStatus::TimedOut).unwrap(), "TIMED_OUT");
     }
 }

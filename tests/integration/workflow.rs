@@ -244,10 +244,9 @@ async fn emulated_stack(
         let resources = bootstrap(&moto_config().await, &names).await.unwrap();
         (adapters, platform, resources)
     };
-    // Scaled waits, so the emulated ECS has time to "start" the task. Task
-    // TimeoutSeconds scale too: at 0.1 a 30 s task may take 3 s, which a
-    // busy moto needs (at 0.01 a mail step that took longer than 0.3 s was
-    // timed out after sending, retried, and sent its mail twice).
+    // Scaled waits, so the emulated ECS has time to "start" the task. (Task
+    // TimeoutSeconds are real time and the execution's timeout counts waits
+    // unscaled, so neither depends on this scale.)
     let options = LocalOptions { state: None, time_scale: 0.1, definitions: None, executor: None };
     let stack = local_stack_with(NOW, adapters, &options);
     stack.spawn_dispatcher();

@@ -57,6 +57,27 @@ struct Args {
     /// Marks the section as a quick run whose figures mean nothing.
     #[arg(long)]
     quick: bool,
+    /// The command the section shows as the way to reproduce it. It must read
+    /// the same on any clone, so no absolute paths; by default, this binary
+    /// and its counts, with the paths relative to the repository.
+    #[arg(long)]
+    command: Option<String>,
+}
+
+/// This run as a command that reads the same on any clone: the binary and
+/// work directory at their default places under `target/`, the section's
+/// file by name only.
+fn portable_command(args: &Args) -> String {
+    let out = args.out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    format!(
+        "target/release/bench-verify --out {out} --work-dir target/bench/verify --batches {} \
+         --rust-iterations {} --node-iterations {} --python-iterations {}{}",
+        args.batches,
+        args.rust_iterations,
+        args.node_iterations,
+        args.python_iterations,
+        if args.quick { " --quick" } else { "" }
+    )
 }
 
 /// What a peer script prints: its per-batch mean seconds per event.
@@ -80,7 +101,7 @@ struct Peer {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = args.command.clone().unwrap_or_else(|| portable_command(&args));
     let receiver = Receiver::bench()?;
 
     eprintln!("bench-verify: ours (verify + parse + mode + route)");

@@ -88,8 +88,24 @@ pub struct DnsReport {
 pub struct CaughtError {
     #[serde(rename = "Error")]
     pub error: String,
-    #[serde(rename = "Cause", default)]
+    /// For a failed Lambda function Step Functions' Cause is the function's
+    /// error object as JSON text; this keeps its `errorMessage`, the
+    /// sentence operators read. Any other Cause is kept as it is.
+    #[serde(rename = "Cause", default, deserialize_with = "lambda_error_message")]
     pub cause: String,
+}
+
+fn lambda_error_message<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    struct LambdaError {
+        #[serde(rename = "errorMessage")]
+        error_message: String,
+    }
+    let cause = String::deserialize(deserializer)?;
+    Ok(match serde_json::from_str::<LambdaError>(&cause) {
+        Ok(lambda) => lambda.error_message,
+        Err(_) => cause,
+    })
 }
 
 /// Input of Compensate and RejectSignup: the whole state after a Catch.
@@ -414,6 +430,22 @@ mod tests {
     use crate::adapters::local::{LocalDns, LocalLauncher, LocalOutbox, LocalTenantStore};
     use crate::clock::{Clock, FixedClock};
     use crate::config::{TenantDomain, TenantSettings};
+
+    /// A caught Lambda error's Cause is the function's error object as JSON
+    /// text (LocalStack's test_task_lambda.py::test_raise_exception_catch);
+    /// the failure keeps its errorMessage.
+    #[test]
+    fn caught_lambda_cause_reads_as_its_error_message() {
+        let lambda = json!({"Error": "Tenancy.Transient", "Cause": "{\"errorType\":\"Tenancy.Transient\",\"errorMessage\":\"ECS: 502\"}"});
+        let caught: CaughtError = serde_json::from_value(lambda).unwrap();
+        assert_eq!((caught.error.as_str(), caught.cause.as_str()), ("Tenancy.Transient", "ECS: 502"));
+        for cause in ["", "plain words", "{\"other\": 1}"] {
+            let caught: CaughtError = serde_json::from_value(json!({"Error": "E", "Cause": cause})).unwrap();
+            assert_eq!(caught.cause, cause);
+        }
+        let caught: CaughtError = serde_json::from_value(json!({"Error": "States.Timeout"})).unwrap();
+        assert_eq!(caught.cause, "");
+    }
     use crate::domain::EmailAddress;
 
     const NOW: i64 = 1_763_800_100;
