@@ -23,8 +23,8 @@ use tenancy::domain::password::PasswordKey;
 use tenancy::domain::{Catalog, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use tenancy::ingress::WebhookIngress;
 use tenancy::ports::{
-    Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore, TrailEntry,
-    UnmatchedEvent,
+    Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore,
+    TrailEntry, UnmatchedEvent,
 };
 use tenancy::stripe::signature::DEFAULT_TOLERANCE;
 use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
@@ -448,9 +448,14 @@ pub async fn customer_life(time_scale: f64) -> Result<Vec<LifeEvent>> {
     let bench = Bench::new(time_scale)?;
     let start = bench.clock.now_unix() - 3600;
     let subscription = "sub_1QAcmeR0b0t1csPro";
-    let plan = |plan: &str| SubscriptionAction::ChangePlan { plan: plan.into(), billing: None, direction: None };
+    let plan =
+        |plan: &str| SubscriptionAction::ChangePlan { plan: plan.into(), billing: None, direction: None };
     let life = [
-        (Step::Sample("01-checkout.session.completed.json"), "checkout.session.completed: provisioning", true),
+        (
+            Step::Sample("01-checkout.session.completed.json"),
+            "checkout.session.completed: provisioning",
+            true,
+        ),
         (
             Step::Sample("02-customer.subscription.created.json"),
             "customer.subscription.created (sent with every signup)",
@@ -458,12 +463,20 @@ pub async fn customer_life(time_scale: f64) -> Result<Vec<LifeEvent>> {
         ),
         (Step::Sample("03-invoice.paid.json"), "invoice.paid (sent with every signup, then monthly)", true),
         (Step::Stripe(plan("ultimate")), "Plan change (subscription updated, proration invoice paid)", false),
-        (Step::Stripe(SubscriptionAction::CardFails), "Payment failed: card mail (invoice failed, past due)", false),
+        (
+            Step::Stripe(SubscriptionAction::CardFails),
+            "Payment failed: card mail (invoice failed, past due)",
+            false,
+        ),
         (Step::Stripe(SubscriptionAction::CardRecovers), "Payment recovered (invoice paid, active)", false),
         (Step::Stripe(SubscriptionAction::CardFails), "Payment failed again (past due)", false),
         (Step::Stripe(SubscriptionAction::Unpaid), "Suspension (retries exhausted: unpaid)", false),
         (Step::Stripe(SubscriptionAction::CardRecovers), "Resumption (invoice paid, active again)", false),
-        (Step::Stripe(SubscriptionAction::Cancel), "Cancellation: remove everything, release the name", false),
+        (
+            Step::Stripe(SubscriptionAction::Cancel),
+            "Cancellation: remove everything, release the name",
+            false,
+        ),
     ];
     let mut rows = Vec::new();
     for (i, (step, label, at_signup)) in life.into_iter().enumerate() {

@@ -253,6 +253,7 @@ async fn the_whole_local_workflow_under_faults_ends_active_with_one_of_each_or_f
                 assert_eq!(len(&state["dns_records"]), 0, "seed {seed}: {:#}", state["dns_records"]);
             }
             RunStatus::Running => panic!("seed {seed}: still running"),
+            RunStatus::TimedOut => panic!("seed {seed}: timed out, which leaves what it made behind"),
         }
         assert!(state["faults"]["ports"]["workflow_starter"]["calls"].as_u64().unwrap_or_default() >= 1);
         assert!(state["faults"]["ports"]["event_queue"]["calls"].as_u64().unwrap_or_default() >= 2);

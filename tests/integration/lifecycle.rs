@@ -128,7 +128,10 @@ async fn a_plan_change_moves_the_service_to_the_new_tier_and_mails_once() {
     let updated = events.iter().find(|e| e["type"] == "customer.subscription.updated").unwrap();
     let run = world.run(updated["id"].as_str().unwrap());
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.cause);
-    assert_eq!(run.states_passed(), ["ApplySubscription", "ShouldConverge", "ConvergeTenant", "Cancelled", "Done"]);
+    assert_eq!(
+        run.states_passed(),
+        ["ApplySubscription", "ShouldConverge", "ConvergeTenant", "Cancelled", "Done"]
+    );
     let tenant = world.tenant().await;
     assert_eq!(tenant["status"], "ACTIVE");
     assert_eq!(tenant["plan"]["key"], "ultimate");
@@ -302,7 +305,11 @@ async fn an_event_during_provisioning_is_applied_when_provisioning_finishes() {
     world.settle().await;
     let provision = world.run("evt_1QAcmeCheckoutDone");
     assert_eq!(provision.status, RunStatus::Succeeded, "{:?}", provision.cause);
-    assert!(provision.states_passed().contains(&"ReleaseSubdomain".to_owned()), "{:?}", provision.states_passed());
+    assert!(
+        provision.states_passed().contains(&"ReleaseSubdomain".to_owned()),
+        "{:?}",
+        provision.states_passed()
+    );
     let tenant = world.tenant().await;
     assert_eq!(tenant["status"], "CANCELLED");
     assert!(world.state().await["services"].as_array().unwrap().is_empty(), "nothing left running");

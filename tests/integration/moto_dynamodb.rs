@@ -85,7 +85,8 @@ async fn a_tenant_is_stored_as_native_attributes_and_found_by_subscription() {
     // A checkout that could not become a tenant has no subscription to index.
     let failure =
         Failure { error: "InvalidSignup".into(), cause: "metadata.subdomain is missing".into(), at: 5 };
-    let rejected = TenantRecord::rejected(TenantId::for_checkout(&unique_checkout("rejected")), None, failure);
+    let rejected =
+        TenantRecord::rejected(TenantId::for_checkout(&unique_checkout("rejected")), None, failure);
     store.insert_tenant(&rejected).await.unwrap();
     let item = raw_item(&client, &store, &format!("TENANT#{}", rejected.id)).await.unwrap();
     assert!(!item.contains_key("subscription_id") && !item.contains_key("customer_id"));
@@ -423,7 +424,10 @@ async fn a_lease_is_one_item_exclusive_renewable_by_its_owner_and_taken_over_onl
     let pk = format!("LEASE#{t}");
     assert_eq!(store.acquire_lease(&t, "exec-a", NOW, 60).await.unwrap(), LeaseOutcome::Acquired);
     let item = raw_item(&client, &store, &pk).await.unwrap();
-    assert_eq!((text(&item, "kind"), text(&item, "tenant"), text(&item, "owner")), ("lease", t.as_str(), "exec-a"));
+    assert_eq!(
+        (text(&item, "kind"), text(&item, "tenant"), text(&item, "owner")),
+        ("lease", t.as_str(), "exec-a")
+    );
     assert_eq!(number(&item, "expires_at"), NOW + 60, "the expiry, also the table's TTL attribute");
 
     assert_eq!(store.acquire_lease(&t, "exec-b", NOW + 1, 60).await.unwrap(), held_by("exec-a", NOW + 60));

@@ -45,7 +45,12 @@ fn spec(resources: &EmulatorResources, prefix: &str) -> LaunchSpec {
         ("ADMIN_EMAIL".to_owned(), "dana@acme.example".to_owned()),
         ("ADMIN_PASSWORD_HASH".to_owned(), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
     ]);
-    LaunchSpec { tenant, host: format!("{}.{}", unique_name(prefix), resources.domain), environment, desired_count: 1 }
+    LaunchSpec {
+        tenant,
+        host: format!("{}.{}", unique_name(prefix), resources.domain),
+        environment,
+        desired_count: 1,
+    }
 }
 
 impl Fixture {

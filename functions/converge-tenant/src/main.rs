@@ -14,7 +14,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let mailer = aws::mailer(shell.sdk(), &ProcessEnv)?;
     let portal = shell.stripe().await?;
     let ctx = shell.context();
-    let ports = ConvergePorts { store: &store, launcher: &launcher, dns: &dns, mailer: &mailer, portal: &portal };
+    let ports =
+        ConvergePorts { store: &store, launcher: &launcher, dns: &dns, mailer: &mailer, portal: &portal };
     serve(StepName::ConvergeTenant, async |input| {
         call_json(input, async |i| converge_tenant(&ports, &ctx, i).await).await
     })

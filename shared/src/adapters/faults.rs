@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::ports::{
     BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
-    DnsPublisher, EventQueue, Inserted, LaunchSpec, LaunchedTenant, LauncherError, Mail, MailError, Mailer,
-    QueueError, QueuedEvent, SecretStore, SecretStoreError, SecretValue, ServiceHealth, StartOutcome,
-    StoreError, StripeApiError, StripeGateway, SubdomainHold, SubscriptionSnapshot, SubscriptionSource,
-    TenantLauncher, TenantStore, UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter, LeaseOutcome,
-    MailMarked, MailRecord, MailSlot, TrailEntry,
+    DnsPublisher, EventQueue, Inserted, LaunchSpec, LaunchedTenant, LauncherError, LeaseOutcome, Mail,
+    MailError, MailMarked, MailRecord, MailSlot, Mailer, QueueError, QueuedEvent, SecretStore,
+    SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError, StripeGateway,
+    SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore, TrailEntry,
+    UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
 };
 use crate::steps::WorkflowSteps;
 use crate::stripe::StripeEventId;

@@ -80,7 +80,7 @@ impl BillingEvent {
     /// payload) is not "someone else's": the subscription is read to tell.
     pub fn is_someone_elses(&self, key: &str) -> bool {
         self.subscription_metadata.as_ref().is_some_and(|metadata| {
-            !metadata.get(key).and_then(Value::as_str).is_some_and(|value| !value.trim().is_empty())
+            metadata.get(key).and_then(Value::as_str).is_none_or(|value| value.trim().is_empty())
         })
     }
 
@@ -119,7 +119,14 @@ impl BillingEvent {
         let subscription =
             subscription.ok_or_else(|| invalid("no subscription (a one-off invoice is not a tenant's)"))?;
         let subscription = SubscriptionId::parse(subscription).map_err(|e| invalid(&e.to_string()))?;
-        Ok(BillingEvent { id, event_type, created, subscription, customer, subscription_metadata: metadata.cloned() })
+        Ok(BillingEvent {
+            id,
+            event_type,
+            created,
+            subscription,
+            customer,
+            subscription_metadata: metadata.cloned(),
+        })
     }
 }
 
@@ -156,7 +163,10 @@ mod tests {
         let object = invoice["data"]["object"].as_object_mut().unwrap();
         object.remove("subscription_details");
         object.remove("parent");
-        assert!(!BillingEvent::parse(&invoice).unwrap().is_someone_elses("subdomain"), "unknown is not someone else's");
+        assert!(
+            !BillingEvent::parse(&invoice).unwrap().is_someone_elses("subdomain"),
+            "unknown is not someone else's"
+        );
     }
 
     #[test]

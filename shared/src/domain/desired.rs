@@ -128,19 +128,19 @@ pub fn desired_from(
         .price_id
         .as_deref()
         .ok_or_else(|| UnusableSubscription::NoPrice { subscription: id.clone() })?;
-    let (plan, billing) = catalog
-        .plan_for_price(price)
-        .ok_or_else(|| UnusableSubscription::UnknownPrice { subscription: id.clone(), price: price.to_owned() })?;
-    let (run, past_due) = run_state(&subscription.status).ok_or_else(|| UnusableSubscription::UnknownStatus {
-        subscription: id.clone(),
-        status: match &subscription.status {
-            SubscriptionStatus::Other(raw) => raw.clone(),
-            known => format!("{known:?}"),
-        },
+    let (plan, billing) = catalog.plan_for_price(price).ok_or_else(|| {
+        UnusableSubscription::UnknownPrice { subscription: id.clone(), price: price.to_owned() }
     })?;
+    let (run, past_due) =
+        run_state(&subscription.status).ok_or_else(|| UnusableSubscription::UnknownStatus {
+            subscription: id.clone(),
+            status: match &subscription.status {
+                SubscriptionStatus::Other(raw) => raw.clone(),
+                known => format!("{known:?}"),
+            },
+        })?;
     let invoice = subscription.latest_invoice.as_ref();
-    let paid_invoice_end =
-        invoice.filter(|i| i.status.as_deref() == Some("paid")).and_then(|i| i.period_end);
+    let paid_invoice_end = invoice.filter(|i| i.status.as_deref() == Some("paid")).and_then(|i| i.period_end);
     let paid_until = match run {
         RunState::Running if !past_due => paid_invoice_end.or(subscription.current_period_end),
         _ => paid_invoice_end,
@@ -239,8 +239,8 @@ mod tests {
     #[test]
     fn unknown_prices_and_statuses_are_refused_with_their_names() {
         let catalog = Catalog::embedded().unwrap();
-        let price = desired_from(&subscription(SubscriptionStatus::Active, "price_elsewhere"), &catalog)
-            .unwrap_err();
+        let price =
+            desired_from(&subscription(SubscriptionStatus::Active, "price_elsewhere"), &catalog).unwrap_err();
         assert!(price.to_string().contains("price_elsewhere"), "{price}");
         let status = desired_from(
             &subscription(SubscriptionStatus::Other("frozen".into()), "price_1QProMonthlyCAD"),

@@ -45,12 +45,10 @@ pub mod tenant;
 
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{BillingPeriod, Catalog, Plan, PlanKey};
+pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
 pub use email::EmailAddress;
 pub use ids::{CheckoutSessionId, CustomerId, InvalidId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;
-pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
-pub use tenant::{
-    Failure, LifecycleMail, PendingMail, TenantRecord, TenantResources, TenantStatus,
-};
+pub use tenant::{Failure, LifecycleMail, PendingMail, TenantRecord, TenantResources, TenantStatus};

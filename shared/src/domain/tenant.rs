@@ -154,11 +154,7 @@ impl TenantRecord {
     }
 
     /// The record of a checkout that could not become a tenant.
-    pub fn rejected(
-        id: TenantId,
-        checkout_session: Option<CheckoutSessionId>,
-        failure: Failure,
-    ) -> Self {
+    pub fn rejected(id: TenantId, checkout_session: Option<CheckoutSessionId>, failure: Failure) -> Self {
         let mut record = Self::first(id, TenantStatus::Failed, None, failure.at);
         record.checkout_session = checkout_session;
         record.failure = Some(failure);

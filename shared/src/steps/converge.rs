@@ -16,11 +16,12 @@ use super::error::StepError;
 use super::mails;
 use super::provision::app_environment;
 use crate::domain::{
-    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, TenantId, TenantRecord, TenantResources,
-    TenantStatus,
+    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, TenantId, TenantRecord,
+    TenantResources, TenantStatus,
 };
 use crate::ports::{
-    BillingPortal, DnsPublisher, LaunchSpec, LeaseOutcome, Mail, Mailer, StoreError, TenantLauncher, TenantStore,
+    BillingPortal, DnsPublisher, LaunchSpec, LeaseOutcome, Mail, Mailer, StoreError, TenantLauncher,
+    TenantStore,
 };
 
 /// How long a converge holds its lease: above the Task's 60 s timeout, so a
@@ -189,7 +190,13 @@ async fn make_match(
             let running = desired.run == RunState::Running;
             let spec = LaunchSpec {
                 tenant: record.id.clone(),
-                environment: app_environment(record, signup, &desired.plan, desired.billing, &format!("https://{host}")),
+                environment: app_environment(
+                    record,
+                    signup,
+                    &desired.plan,
+                    desired.billing,
+                    &format!("https://{host}"),
+                ),
                 host: host.clone(),
                 desired_count: u32::from(running),
             };
@@ -233,7 +240,12 @@ async fn publish_dns_once(
 
 /// The record once the infrastructure matches `desired`: its observed status,
 /// plan and resources, the generation reached, and the transition's mails.
-fn reached(record: &TenantRecord, desired: &DesiredTenant, resources: TenantResources, now: i64) -> TenantRecord {
+fn reached(
+    record: &TenantRecord,
+    desired: &DesiredTenant,
+    resources: TenantResources,
+    now: i64,
+) -> TenantRecord {
     let mut next = record.next_version(now);
     let status = desired.observed_status();
     for mail in transition_mails(record, desired, record.generation) {
@@ -268,7 +280,9 @@ pub fn transition_mails(record: &TenantRecord, desired: &DesiredTenant, generati
         (Provisioning | Active | PastDue, Suspended) => {
             mails.push(mail(LifecycleMail::Suspended, format!("suspended:g{generation}")))
         }
-        (Suspended, Active | PastDue) => mails.push(mail(LifecycleMail::Resumed, format!("resumed:g{generation}"))),
+        (Suspended, Active | PastDue) => {
+            mails.push(mail(LifecycleMail::Resumed, format!("resumed:g{generation}")))
+        }
         (Provisioning | Active, PastDue) => {
             let about = desired.unpaid_invoice.clone().unwrap_or_else(|| format!("g{generation}"));
             mails.push(mail(LifecycleMail::PastDue, format!("past_due:{about}")))
@@ -294,7 +308,8 @@ async fn drain_outbox(
     let mut sent = Vec::new();
     for pending in &record.outbox {
         let mail = lifecycle_mail(ports.portal, ctx, &record, signup_of(&record)?, pending.kind).await?;
-        let report = send_once(ports.store, ports.mailer, ctx.clock, tenant, &pending.key, owner, &mail).await?;
+        let report =
+            send_once(ports.store, ports.mailer, ctx.clock, tenant, &pending.key, owner, &mail).await?;
         if !report.already_sent {
             sent.push(pending.key.clone());
         }
@@ -317,7 +332,9 @@ async fn lifecycle_mail(
 ) -> Result<Mail, StepError> {
     let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
     Ok(match kind {
-        LifecycleMail::PlanChanged => mails::plan_changed(signup, record.plan.as_ref().unwrap_or(&signup.plan), &url),
+        LifecycleMail::PlanChanged => {
+            mails::plan_changed(signup, record.plan.as_ref().unwrap_or(&signup.plan), &url)
+        }
         LifecycleMail::PastDue => mails::past_due(signup, &portal.portal_url(&signup.customer).await?),
         LifecycleMail::Suspended => mails::suspended(signup, &portal.portal_url(&signup.customer).await?),
         LifecycleMail::Resumed => mails::resumed(signup, &url),

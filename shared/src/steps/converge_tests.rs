@@ -74,11 +74,15 @@ impl World {
     /// A paid checkout for Acme on Pro monthly, provisioned as the state
     /// machine would: returns the tenant and its subscription.
     async fn provisioned(&self) -> (TenantId, SubscriptionId) {
-        let metadata: BTreeMap<String, String> =
-            [("subdomain", "acme"), ("plan", "pro"), ("billing", "monthly"), ("organization", "Acme Robotics")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
+        let metadata: BTreeMap<String, String> = [
+            ("subdomain", "acme"),
+            ("plan", "pro"),
+            ("billing", "monthly"),
+            ("organization", "Acme Robotics"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
         let session = self
             .stripe
             .create_checkout_session(&CheckoutSessionRequest {
@@ -94,15 +98,20 @@ impl World {
             .await
             .unwrap();
         let events = self.stripe.pay(&session.id).unwrap();
-        let completed =
-            events.iter().find(|e| e["type"] == "checkout.session.completed").expect("a completed event").clone();
+        let completed = events
+            .iter()
+            .find(|e| e["type"] == "checkout.session.completed")
+            .expect("a completed event")
+            .clone();
         let event_id = completed["id"].as_str().unwrap().to_owned();
         let input: SignupInput = serde_json::from_value(json!({ "event": completed })).unwrap();
         let tenant = provision::record_signup(&self.store, &self.key, &self.ctx(), input).await.unwrap();
         let input = || TenantInput { tenant_id: tenant.tenant_id.clone(), event_id: event_id.clone() };
         provision::launch_tenant(&self.store, &self.launcher, &self.ctx(), input()).await.unwrap();
         provision::publish_dns(&self.store, &self.dns, &self.ctx(), input()).await.unwrap();
-        provision::send_welcome_mail(&self.store, &self.outbox, &self.key, &self.ctx(), input()).await.unwrap();
+        provision::send_welcome_mail(&self.store, &self.outbox, &self.key, &self.ctx(), input())
+            .await
+            .unwrap();
         let apply = ApplyInput { event: None, tenant_id: Some(tenant.tenant_id.clone()) };
         apply_subscription(&self.store, &self.stripe, &self.ctx(), apply).await.unwrap();
         let finish =
@@ -126,7 +135,11 @@ impl World {
         };
         let Some(tenant_id) = applied.tenant_id.filter(|_| applied.converge) else { return };
         loop {
-            let input = ConvergeInput { tenant_id: tenant_id.clone(), owner: owner.to_owned(), finish_provisioning: false };
+            let input = ConvergeInput {
+                tenant_id: tenant_id.clone(),
+                owner: owner.to_owned(),
+                finish_provisioning: false,
+            };
             match converge_tenant(&self.ports(), &self.ctx(), input).await {
                 Ok(_) => return,
                 Err(e) if matches!(e.error_name(), "Tenancy.LeaseHeld" | "Tenancy.Transient") => {
@@ -177,7 +190,8 @@ impl World {
 
 fn any_action() -> impl Strategy<Value = SubscriptionAction> {
     let plan = prop_oneof![Just("basic"), Just("pro"), Just("ultimate")];
-    let billing = prop_oneof![Just(None), Just(Some(BillingPeriod::Monthly)), Just(Some(BillingPeriod::Annual))];
+    let billing =
+        prop_oneof![Just(None), Just(Some(BillingPeriod::Monthly)), Just(Some(BillingPeriod::Annual))];
     prop_oneof![
         3 => (plan, billing).prop_map(|(plan, billing)| SubscriptionAction::ChangePlan {
             plan: plan.to_owned(),
@@ -317,7 +331,8 @@ async fn a_cancellation_during_provisioning_is_applied_when_provisioning_finishe
     let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
     assert_eq!(record.status, TenantStatus::Provisioning, "left to provisioning");
     assert_eq!(record.desired.as_ref().map(|d| d.run), Some(RunState::Cancelled), "but recorded");
-    let finish = ConvergeInput { tenant_id: tenant.clone(), owner: "provision".into(), finish_provisioning: true };
+    let finish =
+        ConvergeInput { tenant_id: tenant.clone(), owner: "provision".into(), finish_provisioning: true };
     let done = converge_tenant(&world.ports(), &world.ctx(), finish).await.unwrap();
     assert_eq!(done.status, TenantStatus::Cancelled);
     assert_eq!(done.release_in_seconds, Some(60), "the grace period starts");

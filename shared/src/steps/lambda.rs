@@ -79,11 +79,7 @@ impl StepShell {
     }
 
     pub fn context(&self) -> super::context::StepContext<'_> {
-        super::context::StepContext {
-            settings: &self.settings,
-            catalog: &self.catalog,
-            clock: &self.clock,
-        }
+        super::context::StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
     }
 
     /// The admin password key, from the secret store named in the environment.

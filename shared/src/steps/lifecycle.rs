@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::context::{StepContext, load, update};
 use super::error::StepError;
 use super::mails;
-use super::context::{StepContext, load, update};
 use super::provision::CaughtError;
 use crate::domain::{
     BillingEvent, DesiredTenant, RunState, SubscriptionId, TenantId, TenantRecord, TenantStatus, desired_from,
@@ -48,7 +48,13 @@ pub struct Applied {
 
 impl Applied {
     fn ignored(note: impl Into<String>) -> Applied {
-        Applied { tenant_id: None, outcome: TrailOutcome::Ignored, generation: 0, converge: false, note: note.into() }
+        Applied {
+            tenant_id: None,
+            outcome: TrailOutcome::Ignored,
+            generation: 0,
+            converge: false,
+            note: note.into(),
+        }
     }
 }
 
@@ -72,7 +78,11 @@ async fn refresh_desired(
     for _ in 0..ATTEMPTS {
         let record = load(store, tenant).await?;
         let Some(subscription_id) = record.signup.as_ref().map(|s| s.subscription.clone()) else {
-            return Ok((record, TrailOutcome::Ignored, "no subscription: the checkout never became a tenant".into()));
+            return Ok((
+                record,
+                TrailOutcome::Ignored,
+                "no subscription: the checkout never became a tenant".into(),
+            ));
         };
         if record.status == TenantStatus::Failed {
             return Ok((record, TrailOutcome::Ignored, "tenant is FAILED".into()));
@@ -178,7 +188,9 @@ async fn unknown_subscription(
         Some(found) if !is_ours(&found) => {
             Ok(Applied::ignored(format!("subscription {subscription} was not sold by this system")))
         }
-        Some(_) => Err(StepError::TenantNotYetKnown(format!("no tenant has subscription {subscription} yet"))),
+        Some(_) => {
+            Err(StepError::TenantNotYetKnown(format!("no tenant has subscription {subscription} yet")))
+        }
     }
 }
 

@@ -162,10 +162,8 @@ impl DynamoTenantStore {
                     .expression_attribute_values(":tenant", s(tenant.as_str())),
                 None => request.filter_expression("#kind = :kind"),
             };
-            let page = request
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
+            let page =
+                request.send().await.map_err(|e| StoreError::Unavailable(call_failed("DynamoDB Scan", e)))?;
             items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -746,10 +744,7 @@ impl TenantStore for DynamoTenantStore {
         now: i64,
     ) -> Result<MailMarked, StoreError> {
         let pk = mail_key(tenant, key);
-        let sent = HashMap::from([
-            ("message_id".to_owned(), s(message_id)),
-            ("sent_at".to_owned(), n(now)),
-        ]);
+        let sent = HashMap::from([("message_id".to_owned(), s(message_id)), ("sent_at".to_owned(), n(now))]);
         let result = self
             .client
             .update_item()

@@ -696,7 +696,8 @@ impl EcsTenantLauncher {
             .service_arn()
             .map(str::to_owned)
             .ok_or_else(|| LauncherError::Unavailable(unexpected("service without an ARN")))?;
-        if service.task_definition() != Some(task_definition_arn) || service.desired_count() != desired_count {
+        if service.task_definition() != Some(task_definition_arn) || service.desired_count() != desired_count
+        {
             self.ecs
                 .update_service()
                 .cluster(&self.config.cluster)

@@ -379,7 +379,9 @@ impl LocalStripe {
         let now = self.clock.now_unix();
         self.account
             .update(|a| {
-                if a.sessions.iter().any(|s| s.id == session_id) || a.subscriptions.iter().any(|s| s.id == sub_id) {
+                if a.sessions.iter().any(|s| s.id == session_id)
+                    || a.subscriptions.iter().any(|s| s.id == sub_id)
+                {
                     return false;
                 }
                 if !a.customers.iter().any(|c| c.id == customer) {

@@ -204,7 +204,8 @@ impl TenantStore for LocalTenantStore {
                     LeaseOutcome::HeldBy(lease.clone())
                 }
                 _ => {
-                    let lease = Lease { owner: owner.to_owned(), expires_at: now.saturating_add(ttl_seconds) };
+                    let lease =
+                        Lease { owner: owner.to_owned(), expires_at: now.saturating_add(ttl_seconds) };
                     t.leases.insert(tenant.clone(), lease);
                     LeaseOutcome::Acquired
                 }
@@ -236,8 +237,9 @@ impl TenantStore for LocalTenantStore {
     }
 
     async fn trail(&self, tenant: &TenantId) -> Result<Vec<TrailEntry>, StoreError> {
-        let mut entries: Vec<TrailEntry> =
-            self.table.read(|t| t.trail.get(tenant).map(|e| e.values().cloned().collect()).unwrap_or_default());
+        let mut entries: Vec<TrailEntry> = self
+            .table
+            .read(|t| t.trail.get(tenant).map(|e| e.values().cloned().collect()).unwrap_or_default());
         TrailEntry::sort_oldest_first(&mut entries);
         Ok(entries)
     }
@@ -310,7 +312,9 @@ impl TenantStore for LocalTenantStore {
     }
 
     async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError> {
-        Ok(self.table.read(|t| t.mails.get(tenant).map(|m| m.values().cloned().collect()).unwrap_or_default()))
+        Ok(self
+            .table
+            .read(|t| t.mails.get(tenant).map(|m| m.values().cloned().collect()).unwrap_or_default()))
     }
 }
 
@@ -359,15 +363,27 @@ mod tests {
         let store = store();
         let t = tenant("lease");
         assert_eq!(store.acquire_lease(&t, "exec-a", NOW, 60).await.unwrap(), LeaseOutcome::Acquired);
-        assert_eq!(store.acquire_lease(&t, "exec-b", NOW + 1, 60).await.unwrap(), held_by("exec-a", NOW + 60));
+        assert_eq!(
+            store.acquire_lease(&t, "exec-b", NOW + 1, 60).await.unwrap(),
+            held_by("exec-a", NOW + 60)
+        );
         // Renewed by its owner: the new expiry counts.
         assert_eq!(store.acquire_lease(&t, "exec-a", NOW + 30, 60).await.unwrap(), LeaseOutcome::Acquired);
-        assert_eq!(store.acquire_lease(&t, "exec-b", NOW + 60, 60).await.unwrap(), held_by("exec-a", NOW + 90));
+        assert_eq!(
+            store.acquire_lease(&t, "exec-b", NOW + 60, 60).await.unwrap(),
+            held_by("exec-a", NOW + 90)
+        );
         // Expired (expires_at <= now): someone else takes it.
         assert_eq!(store.acquire_lease(&t, "exec-b", NOW + 90, 60).await.unwrap(), LeaseOutcome::Acquired);
-        assert_eq!(store.acquire_lease(&t, "exec-a", NOW + 91, 60).await.unwrap(), held_by("exec-b", NOW + 150));
+        assert_eq!(
+            store.acquire_lease(&t, "exec-a", NOW + 91, 60).await.unwrap(),
+            held_by("exec-b", NOW + 150)
+        );
         // Another tenant's lease is its own.
-        assert_eq!(store.acquire_lease(&tenant("other"), "exec-a", NOW, 60).await.unwrap(), LeaseOutcome::Acquired);
+        assert_eq!(
+            store.acquire_lease(&tenant("other"), "exec-a", NOW, 60).await.unwrap(),
+            LeaseOutcome::Acquired
+        );
     }
 
     #[tokio::test]
@@ -496,7 +512,10 @@ mod tests {
         assert_eq!(marked, MailMarked::SentBefore { message_id: "ses-a".into() });
         let mails = store.mails(&t).await.unwrap();
         assert_eq!(mails.len(), 1);
-        assert_eq!((mails[0].owner.as_str(), mails[0].sent.as_ref().map(|s| s.message_id.as_str())), ("exec-a", Some("ses-a")));
+        assert_eq!(
+            (mails[0].owner.as_str(), mails[0].sent.as_ref().map(|s| s.message_id.as_str())),
+            ("exec-a", Some("ses-a"))
+        );
 
         // Marked sent with no reservation at all: recorded, and never reserved after.
         store.mail_sent(&t, "cancelled:4", "exec-c", "ses-c", NOW).await.unwrap();
