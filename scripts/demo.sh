@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 cargo build --quiet -p tenantctl
-tenantctl="$root/target/debug/tenantctl"
+tenantctl="${CARGO_TARGET_DIR:-$root/target}/debug/tenantctl"
 
 export STRIPE_MODE=test
 export STRIPE_WEBHOOK_SECRET="whsec_local_demo_secret_0001"

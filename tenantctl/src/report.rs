@@ -62,11 +62,14 @@ pub fn render(state: &Value) -> String {
         ));
         out.push_str(&format!("      {}\n", states.join(" → ")));
         if execution["status"] == "FAILED" || execution["status"] == "TIMED_OUT" {
-            out.push_str(&format!(
-                "      error: {}: {}\n",
-                text(&execution["error"]),
-                text(&execution["cause"])
-            ));
+            // A Lambda error's Cause is its error object as JSON text, as in
+            // AWS: the console shows its message.
+            let cause = text(&execution["cause"]);
+            let message = serde_json::from_str::<Value>(cause)
+                .ok()
+                .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| cause.to_owned());
+            out.push_str(&format!("      error: {}: {message}\n", text(&execution["error"])));
         }
     }
     out.push_str("Tenants (DynamoDB)\n");
@@ -99,13 +102,21 @@ pub fn render(state: &Value) -> String {
                 }
             ));
         }
-        let trail: Vec<String> = tenant["events"]
+        if let (Some(generation), false) = (tenant["generation"].as_u64(), tenant["desired"].is_null()) {
+            out.push_str(&format!(
+                "      desired at generation {generation}: {} on {}; generation {} reached\n",
+                text(&tenant["desired"]["run"]),
+                text(&tenant["desired"]["plan"]["key"]),
+                tenant["reached_generation"]
+            ));
+        }
+        let trail: Vec<String> = tenant["trail"]
             .as_array()
             .unwrap_or(&empty)
             .iter()
-            .map(|e| format!("{} {}", text(&e["event_type"]), text(&e["outcome"])))
+            .map(|e| format!("{} {} (g{})", text(&e["event_type"]), text(&e["outcome"]), e["generation"]))
             .collect();
-        if trail.len() > 1 {
+        if !trail.is_empty() {
             out.push_str(&format!("      events: {}\n", trail.join(" · ")));
         }
         if let Some(failure) = tenant["failure"].as_object() {
