@@ -1,5 +1,5 @@
 //! The dispatcher room: a queued Stripe event becomes a workflow execution
-//! named after the event (DESIGN.md decision 3).
+//! named after the event (docs/architecture.md decision 3).
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! JSON logs through `tracing` (DESIGN.md decision 10).
+//! JSON logs through `tracing` (docs/architecture.md decision 10).
 
 use tracing_subscriber::EnvFilter;
 

@@ -43,7 +43,7 @@ impl SubscriptionStatus {
 
 /// A lifecycle event: which subscription it is about. What it says about
 /// that subscription is not used: the subscription is read from Stripe
-/// again (DESIGN.md decision 4).
+/// again (docs/architecture.md decision 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillingEvent {
     pub id: StripeEventId,

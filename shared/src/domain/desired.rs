@@ -1,4 +1,4 @@
-//! The tenant Stripe says there should be (DESIGN.md decision 4): derived
+//! The tenant Stripe says there should be (docs/architecture.md decision 4): derived
 //! from the subscription as re-read from Stripe, never from an event's
 //! payload, so a late, duplicated or reordered event cannot move a tenant
 //! anywhere Stripe does not say.

@@ -1,4 +1,4 @@
-//! What a completed Checkout Session carries, parsed (DESIGN.md data section).
+//! What a completed Checkout Session carries, parsed (docs/architecture.md data section).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -118,7 +118,7 @@ pub struct TenantRecord {
     pub provisioning_seconds: Option<i64>,
     pub failure: Option<Failure>,
     /// What Stripe says the tenant should be, at [`Self::generation`]
-    /// (DESIGN.md decision 4); `None` for a checkout that never became a
+    /// (docs/architecture.md decision 4); `None` for a checkout that never became a
     /// tenant. The plan, status and resources above are what the
     /// infrastructure was last made to match.
     pub desired: Option<DesiredTenant>,

@@ -1,5 +1,5 @@
 //! The webhook room: Stripe's POST in, a verified event on the queue out
-//! (DESIGN.md decisions 1 and 2).
+//! (docs/architecture.md decisions 1 and 2).
 
 pub mod lambda;
 pub mod webhook;

@@ -1,5 +1,5 @@
 //! Stripe's subscriptions, re-read from Stripe's API: the source of truth a
-//! tenant's desired state is derived from (DESIGN.md decision 4). An event's
+//! tenant's desired state is derived from (docs/architecture.md decision 4). An event's
 //! payload is only a trigger and a snapshot of some past moment.
 
 use std::collections::BTreeMap;

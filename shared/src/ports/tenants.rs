@@ -1,5 +1,5 @@
 //! The tenant table (DynamoDB in AWS). Every write that creates or changes
-//! something is conditional (DESIGN.md decision 3).
+//! something is conditional (docs/architecture.md decision 3).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! ConvergeTenant: makes a tenant's ECS service, target group, listener rule
-//! and DNS record match its newest desired generation (DESIGN.md decision 4,
+//! and DNS record match its newest desired generation (docs/architecture.md decision 4,
 //! the controller pattern of Kubernetes operators).
 //!
 //! One execution acts on a tenant at a time, under a lease (a conditional

@@ -4,7 +4,7 @@
 //! records it with a rising generation; ConvergeTenant ([`super::converge`])
 //! then makes the infrastructure match the newest generation. An event that
 //! is late, duplicated or out of order therefore cannot move a tenant
-//! anywhere Stripe does not say (DESIGN.md decision 4).
+//! anywhere Stripe does not say (docs/architecture.md decision 4).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! Stripe API keys, and the guard that keeps test and live apart
-//! (DESIGN.md decision 9): a live stage never runs with a test key, nor the
+//! (docs/architecture.md decision 9): a live stage never runs with a test key, nor the
 //! reverse.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Test mode and live mode are kept apart everywhere (DESIGN.md decision 9).
+//! Test mode and live mode are kept apart everywhere (docs/architecture.md decision 9).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The `Stripe-Signature` check (DESIGN.md decision 2).
+//! The `Stripe-Signature` check (docs/architecture.md decision 2).
 //!
 //! Ours rather than a library's: Stripe sends one `v1` per active signing
 //! secret during a rotation, and we may hold several secrets ourselves, so a

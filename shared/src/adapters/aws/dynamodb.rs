@@ -15,7 +15,7 @@
 //! stays small (DynamoDB items stop at 400 KB); listing them is a filtered
 //! Scan, as the table has no sort key (for operator views, not hot paths).
 //!
-//! Every write that creates or changes something is conditional (DESIGN.md
+//! Every write that creates or changes something is conditional (docs/architecture.md
 //! decision 3), so a retried step has one effect.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Tenants on ECS Fargate behind the shared ALB (DESIGN.md decision 8).
+//! Tenants on ECS Fargate behind the shared ALB (docs/architecture.md decision 8).
 //!
 //! Every name derives from the tenant id, so a retried launch finds what the
 //! first one made instead of making it twice:

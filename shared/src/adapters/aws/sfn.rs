@@ -1,7 +1,7 @@
 //! Starting Step Functions executions named after the Stripe event.
 //!
 //! A Standard workflow keeps execution names unique for 90 days, so the name
-//! is the idempotency key (DESIGN.md decision 3). StartExecution itself
+//! is the idempotency key (docs/architecture.md decision 3). StartExecution itself
 //! answers 200 (not `ExecutionAlreadyExists`) when the same name is started
 //! again with the same input while the first execution still runs; so the
 //! starter first asks whether the execution exists, and only then starts it.

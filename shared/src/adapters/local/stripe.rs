@@ -1,4 +1,4 @@
-//! Stripe on a laptop (DESIGN.md decision 12): Checkout Sessions that can be
+//! Stripe on a laptop (docs/architecture.md decision 12): Checkout Sessions that can be
 //! paid, and the customers, subscriptions and invoices paying makes, kept
 //! statefully and shown in Stripe's wire format. Lifecycle operations change
 //! a subscription as Stripe would and return the events Stripe sends for the
