@@ -28,6 +28,9 @@ use crate::ports::{
 /// holder stopped by its timeout has lost the lease before anyone takes it.
 pub const LEASE_SECONDS: i64 = 120;
 
+/// Tries at giving the lease back before leaving it to expire.
+const RELEASE_ATTEMPTS: u32 = 3;
+
 /// Rounds of act-then-check before giving up for now (the state machine
 /// retries): the desired state does not move this often in a minute.
 const MAX_ROUNDS: u32 = 4;
@@ -127,9 +130,16 @@ pub async fn converge_tenant(
         )));
     }
     let result = converge_under_lease(ports, ctx, &input).await;
-    // Given back whatever happened; if this fails the lease only expires.
-    if let Err(error) = ports.store.release_lease(&input.tenant_id, &input.owner).await {
-        tracing::warn!(tenant_id = %input.tenant_id, error = %error, "lease not released; it expires");
+    // Given back whatever happened, a few times over a transient failure; if
+    // it still fails the lease only expires, and others wait until it does.
+    for attempt in 1..=RELEASE_ATTEMPTS {
+        match ports.store.release_lease(&input.tenant_id, &input.owner).await {
+            Ok(()) => break,
+            Err(error) if attempt == RELEASE_ATTEMPTS => {
+                tracing::warn!(tenant_id = %input.tenant_id, error = %error, "lease not released; it expires");
+            }
+            Err(_) => continue,
+        }
     }
     result
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use super::*;
+use crate::adapters::faults::{FaultPlan, wrap};
 use crate::adapters::local::{
     Direction, LocalBillingPortal, LocalDns, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
     SubscriptionAction, TrialOutcome,
@@ -23,29 +26,100 @@ use crate::ports::{CheckoutSessionRequest, StripeGateway, SubscriptionSource};
 use crate::steps::lifecycle::{ApplyInput, apply_subscription};
 use crate::steps::provision::{self, SignupInput, TenantInput};
 
+/// Runs a step until it succeeds, as the state machine retries it (without
+/// its bound on attempts: the property is where it ends). `$step` is a
+/// future made afresh for every attempt.
+macro_rules! until_ok {
+    ($world:expr, $what:expr, $step:expr) => {{
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match $step.await {
+                Ok(done) => break done,
+                Err(e) if e.error_name() == "Tenancy.Transient" && attempts < 2_000 => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) if e.error_name() == "Tenancy.LeaseHeld" && attempts < 2_000 => {
+                    // Time passes while a holder works: a lease whose release
+                    // failed expires, as it would. Slowly, so a holder that
+                    // is still working keeps its lease.
+                    $world.clock.advance(1);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("{}: {e} (attempt {attempts})", $what),
+            }
+        }
+    }};
+}
+
+/// A clock tests move forward (a lease left behind by a failed release
+/// expires when the retrying side has waited long enough).
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl TestClock {
+    fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
 struct World {
-    stripe: LocalStripe,
-    store: LocalTenantStore,
-    launcher: LocalLauncher,
-    dns: LocalDns,
-    outbox: LocalOutbox,
-    portal: LocalBillingPortal,
+    /// The adapters themselves, read without faults to judge the outcome.
+    stripe: Arc<LocalStripe>,
+    store: Arc<LocalTenantStore>,
+    launcher: Arc<LocalLauncher>,
+    dns: Arc<LocalDns>,
+    outbox: Arc<LocalOutbox>,
+    /// What the steps call: the same adapters, through the fault decorators
+    /// when the world has a fault plan.
+    store_port: Arc<dyn crate::ports::TenantStore>,
+    launcher_port: Arc<dyn crate::ports::TenantLauncher>,
+    dns_port: Arc<dyn crate::ports::DnsPublisher>,
+    mailer_port: Arc<dyn crate::ports::Mailer>,
+    portal_port: Arc<dyn crate::ports::BillingPortal>,
+    stripe_port: Arc<dyn SubscriptionSource>,
+    faults: Option<Arc<FaultPlan>>,
     settings: TenantSettings,
     catalog: Catalog,
     key: PasswordKey,
-    clock: SystemClock,
+    clock: Arc<TestClock>,
 }
 
 impl World {
     fn new() -> Arc<World> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        World::with_faults(None)
+    }
+
+    fn with_faults(faults: Option<Arc<FaultPlan>>) -> Arc<World> {
+        let clock = Arc::new(TestClock(AtomicI64::new(SystemClock.now_unix())));
+        let shared: Arc<dyn Clock> = clock.clone();
+        let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", shared.clone()).unwrap());
+        let store = Arc::new(LocalTenantStore::open(None, shared.clone()).unwrap());
+        let launcher = Arc::new(LocalLauncher::open(None, shared.clone(), Duration::ZERO).unwrap());
+        let dns = Arc::new(LocalDns::open(None, shared.clone(), Duration::ZERO, "alb.local").unwrap());
+        let outbox = Arc::new(LocalOutbox::open(None, shared).unwrap());
+        let plan = faults.as_ref();
         Arc::new(World {
-            stripe: LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap(),
-            store: LocalTenantStore::open(None, clock.clone()).unwrap(),
-            launcher: LocalLauncher::open(None, clock.clone(), Duration::ZERO).unwrap(),
-            dns: LocalDns::open(None, clock.clone(), Duration::ZERO, "alb.local").unwrap(),
-            outbox: LocalOutbox::open(None, clock).unwrap(),
-            portal: LocalBillingPortal::new("http://127.0.0.1:8787"),
+            store_port: wrap::<dyn crate::ports::TenantStore>(store.clone(), plan),
+            launcher_port: wrap::<dyn crate::ports::TenantLauncher>(launcher.clone(), plan),
+            dns_port: wrap::<dyn crate::ports::DnsPublisher>(dns.clone(), plan),
+            mailer_port: wrap::<dyn crate::ports::Mailer>(outbox.clone(), plan),
+            portal_port: wrap::<dyn crate::ports::BillingPortal>(
+                Arc::new(LocalBillingPortal::new("http://127.0.0.1:8787")),
+                plan,
+            ),
+            stripe_port: wrap::<dyn SubscriptionSource>(stripe.clone(), plan),
+            stripe,
+            store,
+            launcher,
+            dns,
+            outbox,
+            faults,
             settings: TenantSettings {
                 domain: TenantDomain::parse("apps.example.com").unwrap(),
                 operator_email: EmailAddress::parse("ops@example.com").unwrap(),
@@ -53,21 +127,21 @@ impl World {
             },
             catalog: Catalog::embedded().unwrap(),
             key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
-            clock: SystemClock,
+            clock,
         })
     }
 
     fn ctx(&self) -> StepContext<'_> {
-        StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
+        StepContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
     }
 
     fn ports(&self) -> ConvergePorts<'_> {
         ConvergePorts {
-            store: &self.store,
-            launcher: &self.launcher,
-            dns: &self.dns,
-            mailer: &self.outbox,
-            portal: &self.portal,
+            store: self.store_port.as_ref(),
+            launcher: self.launcher_port.as_ref(),
+            dns: self.dns_port.as_ref(),
+            mailer: self.mailer_port.as_ref(),
+            portal: self.portal_port.as_ref(),
         }
     }
 
@@ -104,19 +178,25 @@ impl World {
             .expect("a completed event")
             .clone();
         let event_id = completed["id"].as_str().unwrap().to_owned();
-        let input: SignupInput = serde_json::from_value(json!({ "event": completed })).unwrap();
-        let tenant = provision::record_signup(&self.store, &self.key, &self.ctx(), input).await.unwrap();
+        let (store, ctx) = (self.store_port.as_ref(), self.ctx());
+        let signup = || serde_json::from_value::<SignupInput>(json!({ "event": completed })).unwrap();
+        let tenant = until_ok!(self, "record", provision::record_signup(store, &self.key, &ctx, signup()));
         let input = || TenantInput { tenant_id: tenant.tenant_id.clone(), event_id: event_id.clone() };
-        provision::launch_tenant(&self.store, &self.launcher, &self.ctx(), input()).await.unwrap();
-        provision::publish_dns(&self.store, &self.dns, &self.ctx(), input()).await.unwrap();
-        provision::send_welcome_mail(&self.store, &self.outbox, &self.key, &self.ctx(), input())
-            .await
-            .unwrap();
-        let apply = ApplyInput { event: None, tenant_id: Some(tenant.tenant_id.clone()) };
-        apply_subscription(&self.store, &self.stripe, &self.ctx(), apply).await.unwrap();
-        let finish =
-            ConvergeInput { tenant_id: tenant.tenant_id.clone(), owner: event_id, finish_provisioning: true };
-        converge_tenant(&self.ports(), &self.ctx(), finish).await.unwrap();
+        let launcher = self.launcher_port.as_ref();
+        until_ok!(self, "launch", provision::launch_tenant(store, launcher, &ctx, input()));
+        let dns = self.dns_port.as_ref();
+        until_ok!(self, "dns", provision::publish_dns(store, dns, &ctx, input()));
+        let mailer = self.mailer_port.as_ref();
+        until_ok!(self, "welcome", provision::send_welcome_mail(store, mailer, &self.key, &ctx, input()));
+        let stripe = self.stripe_port.as_ref();
+        let sync = || ApplyInput { event: None, tenant_id: Some(tenant.tenant_id.clone()) };
+        until_ok!(self, "sync", apply_subscription(store, stripe, &ctx, sync()));
+        let finish = || ConvergeInput {
+            tenant_id: tenant.tenant_id.clone(),
+            owner: event_id.clone(),
+            finish_provisioning: true,
+        };
+        until_ok!(self, "finish", converge_tenant(&self.ports(), &ctx, finish()));
         let record = self.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         let subscription = record.signup.unwrap().subscription;
         (tenant.tenant_id, subscription)
@@ -125,29 +205,18 @@ impl World {
     /// One lifecycle execution for `event` under the name `owner`, its
     /// steps retried as the state machine retries them.
     async fn deliver(&self, event: &Value, owner: &str) {
-        let applied = loop {
-            let input = ApplyInput { event: Some(event.clone()), tenant_id: None };
-            match apply_subscription(&self.store, &self.stripe, &self.ctx(), input).await {
-                Ok(applied) => break applied,
-                Err(e) if e.error_name() == "Tenancy.Transient" => tokio::task::yield_now().await,
-                Err(e) => panic!("apply {}: {e}", event["id"]),
-            }
-        };
+        let (store, stripe, ctx) = (self.store_port.as_ref(), self.stripe_port.as_ref(), self.ctx());
+        let apply = || ApplyInput { event: Some(event.clone()), tenant_id: None };
+        let what = format!("apply {}", event["id"]);
+        let applied = until_ok!(self, what, apply_subscription(store, stripe, &ctx, apply()));
         let Some(tenant_id) = applied.tenant_id.filter(|_| applied.converge) else { return };
-        loop {
-            let input = ConvergeInput {
-                tenant_id: tenant_id.clone(),
-                owner: owner.to_owned(),
-                finish_provisioning: false,
-            };
-            match converge_tenant(&self.ports(), &self.ctx(), input).await {
-                Ok(_) => return,
-                Err(e) if matches!(e.error_name(), "Tenancy.LeaseHeld" | "Tenancy.Transient") => {
-                    tokio::time::sleep(Duration::from_millis(1)).await
-                }
-                Err(e) => panic!("converge {}: {e}", event["id"]),
-            }
-        }
+        let converge = || ConvergeInput {
+            tenant_id: tenant_id.clone(),
+            owner: owner.to_owned(),
+            finish_provisioning: false,
+        };
+        let what = format!("converge {}", event["id"]);
+        until_ok!(self, what, converge_tenant(&self.ports(), &ctx, converge()));
     }
 
     /// The tenant and its infrastructure are what Stripe says now.
@@ -180,10 +249,21 @@ impl World {
             *subjects.entry(format!("{} {}", sent.mail.to, sent.mail.subject)).or_default() += 1;
         }
         let mail_items = self.store.mails(tenant).await.unwrap();
-        assert_eq!(
-            self.outbox.sent().len(),
-            mail_items.iter().filter(|m| m.sent.is_some()).count(),
-            "one mail sent per mail item: {subjects:?}"
+        let recorded = mail_items.iter().filter(|m| m.sent.is_some()).count() as u64;
+        assert_eq!(recorded, mail_items.len() as u64, "every reserved mail was sent: {mail_items:?}");
+        // SES takes no idempotency key: a send that took effect but reported
+        // failure, or a failure to record it, is sent again on retry. Each
+        // extra mail must have such a fault to explain it; without faults,
+        // exactly one mail per key.
+        let explained = self.faults.as_ref().map_or(0, |plan| {
+            let report = plan.report();
+            let count = |port: &str| report.ports.get(port).map_or(0, |c| c.after + c.timeout_with_effect);
+            count("mailer") + report.ports.get("tenant_store").map_or(0, |c| c.injected())
+        });
+        let sent = self.outbox.sent().len() as u64;
+        assert!(
+            sent >= recorded && sent - recorded <= explained,
+            "{sent} mails for {recorded} keys, {explained} faults to explain extras: {subjects:?}"
         );
     }
 }
@@ -288,6 +368,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// A third of every port's calls fail (before their effect, after it,
+    /// or by timing out either way), executions run concurrently, and every
+    /// failed step is retried as the state machine would: the tenant still
+    /// ends as Stripe says, with one of each resource.
+    #[test]
+    fn under_a_third_of_calls_failing_concurrent_executions_end_as_stripe_says(
+        seed in any::<u64>(),
+        actions in prop::collection::vec(any_action(), 1..5),
+        extra in prop::collection::vec(0usize..2, 0..12),
+        order in prop::collection::vec(any::<usize>(), 0..24),
+    ) {
+        runtime().block_on(async {
+            let plan = Arc::new(FaultPlan::new(0.3, seed).unwrap().with_timeout_delay(Duration::ZERO));
+            let world = World::with_faults(Some(plan.clone()));
+            let (tenant, subscription) = world.provisioned().await;
+            let mut events = Vec::new();
+            for action in &actions {
+                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
+                    events.extend(emitted);
+                }
+            }
+            let runs: Vec<_> = deliveries(&events, &extra, &order)
+                .into_iter()
+                .enumerate()
+                .map(|(n, event)| {
+                    let world = world.clone();
+                    tokio::spawn(async move {
+                        let owner = format!("{}-{n}", event["id"].as_str().unwrap_or("evt"));
+                        world.deliver(&event, &owner).await;
+                    })
+                })
+                .collect();
+            for run in runs {
+                run.await.unwrap();
+            }
+            world.assert_as_stripe_says(&tenant, &subscription).await;
+            assert!(plan.report().total().injected() > 0, "faults were injected");
+        });
+    }
+}
+
 #[tokio::test]
 async fn an_upgrade_applied_after_a_newer_invoice_event_is_not_lost() {
     // The bug the single watermark had: invoice.paid (newer `created`)
@@ -318,7 +442,7 @@ async fn a_cancellation_during_provisioning_is_applied_when_provisioning_finishe
     let world = World::new();
     let (tenant, subscription) = world.provisioned().await;
     // Rewind to PROVISIONING, as if the cancellation came before the end.
-    crate::steps::context::update(&world.store, &world.clock, &tenant, |r| {
+    crate::steps::context::update(world.store.as_ref(), world.clock.as_ref(), &tenant, |r| {
         r.status = TenantStatus::Provisioning;
         true
     })
@@ -347,8 +471,8 @@ async fn a_lease_held_by_another_execution_is_retried_not_ignored() {
     let now = world.clock.now_unix();
     world.store.acquire_lease(&tenant, "someone-else", now, 120).await.unwrap();
     let applied = apply_subscription(
-        &world.store,
-        &world.stripe,
+        world.store.as_ref(),
+        world.stripe.as_ref(),
         &world.ctx(),
         ApplyInput { event: Some(events[0].clone()), tenant_id: None },
     )
