@@ -331,6 +331,7 @@ impl LocalStack {
                 "started_at": e.started_at,
                 "stopped_at": e.stopped_at,
                 "states": e.states_passed(),
+                "cleanup": e.cleanup,
             })
         });
         let queue: Vec<Value> = self

@@ -71,6 +71,9 @@ pub fn render(state: &Value) -> String {
                 .unwrap_or_else(|| cause.to_owned());
             out.push_str(&format!("      error: {}: {message}\n", text(&execution["error"])));
         }
+        if let Some(cleanup) = execution["cleanup"].as_str() {
+            out.push_str(&format!("      cleaned up: {cleanup}\n"));
+        }
     }
     out.push_str("Tenants (DynamoDB)\n");
     for tenant in list("tenants") {

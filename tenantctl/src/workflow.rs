@@ -110,6 +110,10 @@ pub struct ExecutionRecord {
     pub input: Value,
     pub output: Option<Value>,
     pub history: Vec<HistoryEvent>,
+    /// For an execution that stopped outside its Catch paths: what the
+    /// clean-up did (the EventBridge rule's work in AWS).
+    #[serde(default)]
+    pub cleanup: Option<String>,
 }
 
 impl ExecutionRecord {
@@ -134,6 +138,9 @@ pub struct LocalWorkflows {
     running_slots: Arc<Semaphore>,
     /// Where executions run; the caller's runtime when `None`.
     executor: Option<tokio::runtime::Handle>,
+    /// Clean-ups of stopped executions under way (counted as running, so
+    /// waiting for the stack to settle waits for them too).
+    cleanups: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How many executions one local process runs at once. Step Functions runs
@@ -191,6 +198,7 @@ impl LocalWorkflows {
             dir,
             running_slots: Arc::new(Semaphore::new(MAX_RUNNING_EXECUTIONS)),
             executor,
+            cleanups: Arc::default(),
         });
         let interrupted: Vec<ExecutionRecord> = lock(&workflows.executions)
             .values()
@@ -225,7 +233,8 @@ impl LocalWorkflows {
     }
 
     pub fn running(&self) -> usize {
-        lock(&self.executions).values().filter(|r| r.status == RunStatus::Running).count()
+        let cleanups = self.cleanups.load(std::sync::atomic::Ordering::SeqCst);
+        cleanups + lock(&self.executions).values().filter(|r| r.status == RunStatus::Running).count()
     }
 
     /// Waits until no execution is running, or `limit` passes.
@@ -255,6 +264,7 @@ impl LocalWorkflows {
             input: input.clone(),
             output: None,
             history: Vec::new(),
+            cleanup: None,
         };
         {
             let mut executions = lock(&self.executions);
@@ -280,28 +290,20 @@ impl LocalWorkflows {
                 }
             };
             let finished =
-                asl::run(&machine, &name, input, this.tasks.as_ref(), &this.options, Some(&sink)).await;
-            let mut executions = lock(&this.executions);
-            if let Some(record) = executions.get_mut(&name) {
-                record.history = finished.history;
-                record.started_at = finished.started_at;
-                record.stopped_at = Some(finished.stopped_at);
-                record.output = finished.output;
-                match finished.status {
-                    asl::ExecutionStatus::Succeeded => record.status = RunStatus::Succeeded,
-                    asl::ExecutionStatus::Failed { error, cause } => {
-                        record.status = RunStatus::Failed;
-                        record.error = Some(error);
-                        record.cause = Some(cause);
-                    }
-                    asl::ExecutionStatus::TimedOut { error, cause } => {
-                        record.status = RunStatus::TimedOut;
-                        record.error = Some(error);
-                        record.cause = Some(cause);
-                    }
+                asl::run(&machine, &name, input.clone(), this.tasks.as_ref(), &this.options, Some(&sink))
+                    .await;
+            let timed_out = matches!(finished.status, asl::ExecutionStatus::TimedOut { .. });
+            if timed_out {
+                this.cleanups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            this.record_finished(&name, finished);
+            if timed_out {
+                let cleanup = this.clean_up(workflow, &name, &input).await;
+                this.cleanups.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(record) = lock(&this.executions).get_mut(&name) {
+                    record.cleanup = Some(cleanup);
+                    save(this.dir.as_deref(), record);
                 }
-                save(this.dir.as_deref(), record);
-                tracing::info!(execution = %name, status = ?record.status, "execution finished");
             }
         };
         match &self.executor {
@@ -310,7 +312,69 @@ impl LocalWorkflows {
         }
         true
     }
+
+    fn record_finished(&self, name: &str, finished: asl::Execution) {
+        let mut executions = lock(&self.executions);
+        if let Some(record) = executions.get_mut(name) {
+            record.history = finished.history;
+            record.started_at = finished.started_at;
+            record.stopped_at = Some(finished.stopped_at);
+            record.output = finished.output;
+            match finished.status {
+                asl::ExecutionStatus::Succeeded => record.status = RunStatus::Succeeded,
+                asl::ExecutionStatus::Failed { error, cause } => {
+                    record.status = RunStatus::Failed;
+                    record.error = Some(error);
+                    record.cause = Some(cause);
+                }
+                asl::ExecutionStatus::TimedOut { error, cause } => {
+                    record.status = RunStatus::TimedOut;
+                    record.error = Some(error);
+                    record.cause = Some(cause);
+                }
+            }
+            save(self.dir.as_deref(), record);
+            tracing::info!(execution = %name, status = ?record.status, "execution finished");
+        }
+    }
+
+    /// What the stack's EventBridge rule does for an execution that stopped
+    /// outside its Catch paths: the clean-up step, given Step Functions'
+    /// status change, retried as EventBridge retries a failed target
+    /// (waiting out a lease the stopped execution may still hold).
+    async fn clean_up(&self, workflow: Workflow, name: &str, input: &Value) -> String {
+        let change = serde_json::json!({"detail": {
+            "name": name,
+            "status": "TIMED_OUT",
+            "stateMachineArn": workflow.as_str(),
+            "input": input.to_string(),
+        }});
+        let wait = Duration::from_secs_f64((60.0 * self.options.time_scale).max(0.0));
+        for attempt in 1..=CLEANUP_ATTEMPTS {
+            match self.tasks.steps.invoke(StepName::CleanUpExecution, change.clone()).await {
+                Ok(report) => {
+                    tracing::info!(execution = %name, report = %report, "stopped execution cleaned up");
+                    return report["done"].as_str().unwrap_or_default().to_owned();
+                }
+                Err(error)
+                    if attempt < CLEANUP_ATTEMPTS
+                        && matches!(error.error_name(), "Tenancy.Transient" | "Tenancy.LeaseHeld") =>
+                {
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    tracing::error!(execution = %name, error = %error_chain(&error), "clean-up failed");
+                    return format!("clean-up failed: {}", error_chain(&error));
+                }
+            }
+        }
+        "clean-up gave up".to_owned()
+    }
 }
+
+/// How often a failed clean-up is tried (EventBridge retries a target for up
+/// to a day; a local run, a few times a scaled minute apart).
+const CLEANUP_ATTEMPTS: u32 = 5;
 
 /// Lets the dispatcher start local executions through the same port as
 /// Step Functions'.

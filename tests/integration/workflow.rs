@@ -443,3 +443,42 @@ async fn a_cancellation_through_the_aws_adapters_leaves_nothing_behind_on_the_em
         .count();
     assert_eq!(goodbye, 1, "one goodbye mail through SES");
 }
+
+/// A provisioning that times out runs no Catch path: the clean-up the
+/// stack's EventBridge rule triggers (the local runner's, here) removes what
+/// it made and marks the tenant FAILED, as compensation would.
+#[tokio::test]
+async fn a_provisioning_that_times_out_is_cleaned_up_and_leaves_nothing_behind() {
+    // The deployed definition with an execution timeout provisioning cannot
+    // meet: the first two Waits (45 s and 30 s, counted unscaled as in AWS)
+    // outlast 60 s.
+    let dir = std::env::temp_dir().join(integration_tests::unique_name("short-timeout"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["provision.asl.json", "lifecycle.asl.json"] {
+        let mut definition: Value =
+            serde_json::from_str(&read_repo_file(&format!("infra/statemachine/{file}"))).unwrap();
+        if file == "provision.asl.json" {
+            definition["TimeoutSeconds"] = json!(60);
+        }
+        std::fs::write(dir.join(file), definition.to_string()).unwrap();
+    }
+    let options = tenantctl::local::LocalOptions {
+        time_scale: 0.001,
+        definitions: Some(dir.clone()),
+        ..integration_tests::instant_options()
+    };
+    let stack = integration_tests::local_stack_with(NOW, local_adapters(), &options);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    assert_eq!(run.status, RunStatus::TimedOut, "{:?}", run.states_passed());
+    assert!(run.cleanup.as_deref().is_some_and(|c| c.starts_with("compensated")), "{:?}", run.cleanup);
+    assert_eq!(state["tenants"][0]["status"], "FAILED");
+    assert_eq!(state["tenants"][0]["failure"]["error"], "States.Timeout");
+    assert_eq!(len(&state, "services"), 0, "{:#}", state["services"]);
+    assert_eq!(len(&state, "dns_records"), 0, "{:#}", state["dns_records"]);
+    let subdomain = tenancy::domain::Subdomain::parse("acme").unwrap();
+    assert_eq!(stack.store.subdomain_holder(&subdomain).await.unwrap(), None, "the name is free again");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,6 +1,7 @@
 //! The workflow's steps. Each Lambda runs one of them; the local runner runs
 //! them all in-process, by the same names.
 
+pub mod cleanup;
 pub mod context;
 pub mod converge;
 pub mod error;
@@ -40,10 +41,11 @@ pub enum StepName {
     ConvergeTenant,
     ReleaseSubdomain,
     ReportToOperator,
+    CleanUpExecution,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 12] = [
+    pub const ALL: [StepName; 13] = [
         StepName::RecordSignup,
         StepName::LaunchTenant,
         StepName::CheckTenantHealth,
@@ -56,6 +58,7 @@ impl StepName {
         StepName::ConvergeTenant,
         StepName::ReleaseSubdomain,
         StepName::ReportToOperator,
+        StepName::CleanUpExecution,
     ];
 
     /// The function's name (`record-signup`), also its binary's name.
@@ -73,6 +76,7 @@ impl StepName {
             StepName::ConvergeTenant => "converge-tenant",
             StepName::ReleaseSubdomain => "release-subdomain",
             StepName::ReportToOperator => "report-to-operator",
+            StepName::CleanUpExecution => "clean-up-execution",
         }
     }
 
@@ -91,6 +95,7 @@ impl StepName {
             StepName::ConvergeTenant => "ConvergeTenantFunctionArn",
             StepName::ReleaseSubdomain => "ReleaseSubdomainFunctionArn",
             StepName::ReportToOperator => "ReportToOperatorFunctionArn",
+            StepName::CleanUpExecution => "CleanUpExecutionFunctionArn",
         }
     }
 
@@ -175,6 +180,10 @@ impl WorkflowSteps {
             }
             StepName::ReportToOperator => {
                 call_json(input, async |i| lifecycle::report_to_operator(store, mailer, &ctx, i).await).await
+            }
+            StepName::CleanUpExecution => {
+                let ports = ConvergePorts { store, launcher, dns, mailer, portal: self.billing.as_ref() };
+                call_json(input, async |i| cleanup::clean_up_stopped_execution(&ports, &ctx, i).await).await
             }
         }
     }
