@@ -219,6 +219,35 @@ impl World {
         until_ok!(self, what, converge_tenant(&self.ports(), &ctx, converge()));
     }
 
+    /// Applies `actions` to the subscription in the local Stripe (skipping
+    /// those that make no sense for it as it is then); returns the events
+    /// Stripe sends for them, in order.
+    fn stripe_does(&self, subscription: &SubscriptionId, actions: &[SubscriptionAction]) -> Vec<Value> {
+        actions
+            .iter()
+            .filter_map(|action| self.stripe.act(subscription.as_str(), action).ok())
+            .flatten()
+            .collect()
+    }
+
+    /// Each delivery its own execution, all at once.
+    async fn deliver_concurrently(world: &Arc<World>, deliveries: Vec<Value>) {
+        let runs: Vec<_> = deliveries
+            .into_iter()
+            .enumerate()
+            .map(|(n, event)| {
+                let world = world.clone();
+                tokio::spawn(async move {
+                    let owner = format!("{}-{n}", event["id"].as_str().unwrap_or("evt"));
+                    world.deliver(&event, &owner).await;
+                })
+            })
+            .collect();
+        for run in runs {
+            run.await.unwrap();
+        }
+    }
+
     /// The tenant and its infrastructure are what Stripe says now.
     async fn assert_as_stripe_says(&self, tenant: &TenantId, subscription: &SubscriptionId) {
         let snapshot = self.stripe.subscription(subscription).await.unwrap().unwrap();
@@ -319,13 +348,7 @@ proptest! {
         runtime().block_on(async {
             let world = World::new();
             let (tenant, subscription) = world.provisioned().await;
-            let mut events = Vec::new();
-            for action in &actions {
-                // Refused when it makes no sense for the subscription as it is.
-                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
-                    events.extend(emitted);
-                }
-            }
+            let events = world.stripe_does(&subscription, &actions);
             for (n, event) in deliveries(&events, &extra, &order).iter().enumerate() {
                 world.deliver(event, &format!("{}-{n}", event["id"].as_str().unwrap_or("evt"))).await;
             }
@@ -343,26 +366,8 @@ proptest! {
         runtime().block_on(async {
             let world = World::new();
             let (tenant, subscription) = world.provisioned().await;
-            let mut events = Vec::new();
-            for action in &actions {
-                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
-                    events.extend(emitted);
-                }
-            }
-            let runs: Vec<_> = deliveries(&events, &extra, &order)
-                .into_iter()
-                .enumerate()
-                .map(|(n, event)| {
-                    let world = world.clone();
-                    tokio::spawn(async move {
-                        let owner = format!("{}-{n}", event["id"].as_str().unwrap_or("evt"));
-                        world.deliver(&event, &owner).await;
-                    })
-                })
-                .collect();
-            for run in runs {
-                run.await.unwrap();
-            }
+            let events = world.stripe_does(&subscription, &actions);
+            World::deliver_concurrently(&world, deliveries(&events, &extra, &order)).await;
             world.assert_as_stripe_says(&tenant, &subscription).await;
         });
     }
@@ -386,26 +391,8 @@ proptest! {
             let plan = Arc::new(FaultPlan::new(0.3, seed).unwrap().with_timeout_delay(Duration::ZERO));
             let world = World::with_faults(Some(plan.clone()));
             let (tenant, subscription) = world.provisioned().await;
-            let mut events = Vec::new();
-            for action in &actions {
-                if let Ok(emitted) = world.stripe.act(subscription.as_str(), action) {
-                    events.extend(emitted);
-                }
-            }
-            let runs: Vec<_> = deliveries(&events, &extra, &order)
-                .into_iter()
-                .enumerate()
-                .map(|(n, event)| {
-                    let world = world.clone();
-                    tokio::spawn(async move {
-                        let owner = format!("{}-{n}", event["id"].as_str().unwrap_or("evt"));
-                        world.deliver(&event, &owner).await;
-                    })
-                })
-                .collect();
-            for run in runs {
-                run.await.unwrap();
-            }
+            let events = world.stripe_does(&subscription, &actions);
+            World::deliver_concurrently(&world, deliveries(&events, &extra, &order)).await;
             world.assert_as_stripe_says(&tenant, &subscription).await;
             assert!(plan.report().total().injected() > 0, "faults were injected");
         });

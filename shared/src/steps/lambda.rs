@@ -82,11 +82,46 @@ impl StepShell {
         super::context::StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
     }
 
+    /// The AWS adapters a converge acts through (the converge and clean-up
+    /// steps), read from the environment.
+    pub async fn converge_adapters(&self) -> Result<ConvergeAdapters, crate::config::ConfigError> {
+        use crate::adapters::aws;
+        let env = &crate::config::ProcessEnv;
+        Ok(ConvergeAdapters {
+            store: aws::tenant_store(&self.sdk, env)?,
+            launcher: aws::tenant_launcher(&self.sdk, env)?,
+            dns: aws::dns_publisher(&self.sdk, env)?,
+            mailer: aws::mailer(&self.sdk, env)?,
+            portal: self.stripe().await?,
+        })
+    }
+
     /// The admin password key, from the secret store named in the environment.
     pub async fn password_key(
         &self,
     ) -> Result<crate::domain::password::PasswordKey, crate::config::ConfigError> {
         let store = crate::adapters::aws::secret_store(&self.sdk);
         crate::config::password_key(&crate::config::ProcessEnv, &store).await
+    }
+}
+
+/// The AWS adapters behind [`super::converge::ConvergePorts`].
+pub struct ConvergeAdapters {
+    pub store: crate::adapters::aws::DynamoTenantStore,
+    pub launcher: crate::adapters::aws::EcsTenantLauncher,
+    pub dns: crate::adapters::aws::Route53Dns,
+    pub mailer: crate::adapters::aws::SesMailer,
+    pub portal: crate::adapters::stripe::StripeApi,
+}
+
+impl ConvergeAdapters {
+    pub fn ports(&self) -> super::converge::ConvergePorts<'_> {
+        super::converge::ConvergePorts {
+            store: &self.store,
+            launcher: &self.launcher,
+            dns: &self.dns,
+            mailer: &self.mailer,
+            portal: &self.portal,
+        }
     }
 }
