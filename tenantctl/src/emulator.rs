@@ -21,7 +21,7 @@ use tenancy::adapters::aws::sdk::elbv2::types::{
     LoadBalancerTypeEnum, ProtocolEnum,
 };
 use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, sesv2};
-use tenancy::adapters::aws::{dynamodb as store, ecs as launcher, route53 as dns, sesv2 as mail};
+use tenancy::adapters::aws::{dynamodb as store, launcher, route53 as dns, sesv2 as mail};
 use tenancy::domain::EmailAddress;
 use tenancy::ports::BoxError;
 

@@ -14,7 +14,7 @@ use integration_tests::{
     emulator, faulty_moto, lookup, moto_config, moto_models, provisioning_record, unique_checkout,
     unique_name, until_ok,
 };
-use tenancy::adapters::aws::ecs::TenantNames;
+use tenancy::adapters::aws::launcher::TenantNames;
 use tenancy::adapters::aws::{DynamoTenantStore, EcsTenantLauncher, LauncherConfig, Route53Dns, SesMailer};
 use tenancy::adapters::faults::{FaultMix, FaultPlan};
 use tenancy::domain::{Subdomain, TenantId, TenantStatus};

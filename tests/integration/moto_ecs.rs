@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ecs::types::{AssignPublicIp, Compatibility, NetworkMode, TaskDefinitionStatus};
 use aws_sdk_elasticloadbalancingv2::types::{Rule, TargetDescription};
 use integration_tests::{emulator, lookup, moto_config, unique_checkout, unique_name};
-use tenancy::adapters::aws::ecs::{TENANT_TAG, TenantNames};
+use tenancy::adapters::aws::launcher::{TENANT_TAG, TenantNames};
 use tenancy::adapters::aws::{EcsTenantLauncher, LauncherConfig};
 use tenancy::domain::TenantId;
 use tenancy::ports::{LaunchSpec, LauncherError, ServiceHealth, TenantLauncher};

@@ -290,7 +290,7 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
 async fn a_cancellation_through_the_aws_adapters_leaves_nothing_behind_on_the_emulator() {
     use aws_sdk_dynamodb::types::AttributeValue;
     use integration_tests::moto_config;
-    use tenancy::adapters::aws::ecs::TenantNames;
+    use tenancy::adapters::aws::launcher::TenantNames;
     use tenancy::domain::{CheckoutSessionId, TenantId};
 
     const SESSION: &str = "cs_test_farewell_on_aws";

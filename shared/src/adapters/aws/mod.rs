@@ -2,7 +2,9 @@
 
 pub mod dynamodb;
 pub mod ecs;
+pub mod elb;
 mod error;
+pub mod launcher;
 pub mod route53;
 pub mod sesv2;
 pub mod sfn;
@@ -10,7 +12,7 @@ mod sqs;
 mod ssm;
 
 pub use dynamodb::DynamoTenantStore;
-pub use ecs::{EcsTenantLauncher, LauncherConfig};
+pub use launcher::{EcsTenantLauncher, LauncherConfig};
 pub use route53::Route53Dns;
 pub use sesv2::SesMailer;
 pub use sfn::StepFunctionsStarter;

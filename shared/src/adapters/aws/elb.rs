@@ -1,0 +1,281 @@
+//! The load balancer's room of the launcher ([`super::launcher`]): a
+//! tenant's target group, the host rule that forwards to it on the shared
+//! listener, and the ALB's view of the targets' health.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_elasticloadbalancingv2::types::Tag as ElbTag;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, HostHeaderConditionConfig, Matcher, ProtocolEnum, Rule, RuleCondition,
+    TargetHealthDescription, TargetHealthStateEnum, TargetTypeEnum,
+};
+
+use super::error::unexpected;
+use super::launcher::{LauncherConfig, TENANT_TAG, TenantNames, sdk_failure};
+use crate::domain::TenantId;
+use crate::ports::{LauncherError, ServiceHealth};
+
+/// Listener rule priorities run from 1 to 50000.
+const MAX_PRIORITY: u32 = 50_000;
+/// Another launch may take the priority we picked; pick again this often.
+const RULE_ATTEMPTS: usize = 5;
+
+fn elb_tag(tenant: &TenantId) -> ElbTag {
+    ElbTag::builder().key(TENANT_TAG).value(tenant.as_str()).build()
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('.').eq_ignore_ascii_case(b.trim().trim_end_matches('.'))
+}
+
+/// The host names a rule's host-header condition matches.
+fn rule_hosts(rule: &Rule) -> impl Iterator<Item = &str> {
+    rule.conditions().iter().filter(|c| c.field() == Some("host-header")).flat_map(|condition| {
+        let config = condition.host_header_config().map(|c| c.values()).unwrap_or_default();
+        config.iter().chain(condition.values()).map(String::as_str)
+    })
+}
+
+/// Whether any of the rule's actions forwards to `target_group_arn`.
+fn forwards_to(rule: &Rule, target_group_arn: &str) -> bool {
+    rule.actions().iter().filter(|a| a.r#type() == Some(&ActionTypeEnum::Forward)).any(|action| {
+        action.target_group_arn() == Some(target_group_arn)
+            || action.forward_config().is_some_and(|forward| {
+                forward.target_groups().iter().any(|tuple| tuple.target_group_arn() == Some(target_group_arn))
+            })
+    })
+}
+
+/// The lowest priority no rule of the listener uses.
+fn lowest_free_priority(rules: &[Rule]) -> Option<u32> {
+    let used: BTreeSet<u32> = rules.iter().filter_map(|r| r.priority()?.parse().ok()).collect();
+    (1..=MAX_PRIORITY).find(|p| !used.contains(p))
+}
+
+/// Judges the ALB's view: healthy once any target passes its health check.
+pub fn judge_targets(targets: &[TargetHealthDescription]) -> ServiceHealth {
+    let state = |t: &TargetHealthDescription| t.target_health().and_then(|h| h.state()).cloned();
+    if targets.iter().any(|t| state(t) == Some(TargetHealthStateEnum::Healthy)) {
+        return ServiceHealth::Healthy;
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for target in targets {
+        let name = state(target).map(|s| s.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+        *counts.entry(name).or_default() += 1;
+    }
+    let detail = if counts.is_empty() {
+        "no target registered yet".to_owned()
+    } else {
+        let states: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+        format!("no healthy target yet ({})", states.join(", "))
+    };
+    ServiceHealth::Starting { detail }
+}
+
+/// The launcher's load balancer calls, over its client and configuration.
+pub(super) struct TenantRouting<'a> {
+    pub(super) elb: &'a aws_sdk_elasticloadbalancingv2::Client,
+    pub(super) config: &'a LauncherConfig,
+}
+
+impl TenantRouting<'_> {
+    async fn find_target_group(&self, name: &str) -> Result<Option<String>, LauncherError> {
+        match self.elb.describe_target_groups().names(name).send().await {
+            Ok(output) => Ok(output
+                .target_groups()
+                .iter()
+                .find(|tg| tg.target_group_name() == Some(name))
+                .and_then(|tg| tg.target_group_arn())
+                .map(str::to_owned)),
+            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
+                Ok(None)
+            }
+            Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
+        }
+    }
+
+    pub(super) async fn ensure_target_group(
+        &self,
+        tenant: &TenantId,
+        names: &TenantNames,
+    ) -> Result<String, LauncherError> {
+        if let Some(arn) = self.find_target_group(&names.target_group).await? {
+            return Ok(arn);
+        }
+        let created = self
+            .elb
+            .create_target_group()
+            .name(&names.target_group)
+            .protocol(ProtocolEnum::Http)
+            .port(i32::from(self.config.container_port))
+            .vpc_id(&self.config.vpc_id)
+            .target_type(TargetTypeEnum::Ip)
+            .health_check_enabled(true)
+            .health_check_protocol(ProtocolEnum::Http)
+            .health_check_path(&self.config.health_check_path)
+            .matcher(Matcher::builder().http_code("200-399").build())
+            .tags(elb_tag(tenant))
+            .send()
+            .await;
+        match created {
+            Ok(output) => output
+                .target_groups()
+                .first()
+                .and_then(|tg| tg.target_group_arn())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    LauncherError::Unavailable(unexpected("CreateTargetGroup answered without an ARN"))
+                }),
+            // Made by a concurrent launch since we looked.
+            Err(SdkError::ServiceError(context))
+                if context.err().is_duplicate_target_group_name_exception() =>
+            {
+                self.find_target_group(&names.target_group).await?.ok_or_else(|| {
+                    LauncherError::Unavailable(unexpected("target group exists and cannot be found"))
+                })
+            }
+            Err(error) => Err(sdk_failure("ELB CreateTargetGroup", error)),
+        }
+    }
+
+    async fn listener_rules(&self) -> Result<Vec<Rule>, LauncherError> {
+        let mut rules = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .elb
+                .describe_rules()
+                .listener_arn(&self.config.listener_arn)
+                .page_size(400)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_failure("ELB DescribeRules", e))?;
+            rules.extend(page.rules().iter().cloned());
+            match page.next_marker() {
+                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(rules),
+            }
+        }
+    }
+
+    pub(super) async fn ensure_listener_rule(
+        &self,
+        tenant: &TenantId,
+        host: &str,
+        target_group_arn: &str,
+    ) -> Result<String, LauncherError> {
+        for _ in 0..RULE_ATTEMPTS {
+            let rules = self.listener_rules().await?;
+            if let Some(rule) = rules.iter().find(|r| rule_hosts(r).any(|h| same_host(h, host))) {
+                if !forwards_to(rule, target_group_arn) {
+                    return Err(LauncherError::Rejected(format!(
+                        "host {host} is already routed to another target group"
+                    )));
+                }
+                return rule
+                    .rule_arn()
+                    .map(str::to_owned)
+                    .ok_or_else(|| LauncherError::Unavailable(unexpected("listener rule without an ARN")));
+            }
+            let priority = lowest_free_priority(&rules)
+                .ok_or_else(|| LauncherError::Rejected("the listener has no free rule priority".into()))?;
+            let condition = RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(HostHeaderConditionConfig::builder().values(host).build())
+                .build();
+            let forward =
+                Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(target_group_arn).build();
+            let created = self
+                .elb
+                .create_rule()
+                .listener_arn(&self.config.listener_arn)
+                .priority(priority as i32)
+                .conditions(condition)
+                .actions(forward)
+                .tags(elb_tag(tenant))
+                .send()
+                .await;
+            match created {
+                Ok(output) => {
+                    return output.rules().first().and_then(|r| r.rule_arn()).map(str::to_owned).ok_or_else(
+                        || LauncherError::Unavailable(unexpected("CreateRule answered without an ARN")),
+                    );
+                }
+                // Another launch took that priority: look again.
+                Err(SdkError::ServiceError(context)) if context.err().is_priority_in_use_exception() => {
+                    continue;
+                }
+                Err(error) => return Err(sdk_failure("ELB CreateRule", error)),
+            }
+        }
+        Err(LauncherError::Unavailable(unexpected(format!(
+            "listener rule priorities kept being taken ({RULE_ATTEMPTS} attempts)"
+        ))))
+    }
+
+    pub(super) async fn remove_routing(&self, names: &TenantNames) -> Result<(), LauncherError> {
+        let Some(target_group_arn) = self.find_target_group(&names.target_group).await? else {
+            return Ok(());
+        };
+        // A target group cannot be deleted while a rule forwards to it, so
+        // every rule of this tenant is found through it.
+        for rule in self.listener_rules().await? {
+            if rule.is_default() == Some(true) || !forwards_to(&rule, &target_group_arn) {
+                continue;
+            }
+            let Some(rule_arn) = rule.rule_arn() else { continue };
+            match self.elb.delete_rule().rule_arn(rule_arn).send().await {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(context)) if context.err().is_rule_not_found_exception() => {}
+                Err(error) => return Err(sdk_failure("ELB DeleteRule", error)),
+            }
+        }
+        match self.elb.delete_target_group().target_group_arn(&target_group_arn).send().await {
+            Ok(_) => Ok(()),
+            // Still attached while ECS drains the service: try again later.
+            Err(SdkError::ServiceError(context)) if context.err().is_resource_in_use_exception() => {
+                Err(LauncherError::Unavailable(unexpected(format!(
+                    "target group {} is still in use",
+                    names.target_group
+                ))))
+            }
+            Err(SdkError::ServiceError(context)) if context.err().code() == Some("TargetGroupNotFound") => {
+                Ok(())
+            }
+            Err(error) => Err(sdk_failure("ELB DeleteTargetGroup", error)),
+        }
+    }
+
+    /// The ALB's verdict on the tenant's targets.
+    pub(super) async fn target_health(
+        &self,
+        target_group_arn: &str,
+        names: &TenantNames,
+    ) -> Result<ServiceHealth, LauncherError> {
+        let targets = match self.elb.describe_target_health().target_group_arn(target_group_arn).send().await
+        {
+            Ok(output) => output.target_health_descriptions().to_vec(),
+            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
+                return Ok(ServiceHealth::Broken {
+                    reason: format!("target group {} is gone", names.target_group),
+                });
+            }
+            Err(error) => return Err(sdk_failure("ELB DescribeTargetHealth", error)),
+        };
+        Ok(judge_targets(&targets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_priorities_fill_gaps() {
+        let rule = |p: &str| Rule::builder().priority(p).build();
+        assert_eq!(lowest_free_priority(&[rule("default")]), Some(1));
+        assert_eq!(lowest_free_priority(&[rule("1"), rule("2"), rule("4"), rule("default")]), Some(3));
+    }
+}

@@ -1,0 +1,215 @@
+//! The API's HTTP side: routing, CORS, the signup form and the JSON
+//! answers with their status codes.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::CheckoutApi;
+use crate::domain::{BillingPeriod, Catalog, EmailAddress, OrganizationName, Plan, Subdomain};
+
+/// A JSON body larger than this is not a signup form.
+const MAX_BODY: usize = 16 * 1024;
+
+/// An HTTP answer with its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAnswer {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl ApiAnswer {
+    pub(super) fn json(status: StatusCode, body: Value) -> ApiAnswer {
+        ApiAnswer {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    pub(super) fn error(status: StatusCode, message: &str) -> ApiAnswer {
+        ApiAnswer::json(status, json!({ "error": message }))
+    }
+
+    pub(super) fn fields(status: StatusCode, errors: BTreeMap<&'static str, String>) -> ApiAnswer {
+        ApiAnswer::json(status, json!({ "errors": errors }))
+    }
+}
+
+/// A signup form, every field checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    pub plan: Plan,
+    pub billing: BillingPeriod,
+    pub subdomain: Subdomain,
+    pub organization: OrganizationName,
+    pub email: EmailAddress,
+}
+
+impl CheckoutRequest {
+    /// Parses the JSON form; every bad field gets its own message.
+    pub fn parse(body: &[u8], catalog: &Catalog) -> Result<Self, ApiAnswer> {
+        if body.len() > MAX_BODY {
+            return Err(ApiAnswer::error(StatusCode::PAYLOAD_TOO_LARGE, "body too large for a signup form"));
+        }
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiAnswer::error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiAnswer::error(StatusCode::BAD_REQUEST, "body must be a JSON object"));
+        }
+        let mut errors = BTreeMap::new();
+        let mut field = |name: &'static str| -> Option<String> {
+            match value.get(name).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()) {
+                Some(text) => Some(text.to_owned()),
+                None => {
+                    errors.insert(name, "is required".to_owned());
+                    None
+                }
+            }
+        };
+        let (plan, billing, subdomain, organization, email) =
+            (field("plan"), field("billing"), field("subdomain"), field("organization"), field("email"));
+        let plan = plan.and_then(|p| {
+            let known = || catalog.plan_keys().collect::<Vec<_>>().join(", ");
+            check(&mut errors, "plan", catalog.plan(&p).map_err(|_| format!("must be one of: {}", known())))
+        });
+        let billing = billing.and_then(|b| check(&mut errors, "billing", BillingPeriod::parse(&b)));
+        let subdomain = subdomain.and_then(|s| check(&mut errors, "subdomain", Subdomain::parse(&s)));
+        let organization =
+            organization.and_then(|o| check(&mut errors, "organization", OrganizationName::parse(&o)));
+        let email = email.and_then(|e| check(&mut errors, "email", EmailAddress::parse(&e)));
+        match (plan, billing, subdomain, organization, email) {
+            (Some(plan), Some(billing), Some(subdomain), Some(organization), Some(email))
+                if errors.is_empty() =>
+            {
+                Ok(CheckoutRequest { plan, billing, subdomain, organization, email })
+            }
+            _ => Err(ApiAnswer::fields(StatusCode::BAD_REQUEST, errors)),
+        }
+    }
+}
+
+impl CheckoutApi {
+    /// Routes one request; `path` without the stage prefix.
+    pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> ApiAnswer {
+        let origin = headers.get("origin").and_then(|o| o.to_str().ok());
+        let allowed =
+            origin.filter(|o| self.settings.allowed_origins.iter().any(|a| a == o.trim_end_matches('/')));
+        let path = path.trim_end_matches('/');
+        let subdomain = path.strip_prefix("/subdomains/");
+        let known = subdomain.is_some() || path == "/checkout";
+        let mut answer = match (method, subdomain) {
+            _ if !known => ApiAnswer::error(StatusCode::NOT_FOUND, "no such route"),
+            (&Method::OPTIONS, _) if allowed.is_none() => {
+                ApiAnswer::error(StatusCode::FORBIDDEN, "origin not allowed")
+            }
+            (&Method::OPTIONS, _) => ApiAnswer {
+                status: StatusCode::NO_CONTENT,
+                headers: vec![
+                    ("access-control-allow-methods", "GET, POST, OPTIONS".into()),
+                    ("access-control-allow-headers", "content-type, idempotency-key".into()),
+                    ("access-control-max-age", "600".into()),
+                ],
+                body: String::new(),
+            },
+            (&Method::GET, Some(name)) => self.availability(name).await,
+            (&Method::POST, None) => self.checkout(headers, body).await,
+            _ => ApiAnswer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route"),
+        };
+        if let Some(origin) = allowed {
+            answer.headers.push(("access-control-allow-origin", origin.to_owned()));
+        }
+        answer.headers.push(("vary", "Origin".into()));
+        answer
+    }
+
+    /// `POST /checkout`: holds the subdomain and starts a Checkout Session.
+    pub async fn checkout(&self, headers: &HeaderMap, body: &[u8]) -> ApiAnswer {
+        let request = match CheckoutRequest::parse(body, &self.catalog) {
+            Ok(request) => request,
+            Err(answer) => return answer,
+        };
+        let now = self.clock.now_unix();
+        let idempotency_key = match headers.get("idempotency-key").map(HeaderValue::to_str) {
+            None => request.derived_idempotency_key(now),
+            Some(Ok(key)) if (8..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+                format!("checkout-{key}")
+            }
+            Some(_) => {
+                return ApiAnswer::error(
+                    StatusCode::BAD_REQUEST,
+                    "Idempotency-Key must be 8 to 200 visible ASCII characters",
+                );
+            }
+        };
+        let price_id = match self.price_id(&request) {
+            Ok(price_id) => price_id,
+            Err(answer) => return answer,
+        };
+        let until = now + self.settings.hold_seconds;
+        if let Err(answer) = self.hold(&request.subdomain, &idempotency_key, until, now).await {
+            return answer;
+        }
+        self.start_session(&request, price_id, idempotency_key, until).await
+    }
+}
+
+/// Keeps the value, or files the problem under the field's name.
+fn check<T, E: std::fmt::Display>(
+    errors: &mut BTreeMap<&'static str, String>,
+    name: &'static str,
+    result: Result<T, E>,
+) -> Option<T> {
+    result.map_err(|e| errors.insert(name, e.to_string())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{ORIGIN, body, fixture_with, from_origin};
+    use super::*;
+
+    #[tokio::test]
+    async fn every_bad_field_gets_its_own_message() {
+        let f = fixture_with(None);
+        let bad = json!({"plan": "platinum", "billing": "weekly", "subdomain": "www", "organization": "", "email": "dana"});
+        let answer = f.api.checkout(&HeaderMap::new(), bad.to_string().as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        let errors = &body(&answer)["errors"];
+        assert_eq!(errors["plan"], "must be one of: basic, pro, ultimate");
+        assert_eq!(errors["billing"], "billing must be `monthly` or `annual`");
+        assert_eq!(errors["subdomain"], "subdomain `www` is reserved");
+        assert_eq!(errors["organization"], "is required");
+        assert_eq!(errors["email"], "not a usable e-mail address");
+        let not_json = f.api.checkout(&HeaderMap::new(), b"plan=pro").await;
+        assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+        assert!(body(&not_json)["error"].as_str().unwrap().starts_with("body is not JSON"));
+        assert!(f.stripe.sessions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cors_answers_the_marketing_site_and_no_one_else() {
+        let f = fixture_with(None);
+        let preflight = f.api.handle(&Method::OPTIONS, "/checkout", &from_origin(), b"").await;
+        assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+        assert!(preflight.headers.contains(&("access-control-allow-origin", ORIGIN.to_owned())));
+        assert!(
+            preflight.headers.iter().any(|(k, v)| *k == "access-control-allow-methods" && v.contains("POST"))
+        );
+        let mut stranger = HeaderMap::new();
+        stranger.insert("origin", HeaderValue::from_static("https://evil.example"));
+        let refused = f.api.handle(&Method::OPTIONS, "/checkout", &stranger, b"").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let get = f.api.handle(&Method::GET, "/subdomains/acme", &stranger, b"").await;
+        assert!(!get.headers.iter().any(|(k, _)| *k == "access-control-allow-origin"));
+        assert_eq!(
+            f.api.handle(&Method::GET, "/nope", &from_origin(), b"").await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            f.api.handle(&Method::GET, "/checkout", &from_origin(), b"").await.status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

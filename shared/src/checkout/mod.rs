@@ -1,0 +1,135 @@
+//! The signup API before the webhook: is a subdomain free, and start a
+//! Stripe Checkout Session for a plan (`GET /subdomains/{name}`,
+//! `POST /checkout`), with CORS for the marketing site.
+//!
+//! Its rooms: this file, the API type and its settings; `http`, routing,
+//! CORS, the signup form and the answers; `hold`, a subdomain held while its
+//! buyer pays (and whether one is free); `session`, the Stripe Checkout
+//! Session; `lambda`, the API Gateway glue.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, Lookup, required};
+use crate::domain::Catalog;
+use crate::ports::{StripeGateway, TenantStore};
+use crate::stripe::StripeMode;
+
+mod hold;
+mod http;
+pub mod lambda;
+mod session;
+#[cfg(test)]
+mod testing;
+
+pub use http::{ApiAnswer, CheckoutRequest};
+
+pub const CHECKOUT_SUCCESS_URL: &str = "CHECKOUT_SUCCESS_URL";
+pub const CHECKOUT_CANCEL_URL: &str = "CHECKOUT_CANCEL_URL";
+pub const CHECKOUT_HOLD_MINUTES: &str = "CHECKOUT_HOLD_MINUTES";
+pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
+
+/// How the API is set up for a stage.
+#[derive(Debug, Clone)]
+pub struct CheckoutSettings {
+    pub mode: StripeMode,
+    pub success_url: String,
+    pub cancel_url: String,
+    /// How long a subdomain is held for a checkout; also the session's
+    /// lifetime, so nobody can pay after their hold ran out.
+    pub hold_seconds: i64,
+    /// Origins allowed to call the API from a browser.
+    pub allowed_origins: Vec<String>,
+}
+
+fn url_setting(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigError> {
+    let url = required(env, var)?.trim().to_owned();
+    let ok = (url.starts_with("https://")
+        || url.starts_with("http://localhost")
+        || url.starts_with("http://127.0.0.1"))
+        && !url.contains(char::is_whitespace);
+    if ok { Ok(url) } else { Err(ConfigError::Invalid { var, reason: "expected an https:// URL".into() }) }
+}
+
+impl CheckoutSettings {
+    pub fn from_lookup(env: &dyn Lookup, mode: StripeMode) -> Result<Self, ConfigError> {
+        let hold_minutes = match env.get(CHECKOUT_HOLD_MINUTES) {
+            None => 60,
+            // Stripe lets a session live 30 minutes to 24 hours.
+            Some(raw) => match raw.trim().parse::<i64>() {
+                Ok(minutes @ 30..=1440) => minutes,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: CHECKOUT_HOLD_MINUTES,
+                        reason: format!("expected minutes from 30 to 1440, got `{}`", raw.trim()),
+                    });
+                }
+            },
+        };
+        let allowed_origins: Vec<String> = required(env, ALLOWED_ORIGINS)?
+            .split(',')
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        if allowed_origins.is_empty()
+            || allowed_origins.iter().any(|o| {
+                !(o.starts_with("https://")
+                    || o.starts_with("http://localhost")
+                    || o.starts_with("http://127.0.0.1"))
+            })
+        {
+            return Err(ConfigError::Invalid {
+                var: ALLOWED_ORIGINS,
+                reason: "expected comma-separated origins such as https://www.example.com".into(),
+            });
+        }
+        Ok(CheckoutSettings {
+            mode,
+            success_url: url_setting(env, CHECKOUT_SUCCESS_URL)?,
+            cancel_url: url_setting(env, CHECKOUT_CANCEL_URL)?,
+            hold_seconds: hold_minutes * 60,
+            allowed_origins,
+        })
+    }
+}
+
+/// The API's handlers, over the tenant table and Stripe.
+pub struct CheckoutApi {
+    store: Arc<dyn TenantStore>,
+    stripe: Arc<dyn StripeGateway>,
+    catalog: Catalog,
+    settings: CheckoutSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl CheckoutApi {
+    /// Refuses a catalog without prices for the stage's mode.
+    pub fn new(
+        store: Arc<dyn TenantStore>,
+        stripe: Arc<dyn StripeGateway>,
+        catalog: Catalog,
+        settings: CheckoutSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::domain::catalog::CatalogError> {
+        catalog.require_mode(settings.mode)?;
+        Ok(CheckoutApi { store, stripe, catalog, settings, clock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{NOW, settings};
+    use super::*;
+    use crate::adapters::local::{LocalStripe, LocalTenantStore};
+    use crate::clock::FixedClock;
+
+    #[test]
+    fn a_live_stage_with_a_test_only_catalog_does_not_start() {
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+        let store = Arc::new(LocalTenantStore::open(None, clock.clone()).unwrap());
+        let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1", clock.clone()).unwrap());
+        let live = CheckoutSettings { mode: StripeMode::Live, ..settings() };
+        let refused = CheckoutApi::new(store, stripe, Catalog::embedded().unwrap(), live, clock);
+        assert!(refused.err().unwrap().to_string().contains("no live-mode Stripe price"));
+    }
+}

@@ -1,0 +1,59 @@
+//! What the checkout rooms' tests share: a fixed clock, local store and
+//! Stripe, the stage's settings and a form.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use super::{ApiAnswer, CheckoutApi, CheckoutSettings};
+use crate::adapters::local::{LocalStripe, LocalTenantStore};
+use crate::clock::{Clock, FixedClock};
+use crate::domain::Catalog;
+use crate::ports::StripeGateway;
+use crate::stripe::StripeMode;
+
+pub(super) const NOW: i64 = 1_763_800_000;
+pub(super) const ORIGIN: &str = "https://www.example.com";
+
+pub(super) fn settings() -> CheckoutSettings {
+    CheckoutSettings {
+        mode: StripeMode::Test,
+        success_url: "https://www.example.com/welcome?session={CHECKOUT_SESSION_ID}".into(),
+        cancel_url: "https://www.example.com/pricing".into(),
+        hold_seconds: 3600,
+        allowed_origins: vec![ORIGIN.into()],
+    }
+}
+
+pub(super) struct Fixture {
+    pub(super) api: CheckoutApi,
+    pub(super) store: Arc<LocalTenantStore>,
+    pub(super) stripe: Arc<LocalStripe>,
+}
+
+pub(super) fn fixture_with(stripe_gateway: Option<Arc<dyn StripeGateway>>) -> Fixture {
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+    let store = Arc::new(LocalTenantStore::open(None, clock.clone()).unwrap());
+    let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap());
+    let gateway = stripe_gateway.unwrap_or_else(|| stripe.clone());
+    let api =
+        CheckoutApi::new(store.clone(), gateway, Catalog::embedded().unwrap(), settings(), clock).unwrap();
+    Fixture { api, store, stripe }
+}
+
+pub(super) fn form(subdomain: &str, email: &str) -> Vec<u8> {
+    json!({"plan": "pro", "billing": "annual", "subdomain": subdomain, "organization": "Acme Robotics", "email": email})
+        .to_string()
+        .into_bytes()
+}
+
+pub(super) fn body(answer: &ApiAnswer) -> Value {
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+pub(super) fn from_origin() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("origin", HeaderValue::from_static(ORIGIN));
+    headers
+}
