@@ -545,8 +545,8 @@ pub fn section(rows: &[LifeEvent], time_scale: f64) -> String {
          **Target: 15 or fewer transitions per provisioning: {verdict}** ({t} for \
          `checkout.session.completed`; the health and DNS checks are retried with backoff after a \
          first Wait of 45 s and 30 s, so in AWS each look beyond the first adds one transition: a \
-         Fargate service healthy after 60 s and a Route 53 change INSYNC after 40 s make 13; 90 s \
-         and 60 s make 16).\n\n\
+         Fargate service healthy after 60 s and a Route 53 change INSYNC after 40 s make 15; 90 s \
+         and 60 s make 18).\n\n\
          Prices (US East (N. Virginia), on-demand list prices): Step Functions Standard $0.025 per \
          1,000 state transitions; Lambda $0.20 per million requests plus $0.0000133334 per GB-second \
          on arm64, taken as {ms} ms billed at 128 MB per invocation (AWS call latencies cannot be \
