@@ -3,7 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::ports::{QueuedEvent, StartOutcome, Workflow, WorkflowError, WorkflowStarter};
+use crate::clock::Clock;
+use crate::ports::{
+    QueuedEvent, StartOutcome, StoreError, TenantStore, UnmatchedEvent, UnmatchedReason, Workflow,
+    WorkflowError, WorkflowStarter,
+};
 use crate::stripe::{EventEnvelope, EventType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,8 +18,8 @@ pub enum Dispatched {
     /// No workflow acts on this type (yet); acknowledged and logged.
     NoWorkflow,
     /// A subscription or invoice event whose subscription the business sold
-    /// through something else (its metadata lacks ours): acknowledged and
-    /// logged, never started, retried or mailed about.
+    /// through something else (its metadata lacks ours): recorded for the
+    /// operator and acknowledged, never started, retried or mailed about.
     NotOurs,
 }
 
@@ -27,6 +31,17 @@ pub enum DispatchError {
     Malformed(String),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// Recording an event that is not ours failed: it goes back to the queue.
+    #[error("recording an event that is not ours")]
+    Record(#[from] StoreError),
+}
+
+/// What dispatching needs: the workflow service, and where events that wake
+/// no workflow are recorded.
+pub struct Dispatcher<'a> {
+    pub starter: &'a dyn WorkflowStarter,
+    pub unmatched: &'a dyn TenantStore,
+    pub clock: &'a dyn Clock,
 }
 
 /// Which state machine handles an event type.
@@ -61,10 +76,7 @@ pub fn execution_input(event: &QueuedEvent) -> Result<Value, DispatchError> {
     }))
 }
 
-pub async fn dispatch(
-    starter: &dyn WorkflowStarter,
-    event: &QueuedEvent,
-) -> Result<Dispatched, DispatchError> {
+pub async fn dispatch(dispatcher: &Dispatcher<'_>, event: &QueuedEvent) -> Result<Dispatched, DispatchError> {
     let Some(workflow) = route(&event.event_type) else {
         tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, "no workflow for this event type yet; acknowledged");
         return Ok(Dispatched::NoWorkflow);
@@ -74,10 +86,20 @@ pub async fn dispatch(
         && let Ok(billing) = crate::domain::BillingEvent::parse(&input["event"])
         && billing.is_someone_elses(crate::steps::lifecycle::OUR_METADATA_KEY)
     {
-        tracing::info!(event_id = %event.event_id, event_type = %event.event_type, subscription = %billing.subscription, "not a subscription this system sold; acknowledged");
+        let record = UnmatchedEvent {
+            event_id: billing.id.clone(),
+            event_type: billing.event_type.to_string(),
+            subscription: Some(billing.subscription.clone()),
+            customer: billing.customer.clone(),
+            created: billing.created,
+            recorded_at: dispatcher.clock.now_unix(),
+            reason: UnmatchedReason::NotOurs,
+        };
+        dispatcher.unmatched.record_unmatched_event(&record).await?;
+        tracing::info!(event_id = %event.event_id, event_type = %event.event_type, subscription = %billing.subscription, "not a subscription this system sold; recorded and acknowledged");
         return Ok(Dispatched::NotOurs);
     }
-    let outcome = match starter.start(workflow, &event.event_id, &input).await? {
+    let outcome = match dispatcher.starter.start(workflow, &event.event_id, &input).await? {
         StartOutcome::Started => Dispatched::Started(workflow),
         StartOutcome::AlreadyStarted => Dispatched::AlreadyStarted(workflow),
     };
@@ -93,6 +115,8 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::adapters::local::LocalTenantStore;
+    use crate::clock::FixedClock;
     use crate::stripe::StripeEventId;
 
     /// A starter with Step Functions' name rule: a name starts once.
@@ -112,6 +136,23 @@ mod tests {
         }
     }
 
+    /// The tenant store and clock a test dispatcher records with.
+    struct World {
+        store: LocalTenantStore,
+        clock: FixedClock,
+    }
+
+    impl World {
+        fn new() -> World {
+            let clock = FixedClock(1_763_800_100);
+            World { store: LocalTenantStore::open(None, std::sync::Arc::new(clock)).unwrap(), clock }
+        }
+
+        fn dispatcher<'a>(&'a self, starter: &'a dyn WorkflowStarter) -> Dispatcher<'a> {
+            Dispatcher { starter, unmatched: &self.store, clock: &self.clock }
+        }
+    }
+
     fn message(file: &str) -> QueuedEvent {
         parse_message(
             &std::fs::read_to_string(format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
@@ -121,18 +162,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_checkout_starts_provisioning_once_however_often_it_arrives() {
-        let starter = NamedStarts::default();
+        let (world, starter) = (World::new(), NamedStarts::default());
+        let dispatcher = world.dispatcher(&starter);
         let event = message("01-checkout.session.completed.json");
-        assert_eq!(dispatch(&starter, &event).await.unwrap(), Dispatched::Started(Workflow::Provision));
+        assert_eq!(dispatch(&dispatcher, &event).await.unwrap(), Dispatched::Started(Workflow::Provision));
         assert_eq!(
-            dispatch(&starter, &event).await.unwrap(),
+            dispatch(&dispatcher, &event).await.unwrap(),
             Dispatched::AlreadyStarted(Workflow::Provision)
         );
     }
 
     #[tokio::test]
-    async fn a_subscription_someone_else_sold_starts_nothing() {
-        let starter = NamedStarts::default();
+    async fn a_subscription_someone_else_sold_starts_nothing_and_is_recorded() {
+        let (world, starter) = (World::new(), NamedStarts::default());
+        let dispatcher = world.dispatcher(&starter);
         let body = std::fs::read_to_string(format!(
             "{}/../events/04-customer.subscription.updated.json",
             env!("CARGO_MANIFEST_DIR")
@@ -141,10 +184,14 @@ mod tests {
         let mut event: Value = serde_json::from_str(&body).unwrap();
         event["data"]["object"]["metadata"] = json!({"course": "yoga-101"});
         let theirs = parse_message(&event.to_string()).unwrap();
-        assert_eq!(dispatch(&starter, &theirs).await.unwrap(), Dispatched::NotOurs);
+        assert_eq!(dispatch(&dispatcher, &theirs).await.unwrap(), Dispatched::NotOurs);
         assert!(starter.0.lock().unwrap().is_empty());
+        let recorded = world.store.list_unmatched_events().await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].reason, UnmatchedReason::NotOurs);
+        assert_eq!(recorded[0].event_id, theirs.event_id);
         let ours = message("04-customer.subscription.updated.json");
-        assert_eq!(dispatch(&starter, &ours).await.unwrap(), Dispatched::Started(Workflow::Lifecycle));
+        assert_eq!(dispatch(&dispatcher, &ours).await.unwrap(), Dispatched::Started(Workflow::Lifecycle));
     }
 
     #[tokio::test]
@@ -189,7 +236,8 @@ mod tests {
             {"messageId": "m-ignored", "body": checkout.replace("checkout.session.completed", "charge.succeeded"), "eventSource": "aws:sqs"},
         ]});
         let batch = serde_json::from_value(batch).unwrap();
-        let response = sqs::handle_batch(&ThrottlesOne("evt_throttled"), batch).await;
+        let world = World::new();
+        let response = sqs::handle_batch(&world.dispatcher(&ThrottlesOne("evt_throttled")), batch).await;
         let failed: Vec<&str> =
             response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         assert_eq!(failed, ["m-throttled", "m-garbage"]);
@@ -206,18 +254,17 @@ mod tests {
 pub mod sqs {
     use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
-    use super::{dispatch, parse_message};
-    use crate::ports::WorkflowStarter;
+    use super::{Dispatcher, dispatch, parse_message};
     use crate::telemetry::error_chain;
 
-    pub async fn handle_batch(starter: &dyn WorkflowStarter, batch: SqsEvent) -> SqsBatchResponse {
+    pub async fn handle_batch(dispatcher: &Dispatcher<'_>, batch: SqsEvent) -> SqsBatchResponse {
         let mut failures = Vec::new();
         for record in batch.records {
             let message_id = record.message_id.clone().unwrap_or_default();
             let result = match record.body.as_deref() {
                 None => Err(super::DispatchError::Malformed("empty message".into())),
                 Some(body) => match parse_message(body) {
-                    Ok(event) => dispatch(starter, &event).await,
+                    Ok(event) => dispatch(dispatcher, &event).await,
                     Err(error) => Err(error),
                 },
             };
@@ -235,10 +282,10 @@ pub mod sqs {
 }
 
 /// Serves the dispatcher Lambda (SQS trigger, partial batch responses).
-pub async fn serve(starter: &dyn WorkflowStarter) -> Result<(), lambda_runtime::Error> {
+pub async fn serve(dispatcher: &Dispatcher<'_>) -> Result<(), lambda_runtime::Error> {
     use lambda_runtime::{LambdaEvent, service_fn};
     lambda_runtime::run(service_fn(async |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
-        Ok::<_, std::convert::Infallible>(sqs::handle_batch(starter, event.payload).await)
+        Ok::<_, std::convert::Infallible>(sqs::handle_batch(dispatcher, event.payload).await)
     }))
     .await
 }

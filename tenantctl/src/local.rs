@@ -24,7 +24,7 @@ use tenancy::adapters::local::{
 };
 use tenancy::clock::Clock;
 use tenancy::config::TenantSettings;
-use tenancy::dispatch::dispatch;
+use tenancy::dispatch::{Dispatcher, dispatch};
 use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookAnswer;
@@ -269,7 +269,12 @@ impl LocalStack {
             let mut receives: HashMap<String, u32> = HashMap::new();
             loop {
                 let event = stack.queue.next().await;
-                match dispatch(stack.starter.as_ref(), &event).await {
+                let dispatcher = Dispatcher {
+                    starter: stack.starter.as_ref(),
+                    unmatched: stack.store.as_ref(),
+                    clock: &tenancy::clock::SystemClock,
+                };
+                match dispatch(&dispatcher, &event).await {
                     Ok(_) => {
                         receives.remove(event.event_id.as_str());
                     }

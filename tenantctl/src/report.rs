@@ -166,13 +166,14 @@ pub fn render(state: &Value) -> String {
     }
     let unmatched = list("unmatched_events");
     if !unmatched.is_empty() {
-        out.push_str("Events for unknown subscriptions\n");
+        out.push_str("Events no tenant took\n");
         for event in unmatched {
             out.push_str(&format!(
-                "  {} {} subscription {}\n",
+                "  {} {} subscription {} ({})\n",
                 text(&event["event_id"]),
                 text(&event["event_type"]),
-                text(&event["subscription"])
+                text(&event["subscription"]),
+                text(&event["reason"]).replace('_', " ")
             ));
         }
     }

@@ -320,7 +320,7 @@ async fn an_event_during_provisioning_is_applied_when_provisioning_finishes() {
 }
 
 #[tokio::test]
-async fn a_subscription_someone_else_sold_wakes_no_workflow() {
+async fn a_subscription_someone_else_sold_wakes_no_workflow_and_is_recorded() {
     let world = World::active().await;
     let mut theirs = sample("04-customer.subscription.updated.json");
     theirs["id"] = json!("evt_their_course");
@@ -328,8 +328,11 @@ async fn a_subscription_someone_else_sold_wakes_no_workflow() {
     theirs["data"]["object"]["metadata"] = json!({"course": "yoga-101"});
     world.deliver(&theirs).await;
     assert!(world.stack.workflows.execution("evt_their_course").is_none());
-    assert!(world.state().await["unmatched_events"].as_array().unwrap().is_empty());
-    assert!(world.mails_to("operator@example.test").await.is_empty());
+    let unmatched = world.state().await["unmatched_events"].clone();
+    assert_eq!(unmatched.as_array().unwrap().len(), 1, "{unmatched:#}");
+    assert_eq!(unmatched[0]["event_id"], "evt_their_course");
+    assert_eq!(unmatched[0]["reason"], "not_ours", "recorded for the operator");
+    assert!(world.mails_to("operator@example.test").await.is_empty(), "nobody is mailed about it");
 }
 
 #[tokio::test]

@@ -248,6 +248,7 @@ fn unmatched(id: &str, subscription: Option<&str>, created: i64) -> UnmatchedEve
         customer: subscription.map(|_| CustomerId::parse("cus_Unmatched").unwrap()),
         created,
         recorded_at: created + 5,
+        reason: tenancy::ports::UnmatchedReason::NotOurs,
     }
 }
 

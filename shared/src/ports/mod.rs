@@ -22,7 +22,7 @@ pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeG
 pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
 pub use tenants::{
     Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold,
-    TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent,
+    TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent, UnmatchedReason,
 };
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 

@@ -24,6 +24,20 @@ pub struct UnmatchedEvent {
     pub customer: Option<CustomerId>,
     pub created: i64,
     pub recorded_at: i64,
+    #[serde(default)]
+    pub reason: UnmatchedReason,
+}
+
+/// Why no tenant took an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedReason {
+    /// One of our subscriptions whose tenant never appeared (its checkout
+    /// event did not arrive while the lifecycle execution retried).
+    #[default]
+    NoTenant,
+    /// A subscription the business sold some other way: dropped at dispatch.
+    NotOurs,
 }
 
 /// Who may act on a tenant's infrastructure right now (one converge at a time).

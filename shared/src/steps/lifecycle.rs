@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::ports::{
     Mailer, SubscriptionSnapshot, SubscriptionSource, TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent,
+    UnmatchedReason,
 };
 
 /// The metadata key every subscription sold through our checkout carries.
@@ -260,6 +261,7 @@ pub async fn report_to_operator(
                 customer: event.customer.clone(),
                 created: event.created,
                 recorded_at: ctx.clock.now_unix(),
+                reason: UnmatchedReason::NoTenant,
             })
             .await?;
     }
