@@ -482,3 +482,33 @@ async fn a_provisioning_that_times_out_is_cleaned_up_and_leaves_nothing_behind()
     assert_eq!(stack.store.subdomain_holder(&subdomain).await.unwrap(), None, "the name is free again");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Stripe cannot be read when provisioning ends (an outage): the paid tenant
+/// is not torn down; it converges to what the checkout said, and the next
+/// event from Stripe brings the rest.
+#[tokio::test]
+async fn a_paid_tenant_stays_when_stripe_cannot_be_read_as_provisioning_ends() {
+    use tenancy::adapters::faults::{FaultPlan, wrap};
+    let mut adapters = local_adapters();
+    let outage = Arc::new(FaultPlan::new(1.0, 7).unwrap().with_timeout_delay(Duration::ZERO));
+    adapters.steps.stripe = wrap(adapters.steps.stripe.clone(), Some(&outage));
+    let stack = local_stack(NOW, adapters);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?} {:?}", run.error, run.cause);
+    let passed = run.states_passed();
+    assert!(
+        passed.ends_with(
+            &["SyncSubscription", "FinishProvisioning", "CancelledMeanwhile", "Provisioned"]
+                .map(String::from)
+        ),
+        "{passed:?}"
+    );
+    let failed = run.history.iter().filter(|e| e.kind == "TaskFailed").count();
+    assert_eq!(failed, 7, "the first read and six retries, then on without it");
+    assert_eq!(state["tenants"][0]["status"], "ACTIVE");
+    assert_eq!(len(&state, "services"), 1);
+    assert_eq!(len(&state, "dns_records"), 1);
+}
