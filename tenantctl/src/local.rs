@@ -102,9 +102,10 @@ pub struct DeadLetter {
 
 /// The signup side: the checkout API over a local Stripe whose sessions can
 /// be paid, delivering Stripe's event to the webhook signed like Stripe.
+/// Its Checkout Sessions live in the stack's own stand-in ([`LocalStack::stripe`]),
+/// the one the steps read subscriptions back from.
 pub struct LocalSignup {
     pub api: tenancy::checkout::CheckoutApi,
-    pub stripe: Arc<tenancy::adapters::local::LocalStripe>,
     pub webhook_secret: tenancy::stripe::WebhookSecret,
     /// Signs the delivery; the webhook's clock in tests.
     pub clock: Arc<dyn Clock>,
@@ -358,7 +359,7 @@ impl LocalStack {
             "executions": executions,
             "queue": queue,
             "dead_letters": self.dead_letters(),
-            "stripe_subscriptions": self.signup.as_ref().map(stripe_standin::subscription_list),
+            "stripe_subscriptions": self.signup.as_ref().map(|_| stripe_standin::subscription_list(&self.stripe)),
             "faults": self.faults.as_ref().map(|plan| plan.report()),
         })
     }
@@ -428,7 +429,7 @@ async fn signup_api(
 /// The local Stripe's hosted checkout page (what `url` points at).
 async fn stripe_checkout_page(State(stack): State<Arc<LocalStack>>, Path(id): Path<String>) -> Response {
     let Some(session) =
-        stack.signup.as_ref().and_then(|s| s.stripe.sessions().into_iter().find(|s| s.id == id))
+        stack.signup.as_ref().and_then(|_| stack.stripe.sessions().into_iter().find(|s| s.id == id))
     else {
         return (StatusCode::NOT_FOUND, "no such checkout session").into_response();
     };
@@ -519,7 +520,7 @@ async fn stripe_api_checkout_session(
             .to_owned(),
     };
     use tenancy::ports::StripeGateway;
-    let created = match signup.stripe.create_checkout_session(&request).await {
+    let created = match stack.stripe.create_checkout_session(&request).await {
         Ok(created) => created,
         Err(error) => {
             return stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", &error.to_string(), None);
@@ -566,7 +567,7 @@ async fn stripe_api_portal_session(
     };
     let return_url = field("return_url").unwrap_or_default();
     use tenancy::ports::StripeGateway;
-    let Ok(url) = signup.stripe.create_portal_session(&customer, &return_url).await else {
+    let Ok(url) = stack.stripe.create_portal_session(&customer, &return_url).await else {
         return stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "portal session failed", None);
     };
     let Ok(mut session) = serde_json::from_str::<Value>(PORTAL_SESSION_SHAPE) else {

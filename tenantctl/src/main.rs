@@ -426,7 +426,6 @@ async fn serve(
         wrap(adapters.steps.store.clone(), faults.as_ref()),
         &verifier_secret,
         clock,
-        stripe,
         stripe_api,
         faults.as_ref(),
     )?;
@@ -460,14 +459,12 @@ fn local_stripe_client(mode: tenancy::stripe::StripeMode, base_url: &str) -> Res
 
 /// The checkout API on a local Stripe (Stripe is never emulated on moto),
 /// called over HTTP through the same async-stripe adapter as in AWS.
-#[allow(clippy::too_many_arguments)] // each is a separate piece of the stack's setup
 fn local_signup(
     env: &dyn Lookup,
     mode: tenancy::stripe::StripeMode,
     store: Arc<dyn tenancy::ports::TenantStore>,
     webhook_secret: &tenancy::stripe::WebhookSecret,
     clock: Arc<dyn Clock>,
-    stripe: Arc<LocalStripe>,
     client: Arc<StripeApi>,
     faults: Option<&Arc<FaultPlan>>,
 ) -> Result<LocalSignup> {
@@ -475,7 +472,7 @@ fn local_signup(
     let client: Arc<dyn tenancy::ports::StripeGateway> = client;
     let api =
         CheckoutApi::new(store, wrap(client, faults), Catalog::for_stage(mode)?, settings, clock.clone())?;
-    Ok(LocalSignup { api, stripe, webhook_secret: webhook_secret.clone(), clock })
+    Ok(LocalSignup { api, webhook_secret: webhook_secret.clone(), clock })
 }
 
 async fn post_json(url: &str, body: &serde_json::Value) -> Result<()> {

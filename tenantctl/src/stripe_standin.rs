@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenancy::adapters::local::{
-    Direction, EVENT_API_VERSION, LocalStripeError, PayOptions, SubscriptionAction, TrialOutcome,
+    Direction, EVENT_API_VERSION, LocalStripe, LocalStripeError, PayOptions, SubscriptionAction, TrialOutcome,
 };
 use tenancy::domain::BillingPeriod;
 
@@ -77,6 +77,27 @@ fn no_local_stripe() -> Response {
     stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", None, "no local Stripe", None)
 }
 
+/// A `GET /v1/…/{id}` of the stand-in: the object `read` finds, in Stripe's
+/// wire format, or Stripe's 404 `resource_missing` for `kind`.
+fn read_object(
+    stack: &LocalStack,
+    headers: &HeaderMap,
+    kind: &str,
+    id: &str,
+    read: impl FnOnce(&LocalStripe) -> Option<Value>,
+) -> Response {
+    if local_stripe(stack).is_none() {
+        return no_local_stripe();
+    }
+    if !authorized(headers) {
+        return invalid_key();
+    }
+    match read(&stack.stripe) {
+        Some(object) => axum::Json(object).into_response(),
+        None => missing(kind, id),
+    }
+}
+
 /// `GET /v1/subscriptions/{id}`. A subscription item's `price` always comes
 /// whole (it is not expandable at Stripe), so `items.data.price` is accepted
 /// and changes nothing; `latest_invoice` is an id unless expanded.
@@ -86,16 +107,11 @@ pub async fn get_subscription(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
-    if !authorized(&headers) {
-        return invalid_key();
-    }
-    let expand = expansions(uri.query());
-    let expand_invoice = expand.iter().any(|path| path == "latest_invoice");
-    match signup.stripe.subscription_json(&id, expand_invoice, &api_version(&headers)) {
-        Some(object) => axum::Json(object).into_response(),
-        None => missing("subscription", &id),
-    }
+    let expand_invoice = expansions(uri.query()).iter().any(|path| path == "latest_invoice");
+    let version = api_version(&headers);
+    read_object(&stack, &headers, "subscription", &id, |stripe| {
+        stripe.subscription_json(&id, expand_invoice, &version)
+    })
 }
 
 /// `GET /v1/invoices/{id}`.
@@ -104,14 +120,8 @@ pub async fn get_invoice(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
-    if !authorized(&headers) {
-        return invalid_key();
-    }
-    match signup.stripe.invoice_json(&id, &api_version(&headers)) {
-        Some(object) => axum::Json(object).into_response(),
-        None => missing("invoice", &id),
-    }
+    let version = api_version(&headers);
+    read_object(&stack, &headers, "invoice", &id, |stripe| stripe.invoice_json(&id, &version))
 }
 
 /// `GET /v1/customers/{id}`.
@@ -120,14 +130,7 @@ pub async fn get_customer(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
-    if !authorized(&headers) {
-        return invalid_key();
-    }
-    match signup.stripe.customer_json(&id) {
-        Some(object) => axum::Json(object).into_response(),
-        None => missing("customer", &id),
-    }
+    read_object(&stack, &headers, "customer", &id, |stripe| stripe.customer_json(&id))
 }
 
 /// `GET /v1/events/{id}`: what `tenantctl` replays from.
@@ -136,14 +139,7 @@ pub async fn get_event(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
-    if !authorized(&headers) {
-        return invalid_key();
-    }
-    match signup.stripe.event_json(&id) {
-        Some(object) => axum::Json(object).into_response(),
-        None => missing("event", &id),
-    }
+    read_object(&stack, &headers, "event", &id, |stripe| stripe.event_json(&id))
 }
 
 /// How events reach the webhook: Stripe delivers at least once, late and
@@ -310,7 +306,7 @@ pub async fn pay(
         Ok(query) => query,
         Err(message) => return bad_request(&message),
     };
-    let events = match signup.stripe.pay_with(&id, PayOptions { trial_days: query.trial_days }) {
+    let events = match stack.stripe.pay_with(&id, PayOptions { trial_days: query.trial_days }) {
         Ok(events) => events,
         Err(error) => return local_error(&error),
     };
@@ -411,12 +407,12 @@ pub async fn act(
         Ok(parsed) => parsed,
         Err(message) => return bad_request(&message),
     };
-    let events = match signup.stripe.act(&id, &parsed) {
+    let events = match stack.stripe.act(&id, &parsed) {
         Ok(events) => events,
         Err(error) => return local_error(&error),
     };
     let (deliveries, seed) = deliver(&stack, signup, &events, &request.delivery).await;
-    let status = signup.stripe.subscriptions().into_iter().find(|s| s.id == id).map(|s| s.status);
+    let status = stack.stripe.subscriptions().into_iter().find(|s| s.id == id).map(|s| s.status);
     axum::Json(json!({
         "subscription": id,
         "action": action,
@@ -430,9 +426,8 @@ pub async fn act(
 
 /// The stand-in's subscriptions, for finding a tenant's (`GET /local/stripe/subscriptions`
 /// and `stripe_subscriptions` in `/local/state`).
-pub fn subscription_list(signup: &LocalSignup) -> Value {
-    let subscriptions: Vec<Value> = signup
-        .stripe
+pub fn subscription_list(stripe: &LocalStripe) -> Value {
+    let subscriptions: Vec<Value> = stripe
         .subscriptions()
         .iter()
         .map(|s| {
@@ -453,8 +448,10 @@ pub fn subscription_list(signup: &LocalSignup) -> Value {
 }
 
 pub async fn list_subscriptions(State(stack): State<Arc<LocalStack>>) -> Response {
-    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
-    axum::Json(subscription_list(signup)).into_response()
+    if local_stripe(&stack).is_none() {
+        return no_local_stripe();
+    }
+    axum::Json(subscription_list(&stack.stripe)).into_response()
 }
 
 #[cfg(test)]

@@ -146,11 +146,11 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     use tenancy::stripe::StripeMode;
     use tenantctl::local::{LocalSignup, LocalStack};
 
-    let adapters = integration_tests::local_adapters();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
     let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = format!("http://{addr}");
     let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
+    let adapters = integration_tests::local_adapters_on(stripe.clone());
     let settings = CheckoutSettings {
         mode: StripeMode::Test,
         success_url: "https://www.example.com/welcome".into(),
@@ -171,7 +171,7 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     )
     .unwrap();
     let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
-    let signup = LocalSignup { api, stripe: stripe.clone(), webhook_secret: secret, clock };
+    let signup = LocalSignup { api, webhook_secret: secret, clock };
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
     let ingress = integration_tests::ingress_at(NOW, queue.clone());
     let stack =

@@ -31,11 +31,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let adapters = integration_tests::local_adapters();
         let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let base = format!("http://{addr}");
         let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
+        let adapters = integration_tests::local_adapters_on(stripe.clone());
         let settings = CheckoutSettings {
             mode: StripeMode::Test,
             success_url: "https://www.example.com/welcome".into(),
@@ -51,12 +51,8 @@ impl Server {
             clock.clone(),
         )
         .unwrap();
-        let signup = LocalSignup {
-            api,
-            stripe: stripe.clone(),
-            webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(),
-            clock,
-        };
+        let signup =
+            LocalSignup { api, webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(), clock };
         let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
         let ingress = integration_tests::ingress_at(NOW, queue.clone());
         let stack =

@@ -77,14 +77,25 @@ pub fn step_config() -> tenantctl::local::StepConfig {
 /// Local adapters in memory, no delays.
 /// Local adapters in memory, no delays, on a local Stripe stand-in of their own.
 pub fn local_adapters() -> tenantctl::local::Adapters {
-    let options = instant_options();
     let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
-    let stripe = Arc::new(
-        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone())
+    local_adapters_on(Arc::new(
+        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock)
             .expect("an in-memory local Stripe"),
-    );
-    tenantctl::local::Adapters::local(step_config(), clock, &options, "http://127.0.0.1:8787", stripe)
-        .expect("in-memory adapters open")
+    ))
+}
+
+/// Local adapters in memory, no delays, on `stripe` (a server test's, whose
+/// checkout pages are on the test's own address).
+pub fn local_adapters_on(stripe: Arc<tenancy::adapters::local::LocalStripe>) -> tenantctl::local::Adapters {
+    let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
+    tenantctl::local::Adapters::local(
+        step_config(),
+        clock,
+        &instant_options(),
+        "http://127.0.0.1:8787",
+        stripe,
+    )
+    .expect("in-memory adapters open")
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {
