@@ -6,6 +6,7 @@
 pub mod burst;
 pub mod coldstart;
 pub mod cost;
+pub mod reliability;
 pub mod report;
 pub mod stats;
 pub mod verify;

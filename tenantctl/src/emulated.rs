@@ -13,27 +13,41 @@ use tenancy::adapters::aws::sdk::{ecs, elbv2, route53};
 use tenancy::adapters::aws::{self, sdk_config};
 use tenancy::clock::Clock;
 use tenancy::config::{self, ConfigError, TenantDomain, TenantSettings};
-use tenancy::domain::Catalog;
-use tenancy::domain::password::PasswordKey;
 use tenancy::steps::WorkflowSteps;
 
 use crate::emulator::{EmulatorNames, EmulatorResources, bootstrap};
 use crate::http_client::HttpClient;
-use crate::local::{Adapters, Inspect};
+use crate::local::{Adapters, Inspect, StepConfig};
 
 /// What each tenant's task would run; moto never pulls it.
 const APP_IMAGE: &str = "public.ecr.aws/nginx/nginx:stable";
 
+/// The emulator the AWS adapters run against.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    /// moto's server: bootstrapped, read back, and where "Fargate" acts.
+    pub endpoint: String,
+    /// The adapters' calls go through this URL instead (a fault proxy in
+    /// front of `endpoint`); bootstrapping, the emulated platform and the
+    /// state views never do, as they are not calls the steps make.
+    pub via: Option<String>,
+}
+
+impl Emulator {
+    pub fn at(endpoint: &str) -> Emulator {
+        Emulator { endpoint: endpoint.to_owned(), via: None }
+    }
+}
+
 /// Bootstraps the emulator and builds the AWS adapters against it.
 pub async fn adapters(
-    endpoint: &str,
-    local_settings: TenantSettings,
-    password_key: PasswordKey,
+    emulator: &Emulator,
+    config: StepConfig,
     clock: Arc<dyn Clock>,
     portal_base: &str,
     stripe: Arc<tenancy::adapters::local::LocalStripe>,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
-    let sdk = sdk_config(Some(endpoint)).await;
+    let sdk = sdk_config(Some(&emulator.endpoint)).await;
     let names = EmulatorNames::with_prefix("tenancy-local")?;
     let resources = bootstrap(&sdk, &names).await?;
     let environment = resources.environment(APP_IMAGE);
@@ -42,25 +56,33 @@ pub async fn adapters(
     let settings = TenantSettings {
         domain: TenantDomain::parse(&resources.domain)
             .map_err(|reason| ConfigError::Invalid { var: config::TENANT_DOMAIN, reason })?,
-        ..local_settings
+        ..config.settings
+    };
+    let steps_sdk = match &emulator.via {
+        Some(via) => sdk_config(Some(via)).await,
+        None => sdk.clone(),
     };
     let steps = WorkflowSteps {
-        store: Arc::new(aws::tenant_store(&sdk, &env)?),
-        launcher: Arc::new(aws::tenant_launcher(&sdk, &env)?),
-        dns: Arc::new(aws::dns_publisher(&sdk, &env)?),
-        mailer: Arc::new(aws::mailer(&sdk, &env)?),
+        store: Arc::new(aws::tenant_store(&steps_sdk, &env)?),
+        launcher: Arc::new(aws::tenant_launcher(&steps_sdk, &env)?),
+        dns: Arc::new(aws::dns_publisher(&steps_sdk, &env)?),
+        mailer: Arc::new(aws::mailer(&steps_sdk, &env)?),
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
         stripe: stripe.clone(),
         clock,
         settings,
-        catalog: Catalog::embedded()?,
-        password_key,
+        catalog: config.catalog,
+        password_key: config.password_key,
     };
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));
-    let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: endpoint.to_owned() });
+    let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: emulator.endpoint.clone() });
     Ok((Adapters { steps, inspect, stripe }, platform))
 }
+
+/// How often the emulated platform looks at every service again, in rounds;
+/// in between it looks only at services it has not seen start.
+const FULL_SWEEP_EVERY: u32 = 25;
 
 /// moto models ECS's API but runs no containers: this plays the part of
 /// Fargate starting each service's task and registering its IP with the
@@ -68,8 +90,16 @@ pub async fn adapters(
 async fn play_container_platform(sdk: SdkConfig, cluster: String) {
     let ecs = ecs::Client::new(&sdk);
     let elb = elbv2::Client::new(&sdk);
-    loop {
-        if let Err(error) = start_pending_tasks(&ecs, &elb, &cluster).await {
+    // Services seen running as desired. A service whose desired count
+    // later rises is updated by the launcher itself (moto then counts it
+    // running), so new services are the ones to watch; every
+    // FULL_SWEEP_EVERY rounds all are looked at again.
+    let mut started = std::collections::HashSet::new();
+    for round in 0u32.. {
+        if round % FULL_SWEEP_EVERY == 0 {
+            started.clear();
+        }
+        if let Err(error) = start_pending_tasks(&ecs, &elb, &cluster, &mut started).await {
             tracing::warn!(error = %tenancy::telemetry::error_chain(error.as_ref()), "emulated ECS");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -80,13 +110,20 @@ async fn start_pending_tasks(
     ecs: &ecs::Client,
     elb: &elbv2::Client,
     cluster: &str,
+    started: &mut std::collections::HashSet<String>,
 ) -> Result<(), tenancy::ports::BoxError> {
     let arns = ecs.list_services().cluster(cluster).send().await?.service_arns.unwrap_or_default();
-    for chunk in arns.chunks(10) {
+    let unseen: Vec<String> = arns.into_iter().filter(|arn| !started.contains(arn)).collect();
+    for chunk in unseen.chunks(10) {
         let described =
             ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await?;
         for service in described.services.unwrap_or_default() {
-            if service.status.as_deref() != Some("ACTIVE") || service.running_count >= service.desired_count {
+            let arn = service.service_arn.clone().unwrap_or_default();
+            if service.status.as_deref() != Some("ACTIVE") {
+                continue;
+            }
+            if service.running_count >= service.desired_count {
+                started.insert(arn);
                 continue;
             }
             let name = service.service_name.clone().unwrap_or_default();
@@ -102,6 +139,7 @@ async fn start_pending_tasks(
                 let target = elbv2::types::TargetDescription::builder().id("10.0.1.10").port(port).build();
                 elb.register_targets().target_group_arn(group).targets(target).send().await?;
             }
+            started.insert(arn);
             tracing::info!(service = %name, "emulated ECS started the task and registered its target");
         }
     }

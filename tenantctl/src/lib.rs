@@ -9,5 +9,6 @@ pub mod http_client;
 pub mod local;
 pub mod report;
 pub mod send;
+pub mod server;
 pub mod stripe_standin;
 pub mod workflow;

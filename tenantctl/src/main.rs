@@ -4,19 +4,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tenancy::adapters::faults::{FaultMix, FaultPlan, wrap};
-use tenancy::adapters::local::{InMemorySecretStore, LocalEventQueue, LocalStripe};
-use tenancy::adapters::stripe::StripeApi;
-use tenancy::checkout::{self, CheckoutApi, CheckoutSettings};
-use tenancy::clock::{Clock, SystemClock};
-use tenancy::config::{self, Lookup, ProcessEnv, SecretsSource, TenantSettings, WebhookConfig};
-use tenancy::domain::Catalog;
-use tenancy::ingress::WebhookIngress;
+use tenancy::adapters::faults::{FaultMix, FaultPlan};
+use tenancy::config::ProcessEnv;
 use tenancy::stripe::WebhookSecrets;
+use tenantctl::emulated::Emulator;
 use tenantctl::http_client::HttpClient;
-use tenantctl::local::{Adapters, LocalOptions, LocalSignup, LocalStack, StepConfig};
+use tenantctl::local::LocalOptions;
 use tenantctl::report;
 use tenantctl::send::{Delivery, send_file};
+use tenantctl::server::ServerOptions;
 
 #[derive(Parser)]
 #[command(version, about = "Run the Stripe-to-tenant stack locally and talk to it")]
@@ -173,6 +169,11 @@ enum LocalCommand {
         /// cluster, load balancer, hosted zone and sender first.
         #[arg(long)]
         aws_endpoint: Option<String>,
+        /// The steps' AWS calls go through this URL (e.g. `tenantctl
+        /// fault-proxy` in front of the emulator); bootstrapping and the
+        /// emulated Fargate go to --aws-endpoint directly.
+        #[arg(long, requires = "aws_endpoint")]
+        aws_via: Option<String>,
         /// Fail this share (0 to 1) of calls to every port (store, launcher,
         /// DNS, mail, the webhook's queue, the dispatcher's starts), as
         /// transient errors before or after the effect, or timeouts.
@@ -236,7 +237,16 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Local {
             command:
-                LocalCommand::Serve { addr, state, time_scale, definitions, aws_endpoint, faults, fault_seed },
+                LocalCommand::Serve {
+                    addr,
+                    state,
+                    time_scale,
+                    definitions,
+                    aws_endpoint,
+                    aws_via,
+                    faults,
+                    fault_seed,
+                },
         } => {
             let faults = fault_plan(faults, fault_seed, time_scale)?;
             // The executions get a runtime of their own, so the webhook keeps
@@ -248,7 +258,8 @@ async fn main() -> Result<()> {
                 .context("starting the workflow runtime")?;
             let options =
                 LocalOptions { state, time_scale, definitions, executor: Some(workflows.handle().clone()) };
-            let served = serve(addr, options, aws_endpoint.as_deref(), faults).await;
+            let emulator = aws_endpoint.map(|endpoint| Emulator { endpoint, via: aws_via });
+            let served = serve(addr, ServerOptions { local: options, emulator, faults }).await;
             workflows.shutdown_background();
             served
         }
@@ -343,136 +354,31 @@ fn fault_plan(rate: f64, seed: u64, time_scale: f64) -> Result<Option<Arc<FaultP
     Ok(Some(Arc::new(plan)))
 }
 
-/// Local runs work with no configuration beyond the webhook secret.
-fn with_local_defaults(var: &str) -> Option<String> {
-    ProcessEnv.get(var).or_else(|| match var {
-        config::TENANT_DOMAIN => Some("apps.example.test".into()),
-        config::OPERATOR_EMAIL => Some("operator@example.test".into()),
-        config::TENANT_PASSWORD_KEY => Some("local-development-key-never-use-in-aws-0001".into()),
-        // A day is long for a laptop: release a cancelled subdomain after a minute (scaled).
-        config::SUBDOMAIN_GRACE_SECONDS => Some("60".into()),
-        checkout::CHECKOUT_SUCCESS_URL => {
-            Some("http://localhost:3000/welcome?session={CHECKOUT_SESSION_ID}".into())
-        }
-        checkout::CHECKOUT_CANCEL_URL => Some("http://localhost:3000/pricing".into()),
-        checkout::ALLOWED_ORIGINS => Some("http://localhost:3000".into()),
-        _ => None,
-    })
-}
-
-async fn serve(
-    addr: SocketAddr,
-    options: LocalOptions,
-    aws_endpoint: Option<&str>,
-    faults: Option<Arc<FaultPlan>>,
-) -> Result<()> {
+async fn serve(addr: SocketAddr, options: ServerOptions) -> Result<()> {
     tenancy::telemetry::init_json_logs();
-    if !(options.time_scale.is_finite() && options.time_scale >= 0.0) {
-        bail!("--time-scale must be a number ≥ 0");
-    }
-    let env = &with_local_defaults;
-    let config = WebhookConfig::from_lookup(env)?;
-    if !matches!(config.secrets, SecretsSource::Inline(_)) {
-        bail!("local serve reads its webhook secrets from STRIPE_WEBHOOK_SECRET");
-    }
-    let secrets = InMemorySecretStore::default();
-    let verifier = config.verifier(&secrets).await?;
-    // The local Stripe signs its deliveries with the first webhook secret.
-    let verifier_secret = match &config.secrets {
-        SecretsSource::Inline(list) => list.primary().clone(),
-        SecretsSource::Parameter(_) => {
-            bail!("local serve reads its webhook secrets from STRIPE_WEBHOOK_SECRET")
-        }
-    };
-    let step_config = StepConfig {
-        settings: TenantSettings::from_lookup(env)?,
-        catalog: Catalog::embedded()?,
-        password_key: config::password_key(env, &secrets).await?,
-    };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (listener, bound) = tenantctl::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    let portal = format!("http://{bound}");
-    let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), &portal, clock.clone())?);
-    // Subscriptions are read back from the stand-in over HTTP through the
-    // same async-stripe client as in AWS, with a test-mode key.
-    let stripe_api = Arc::new(local_stripe_client(config.mode, &portal)?);
-    let (mut adapters, emulated_ecs) = match aws_endpoint {
-        None => (Adapters::local(step_config, clock.clone(), &options, &portal, stripe.clone())?, None),
-        Some(endpoint) => {
-            let (adapters, platform) = tenantctl::emulated::adapters(
-                endpoint,
-                step_config.settings,
-                step_config.password_key,
-                clock.clone(),
-                &portal,
-                stripe.clone(),
-            )
-            .await
-            .with_context(|| format!("setting up the AWS adapters against {endpoint}"))?;
-            (adapters, Some(platform))
-        }
-    };
-    adapters.steps.stripe = stripe_api.clone();
-    let queue = Arc::new(LocalEventQueue::default());
-    let ingress = WebhookIngress::new(
-        verifier,
-        config.mode,
-        tenantctl::local::ingress_queue(&queue, faults.as_ref()),
-        clock.clone(),
-    );
-    let signup = local_signup(
-        env,
-        config.mode,
-        wrap(adapters.steps.store.clone(), faults.as_ref()),
-        &verifier_secret,
-        clock,
-        stripe_api,
-        faults.as_ref(),
-    )?;
-    let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults.clone())?;
-    let backend = aws_endpoint.map_or("local adapters".to_owned(), |url| format!("AWS adapters on {url}"));
-    let injected = faults.as_ref().map_or(String::new(), |plan| {
+    let backend =
+        options.emulator.as_ref().map_or("local adapters".to_owned(), |emulator| match &emulator.via {
+            None => format!("AWS adapters on {}", emulator.endpoint),
+            Some(via) => format!("AWS adapters on {} through {via}", emulator.endpoint),
+        });
+    let injected = options.faults.as_ref().map_or(String::new(), |plan| {
         format!(", faults at rate {} seed {} (counts in /local/state)", plan.rate(), plan.seed())
     });
+    let server = tenantctl::server::build(addr, options, &ProcessEnv).await?;
+    let mode = server.mode;
     println!(
-        "tenantctl local: listening on http://{bound} (Stripe mode: {}, {backend}{injected})",
-        config.mode
+        "tenantctl local: listening on http://{} (Stripe mode: {mode}, {backend}{injected})",
+        server.bound
     );
-    tenantctl::local::serve(listener, stack, async {
+    tenantctl::local::serve(server.listener, server.stack, async {
         // Ctrl-C or SIGTERM; if the signal cannot be installed, run until killed.
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    if let Some(platform) = emulated_ecs {
+    if let Some(platform) = server.platform {
         platform.abort();
     }
     Ok(())
-}
-
-/// The async-stripe client pointed at the local Stripe stand-in on
-/// `base_url`, with a test-mode key (the stand-in runs in test mode only).
-fn local_stripe_client(mode: tenancy::stripe::StripeMode, base_url: &str) -> Result<StripeApi> {
-    let key = tenancy::stripe::StripeSecretKey::for_mode("sk_test_local_stand_in_0000", mode)
-        .context("the local Stripe stand-in only runs in test mode")?;
-    Ok(StripeApi::new(key, Some(base_url), &format!("{base_url}/"))?)
-}
-
-/// The checkout API on a local Stripe (Stripe is never emulated on moto),
-/// called over HTTP through the same async-stripe adapter as in AWS.
-fn local_signup(
-    env: &dyn Lookup,
-    mode: tenancy::stripe::StripeMode,
-    store: Arc<dyn tenancy::ports::TenantStore>,
-    webhook_secret: &tenancy::stripe::WebhookSecret,
-    clock: Arc<dyn Clock>,
-    client: Arc<StripeApi>,
-    faults: Option<&Arc<FaultPlan>>,
-) -> Result<LocalSignup> {
-    let settings = CheckoutSettings::from_lookup(env, mode)?;
-    let client: Arc<dyn tenancy::ports::StripeGateway> = client;
-    let api =
-        CheckoutApi::new(store, wrap(client, faults), Catalog::for_stage(mode)?, settings, clock.clone())?;
-    Ok(LocalSignup { api, webhook_secret: webhook_secret.clone(), clock })
 }
 
 async fn post_json(url: &str, body: &serde_json::Value) -> Result<()> {

@@ -16,6 +16,7 @@ use tenancy::adapters::local::{
     Direction, EVENT_API_VERSION, LocalStripe, LocalStripeError, PayOptions, SubscriptionAction, TrialOutcome,
 };
 use tenancy::domain::BillingPeriod;
+use tenancy::ingress::WebhookAnswer;
 
 use crate::local::{LocalSignup, LocalStack};
 
@@ -168,19 +169,8 @@ pub fn delivery_order(count: usize, duplicate: u32, shuffle_seed: Option<u64>) -
     let mut order: Vec<usize> =
         (0..count).flat_map(|i| std::iter::repeat_n(i, copies)).take(MAX_DELIVERIES).collect();
     if let Some(seed) = shuffle_seed {
-        // Fisher-Yates with SplitMix64: seedable, so a failing order can be replayed.
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        for i in (1..order.len()).rev() {
-            let j = (next() % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        // Seedable, so a failing order can be replayed.
+        tenancy::adapters::faults::shuffle(&mut order, seed);
     }
     order
 }
@@ -205,23 +195,7 @@ pub async fn deliver(
             tokio::time::sleep(Duration::from_millis(options.delay_ms)).await;
         }
         let event = &events[index];
-        let body = event.to_string();
-        // Stripe retries a delivery the webhook answered with 5xx (for up
-        // to three days, with backoff); here a few times, at the local scale.
-        let mut attempts = 0;
-        let answer = loop {
-            attempts += 1;
-            let mut headers = HeaderMap::new();
-            let signature = signup.webhook_secret.sign_header(signup.clock.now_unix(), body.as_bytes());
-            if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
-                headers.insert("stripe-signature", value);
-            }
-            let answer = stack.deliver(&headers, body.as_bytes()).await;
-            if !answer.status.is_server_error() || attempts >= STRIPE_DELIVERIES {
-                break answer;
-            }
-            tokio::time::sleep(Duration::from_secs_f64(60.0 * stack.time_scale)).await;
-        };
+        let (answer, attempts) = deliver_one(stack, signup, &event.to_string()).await;
         deliveries.push(json!({
             "event_id": event["id"],
             "type": event["type"],
@@ -231,6 +205,27 @@ pub async fn deliver(
         }));
     }
     (deliveries, seed)
+}
+
+/// One event, signed as Stripe does, delivered to the webhook; a 5xx answer
+/// is delivered again, as Stripe retries (for up to three days, with
+/// backoff; here a few times, at the local scale). Returns the last answer
+/// and how many deliveries it took.
+pub async fn deliver_one(stack: &LocalStack, signup: &LocalSignup, body: &str) -> (WebhookAnswer, u32) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut headers = HeaderMap::new();
+        let signature = signup.webhook_secret.sign_header(signup.clock.now_unix(), body.as_bytes());
+        if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
+            headers.insert("stripe-signature", value);
+        }
+        let answer = stack.deliver(&headers, body.as_bytes()).await;
+        if !answer.status.is_server_error() || attempts >= STRIPE_DELIVERIES {
+            return (answer, attempts);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(60.0 * stack.time_scale)).await;
+    }
 }
 
 fn local_error(error: &LocalStripeError) -> Response {

@@ -229,16 +229,11 @@ async fn emulated_stack(
     );
     let (adapters, platform, resources) = {
         let _one_at_a_time = EMULATOR_BOOTSTRAP.lock().await;
-        let (adapters, platform) = tenantctl::emulated::adapters(
-            &moto_endpoint(),
-            config.settings,
-            config.password_key,
-            clock,
-            "http://127.0.0.1:8787",
-            stripe,
-        )
-        .await
-        .unwrap();
+        let emulator = tenantctl::emulated::Emulator::at(&moto_endpoint());
+        let (adapters, platform) =
+            tenantctl::emulated::adapters(&emulator, config, clock, "http://127.0.0.1:8787", stripe)
+                .await
+                .unwrap();
         // Made just now: bootstrapping again only finds them.
         let names = EmulatorNames::with_prefix("tenancy-local").unwrap();
         let resources = bootstrap(&moto_config().await, &names).await.unwrap();

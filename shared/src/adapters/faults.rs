@@ -276,13 +276,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// SplitMix64: small, fast and well mixed; enough to pick faults.
-fn splitmix64(state: &mut u64) -> u64 {
+/// SplitMix64: small, fast and well mixed; enough to pick faults, and the
+/// orders and duplicates local runs deliver events in (seeded, so a failing
+/// run can be replayed).
+pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Shuffles `items` in place (Fisher-Yates), the same way for the same seed.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed;
+    for i in (1..items.len()).rev() {
+        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
 }
 
 /// A uniform number in [0, 1).

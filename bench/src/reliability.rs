@@ -1,0 +1,878 @@
+//! Benchmark 6, reliability: paid checkouts and subscription stories through
+//! the whole stack (webhook, dispatcher, the state machine files in the local
+//! interpreter, the steps) with the **AWS adapters on moto's server behind
+//! the fault proxy**, which fails a share of their calls: throttled before
+//! the effect, 500 after it, or stalled past the SDK's timeout. Stripe is the
+//! local stand-in, read over HTTP through async-stripe as in AWS.
+//!
+//! Every event Stripe emits is delivered 1 to 3 times, all deliveries
+//! shuffled. Stories change subscriptions in rounds while the previous
+//! round's executions still run, and hold some deliveries back a round.
+//! When everything has settled, the end state is read **from the emulator
+//! without the proxy** (services, target groups, listener rules, DNS records,
+//! mails sent) and compared with what Stripe's final subscriptions say.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::{Value, json};
+use tenancy::adapters::aws::launcher::TenantNames;
+use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
+use tenancy::adapters::aws::sdk::{ecs, elbv2, route53};
+use tenancy::adapters::aws::{self, sdk_config};
+use tenancy::adapters::faults::{FaultCounts, FaultPlan, FaultReport, shuffle, splitmix64};
+use tenancy::adapters::local::{Direction, SubscriptionAction, TrialOutcome};
+use tenancy::adapters::stripe::RateLimit;
+use tenancy::domain::desired::{RunState, desired_from};
+use tenancy::domain::{BillingPeriod, Catalog, SubscriptionId, TenantRecord};
+use tenancy::ports::{SubscriptionSource, TenantStore};
+use tenancy::stripe::StripeMode;
+use tenantctl::emulated::Emulator;
+use tenantctl::emulator::{EmulatorNames, bootstrap};
+use tenantctl::fault_proxy::FaultProxy;
+use tenantctl::local::{LocalOptions, LocalStack, router};
+use tenantctl::server::{ServerOptions, build};
+use tenantctl::stripe_standin::deliver_one;
+use tenantctl::workflow::RunStatus;
+
+use crate::report::{Table, seconds};
+
+/// The webhook secret the stack is built with and deliveries are signed with.
+const SECRET: &str = "whsec_bench_reliability_000000000000";
+/// A stalled call is held this long: past the adapters' 5 s attempt timeout.
+const STALL: Duration = Duration::from_secs(6);
+/// Stories change their subscriptions in this many rounds at most.
+const ROUNDS: usize = 4;
+/// Between rounds: long enough that the last round's executions are still
+/// running when Stripe changes again.
+const ROUND_GAP: Duration = Duration::from_secs(2);
+/// The share of a round's deliveries held back to the next round (late ones).
+const HELD_BACK_PERCENT: u64 = 20;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub checkouts: usize,
+    pub stories: usize,
+    /// Share of the adapters' AWS calls that fail, 0 to 1.
+    pub rate: f64,
+    pub seed: u64,
+    /// Deliveries (and checkouts) in flight at once.
+    pub concurrency: usize,
+    /// The stack's time scale (Wait states, retry intervals).
+    pub time_scale: f64,
+    /// Give up waiting for a phase to settle after this long.
+    pub limit: Duration,
+}
+
+/// One phase: what was sent and how long until everything settled.
+#[derive(Debug, Clone, Default)]
+pub struct Phase {
+    pub events: usize,
+    pub deliveries: usize,
+    /// Deliveries the webhook still refused after Stripe's retries.
+    pub refused: usize,
+    /// From the first delivery until no execution ran and the queue was empty.
+    pub settled: Option<Duration>,
+}
+
+/// Calls to the Stripe stand-in's API, as it received them.
+#[derive(Debug, Default)]
+pub struct StripeCalls {
+    calls: Mutex<Vec<(Instant, bool)>>,
+}
+
+impl StripeCalls {
+    fn record(&self, read: bool) {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).push((Instant::now(), read));
+    }
+
+    /// (reads, writes).
+    pub fn totals(&self) -> (usize, usize) {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let reads = calls.iter().filter(|(_, read)| *read).count();
+        (reads, calls.len() - reads)
+    }
+
+    /// The most reads in any one-second window.
+    pub fn peak_reads_per_second(&self) -> usize {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let reads: Vec<Instant> = calls.iter().filter(|(_, read)| *read).map(|(at, _)| *at).collect();
+        let (mut peak, mut start) = (0, 0);
+        for end in 0..reads.len() {
+            while reads[end].duration_since(reads[start]) >= Duration::from_secs(1) {
+                start += 1;
+            }
+            peak = peak.max(end + 1 - start);
+        }
+        peak
+    }
+}
+
+async fn count_stripe_calls(State(calls): State<Arc<StripeCalls>>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/v1/") {
+        calls.record(request.method() == Method::GET);
+    }
+    next.run(request).await
+}
+
+/// Resources of one kind as the emulator holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Tenants that should have one and have exactly one.
+    pub exact: usize,
+    /// Tenants that should have one and have none.
+    pub missing: usize,
+    /// Tenants with more than one.
+    pub doubled: usize,
+    /// Ones that belong to no tenant that should have one.
+    pub orphans: usize,
+}
+
+/// The end state, from the emulator and Stripe.
+#[derive(Debug, Clone, Default)]
+pub struct EndState {
+    pub subscriptions: usize,
+    /// Tenants whose Stripe subscription says running, suspended, cancelled.
+    pub running: usize,
+    pub suspended: usize,
+    pub cancelled: usize,
+    /// Tenant records that differ from Stripe (status, desired state,
+    /// generation not reached, mails left in the outbox), with examples.
+    pub records_off: usize,
+    pub examples: Vec<String>,
+    pub services: Counted,
+    /// Services whose desired count is not 1 when running, 0 when suspended.
+    pub wrong_desired_count: usize,
+    pub target_groups: Counted,
+    pub rules: Counted,
+    pub dns_records: Counted,
+    /// Mails SES accepted for this run's customers.
+    pub mails_sent: usize,
+    /// Mail reservations marked sent (one per mail the steps meant to send).
+    pub mails_meant: usize,
+}
+
+impl EndState {
+    pub fn orphans(&self) -> usize {
+        self.services.orphans + self.target_groups.orphans + self.rules.orphans + self.dns_records.orphans
+    }
+
+    /// Every tenant and its infrastructure exactly as Stripe says.
+    pub fn as_stripe_says(&self) -> bool {
+        let exact = |c: &Counted| c.missing == 0 && c.doubled == 0 && c.orphans == 0;
+        self.records_off == 0
+            && self.wrong_desired_count == 0
+            && exact(&self.services)
+            && exact(&self.target_groups)
+            && exact(&self.rules)
+            && exact(&self.dns_records)
+    }
+
+    pub fn extra_mails(&self) -> usize {
+        self.mails_sent.saturating_sub(self.mails_meant)
+    }
+}
+
+/// What happened in one run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub checkouts: Phase,
+    pub stories: Phase,
+    /// POST /checkout answers that were 5xx (the customer's browser tried again).
+    pub checkout_retries: usize,
+    /// Story actions Stripe refused (e.g. resuming what is not paused).
+    pub refused_actions: usize,
+    pub end: EndState,
+    pub faults: FaultReport,
+    pub stripe_reads: usize,
+    pub stripe_writes: usize,
+    pub stripe_peak_reads: usize,
+    /// Executions by workflow and status.
+    pub executions: BTreeMap<(String, String), usize>,
+    /// Failed executions by error name.
+    pub errors: BTreeMap<String, usize>,
+    pub dead_letters: usize,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// SES sends that took effect and reported failure: each can explain one extra mail.
+    pub fn ambiguous_sends(&self) -> u64 {
+        let ses = self.faults.ports.get("ses.SendEmail").cloned().unwrap_or_default();
+        ses.after + ses.timeout_with_effect
+    }
+
+    /// Writes of the tenant table that took effect and reported failure:
+    /// a mail's "sent" mark among them sends it again.
+    pub fn ambiguous_table_writes(&self) -> u64 {
+        let update = self.faults.ports.get("dynamodb.UpdateItem").cloned().unwrap_or_default();
+        update.after + update.timeout_with_effect
+    }
+}
+
+/// A seeded source of choices.
+struct Draw(u64);
+
+impl Draw {
+    fn below(&mut self, n: u64) -> u64 {
+        splitmix64(&mut self.0) % n.max(1)
+    }
+}
+
+/// A subscription change, weighted as the convergence property test weighs them.
+fn any_action(draw: &mut Draw) -> SubscriptionAction {
+    const PLANS: [&str; 3] = ["basic", "pro", "ultimate"];
+    let billing = [None, Some(BillingPeriod::Monthly), Some(BillingPeriod::Annual)];
+    match draw.below(12) {
+        0..=2 => SubscriptionAction::ChangePlan {
+            plan: PLANS[draw.below(3) as usize].to_owned(),
+            billing: billing[draw.below(3) as usize],
+            direction: None::<Direction>,
+        },
+        3 | 4 => SubscriptionAction::CardFails,
+        5 | 6 => SubscriptionAction::CardRecovers,
+        7 => SubscriptionAction::Unpaid,
+        8 => SubscriptionAction::Pause,
+        9 => SubscriptionAction::Resume,
+        10 => SubscriptionAction::Cancel,
+        _ => SubscriptionAction::TrialEnds(TrialOutcome::Pay),
+    }
+}
+
+/// Each event 1 to 3 times, shuffled.
+fn duplicated_and_shuffled(events: Vec<Value>, draw: &mut Draw) -> Vec<String> {
+    let mut deliveries = Vec::new();
+    for event in events {
+        let body = event.to_string();
+        for _ in 0..=draw.below(3) {
+            deliveries.push(body.clone());
+        }
+    }
+    shuffle(&mut deliveries, draw.below(u64::MAX));
+    deliveries
+}
+
+/// Resets moto's server: each run starts from an empty emulator.
+async fn reset_moto(endpoint: &str) -> Result<()> {
+    let url = format!("{}/moto-api/reset", endpoint.trim_end_matches('/'));
+    let request = http::Request::post(&url).body(http_body_util::Full::new(bytes::Bytes::new()))?;
+    let (status, _) = tenantctl::http_client::HttpClient::default().call(request).await?;
+    if !status.is_success() {
+        bail!("resetting moto at {url}: HTTP {status}");
+    }
+    Ok(())
+}
+
+/// Runs `plan` against moto's server at `moto`.
+pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
+    let started = Instant::now();
+    reset_moto(moto).await?;
+    let faults = Arc::new(FaultPlan::new(plan.rate, plan.seed)?.with_timeout_delay(STALL));
+    let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)), moto, faults.clone()).await?;
+    let env = |var: &str| match var {
+        "STRIPE_WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+        "STRIPE_MODE" => Some("test".to_owned()),
+        _ => None,
+    };
+    let options = ServerOptions {
+        local: LocalOptions { state: None, time_scale: plan.time_scale, definitions: None, executor: None },
+        emulator: Some(Emulator { endpoint: moto.to_owned(), via: Some(proxy.url()) }),
+        faults: None,
+    };
+    let server = build(SocketAddr::from(([127, 0, 0, 1], 0)), options, &env).await?;
+    let stack = server.stack.clone();
+    let calls = Arc::new(StripeCalls::default());
+    let app =
+        router(stack.clone()).layer(axum::middleware::from_fn_with_state(calls.clone(), count_stripe_calls));
+    let serving = tokio::spawn(async move { axum::serve(server.listener, app).await });
+    let dispatcher = stack.spawn_dispatcher();
+    let mut draw = Draw(plan.seed ^ 0x5EED);
+
+    let (paid, checkout_retries) = checkouts(&stack, plan).await?;
+    let events: Vec<Value> = paid.iter().flat_map(|(_, events)| events.iter().cloned()).collect();
+    let mut checkout_phase = Phase { events: events.len(), ..Phase::default() };
+    let first = Instant::now();
+    let deliveries = duplicated_and_shuffled(events, &mut draw);
+    checkout_phase.deliveries = deliveries.len();
+    checkout_phase.refused = deliver_all(&stack, deliveries, plan.concurrency).await?;
+    checkout_phase.settled = settle(&stack, plan.limit).await.then(|| first.elapsed());
+
+    let subscriptions: Vec<String> = paid.iter().take(plan.stories).map(|(sub, _)| sub.clone()).collect();
+    let (story_phase, refused_actions) = stories(&stack, &subscriptions, plan, &mut draw).await?;
+
+    let end = end_state(&stack, moto).await?;
+    let (stripe_reads, stripe_writes) = calls.totals();
+    let mut executions = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for (workflow, status, error) in
+        stack.workflows.each_execution(|e| (e.workflow.clone(), e.status, e.error.clone()))
+    {
+        *executions.entry((workflow, format!("{status:?}"))).or_default() += 1;
+        if status != RunStatus::Succeeded {
+            *errors.entry(error.unwrap_or_else(|| format!("{status:?}"))).or_default() += 1;
+        }
+    }
+    let outcome = Outcome {
+        plan: plan.clone(),
+        checkouts: checkout_phase,
+        stories: story_phase,
+        checkout_retries,
+        refused_actions,
+        end,
+        faults: proxy.report(),
+        stripe_reads,
+        stripe_writes,
+        stripe_peak_reads: calls.peak_reads_per_second(),
+        executions,
+        errors,
+        dead_letters: stack.dead_letters().len(),
+        elapsed: started.elapsed(),
+    };
+    dispatcher.abort();
+    serving.abort();
+    if let Some(platform) = server.platform {
+        platform.abort();
+    }
+    Ok(outcome)
+}
+
+/// Every customer checks out through the checkout API (which holds the name
+/// in the tenant table, through the proxy, and creates the session in the
+/// stand-in) and pays. Returns each subscription with the events paying
+/// made, and how many answers were 5xx and tried again.
+async fn checkouts(stack: &Arc<LocalStack>, plan: &Plan) -> Result<(Vec<(String, Vec<Value>)>, usize)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..plan.concurrency.max(1) {
+        let (stack, next, retries, count) = (stack.clone(), next.clone(), retries.clone(), plan.checkouts);
+        workers.push(tokio::spawn(async move {
+            let mut paid = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, anyhow::Error>(paid);
+                }
+                let session = check_out(&stack, i, &retries).await?;
+                let events = stack.stripe.pay(&session).map_err(|e| anyhow!("paying {session}: {e}"))?;
+                let subscription = events
+                    .iter()
+                    .find(|e| e["type"] == "checkout.session.completed")
+                    .and_then(|e| e["data"]["object"]["subscription"].as_str())
+                    .ok_or_else(|| anyhow!("paying {session} made no subscription"))?
+                    .to_owned();
+                paid.push((i, subscription, events));
+            }
+        }));
+    }
+    let mut paid = Vec::new();
+    for worker in workers {
+        paid.extend(worker.await??);
+    }
+    paid.sort_by_key(|(i, _, _)| *i);
+    Ok((paid.into_iter().map(|(_, sub, events)| (sub, events)).collect(), retries.load(Ordering::Relaxed)))
+}
+
+/// Customer `i`'s `POST /checkout`, tried again on 5xx as a browser would.
+async fn check_out(stack: &LocalStack, i: usize, retries: &AtomicUsize) -> Result<String> {
+    let signup = stack.signup.as_ref().context("the stack has no checkout API")?;
+    const PLANS: [(&str, &str); 4] =
+        [("basic", "monthly"), ("pro", "monthly"), ("pro", "annual"), ("ultimate", "monthly")];
+    let (plan, billing) = PLANS[i % PLANS.len()];
+    let body = json!({
+        "plan": plan,
+        "billing": billing,
+        "subdomain": format!("rel-{i:05}"),
+        "organization": format!("Reliability Customer {i}"),
+        "email": format!("owner{i}@rel{i}.example"),
+    })
+    .to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("origin", HeaderValue::from_static("http://localhost:3000"));
+    for _ in 0..50 {
+        let answer = signup.api.handle(&Method::POST, "/checkout", &headers, body.as_bytes()).await;
+        if answer.status.is_success() {
+            let created: Value = serde_json::from_str(&answer.body)?;
+            return created["id"]
+                .as_str()
+                .map(str::to_owned)
+                .context("POST /checkout answered without an id");
+        }
+        if !(answer.status.is_server_error() || answer.status.as_u16() == 429) {
+            bail!("POST /checkout for customer {i}: {} {}", answer.status, answer.body);
+        }
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("POST /checkout for customer {i} kept failing")
+}
+
+/// Delivers every body, `concurrency` at once; returns how many the webhook
+/// still refused after Stripe's retries.
+async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, concurrency: usize) -> Result<usize> {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (stack, deliveries, next) = (stack.clone(), deliveries.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let signup = stack.signup.as_ref().context("the stack has no local Stripe")?;
+            let mut refused = 0;
+            while let Some(body) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let (answer, _) = deliver_one(&stack, signup, body).await;
+                refused += usize::from(!answer.status.is_success());
+            }
+            Ok::<_, anyhow::Error>(refused)
+        }));
+    }
+    let mut refused = 0;
+    for worker in workers {
+        refused += worker.await??;
+    }
+    Ok(refused)
+}
+
+/// Until the queue is empty and no execution runs, twice in a row (a failed
+/// dispatch comes back after the visibility timeout).
+async fn settle(stack: &LocalStack, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut quiet = 0;
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if stack.wait_settled(left).await && stack.queue.is_idle() {
+            quiet += 1;
+            if quiet == 2 {
+                return true;
+            }
+        } else {
+            quiet = 0;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
+/// Each subscription's story: 1 to ROUNDS changes, one per round, all
+/// stories' changes of a round at once; the round's events (and those held
+/// back from the last) delivered duplicated and shuffled, a share held back
+/// to the next round; the next round starts while executions still run.
+async fn stories(
+    stack: &Arc<LocalStack>,
+    subscriptions: &[String],
+    plan: &Plan,
+    draw: &mut Draw,
+) -> Result<(Phase, usize)> {
+    let scripts: Vec<Vec<SubscriptionAction>> = subscriptions
+        .iter()
+        .map(|_| {
+            let length = 1 + draw.below(ROUNDS as u64) as usize;
+            (0..length).map(|_| any_action(draw)).collect()
+        })
+        .collect();
+    let mut phase = Phase::default();
+    let mut refused_actions = 0;
+    let mut held_back: Vec<String> = Vec::new();
+    let first = Instant::now();
+    for round in 0..ROUNDS {
+        let mut events = Vec::new();
+        for (subscription, script) in subscriptions.iter().zip(&scripts) {
+            let Some(action) = script.get(round) else { continue };
+            match stack.stripe.act(subscription, action) {
+                Ok(emitted) => events.extend(emitted),
+                Err(_) => refused_actions += 1,
+            }
+        }
+        phase.events += events.len();
+        let mut deliveries = duplicated_and_shuffled(events, draw);
+        deliveries.append(&mut held_back);
+        shuffle(&mut deliveries, draw.below(u64::MAX));
+        if round + 1 < ROUNDS {
+            let keep = deliveries.len() * (100 - HELD_BACK_PERCENT as usize) / 100;
+            held_back = deliveries.split_off(keep);
+        }
+        phase.deliveries += deliveries.len();
+        phase.refused += deliver_all(stack, deliveries, plan.concurrency).await?;
+        if round + 1 < ROUNDS {
+            tokio::time::sleep(ROUND_GAP).await;
+        }
+    }
+    phase.settled = settle(stack, plan.limit).await.then(|| first.elapsed());
+    Ok((phase, refused_actions))
+}
+
+/// What each tenant should have, by the names the emulator knows it by.
+struct Expected {
+    service: String,
+    target_group: String,
+    host: String,
+    run: RunState,
+}
+
+/// Reads the end state from the emulator directly (no proxy) and Stripe.
+async fn end_state(stack: &LocalStack, moto: &str) -> Result<EndState> {
+    let sdk = sdk_config(Some(moto)).await;
+    let resources = bootstrap(&sdk, &EmulatorNames::with_prefix("tenancy-local")?).await?;
+    let environment = resources.environment("unused");
+    let env = |var: &str| environment.get(var).cloned();
+    let store = aws::tenant_store(&sdk, &env)?;
+    let catalog = Catalog::embedded()?;
+    let tenants: HashMap<String, TenantRecord> = store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .filter_map(|t| Some((t.signup.as_ref()?.subscription.as_str().to_owned(), t)))
+        .collect();
+
+    let mut end = EndState::default();
+    let mut expected = Vec::new();
+    for subscription in stack.stripe.subscriptions() {
+        end.subscriptions += 1;
+        let id = SubscriptionId::parse(&subscription.id)?;
+        let snapshot = stack
+            .stripe
+            .subscription(&id)
+            .await?
+            .ok_or_else(|| anyhow!("the stand-in lost {}", subscription.id))?;
+        let desired = desired_from(&snapshot, &catalog)?;
+        match desired.run {
+            RunState::Running => end.running += 1,
+            RunState::Suspended => end.suspended += 1,
+            RunState::Cancelled => end.cancelled += 1,
+        }
+        let Some(tenant) = tenants.get(&subscription.id) else {
+            end.records_off += 1;
+            end.examples.push(format!("{}: no tenant", subscription.id));
+            continue;
+        };
+        let mut off = Vec::new();
+        if tenant.desired.as_ref() != Some(&desired) {
+            off.push("desired state".to_owned());
+        }
+        if tenant.status != desired.observed_status() {
+            off.push(format!("status {} (Stripe says {})", tenant.status, desired.observed_status()));
+        }
+        if tenant.reached_generation != tenant.generation {
+            off.push(format!("generation {} reached {}", tenant.generation, tenant.reached_generation));
+        }
+        if !tenant.outbox.is_empty() {
+            off.push(format!("{} mails unsent", tenant.outbox.len()));
+        }
+        if !off.is_empty() {
+            end.records_off += 1;
+            if end.examples.len() < 5 {
+                end.examples.push(format!("{} ({}): {}", tenant.id, subscription.id, off.join(", ")));
+            }
+        }
+        let names = TenantNames::of(&tenant.id);
+        let subdomain = tenant.signup.as_ref().map(|s| s.subdomain.as_str().to_owned()).unwrap_or_default();
+        expected.push(Expected {
+            service: names.service,
+            target_group: names.target_group,
+            host: format!("{subdomain}.{}", resources.domain),
+            run: desired.run,
+        });
+    }
+
+    let emulator =
+        Holdings::read(&sdk, &resources.cluster_arn, &resources.listener_arn, &resources.hosted_zone_id)
+            .await?;
+    let present = |e: &&Expected| e.run != RunState::Cancelled;
+    end.services = count(&expected, |e| &e.service, &emulator.services.keys().cloned().collect::<Vec<_>>());
+    end.wrong_desired_count = expected
+        .iter()
+        .filter(present)
+        .filter(|e| {
+            let want = i32::from(e.run == RunState::Running);
+            emulator.services.get(&e.service).is_some_and(|&count| count != want)
+        })
+        .count();
+    end.target_groups = count(&expected, |e| &e.target_group, &emulator.target_groups);
+    end.rules = count(&expected, |e| &e.host, &emulator.rule_hosts);
+    end.dns_records = count(&expected, |e| &e.host, &emulator.dns_names);
+    end.mails_sent = emulator_mails(moto).await?;
+    end.mails_meant = mails_marked_sent(&sdk, &resources.table).await?;
+    Ok(end)
+}
+
+/// Counts `found` names against the tenants that should have one.
+fn count(expected: &[Expected], name: impl Fn(&Expected) -> &String, found: &[String]) -> Counted {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for f in found {
+        *seen.entry(f.as_str()).or_default() += 1;
+    }
+    let mut counted = Counted::default();
+    let mut owned = HashSet::new();
+    for e in expected.iter().filter(|e| e.run != RunState::Cancelled) {
+        owned.insert(name(e).as_str());
+        match seen.get(name(e).as_str()).copied().unwrap_or(0) {
+            0 => counted.missing += 1,
+            1 => counted.exact += 1,
+            _ => counted.doubled += 1,
+        }
+    }
+    counted.orphans = found.iter().filter(|f| !owned.contains(f.as_str())).count();
+    counted
+}
+
+/// What the emulator holds, read with the SDK straight from moto.
+struct Holdings {
+    /// Active services by name, with their desired count.
+    services: BTreeMap<String, i32>,
+    target_groups: Vec<String>,
+    /// The host of each listener rule (the default rule has none).
+    rule_hosts: Vec<String>,
+    /// Alias records' names.
+    dns_names: Vec<String>,
+}
+
+impl Holdings {
+    async fn read(sdk: &SdkConfig, cluster: &str, listener: &str, zone: &str) -> Result<Holdings> {
+        let ecs = ecs::Client::new(sdk);
+        let elb = elbv2::Client::new(sdk);
+        let dns = route53::Client::new(sdk);
+        let mut services = BTreeMap::new();
+        let arns = ecs.list_services().cluster(cluster).send().await?.service_arns.unwrap_or_default();
+        for chunk in arns.chunks(10) {
+            let described =
+                ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await?;
+            for service in described.services.unwrap_or_default() {
+                if service.status.as_deref() == Some("ACTIVE") {
+                    services.insert(service.service_name.unwrap_or_default(), service.desired_count);
+                }
+            }
+        }
+        let mut target_groups = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = elb.describe_target_groups().set_marker(marker).send().await?;
+            target_groups
+                .extend(page.target_groups().iter().filter_map(|g| g.target_group_name().map(str::to_owned)));
+            marker = page.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let mut rule_hosts = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = elb.describe_rules().listener_arn(listener).set_marker(marker).send().await?;
+            for rule in page.rules() {
+                let hosts: Vec<&String> = rule
+                    .conditions()
+                    .iter()
+                    .flat_map(|c| {
+                        c.host_header_config()
+                            .map(|h| h.values())
+                            .unwrap_or_default()
+                            .iter()
+                            .chain(c.values())
+                    })
+                    .collect();
+                if let Some(host) = hosts.first() {
+                    rule_hosts.push((*host).clone());
+                }
+            }
+            marker = page.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let mut dns_names = Vec::new();
+        let mut start: Option<(String, route53::types::RrType)> = None;
+        loop {
+            let mut request = dns.list_resource_record_sets().hosted_zone_id(zone);
+            if let Some((name, kind)) = start.take() {
+                request = request.start_record_name(name).start_record_type(kind);
+            }
+            let page = request.send().await?;
+            dns_names.extend(
+                page.resource_record_sets()
+                    .iter()
+                    .filter(|set| set.alias_target().is_some())
+                    .map(|set| set.name().trim_end_matches('.').to_owned()),
+            );
+            if !page.is_truncated() {
+                break;
+            }
+            match (page.next_record_name(), page.next_record_type()) {
+                (Some(name), Some(kind)) => start = Some((name.to_owned(), kind.clone())),
+                _ => break,
+            }
+        }
+        Ok(Holdings { services, target_groups, rule_hosts, dns_names })
+    }
+}
+
+/// Mails SES (moto) accepted for this run's customers (`owner{i}@rel{i}.example`).
+async fn emulator_mails(moto: &str) -> Result<usize> {
+    let url = format!("{}/moto-api/data.json", moto.trim_end_matches('/'));
+    let (_, body) = tenantctl::http_client::HttpClient::default().get(&url).await?;
+    let data: Value = serde_json::from_slice(&body).context("moto's data.json")?;
+    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    Ok(messages
+        .iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|a| a.as_str().is_some_and(|a| a.ends_with(".example"))))
+        })
+        .count())
+}
+
+/// Mail reservations (`MAIL#` items) marked sent, by a Scan straight on moto.
+async fn mails_marked_sent(sdk: &SdkConfig, table: &str) -> Result<usize> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let mut sent = 0;
+    let mut start = None;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(table)
+            .filter_expression("kind = :mail AND attribute_exists(sent)")
+            .expression_attribute_values(":mail", AttributeValue::S("mail".into()))
+            .set_exclusive_start_key(start)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await?;
+        sent += usize::try_from(page.count()).unwrap_or_default();
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.0} %", rate * 100.0)
+}
+
+fn counted(c: &Counted) -> String {
+    format!("{} exact, {} missing, {} doubled, {} orphans", c.exact, c.missing, c.doubled, c.orphans)
+}
+
+/// The Markdown section, one column per run.
+pub fn section(runs: &[Outcome], command: &str) -> String {
+    let mut header = vec!["".to_owned()];
+    header.extend(runs.iter().map(|r| format!("{} faults", percent(r.plan.rate))));
+    let mut table = Table::new(header);
+    let mut row = |label: &str, cell: &dyn Fn(&Outcome) -> String| {
+        let mut cells = vec![label.to_owned()];
+        cells.extend(runs.iter().map(cell));
+        table.row(cells);
+    };
+    let settled =
+        |phase: &Phase| phase.settled.map_or("**did not settle**".to_owned(), |d| seconds(d.as_secs_f64()));
+    row("Checkouts (events, deliveries)", &|r| {
+        format!("{} ({} events, {} deliveries)", r.plan.checkouts, r.checkouts.events, r.checkouts.deliveries)
+    });
+    row("Stories (events, deliveries)", &|r| {
+        format!("{} ({} events, {} deliveries)", r.plan.stories, r.stories.events, r.stories.deliveries)
+    });
+    row("AWS calls through the proxy / failed", &|r| {
+        let t: FaultCounts = r.faults.total();
+        format!(
+            "{} / {} ({} before, {} after the effect, {} stalled)",
+            t.calls,
+            t.injected(),
+            t.before,
+            t.after,
+            t.timeout_with_effect + t.timeout_without_effect
+        )
+    });
+    row("Time to converge: checkouts", &|r| settled(&r.checkouts));
+    row("Time to converge: stories", &|r| settled(&r.stories));
+    row("Subscriptions: running / suspended / cancelled", &|r| {
+        format!("{} / {} / {}", r.end.running, r.end.suspended, r.end.cancelled)
+    });
+    row("**Tenants as Stripe says**", &|r| {
+        let ok = r.end.subscriptions - r.end.records_off;
+        format!("**{ok} of {}**", r.end.subscriptions)
+    });
+    row("ECS services", &|r| counted(&r.end.services));
+    row("Services at the wrong desired count", &|r| r.end.wrong_desired_count.to_string());
+    row("Target groups", &|r| counted(&r.end.target_groups));
+    row("Listener rules", &|r| counted(&r.end.rules));
+    row("DNS records", &|r| counted(&r.end.dns_records));
+    row("**Orphans** (target 0)", &|r| format!("**{}**", r.end.orphans()));
+    row("Mails sent / meant (extra)", &|r| {
+        format!("{} / {} ({})", r.end.mails_sent, r.end.mails_meant, r.end.extra_mails())
+    });
+    row("Ambiguous SES sends / table updates", &|r| {
+        format!("{} / {}", r.ambiguous_sends(), r.ambiguous_table_writes())
+    });
+    row("Stripe reads, writes; reads per event", &|r| {
+        let events = (r.checkouts.events + r.stories.events).max(1);
+        format!("{}, {}; {:.2}", r.stripe_reads, r.stripe_writes, r.stripe_reads as f64 / events as f64)
+    });
+    row("Stripe reads, peak per second (limit)", &|r| {
+        // The stand-in's key is a test key.
+        let limit = RateLimit::for_mode(StripeMode::Test).per_window();
+        format!("{} ({limit:.0}, test mode)", r.stripe_peak_reads)
+    });
+    row("Checkout API answers retried (5xx)", &|r| r.checkout_retries.to_string());
+    row("Story changes Stripe refused", &|r| r.refused_actions.to_string());
+    row("Deliveries refused after Stripe's retries", &|r| {
+        (r.checkouts.refused + r.stories.refused).to_string()
+    });
+    row("Dead letters", &|r| r.dead_letters.to_string());
+    row("Executions not SUCCEEDED (by error)", &|r| {
+        if r.errors.is_empty() {
+            "none".to_owned()
+        } else {
+            r.errors.iter().map(|(e, n)| format!("{e} ×{n}")).collect::<Vec<_>>().join(", ")
+        }
+    });
+    row("Run time", &|r| seconds(r.elapsed.as_secs_f64()));
+
+    let mut out = String::new();
+    out += "## 6. Reliability under injected AWS faults\n\n";
+    out += "Paid checkouts and subscription stories through the whole stack: the webhook,\n";
+    out += "the dispatcher, the state machine files in the local interpreter and the\n";
+    out += "steps, with the **AWS adapters on moto's server behind the fault proxy**\n";
+    out += "(`tenantctl fault-proxy`: a share of calls throttled before the effect, answered\n";
+    out += "500 after it, or stalled 6 s, past the SDK's 5 s attempt timeout, in equal\n";
+    out += "parts). Stripe is the local stand-in, read over HTTP through async-stripe.\n";
+    out += "Every event is delivered 1 to 3 times and all deliveries are shuffled; stories\n";
+    out += "(1 to 4 changes each: plan changes, failing and recovering cards, unpaid, pause,\n";
+    out += "resume, cancel) change Stripe in rounds 2 s apart while executions still run,\n";
+    out += "a fifth of each round's deliveries arriving a round late. The end state is read\n";
+    out += "from moto directly, not from our records, and compared with each subscription\n";
+    out += "as Stripe has it at the end.\n\n";
+    out += &format!("```\n{command}\n```\n\n");
+    out += &table.to_markdown();
+    out += "\n";
+    for run in runs {
+        if !run.end.examples.is_empty() {
+            out += &format!(
+                "Tenants off at {} faults (first {}): {}.\n\n",
+                percent(run.plan.rate),
+                run.end.examples.len(),
+                run.end.examples.join("; ")
+            );
+        }
+    }
+    out += "How to read it: *exact* counts tenants that should have the resource (Stripe\n";
+    out += "says running or suspended) and have exactly one; a cancelled tenant should have\n";
+    out += "none, so any left is an orphan. An extra mail is SES accepting a mail a step then\n";
+    out += "sent again: SES takes no idempotency key, so a send that took effect but\n";
+    out += "reported failure, or a failed write of the mail's sent mark, is retried; each\n";
+    out += "extra needs one of the ambiguous calls beside it. Stripe reads are the\n";
+    out += "subscription re-reads (one per provisioning and per applied event, and retries);\n";
+    out += "the peak is over any one-second window, against test mode's 25 reads/s that\n";
+    out += "the client's token bucket holds to. moto does not enforce the load balancer's\n";
+    out += "quotas (100 target groups per ALB): that wall is the scale issue's.\n";
+    out
+}
