@@ -68,6 +68,11 @@ pub struct Plan {
     pub seed: u64,
     /// Deliveries (and checkouts) in flight at once.
     pub concurrency: usize,
+    /// A delivery waits while this many executions run. moto's server
+    /// answers about a hundred calls a second on one core: with more
+    /// executions at once it, not the system, is what fails (its answers
+    /// pass the SDK's timeouts and health checks run out of time).
+    pub max_running: usize,
     /// The stack's time scale (Wait states, retry intervals).
     pub time_scale: f64,
     /// Give up waiting for a phase to settle after this long.
@@ -202,6 +207,8 @@ pub struct Outcome {
     pub executions: BTreeMap<(String, String), usize>,
     /// Failed executions by error name.
     pub errors: BTreeMap<String, usize>,
+    /// Task attempts that failed, by state and error, with one cause.
+    pub task_failures: BTreeMap<String, (usize, String)>,
     pub dead_letters: usize,
     pub elapsed: Duration,
 }
@@ -297,6 +304,7 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
         router(stack.clone()).layer(axum::middleware::from_fn_with_state(calls.clone(), count_stripe_calls));
     let serving = tokio::spawn(async move { axum::serve(server.listener, app).await });
     let dispatcher = stack.spawn_dispatcher();
+    let progress = tokio::spawn(report_progress(stack.clone(), faults.clone(), started));
     let mut draw = Draw(plan.seed ^ 0x5EED);
 
     let (paid, checkout_retries) = checkouts(&stack, plan).await?;
@@ -305,7 +313,7 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
     let first = Instant::now();
     let deliveries = duplicated_and_shuffled(events, &mut draw);
     checkout_phase.deliveries = deliveries.len();
-    checkout_phase.refused = deliver_all(&stack, deliveries, plan.concurrency).await?;
+    checkout_phase.refused = deliver_all(&stack, deliveries, plan).await?;
     checkout_phase.settled = settle(&stack, plan.limit).await.then(|| first.elapsed());
 
     let subscriptions: Vec<String> = paid.iter().take(plan.stories).map(|(sub, _)| sub.clone()).collect();
@@ -315,12 +323,26 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
     let (stripe_reads, stripe_writes) = calls.totals();
     let mut executions = BTreeMap::new();
     let mut errors = BTreeMap::new();
-    for (workflow, status, error) in
-        stack.workflows.each_execution(|e| (e.workflow.clone(), e.status, e.error.clone()))
-    {
+    let mut task_failures: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (workflow, status, error, failures) in stack.workflows.each_execution(|e| {
+        let failures: Vec<(String, String)> = e
+            .history
+            .iter()
+            .filter(|event| event.kind == "TaskFailed" || event.kind == "TaskTimedOut")
+            .map(|event| {
+                let state = event.state.clone().unwrap_or_default();
+                let error = event.detail["error"].as_str().unwrap_or(&event.kind).to_owned();
+                (format!("{state}: {error}"), event.detail["cause"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        (e.workflow.clone(), e.status, e.error.clone(), failures)
+    }) {
         *executions.entry((workflow, format!("{status:?}"))).or_default() += 1;
         if status != RunStatus::Succeeded {
             *errors.entry(error.unwrap_or_else(|| format!("{status:?}"))).or_default() += 1;
+        }
+        for (key, cause) in failures {
+            task_failures.entry(key).or_insert((0, cause)).0 += 1;
         }
     }
     let outcome = Outcome {
@@ -336,15 +358,33 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
         stripe_peak_reads: calls.peak_reads_per_second(),
         executions,
         errors,
+        task_failures,
         dead_letters: stack.dead_letters().len(),
         elapsed: started.elapsed(),
     };
+    progress.abort();
     dispatcher.abort();
     serving.abort();
     if let Some(platform) = server.platform {
         platform.abort();
     }
     Ok(outcome)
+}
+
+/// A line on stderr every 30 s, so a long run shows it is moving.
+async fn report_progress(stack: Arc<LocalStack>, faults: Arc<FaultPlan>, started: Instant) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let total = faults.report().total();
+        eprintln!(
+            "reliability: {:>5.0} s: {} executions, {} running; {} AWS calls, {} failed",
+            started.elapsed().as_secs_f64(),
+            stack.workflows.each_execution(|_| ()).len(),
+            stack.workflows.running(),
+            total.calls,
+            total.injected()
+        );
+    }
 }
 
 /// Every customer checks out through the checkout API (which holds the name
@@ -419,9 +459,11 @@ async fn check_out(stack: &LocalStack, i: usize, retries: &AtomicUsize) -> Resul
     bail!("POST /checkout for customer {i} kept failing")
 }
 
-/// Delivers every body, `concurrency` at once; returns how many the webhook
-/// still refused after Stripe's retries.
-async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, concurrency: usize) -> Result<usize> {
+/// Delivers every body, `concurrency` at once, each when fewer than
+/// `max_running` executions run; returns how many the webhook still refused
+/// after Stripe's retries.
+async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, plan: &Plan) -> Result<usize> {
+    let (concurrency, max_running) = (plan.concurrency, plan.max_running.max(1));
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -431,6 +473,10 @@ async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, concurren
             let signup = stack.signup.as_ref().context("the stack has no local Stripe")?;
             let mut refused = 0;
             while let Some(body) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) {
+                // Queued events become executions: count them too.
+                while stack.workflows.running() + stack.queue.len() >= max_running {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 let (answer, _) = deliver_one(&stack, signup, body).await;
                 refused += usize::from(!answer.status.is_success());
             }
@@ -503,7 +549,7 @@ async fn stories(
             held_back = deliveries.split_off(keep);
         }
         phase.deliveries += deliveries.len();
-        phase.refused += deliver_all(stack, deliveries, plan.concurrency).await?;
+        phase.refused += deliver_all(stack, deliveries, plan).await?;
         if round + 1 < ROUNDS {
             tokio::time::sleep(ROUND_GAP).await;
         }
@@ -848,7 +894,12 @@ pub fn section(runs: &[Outcome], command: &str) -> String {
     out += "Every event is delivered 1 to 3 times and all deliveries are shuffled; stories\n";
     out += "(1 to 4 changes each: plan changes, failing and recovering cards, unpaid, pause,\n";
     out += "resume, cancel) change Stripe in rounds 2 s apart while executions still run,\n";
-    out += "a fifth of each round's deliveries arriving a round late. The end state is read\n";
+    out += "a fifth of each round's deliveries arriving a round late. A delivery waits while\n";
+    out += &format!(
+        "{} executions run: moto's server answers about a hundred calls a second on one\n",
+        runs.first().map_or(0, |r| r.plan.max_running)
+    );
+    out += "core, and with more at once it, not the system, is what fails. The end state is read\n";
     out += "from moto directly, not from our records, and compared with each subscription\n";
     out += "as Stripe has it at the end.\n\n";
     out += &format!("```\n{command}\n```\n\n");
@@ -864,6 +915,20 @@ pub fn section(runs: &[Outcome], command: &str) -> String {
             );
         }
     }
+    for run in runs {
+        let mut failures: Vec<(&String, &(usize, String))> = run.task_failures.iter().collect();
+        failures.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+        let total: usize = failures.iter().map(|(_, (n, _))| n).sum();
+        out += &format!(
+            "Task attempts that failed at {} faults, each retried by its state's Retry: {total}; the most frequent:\n\n",
+            percent(run.plan.rate)
+        );
+        for (key, (n, cause)) in failures.iter().take(8) {
+            let cause: String = cause.chars().take(160).collect();
+            out += &format!("- {key} ×{n} (e.g. `{}`)\n", cause.replace('`', "'"));
+        }
+        out += "\n";
+    }
     out += "How to read it: *exact* counts tenants that should have the resource (Stripe\n";
     out += "says running or suspended) and have exactly one; a cancelled tenant should have\n";
     out += "none, so any left is an orphan. An extra mail is SES accepting a mail a step then\n";
@@ -875,4 +940,61 @@ pub fn section(runs: &[Outcome], command: &str) -> String {
     out += "the client's token bucket holds to. moto does not enforce the load balancer's\n";
     out += "quotas (100 target groups per ALB): that wall is the scale issue's.\n";
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(name: &str, run: RunState) -> Expected {
+        Expected { service: name.into(), target_group: name.into(), host: name.into(), run }
+    }
+
+    #[test]
+    fn resources_are_counted_against_what_stripe_says_each_tenant_should_have() {
+        let tenants = [
+            expected("a", RunState::Running),
+            expected("b", RunState::Suspended),
+            expected("c", RunState::Running),
+            expected("gone", RunState::Cancelled),
+        ];
+        let found: Vec<String> = ["a", "b", "b", "gone", "stray"].map(String::from).to_vec();
+        let counted = count(&tenants, |e| &e.service, &found);
+        // a exact; b twice; c missing; a cancelled tenant's and a stranger's are orphans.
+        assert_eq!(counted, Counted { exact: 1, missing: 1, doubled: 1, orphans: 2 });
+    }
+
+    #[test]
+    fn the_peak_is_the_most_reads_in_any_one_second_window() {
+        let calls = StripeCalls::default();
+        let start = Instant::now();
+        let at = |ms: u64| (start + Duration::from_millis(ms), true);
+        *calls.calls.lock().unwrap() = vec![at(0), at(100), at(900), at(1050), at(1100), at(1200), at(2500)];
+        calls.calls.lock().unwrap().push((start + Duration::from_millis(1150), false));
+        calls.calls.lock().unwrap().sort_by_key(|(t, _)| *t);
+        // 900, 1050, 1100 and 1200 fall within one second (as do 100 to
+        // 1100); the write among them does not count.
+        assert_eq!(calls.peak_reads_per_second(), 4);
+        assert_eq!(calls.totals(), (7, 1));
+    }
+
+    #[test]
+    fn each_event_is_delivered_one_to_three_times_in_a_replayable_order() {
+        let events: Vec<Value> = (0..50).map(|i| json!({ "id": format!("evt_{i}") })).collect();
+        let first = duplicated_and_shuffled(events.clone(), &mut Draw(7));
+        assert_eq!(
+            first,
+            duplicated_and_shuffled(events.clone(), &mut Draw(7)),
+            "the same seed, the same deliveries"
+        );
+        let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+        for body in &first {
+            *copies.entry(body.as_str()).or_default() += 1;
+        }
+        assert_eq!(copies.len(), 50, "every event is delivered");
+        assert!(copies.values().all(|n| (1..=3).contains(n)), "{copies:?}");
+        assert!(copies.values().any(|n| *n > 1), "some are duplicated");
+        let in_order: Vec<String> = events.iter().map(Value::to_string).collect();
+        assert_ne!(first.iter().take(10).collect::<Vec<_>>(), in_order.iter().take(10).collect::<Vec<_>>());
+    }
 }

@@ -9,8 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
-use tenancy::adapters::aws::sdk::{ecs, elbv2, route53};
-use tenancy::adapters::aws::{self, sdk_config};
+use tenancy::adapters::aws::sdk::dynamodb::config::retry::{RetryPartition, TokenBucket};
+use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, sesv2};
+use tenancy::adapters::aws::{
+    DynamoTenantStore, EcsTenantLauncher, LauncherConfig, Route53Dns, SesMailer, sdk_config,
+};
 use tenancy::clock::Clock;
 use tenancy::config::{self, ConfigError, TenantDomain, TenantSettings};
 use tenancy::steps::WorkflowSteps;
@@ -39,6 +42,9 @@ impl Emulator {
     }
 }
 
+/// The SDK retry quota of the steps' clients: 100 sandboxes' worth.
+const FLEET_RETRY_QUOTA: usize = 100 * 500;
+
 /// Bootstraps the emulator and builds the AWS adapters against it.
 pub async fn adapters(
     emulator: &Emulator,
@@ -62,11 +68,42 @@ pub async fn adapters(
         Some(via) => sdk_config(Some(via)).await,
         None => sdk.clone(),
     };
+    // One process runs every execution's steps here, where AWS runs them in
+    // as many Lambda sandboxes, each client with its own SDK retry quota
+    // (500 tokens). Shared by a burst's executions, one quota runs dry and
+    // their calls stop being retried, which no deployed function sees; so
+    // the steps' clients share a quota the size of a fleet's.
+    let partition = RetryPartition::custom("tenancy-local-steps")
+        .token_bucket(TokenBucket::new(FLEET_RETRY_QUOTA))
+        .build();
     let steps = WorkflowSteps {
-        store: Arc::new(aws::tenant_store(&steps_sdk, &env)?),
-        launcher: Arc::new(aws::tenant_launcher(&steps_sdk, &env)?),
-        dns: Arc::new(aws::dns_publisher(&steps_sdk, &env)?),
-        mailer: Arc::new(aws::mailer(&steps_sdk, &env)?),
+        store: Arc::new(DynamoTenantStore::from_lookup(
+            dynamodb::Client::from_conf(
+                dynamodb::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
+            ),
+            &env,
+        )?),
+        launcher: Arc::new(EcsTenantLauncher::new(
+            ecs::Client::from_conf(
+                ecs::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
+            ),
+            elbv2::Client::from_conf(
+                elbv2::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
+            ),
+            LauncherConfig::from_lookup(&env)?,
+        )),
+        dns: Arc::new(Route53Dns::from_lookup(
+            route53::Client::from_conf(
+                route53::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
+            ),
+            &env,
+        )?),
+        mailer: Arc::new(SesMailer::from_lookup(
+            sesv2::Client::from_conf(
+                sesv2::config::Builder::from(&steps_sdk).retry_partition(partition).build(),
+            ),
+            &env,
+        )?),
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
         stripe: stripe.clone(),

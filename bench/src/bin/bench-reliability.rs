@@ -27,6 +27,9 @@ struct Args {
     seed: u64,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// A delivery waits while this many executions run (moto's capacity).
+    #[arg(long, default_value_t = 48)]
+    max_running: usize,
     #[arg(long, default_value_t = 0.01)]
     time_scale: f64,
     /// Give up waiting for a phase to settle after this many seconds.
@@ -48,6 +51,7 @@ async fn main() -> Result<()> {
             rate: *rate,
             seed: args.seed,
             concurrency: args.concurrency,
+            max_running: args.max_running,
             time_scale: args.time_scale,
             limit: Duration::from_secs(args.limit_seconds),
         };
@@ -64,12 +68,13 @@ async fn main() -> Result<()> {
     }
     let rates: Vec<String> = args.rates.iter().map(f64::to_string).collect();
     let command = format!(
-        "bench-reliability --checkouts {} --stories {} --rates {} --seed {} --concurrency {} --time-scale {}",
+        "bench-reliability --checkouts {} --stories {} --rates {} --seed {} --concurrency {} --max-running {} --time-scale {}",
         args.checkouts,
         args.stories,
         rates.join(","),
         args.seed,
         args.concurrency,
+        args.max_running,
         args.time_scale
     );
     write_section(&args.out, &section(&runs, &command))?;
