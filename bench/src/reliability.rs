@@ -917,7 +917,7 @@ pub fn section(runs: &[Outcome], command: &str) -> String {
     }
     for run in runs {
         let mut failures: Vec<(&String, &(usize, String))> = run.task_failures.iter().collect();
-        failures.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+        failures.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
         let total: usize = failures.iter().map(|(_, (n, _))| n).sum();
         out += &format!(
             "Task attempts that failed at {} faults, each retried by its state's Retry: {total}; the most frequent:\n\n",
