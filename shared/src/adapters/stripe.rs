@@ -4,6 +4,7 @@
 pub mod api;
 pub mod limit;
 pub mod subscription;
+pub mod transport;
 
 pub use api::{BILLING_PORTAL_RETURN_URL, STRIPE_API_BASE, StripeApi};
 pub use limit::{RateLimit, RetryPolicy};

@@ -14,16 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
-use stripe_client_core::{RequestBuilder, StripeMethod};
+use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod, StripeRequest};
 
 use super::limit::{Jitter, RandomJitter, RateLimit, RetryPolicy, TokenBucket};
 use super::subscription::snapshot_from_wire;
+use super::transport::{StripeCallError, StripeHttp};
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
@@ -49,7 +49,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 
 /// The Stripe API client, holding the stage's key.
 pub struct StripeApi {
-    client: Client,
+    client: StripeHttp,
     key: StripeSecretKey,
     api_base: String,
     portal_return_url: String,
@@ -91,14 +91,10 @@ impl StripeApi {
         };
         let portal_return_url = parse_return_url(portal_return_url)
             .map_err(|reason| ConfigError::Invalid { var: BILLING_PORTAL_RETURN_URL, reason })?;
-        // async-stripe appends `v1/…` to the base as it is: it must end in `/`.
-        let client = ClientBuilder::new(key.expose())
-            .url(format!("{api_base}/"))
-            .app_info("tenancy", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
-            .timeout(DEFAULT_TIMEOUT)
-            .build()
-            // The key is ASCII by construction, so this is the base URL.
-            .map_err(|e| ConfigError::Invalid { var: STRIPE_API_BASE, reason: one_line(&e.to_string()) })?;
+        let user_agent = format!("Stripe/v1 RustBindings tenancy/{}", env!("CARGO_PKG_VERSION"));
+        // The key is ASCII by construction, so this is the user agent.
+        let client = StripeHttp::new(key.expose(), &api_base, &user_agent)
+            .map_err(|reason| ConfigError::Invalid { var: STRIPE_API_BASE, reason: one_line(&reason) })?;
         let limit = RateLimit::for_mode(key.mode());
         Ok(StripeApi {
             client,
@@ -183,13 +179,13 @@ impl StripeApi {
         &self.portal_return_url
     }
 
-    fn error(&self, err: StripeError) -> StripeApiError {
+    fn error(&self, err: StripeCallError) -> StripeApiError {
         map_error(err, &self.key, self.timeout)
     }
 
     /// A read, answered as JSON whatever the API version, retried while
     /// Stripe says to slow down and the retry policy allows.
-    async fn read_json(&self, request: &ReadJson) -> Result<serde_json::Value, StripeError> {
+    async fn read_json(&self, request: &ReadJson) -> Result<serde_json::Value, StripeCallError> {
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
@@ -200,7 +196,7 @@ impl StripeApi {
                     // miniserde's value back to text, then to serde_json: the
                     // answer is small and this keeps one JSON model in our code.
                     return serde_json::from_str(&miniserde::json::to_string(&answer))
-                        .map_err(|e| StripeError::JSONDeserialize(e.to_string()));
+                        .map_err(|e| StripeCallError::Unreadable(e.to_string()));
                 }
                 Err(error) => error,
             };
@@ -235,18 +231,17 @@ impl StripeRequest for ReadJson {
 
 /// Stripe asks the caller to slow down: a rate limit (429) or an object
 /// locked by a concurrent request (`lock_timeout`).
-fn is_throttled(error: &StripeError) -> bool {
+fn is_throttled(error: &StripeCallError) -> bool {
     match error {
-        StripeError::Stripe(api, status) => {
-            *status == 429 || api.code.as_ref().is_some_and(|c| c.as_str() == "lock_timeout")
+        StripeCallError::Status { status, code, .. } => {
+            *status == 429 || code.as_deref() == Some("lock_timeout")
         }
         _ => false,
     }
 }
 
-fn is_missing(error: &StripeError) -> bool {
-    matches!(error, StripeError::Stripe(api, 404)
-        if api.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing"))
+fn is_missing(error: &StripeCallError) -> bool {
+    matches!(error, StripeCallError::Status { status: 404, code: Some(code), .. } if code == "resource_missing")
 }
 
 #[async_trait]
@@ -362,39 +357,43 @@ struct CallFailed(String);
 /// idempotency key), 429 and 5xx are worth retrying; 401/403 are the key's
 /// fault; any other 4xx is Stripe refusing this request, with its code and
 /// message (one line, never the key).
-fn map_error(err: StripeError, key: &StripeSecretKey, timeout: Duration) -> StripeApiError {
+fn map_error(err: StripeCallError, key: &StripeSecretKey, timeout: Duration) -> StripeApiError {
     let unavailable = |why: String| StripeApiError::Unavailable(Box::new(CallFailed(why)));
     match err {
-        StripeError::Stripe(api, status) => {
-            let message = api.message.as_deref().map(|m| scrub(m, key));
-            let code = api.code.as_ref().map(|c| c.as_str().to_owned());
+        StripeCallError::Status { status, kind, code, message } => {
+            let message = message.as_deref().map(|m| scrub(m, key));
             match status {
                 401 | 403 => StripeApiError::Unauthorized { status },
                 409 | 429 | 500..=599 => {
                     let what =
                         [code.as_deref(), message.as_deref()].into_iter().flatten().collect::<Vec<_>>();
-                    unavailable(format!("HTTP {status} from Stripe: {}", what.join(": ")))
+                    unavailable(
+                        format!("HTTP {status} from Stripe: {}", what.join(": "))
+                            .trim_end_matches(": ")
+                            .to_owned(),
+                    )
+                }
+                // A 4xx that is not Stripe's error envelope (a proxy's page) says nothing of the request.
+                400..=499 if kind.is_none() && code.is_none() && message.is_none() => {
+                    unavailable(format!("HTTP {status} from something other than Stripe's API"))
                 }
                 400..=499 => StripeApiError::Rejected {
                     status,
                     code,
-                    message: message.unwrap_or_else(|| api.type_.as_str().to_owned()),
+                    message: message.or(kind).unwrap_or_else(|| format!("HTTP {status}")),
                 },
                 _ => unavailable(format!("unexpected HTTP {status} from Stripe")),
             }
         }
-        StripeError::Timeout => {
+        StripeCallError::Timeout => {
             unavailable(format!("no answer from Stripe within {} ms", timeout.as_millis()))
         }
-        StripeError::ClientError(reason) => {
+        StripeCallError::Transport(reason) => {
             unavailable(format!("cannot reach Stripe: {}", scrub(&reason, key)))
         }
-        // Also what async-stripe reports for an error status whose body is
-        // not a Stripe error (a proxy's HTML 502, say): the status is lost.
-        StripeError::JSONDeserialize(reason) => {
+        StripeCallError::Unreadable(reason) => {
             unavailable(format!("unreadable answer from Stripe: {}", scrub(&reason, key)))
         }
-        StripeError::ConfigError(reason) => unavailable(format!("Stripe client: {}", scrub(&reason, key))),
     }
 }
 
@@ -570,7 +569,7 @@ mod tests {
         assert_eq!(scrubbed, "bad key *** second line");
         let long = "x".repeat(1000);
         assert_eq!(one_line(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
-        let timeout = map_error(StripeError::Timeout, &key, Duration::from_millis(1500));
+        let timeout = map_error(StripeCallError::Timeout, &key, Duration::from_millis(1500));
         assert!(matches!(timeout, StripeApiError::Unavailable(ref e) if e.to_string().contains("1500 ms")));
     }
 }
