@@ -28,9 +28,12 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// A delivery waits while this many executions run (moto's capacity).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 150)]
     max_running: usize,
-    #[arg(long, default_value_t = 0.01)]
+    /// The stack's time scale. Stalls, the SDK's timeouts and the emulator's
+    /// latency are real time: a tenth keeps retry and health-check windows
+    /// in proportion to them.
+    #[arg(long, default_value_t = 0.1)]
     time_scale: f64,
     /// Give up waiting for a phase to settle after this many seconds.
     #[arg(long, default_value_t = 3600)]
