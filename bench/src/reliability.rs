@@ -385,6 +385,25 @@ async fn report_progress(stack: Arc<LocalStack>, faults: Arc<FaultPlan>, started
             total.calls,
             total.injected()
         );
+        // Where the executions at work are, the most crowded states first.
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        for state in stack.workflows.each_execution(|e| {
+            (e.status == RunStatus::Running).then(|| {
+                let last = e.history.last();
+                let state = last.and_then(|l| l.state.clone()).unwrap_or_default();
+                let error =
+                    last.and_then(|l| l.detail["error"].as_str().map(str::to_owned)).unwrap_or_default();
+                format!("{state} {} {error}", last.map(|l| l.kind.as_str()).unwrap_or_default())
+            })
+        }) {
+            if let Some(state) = state {
+                *states.entry(state).or_default() += 1;
+            }
+        }
+        let mut crowded: Vec<(String, usize)> = states.into_iter().collect();
+        crowded.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let top: Vec<String> = crowded.iter().take(5).map(|(s, n)| format!("{s}: {n}")).collect();
+        eprintln!("reliability:          {}", top.join("; "));
     }
 }
 
@@ -485,18 +504,33 @@ fn busy(stack: &LocalStack) -> usize {
 /// webhook still refused after Stripe's retries.
 async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, plan: &Plan) -> Result<usize> {
     let (concurrency, max_running) = (plan.concurrency, plan.max_running.max(1));
+    // One task counts what is at work (a scan of every execution) a few
+    // times a second; the senders read the count.
+    let at_work = Arc::new(AtomicUsize::new(busy(stack)));
+    let counter = {
+        let (stack, at_work) = (stack.clone(), at_work.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                at_work.store(busy(&stack), Ordering::Relaxed);
+            }
+        })
+    };
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (stack, deliveries, next) = (stack.clone(), deliveries.clone(), next.clone());
+        let (stack, deliveries, next, at_work) =
+            (stack.clone(), deliveries.clone(), next.clone(), at_work.clone());
         workers.push(tokio::spawn(async move {
             let signup = stack.signup.as_ref().context("the stack has no local Stripe")?;
             let mut refused = 0;
             while let Some(body) = deliveries.get(next.fetch_add(1, Ordering::Relaxed)) {
-                while busy(&stack) >= max_running {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                while at_work.load(Ordering::Relaxed) >= max_running {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                // Counted until the next scan sees the execution it starts.
+                at_work.fetch_add(1, Ordering::Relaxed);
                 let (answer, _) = deliver_one(&stack, signup, body).await;
                 refused += usize::from(!answer.status.is_success());
             }
@@ -507,6 +541,7 @@ async fn deliver_all(stack: &Arc<LocalStack>, deliveries: Vec<String>, plan: &Pl
     for worker in workers {
         refused += worker.await??;
     }
+    counter.abort();
     Ok(refused)
 }
 

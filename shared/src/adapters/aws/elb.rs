@@ -47,10 +47,21 @@ fn forwards_to(rule: &Rule, target_group_arn: &str) -> bool {
     })
 }
 
-/// The lowest priority no rule of the listener uses.
-fn lowest_free_priority(rules: &[Rule]) -> Option<u32> {
+/// A priority for the tenant's rule that no rule of the listener uses: one
+/// derived from the tenant id, or the next free one after it. Launches that
+/// run together start from different places, so they rarely pick the same
+/// (picking the lowest free one, every launch of a burst picked the same and
+/// only one won each round). Host-header rules of different hosts never
+/// overlap, so their order does not matter.
+fn free_priority_for(tenant: &TenantId, rules: &[Rule]) -> Option<u32> {
     let used: BTreeSet<u32> = rules.iter().filter_map(|r| r.priority()?.parse().ok()).collect();
-    (1..=MAX_PRIORITY).find(|p| !used.contains(p))
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = tenant
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let start = u32::try_from(hash % u64::from(MAX_PRIORITY)).unwrap_or(0);
+    (0..MAX_PRIORITY).map(|step| (start + step) % MAX_PRIORITY + 1).find(|p| !used.contains(p))
 }
 
 /// Judges the ALB's view: healthy once any target passes its health check.
@@ -179,7 +190,7 @@ impl TenantRouting<'_> {
                     .map(str::to_owned)
                     .ok_or_else(|| LauncherError::Unavailable(unexpected("listener rule without an ARN")));
             }
-            let priority = lowest_free_priority(&rules)
+            let priority = free_priority_for(tenant, &rules)
                 .ok_or_else(|| LauncherError::Rejected("the listener has no free rule priority".into()))?;
             let condition = RuleCondition::builder()
                 .field("host-header")
@@ -272,10 +283,31 @@ impl TenantRouting<'_> {
 mod tests {
     use super::*;
 
+    fn tenant(n: u32) -> TenantId {
+        TenantId::parse(&format!("tnt_{n:020x}")).expect("a tenant id")
+    }
+
     #[test]
-    fn free_priorities_fill_gaps() {
-        let rule = |p: &str| Rule::builder().priority(p).build();
-        assert_eq!(lowest_free_priority(&[rule("default")]), Some(1));
-        assert_eq!(lowest_free_priority(&[rule("1"), rule("2"), rule("4"), rule("default")]), Some(3));
+    fn each_tenant_has_its_own_starting_priority_and_probes_past_taken_ones() {
+        let rule = |p: u32| Rule::builder().priority(p.to_string()).build();
+        let first = free_priority_for(&tenant(1), &[]).expect("a free priority");
+        assert!((1..=MAX_PRIORITY).contains(&first));
+        assert_eq!(free_priority_for(&tenant(1), &[]), Some(first), "the same tenant, the same start");
+        // Taken: the next one, wrapping from 50000 to 1.
+        let next = if first == MAX_PRIORITY { 1 } else { first + 1 };
+        assert_eq!(
+            free_priority_for(&tenant(1), &[rule(first), Rule::builder().priority("default").build()]),
+            Some(next)
+        );
+        // A burst of 1,000 launches on an empty listener: almost all start apart.
+        let starts: BTreeSet<u32> = (0..1000).filter_map(|n| free_priority_for(&tenant(n), &[])).collect();
+        assert!(starts.len() > 980, "{} distinct of 1000", starts.len());
+    }
+
+    #[test]
+    fn a_full_listener_has_no_priority_to_give() {
+        let all: Vec<Rule> =
+            (1..=MAX_PRIORITY).map(|p| Rule::builder().priority(p.to_string()).build()).collect();
+        assert_eq!(free_priority_for(&tenant(7), &all), None);
     }
 }
