@@ -387,7 +387,7 @@ async fn report_progress(stack: Arc<LocalStack>, faults: Arc<FaultPlan>, started
         );
         // Where the executions at work are, the most crowded states first.
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
-        for state in stack.workflows.each_execution(|e| {
+        let running = stack.workflows.each_execution(|e| {
             (e.status == RunStatus::Running).then(|| {
                 let last = e.history.last();
                 let state = last.and_then(|l| l.state.clone()).unwrap_or_default();
@@ -395,10 +395,9 @@ async fn report_progress(stack: Arc<LocalStack>, faults: Arc<FaultPlan>, started
                     last.and_then(|l| l.detail["error"].as_str().map(str::to_owned)).unwrap_or_default();
                 format!("{state} {} {error}", last.map(|l| l.kind.as_str()).unwrap_or_default())
             })
-        }) {
-            if let Some(state) = state {
-                *states.entry(state).or_default() += 1;
-            }
+        });
+        for state in running.into_iter().flatten() {
+            *states.entry(state).or_default() += 1;
         }
         let mut crowded: Vec<(String, usize)> = states.into_iter().collect();
         crowded.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
