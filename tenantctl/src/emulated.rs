@@ -156,31 +156,47 @@ async fn start_pending_tasks(
             ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await?;
         for service in described.services.unwrap_or_default() {
             let arn = service.service_arn.clone().unwrap_or_default();
-            if service.status.as_deref() != Some("ACTIVE") {
-                continue;
+            // One service that cannot be started (its target group deleted
+            // by a compensation under way, say) must not hold up the rest.
+            match start_service(ecs, elb, cluster, service).await {
+                Ok(true) => {
+                    started.insert(arn);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(
+                    service = %arn,
+                    error = %tenancy::telemetry::error_chain(error.as_ref()),
+                    "emulated ECS could not start the task"
+                ),
             }
-            if service.running_count >= service.desired_count {
-                started.insert(arn);
-                continue;
-            }
-            let name = service.service_name.clone().unwrap_or_default();
-            ecs.update_service()
-                .cluster(cluster)
-                .service(&name)
-                .desired_count(service.desired_count)
-                .send()
-                .await?;
-            for balancer in service.load_balancers.unwrap_or_default() {
-                let Some(group) = balancer.target_group_arn else { continue };
-                let port = balancer.container_port.unwrap_or(8080);
-                let target = elbv2::types::TargetDescription::builder().id("10.0.1.10").port(port).build();
-                elb.register_targets().target_group_arn(group).targets(target).send().await?;
-            }
-            started.insert(arn);
-            tracing::info!(service = %name, "emulated ECS started the task and registered its target");
         }
     }
     Ok(())
+}
+
+/// Starts the service's task if it is pending; whether it now runs as desired.
+async fn start_service(
+    ecs: &ecs::Client,
+    elb: &elbv2::Client,
+    cluster: &str,
+    service: ecs::types::Service,
+) -> Result<bool, tenancy::ports::BoxError> {
+    if service.status.as_deref() != Some("ACTIVE") {
+        return Ok(false);
+    }
+    if service.running_count >= service.desired_count {
+        return Ok(true);
+    }
+    let name = service.service_name.clone().unwrap_or_default();
+    ecs.update_service().cluster(cluster).service(&name).desired_count(service.desired_count).send().await?;
+    for balancer in service.load_balancers.unwrap_or_default() {
+        let Some(group) = balancer.target_group_arn else { continue };
+        let port = balancer.container_port.unwrap_or(8080);
+        let target = elbv2::types::TargetDescription::builder().id("10.0.1.10").port(port).build();
+        elb.register_targets().target_group_arn(group).targets(target).send().await?;
+    }
+    tracing::info!(service = %name, "emulated ECS started the task and registered its target");
+    Ok(true)
 }
 
 struct EmulatorInspect {
