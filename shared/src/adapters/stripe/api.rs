@@ -185,19 +185,14 @@ impl StripeApi {
 
     /// A read, answered as JSON whatever the API version, retried while
     /// Stripe says to slow down and the retry policy allows.
-    async fn read_json(&self, request: &ReadJson) -> Result<serde_json::Value, StripeCallError> {
+    async fn read_json(&self, request: &AsJson) -> Result<serde_json::Value, StripeCallError> {
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
             self.reads.acquire().await;
             attempt += 1;
             let error = match request.customize().timeout(self.timeout).send(&self.client).await {
-                Ok(answer) => {
-                    // miniserde's value back to text, then to serde_json: the
-                    // answer is small and this keeps one JSON model in our code.
-                    return serde_json::from_str(&miniserde::json::to_string(&answer))
-                        .map_err(|e| StripeCallError::Unreadable(e.to_string()));
-                }
+                Ok(answer) => return to_serde(&answer),
                 Err(error) => error,
             };
             if !is_throttled(&error) {
@@ -212,21 +207,56 @@ impl StripeApi {
     }
 }
 
-/// A GET answered as JSON (no generated resource type: those follow one API
-/// version, and each enables a module of async-stripe).
-struct ReadJson {
+/// A request answered as JSON. Reads name no generated resource type
+/// (those follow one API version, and each enables a module of
+/// async-stripe); writes are encoded by async-stripe's request types, but
+/// their answers, of which an id and a URL are used, are not read into its
+/// generated objects (a Checkout Session's deserializer alone is hundreds of
+/// KiB in the function's zip).
+struct AsJson {
+    method: StripeMethod,
     path: String,
     query: Option<String>,
+    body: Option<String>,
 }
 
-impl StripeRequest for ReadJson {
+impl AsJson {
+    fn get(path: String, query: &str) -> Self {
+        AsJson { method: StripeMethod::Get, path, query: Some(query.to_owned()), body: None }
+    }
+
+    /// What async-stripe's `request` sends.
+    fn encoded(request: &impl StripeRequest) -> Self {
+        let built = request.build();
+        AsJson { method: built.method, path: built.path, query: built.query, body: built.body }
+    }
+}
+
+impl StripeRequest for AsJson {
     type Output = miniserde::json::Value;
 
     fn build(&self) -> RequestBuilder {
-        let mut builder = RequestBuilder::new(StripeMethod::Get, self.path.clone());
+        let mut builder = RequestBuilder::new(self.method, self.path.clone());
         builder.query = self.query.clone();
+        builder.body = self.body.clone();
         builder
     }
+}
+
+/// miniserde's value back to text, then to serde_json: answers are small
+/// and this keeps one JSON model in our code.
+fn to_serde(answer: &miniserde::json::Value) -> Result<serde_json::Value, StripeCallError> {
+    serde_json::from_str(&miniserde::json::to_string(answer))
+        .map_err(|e| StripeCallError::Unreadable(e.to_string()))
+}
+
+/// A string field of an answer, or why it is not there.
+fn answer_field(answer: &serde_json::Value, field: &str, what: &str) -> Result<String, StripeApiError> {
+    answer.get(field).and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| {
+        StripeApiError::Unavailable(Box::new(CallFailed(format!(
+            "Stripe answered a {what} without `{field}`"
+        ))))
+    })
 }
 
 /// Stripe asks the caller to slow down: a rate limit (429) or an object
@@ -252,10 +282,7 @@ impl SubscriptionSource for StripeApi {
     ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
         // The items' prices come whole without asking (a subscription item's
         // `price` is not an expandable field); the latest invoice must be expanded.
-        let request = ReadJson {
-            path: format!("/subscriptions/{id}"),
-            query: Some("expand[0]=latest_invoice".to_owned()),
-        };
+        let request = AsJson::get(format!("/subscriptions/{id}"), "expand[0]=latest_invoice");
         let answer = match self.read_json(&request).await {
             Ok(answer) => answer,
             Err(error) if is_missing(&error) => return Ok(None),
@@ -300,17 +327,18 @@ impl StripeGateway for StripeApi {
             create = create.expires_at(expires_at);
         }
         self.writes.acquire().await;
-        let session = create
+        let session = AsJson::encoded(&create)
             .customize()
             .request_strategy(RequestStrategy::Idempotent(idempotency_key))
             .timeout(self.timeout)
             .send(&self.client)
             .await
+            .and_then(|answer| to_serde(&answer))
             .map_err(|e| self.error(e))?;
-        let id = session.id.as_str().to_owned();
-        match session.url {
-            Some(url) => Ok(CreatedSession { id, url }),
-            None => Err(StripeApiError::Unavailable(
+        let id = answer_field(&session, "id", "Checkout Session")?;
+        match answer_field(&session, "url", "Checkout Session") {
+            Ok(url) => Ok(CreatedSession { id, url }),
+            Err(_) => Err(StripeApiError::Unavailable(
                 format!("Stripe answered with session {id} but no url").into(),
             )),
         }
@@ -322,15 +350,15 @@ impl StripeGateway for StripeApi {
         return_url: &str,
     ) -> Result<String, StripeApiError> {
         self.writes.acquire().await;
-        let session = CreateBillingPortalSession::new()
-            .customer(customer.as_str())
-            .return_url(return_url)
+        let create = CreateBillingPortalSession::new().customer(customer.as_str()).return_url(return_url);
+        let session = AsJson::encoded(&create)
             .customize()
             .timeout(self.timeout)
             .send(&self.client)
             .await
+            .and_then(|answer| to_serde(&answer))
             .map_err(|e| self.error(e))?;
-        Ok(session.url)
+        answer_field(&session, "url", "billing portal session")
     }
 }
 
