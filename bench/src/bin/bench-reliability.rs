@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// A delivery waits while this many executions run (moto's capacity).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 48)]
     max_running: usize,
     /// The stack's time scale. Stalls, the SDK's timeouts and the emulator's
     /// latency are real time: a tenth keeps retry and health-check windows
