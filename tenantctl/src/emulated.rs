@@ -76,34 +76,23 @@ pub async fn adapters(
     let partition = RetryPartition::custom("tenancy-local-steps")
         .token_bucket(TokenBucket::new(FLEET_RETRY_QUOTA))
         .build();
+    // Each service's client, from the same configuration, sharing that quota.
+    macro_rules! client {
+        ($service:ident) => {
+            $service::Client::from_conf(
+                $service::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
+            )
+        };
+    }
     let steps = WorkflowSteps {
-        store: Arc::new(DynamoTenantStore::from_lookup(
-            dynamodb::Client::from_conf(
-                dynamodb::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
-            ),
-            &env,
-        )?),
+        store: Arc::new(DynamoTenantStore::from_lookup(client!(dynamodb), &env)?),
         launcher: Arc::new(EcsTenantLauncher::new(
-            ecs::Client::from_conf(
-                ecs::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
-            ),
-            elbv2::Client::from_conf(
-                elbv2::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
-            ),
+            client!(ecs),
+            client!(elbv2),
             LauncherConfig::from_lookup(&env)?,
         )),
-        dns: Arc::new(Route53Dns::from_lookup(
-            route53::Client::from_conf(
-                route53::config::Builder::from(&steps_sdk).retry_partition(partition.clone()).build(),
-            ),
-            &env,
-        )?),
-        mailer: Arc::new(SesMailer::from_lookup(
-            sesv2::Client::from_conf(
-                sesv2::config::Builder::from(&steps_sdk).retry_partition(partition).build(),
-            ),
-            &env,
-        )?),
+        dns: Arc::new(Route53Dns::from_lookup(client!(route53), &env)?),
+        mailer: Arc::new(SesMailer::from_lookup(client!(sesv2), &env)?),
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
         stripe: stripe.clone(),
