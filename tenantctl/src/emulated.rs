@@ -96,6 +96,7 @@ pub async fn adapters(
         // Stripe is not emulated: portal links point at the local server.
         billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
         stripe: stripe.clone(),
+        money_back: stripe.clone(),
         clock,
         settings,
         catalog: config.catalog,

@@ -170,6 +170,7 @@ impl Adapters {
             mailer: outbox.clone(),
             billing: Arc::new(LocalBillingPortal::new(portal_base)),
             stripe: stripe.clone(),
+            money_back: stripe.clone(),
             clock,
             settings: config.settings,
             catalog: config.catalog,
@@ -379,8 +380,14 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/local/stripe/subscriptions/{id}/{action}", post(stripe_standin::act))
         .route("/v1/checkout/sessions", post(stripe_api_checkout_session))
         .route("/v1/billing_portal/sessions", post(stripe_api_portal_session))
-        .route("/v1/subscriptions/{id}", get(stripe_standin::get_subscription))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(stripe_standin::get_subscription).delete(stripe_standin::cancel_subscription),
+        )
+        .route("/v1/invoices", get(stripe_standin::list_invoices))
         .route("/v1/invoices/{id}", get(stripe_standin::get_invoice))
+        .route("/v1/invoice_payments", get(stripe_standin::list_invoice_payments))
+        .route("/v1/refunds", get(stripe_standin::list_refunds).post(stripe_standin::create_refund))
         .route("/v1/customers/{id}", get(stripe_standin::get_customer))
         .route("/v1/events/{id}", get(stripe_standin::get_event))
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))

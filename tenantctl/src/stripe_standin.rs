@@ -143,6 +143,153 @@ pub async fn get_event(
     read_object(&stack, &headers, "event", &id, |stripe| stripe.event_json(&id))
 }
 
+/// The value of `name` in a query string.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A `GET /v1/…` list of the stand-in.
+fn read_list(stack: &LocalStack, headers: &HeaderMap, read: impl FnOnce(&LocalStripe) -> Value) -> Response {
+    if local_stripe(stack).is_none() {
+        return no_local_stripe();
+    }
+    if !authorized(headers) {
+        return invalid_key();
+    }
+    axum::Json(read(&stack.stripe)).into_response()
+}
+
+/// `GET /v1/invoices?subscription=…&status=…`.
+pub async fn list_invoices(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let (subscription, status) =
+        (query_value(uri.query(), "subscription"), query_value(uri.query(), "status"));
+    let version = api_version(&headers);
+    read_list(&stack, &headers, |stripe| {
+        stripe.invoice_list_json(subscription.as_deref(), status.as_deref(), &version)
+    })
+}
+
+/// `GET /v1/invoice_payments?invoice=…` (Stripe requires the invoice here).
+pub async fn list_invoice_payments(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(invoice) = query_value(uri.query(), "invoice") else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "Missing required param: invoice.",
+            Some("invoice"),
+        );
+    };
+    read_list(&stack, &headers, |stripe| stripe.invoice_payments_json(&invoice))
+}
+
+/// `GET /v1/refunds?payment_intent=…`.
+pub async fn list_refunds(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let payment_intent = query_value(uri.query(), "payment_intent");
+    read_list(&stack, &headers, |stripe| stripe.refund_list_json(payment_intent.as_deref()))
+}
+
+/// `POST /v1/refunds` of a whole PaymentIntent, with Stripe's errors.
+pub async fn create_refund(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if local_stripe(&stack).is_none() {
+        return no_local_stripe();
+    }
+    if !authorized(&headers) {
+        return invalid_key();
+    }
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let Some(payment_intent) = field("payment_intent") else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "One of the following params should be provided for this request: payment_intent or charge.",
+            Some("payment_intent"),
+        );
+    };
+    let metadata = form
+        .iter()
+        .filter_map(|(key, value)| {
+            Some((key.strip_prefix("metadata[")?.strip_suffix(']')?.to_owned(), value.clone()))
+        })
+        .collect();
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    match stack.stripe.create_refund(&payment_intent, field("reason").as_deref(), metadata, key) {
+        Ok(refund) => axum::Json(refund).into_response(),
+        Err(error) => stripe_refusal(&error, "payment_intent"),
+    }
+}
+
+/// `DELETE /v1/subscriptions/{id}`: cancelled now, the events Stripe sends
+/// for it delivered to the webhook as Stripe would.
+pub async fn cancel_subscription(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(signup) = local_stripe(&stack) else { return no_local_stripe() };
+    if !authorized(&headers) {
+        return invalid_key();
+    }
+    let events = match stack.stripe.act(&id, &SubscriptionAction::Cancel) {
+        Ok(events) => events,
+        Err(error) => return stripe_refusal(&error, "id"),
+    };
+    deliver(&stack, signup, &events, &DeliveryOptions::default()).await;
+    let version = api_version(&headers);
+    match stack.stripe.subscription_json(&id, false, &version) {
+        Some(object) => axum::Json(object).into_response(),
+        None => missing("subscription", &id),
+    }
+}
+
+/// A stand-in refusal in Stripe's error envelope.
+fn stripe_refusal(error: &LocalStripeError, param: &str) -> Response {
+    let message = error.to_string();
+    match error {
+        LocalStripeError::NoSuchSubscription(_) | LocalStripeError::NoSuchPayment(_) => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &message,
+            Some(param),
+        ),
+        LocalStripeError::AlreadyRefunded(_) => stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("charge_already_refunded"),
+            &message,
+            Some(param),
+        ),
+        LocalStripeError::IdempotencyMismatch => {
+            stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", None, &message, None)
+        }
+        LocalStripeError::Io(_) | LocalStripeError::Catalog(_) => {
+            stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, &message, None)
+        }
+        _ => stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", None, &message, Some(param)),
+    }
+}
+
 /// How events reach the webhook: Stripe delivers at least once, late and
 /// in any order; these make a local run do the same on purpose.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -230,7 +377,12 @@ pub async fn deliver_one(stack: &LocalStack, signup: &LocalSignup, body: &str) -
 
 fn local_error(error: &LocalStripeError) -> Response {
     let status = match error {
-        LocalStripeError::NoSuchSession(_) | LocalStripeError::NoSuchSubscription(_) => StatusCode::NOT_FOUND,
+        LocalStripeError::NoSuchSession(_)
+        | LocalStripeError::NoSuchSubscription(_)
+        | LocalStripeError::NoSuchPayment(_) => StatusCode::NOT_FOUND,
+        LocalStripeError::AlreadyRefunded(_) | LocalStripeError::IdempotencyMismatch => {
+            StatusCode::BAD_REQUEST
+        }
         LocalStripeError::Refused { .. } | LocalStripeError::Expired(_) => StatusCode::CONFLICT,
         LocalStripeError::UnknownPrice(_)
         | LocalStripeError::NoPrice { .. }

@@ -86,7 +86,7 @@ async fn a_tenant_is_stored_as_native_attributes_and_found_by_subscription() {
     let failure =
         Failure { error: "InvalidSignup".into(), cause: "metadata.subdomain is missing".into(), at: 5 };
     let rejected =
-        TenantRecord::rejected(TenantId::for_checkout(&unique_checkout("rejected")), None, failure);
+        TenantRecord::rejected(TenantId::for_checkout(&unique_checkout("rejected")), None, None, failure);
     store.insert_tenant(&rejected).await.unwrap();
     let item = raw_item(&client, &store, &format!("TENANT#{}", rejected.id)).await.unwrap();
     assert!(!item.contains_key("subscription_id") && !item.contains_key("customer_id"));
@@ -289,8 +289,12 @@ async fn a_tenant_is_found_by_its_subscription_at_its_current_version() {
     // index never holds it, whatever is asked.
     let failure =
         Failure { error: "InvalidSignup".into(), cause: "metadata.subdomain is missing".into(), at: 5 };
-    let rejected =
-        TenantRecord::rejected(TenantId::for_checkout(&unique_checkout("by-sub-rejected")), None, failure);
+    let rejected = TenantRecord::rejected(
+        TenantId::for_checkout(&unique_checkout("by-sub-rejected")),
+        None,
+        None,
+        failure,
+    );
     store.insert_tenant(&rejected).await.unwrap();
     let indexed =
         client.scan().table_name(store.table()).index_name(BY_SUBSCRIPTION_INDEX).send().await.unwrap();

@@ -28,10 +28,10 @@ use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecor
 use crate::ports::{
     BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
     DnsPublisher, EventQueue, Inserted, LaunchSpec, LaunchedTenant, LauncherError, LeaseOutcome, Mail,
-    MailError, MailMarked, MailRecord, MailSlot, Mailer, QueueError, QueuedEvent, SecretStore,
-    SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError, StripeGateway,
-    SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore, TrailEntry,
-    UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
+    MailError, MailMarked, MailRecord, MailSlot, Mailer, MoneyBack, QueueError, QueuedEvent, Refund,
+    SecretStore, SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError,
+    StripeGateway, SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore,
+    TrailEntry, UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
 };
 use crate::steps::WorkflowSteps;
 use crate::stripe::StripeEventId;
@@ -322,6 +322,7 @@ port_names! {
     WorkflowStarter => "workflow_starter",
     StripeGateway => "stripe",
     SubscriptionSource => "subscriptions",
+    MoneyBack => "money_back",
     SecretStore => "secrets",
 }
 
@@ -383,6 +384,7 @@ into_arc_dyn!(
     WorkflowStarter,
     StripeGateway,
     SubscriptionSource,
+    MoneyBack,
     SecretStore,
 );
 
@@ -396,6 +398,7 @@ pub fn faulty_steps(steps: WorkflowSteps, plan: &Arc<FaultPlan>) -> WorkflowStep
         mailer: wrap(steps.mailer, plan),
         billing: wrap(steps.billing, plan),
         stripe: wrap(steps.stripe, plan),
+        money_back: wrap(steps.money_back, plan),
         ..steps
     }
 }
@@ -622,6 +625,23 @@ impl SubscriptionSource for Faulty<dyn SubscriptionSource> {
         id: &SubscriptionId,
     ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
         self.run("subscription", StripeApiError::Unavailable, self.inner.subscription(id)).await
+    }
+}
+
+#[async_trait]
+impl MoneyBack for Faulty<dyn MoneyBack> {
+    async fn cancel_subscription(&self, id: &SubscriptionId) -> Result<(), StripeApiError> {
+        self.run("cancel_subscription", StripeApiError::Unavailable, self.inner.cancel_subscription(id)).await
+    }
+
+    async fn refund_subscription(
+        &self,
+        id: &SubscriptionId,
+        paid_since: Option<i64>,
+        tenant: &str,
+    ) -> Result<Vec<Refund>, StripeApiError> {
+        let call = self.inner.refund_subscription(id, paid_since, tenant);
+        self.run("refund_subscription", StripeApiError::Unavailable, call).await
     }
 }
 

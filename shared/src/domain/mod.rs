@@ -51,4 +51,6 @@ pub use ids::{CheckoutSessionId, CustomerId, InvalidId, SubscriptionId, TenantId
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;
-pub use tenant::{Failure, LifecycleMail, PendingMail, TenantRecord, TenantResources, TenantStatus};
+pub use tenant::{
+    Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,
+};

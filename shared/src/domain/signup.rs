@@ -32,6 +32,10 @@ pub struct CheckoutSignup {
 pub struct InvalidSignup {
     pub checkout_session: Option<CheckoutSessionId>,
     pub customer_email: Option<EmailAddress>,
+    /// The subscription the checkout started, if it names one: what is
+    /// cancelled and refunded.
+    #[serde(default)]
+    pub subscription: Option<SubscriptionId>,
     pub problems: Vec<String>,
 }
 
@@ -112,7 +116,7 @@ impl CheckoutSignup {
             Some(CheckoutSignup {
                 checkout_session: checkout_session.clone()?,
                 customer: customer?,
-                subscription: subscription?,
+                subscription: subscription.clone()?,
                 admin_email: admin_email.clone()?,
                 subdomain: subdomain?,
                 plan: plan?,
@@ -124,9 +128,12 @@ impl CheckoutSignup {
         });
         match signup.flatten() {
             Some(signup) => Ok(signup),
-            None => {
-                Err(InvalidSignup { checkout_session, customer_email: admin_email, problems: problems.0 })
-            }
+            None => Err(InvalidSignup {
+                checkout_session,
+                customer_email: admin_email,
+                subscription,
+                problems: problems.0,
+            }),
         }
     }
 }

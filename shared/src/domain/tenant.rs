@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{BillingPeriod, Plan};
 use super::desired::DesiredTenant;
-use super::ids::{CheckoutSessionId, TenantId};
+use super::ids::{CheckoutSessionId, SubscriptionId, TenantId};
 use super::signup::CheckoutSignup;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +57,37 @@ pub struct Failure {
     pub error: String,
     pub cause: String,
     pub at: i64,
+}
+
+/// Money given back to a customer charged for a tenant they do not have
+/// (docs/architecture.md decision 7): the subscription cancelled and its
+/// payments refunded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyBackRecord {
+    /// When the subscription was found cancelled (by us, or before).
+    pub subscription_cancelled_at: Option<i64>,
+    pub refunds: Vec<crate::ports::Refund>,
+    /// When both were done.
+    pub completed_at: Option<i64>,
+    /// Why Stripe would not do it: the operator's to finish by hand.
+    pub failed: Option<String>,
+}
+
+impl MoneyBackRecord {
+    /// What was refunded, in minor units per currency (`50.00 CAD`), for mails.
+    pub fn refunded_text(&self) -> String {
+        let mut by_currency: std::collections::BTreeMap<&str, i64> = Default::default();
+        for refund in &self.refunds {
+            *by_currency.entry(refund.currency.as_str()).or_default() += refund.amount;
+        }
+        let parts: Vec<String> = by_currency
+            .iter()
+            .map(|(currency, amount)| {
+                format!("{}.{:02} {}", amount / 100, amount % 100, currency.to_ascii_uppercase())
+            })
+            .collect();
+        if parts.is_empty() { "nothing (no payment was taken)".to_owned() } else { parts.join(" + ") }
+    }
 }
 
 /// A mail a converge decided on and has not yet sent (the record's outbox,
@@ -130,6 +161,13 @@ pub struct TenantRecord {
     /// Transition mails decided and not yet sent.
     #[serde(default)]
     pub outbox: Vec<PendingMail>,
+    /// The subscription of a checkout that never became a tenant
+    /// (rejected), so its later events find this record and its money can
+    /// be given back; a tenant's own is in `signup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_subscription: Option<SubscriptionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub money_back: Option<MoneyBackRecord>,
 }
 
 impl TenantRecord {
@@ -139,6 +177,11 @@ impl TenantRecord {
         next.version += 1;
         next.updated_at = now;
         next
+    }
+
+    /// The Stripe subscription this record is about, tenant or not.
+    pub fn subscription(&self) -> Option<&SubscriptionId> {
+        self.signup.as_ref().map(|s| &s.subscription).or(self.rejected_subscription.as_ref())
     }
 
     /// A new tenant for a valid signup, PROVISIONING.
@@ -154,9 +197,15 @@ impl TenantRecord {
     }
 
     /// The record of a checkout that could not become a tenant.
-    pub fn rejected(id: TenantId, checkout_session: Option<CheckoutSessionId>, failure: Failure) -> Self {
+    pub fn rejected(
+        id: TenantId,
+        checkout_session: Option<CheckoutSessionId>,
+        subscription: Option<SubscriptionId>,
+        failure: Failure,
+    ) -> Self {
         let mut record = Self::first(id, TenantStatus::Failed, None, failure.at);
         record.checkout_session = checkout_session;
+        record.rejected_subscription = subscription;
         record.failure = Some(failure);
         record
     }
@@ -184,6 +233,8 @@ impl TenantRecord {
             generation: 1,
             reached_generation: 0,
             outbox: Vec::new(),
+            rejected_subscription: None,
+            money_back: None,
         }
     }
 }

@@ -18,7 +18,7 @@ pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, Ten
 pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
-pub use stripe::{CheckoutSessionRequest, CreatedSession, StripeApiError, StripeGateway};
+pub use stripe::{CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, StripeApiError, StripeGateway};
 pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
 pub use tenants::{
     Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold,

@@ -1,12 +1,15 @@
 //! Stripe's API, for what the system asks of it: Checkout Sessions for
-//! signups and billing portal sessions for card updates.
+//! signups, billing portal sessions for card updates, and money back for a
+//! customer charged without a tenant.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 use super::BoxError;
-use crate::domain::{CustomerId, EmailAddress};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CustomerId, EmailAddress, SubscriptionId};
 
 /// A subscription-mode Checkout Session to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,4 +60,42 @@ pub trait StripeGateway: Send + Sync {
         customer: &CustomerId,
         return_url: &str,
     ) -> Result<String, StripeApiError>;
+}
+
+/// A refund Stripe made (or had made before) of one payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    /// The PaymentIntent refunded.
+    pub payment_intent: String,
+    /// The invoice that payment paid.
+    pub invoice: String,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: String,
+    /// `pending`, `succeeded`, … as Stripe says.
+    pub status: String,
+}
+
+/// Money back for a subscription that has no tenant to pay for
+/// (docs/architecture.md decision 7). Both calls converge: they read what
+/// Stripe holds first and do only what is still missing, with idempotency
+/// keys derived from the objects, so running them twice, concurrently or a
+/// day later has one effect.
+#[async_trait]
+pub trait MoneyBack: Send + Sync {
+    /// Cancels the subscription now (no proration, no final invoice), so
+    /// nothing more is charged. One that has ended already is left as it is.
+    async fn cancel_subscription(&self, id: &SubscriptionId) -> Result<(), StripeApiError>;
+
+    /// Refunds, in full, every payment the subscription's invoices paid at
+    /// or after `paid_since` (all, when `None`) collected that is not
+    /// refunded yet, and returns the refunds of all of them (made now or
+    /// before). `tenant` goes in each refund's metadata.
+    async fn refund_subscription(
+        &self,
+        id: &SubscriptionId,
+        paid_since: Option<i64>,
+        tenant: &str,
+    ) -> Result<Vec<Refund>, StripeApiError>;
 }

@@ -5,7 +5,7 @@ use super::error::StepError;
 use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::{Catalog, CheckoutSignup, TenantId, TenantRecord};
-use crate::ports::{Mail, MailMarked, MailSlot, Mailer, StoreError, TenantStore};
+use crate::ports::{Mail, MailError, MailMarked, MailSlot, Mailer, StoreError, TenantStore};
 
 /// How often a lost write race is retried inside a step before the step
 /// reports Tenancy.Transient and the state machine retries it.
@@ -77,17 +77,70 @@ pub(crate) async fn send_once(
     owner: &str,
     mail: &Mail,
 ) -> Result<MailReport, StepError> {
-    match store.reserve_mail(tenant, key, owner, clock.now_unix(), MAIL_STALE_SECONDS).await? {
+    send_reserved(store, mailer, clock, tenant, key, owner, mail).await.map_err(|failure| match failure {
+        SendFailure::Store(error) => error,
+        SendFailure::Mail(error) => error.into(),
+        SendFailure::Busy(reason) => StepError::Transient { what: "sending a mail", source: reason.into() },
+    })
+}
+
+/// [`send_once`] for a mail that must not fail its step (compensation's,
+/// money back's, an operator alert): a mail that could not be sent is
+/// answered as why, for the step to record; only the table's errors are
+/// the step's.
+pub(crate) async fn send_best_effort(
+    store: &dyn TenantStore,
+    mailer: &dyn Mailer,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    key: &str,
+    owner: &str,
+    mail: &Mail,
+) -> Result<Result<MailReport, String>, StepError> {
+    match send_reserved(store, mailer, clock, tenant, key, owner, mail).await {
+        Ok(report) => Ok(Ok(report)),
+        Err(SendFailure::Store(error)) => Err(error),
+        Err(SendFailure::Mail(error)) => {
+            let reason = crate::telemetry::error_chain(&error);
+            tracing::warn!(tenant_id = %tenant, key, reason, "mail not sent");
+            Ok(Err(reason))
+        }
+        Err(SendFailure::Busy(reason)) => Ok(Err(reason)),
+    }
+}
+
+enum SendFailure {
+    Store(StepError),
+    Mail(MailError),
+    /// Another execution holds the mail's reservation.
+    Busy(String),
+}
+
+async fn send_reserved(
+    store: &dyn TenantStore,
+    mailer: &dyn Mailer,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    key: &str,
+    owner: &str,
+    mail: &Mail,
+) -> Result<MailReport, SendFailure> {
+    let slot = store
+        .reserve_mail(tenant, key, owner, clock.now_unix(), MAIL_STALE_SECONDS)
+        .await
+        .map_err(|e| SendFailure::Store(e.into()))?;
+    match slot {
         MailSlot::Sent { message_id } => Ok(MailReport { message_id, already_sent: true }),
-        MailSlot::HeldBy { owner: other, since } => Err(StepError::Transient {
-            what: "sending a mail",
-            source: format!("mail {key} of tenant {tenant} is being sent by {other} since {since}").into(),
-        }),
+        MailSlot::HeldBy { owner: other, since } => Err(SendFailure::Busy(format!(
+            "mail {key} of tenant {tenant} is being sent by {other} since {since}"
+        ))),
         MailSlot::Reserved => {
-            let message_id = mailer.send(mail).await?;
-            if let MailMarked::SentBefore { message_id: first } =
-                store.mail_sent(tenant, key, owner, &message_id, clock.now_unix()).await?
-            {
+            let message_id = mailer.send(mail).await.map_err(SendFailure::Mail)?;
+            let marked = store
+                .mail_sent(tenant, key, owner, &message_id, clock.now_unix())
+                .await
+                .map_err(|e| SendFailure::Store(e.into()))?;
+            if let MailMarked::SentBefore { message_id: first } = marked {
                 // A reservation taken over from an owner that was not dead
                 // after all: reported, the first record kept.
                 tracing::warn!(tenant_id = %tenant, key, first, second = %message_id, "mail sent twice");

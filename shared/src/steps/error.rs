@@ -153,6 +153,7 @@ mod tests {
             StepError::InvalidSignup(InvalidSignup {
                 checkout_session: None,
                 customer_email: None,
+                subscription: None,
                 problems: vec![],
             }),
             StepError::TenantStarting("503".into()),

@@ -14,7 +14,8 @@ use super::error::StepError;
 use super::mails;
 use super::provision::CaughtError;
 use crate::domain::{
-    BillingEvent, DesiredTenant, RunState, SubscriptionId, TenantId, TenantRecord, TenantStatus, desired_from,
+    BillingEvent, DesiredTenant, RunState, SubscriptionId, SubscriptionStatus, TenantId, TenantRecord,
+    TenantStatus, desired_from,
 };
 use crate::ports::{
     Mailer, SubscriptionSnapshot, SubscriptionSource, TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent,
@@ -43,6 +44,10 @@ pub struct Applied {
     pub generation: u64,
     /// Whether a converge follows (there is a live tenant to converge).
     pub converge: bool,
+    /// Whether GiveMoneyBack follows: a FAILED tenant whose money is not
+    /// back yet, or a cancelled one Stripe still charges.
+    #[serde(default)]
+    pub money_back: bool,
     /// One line for the console.
     pub note: String,
 }
@@ -54,6 +59,7 @@ impl Applied {
             outcome: TrailOutcome::Ignored,
             generation: 0,
             converge: false,
+            money_back: false,
             note: note.into(),
         }
     }
@@ -173,8 +179,30 @@ pub async fn apply_subscription(
         }
     }
     let converge = !matches!(record.status, TenantStatus::Failed) && record.desired.is_some();
-    tracing::info!(tenant_id = %record.id, generation = record.generation, outcome = ?outcome, "{note}");
-    Ok(Applied { tenant_id: Some(record.id), outcome, generation: record.generation, converge, note })
+    let money_back = owes_money_back(stripe, &record).await?;
+    tracing::info!(tenant_id = %record.id, generation = record.generation, outcome = ?outcome, money_back, "{note}");
+    Ok(Applied {
+        tenant_id: Some(record.id),
+        outcome,
+        generation: record.generation,
+        converge: converge && !money_back,
+        money_back,
+        note,
+    })
+}
+
+/// Whether Stripe charges for a tenant that is not there: a FAILED one
+/// (a rejected or compensated signup) whose money back is not done, or a
+/// cancelled one whose subscription Stripe holds live.
+async fn owes_money_back(stripe: &dyn SubscriptionSource, record: &TenantRecord) -> Result<bool, StepError> {
+    let Some(subscription) = record.subscription() else { return Ok(false) };
+    match record.status {
+        TenantStatus::Failed => Ok(record.money_back.as_ref().is_none_or(|m| m.completed_at.is_none())),
+        TenantStatus::Cancelled => Ok(stripe.subscription(subscription).await?.is_some_and(|s| {
+            !matches!(s.status, SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired)
+        })),
+        _ => Ok(false),
+    }
 }
 
 /// An event for a subscription no tenant has: someone else's subscription is

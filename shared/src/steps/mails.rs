@@ -2,7 +2,7 @@
 //! cannot smuggle markup from an organisation name.
 
 use crate::domain::password::TemporaryPassword;
-use crate::domain::{CheckoutSignup, EmailAddress, Plan, TenantId};
+use crate::domain::{CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
 use crate::ports::Mail;
 
 pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword) -> Mail {
@@ -29,19 +29,6 @@ pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword)
     }
 }
 
-pub fn provisioning_failed_customer(signup: &CheckoutSignup) -> Mail {
-    Mail {
-        to: signup.admin_email.clone(),
-        subject: format!("We could not set up {} yet", signup.organization),
-        text: format!(
-            "Hello,\n\nYour payment went through, but setting up your workspace at {sub} did not \
-             finish. Nothing is half-made: we removed what was started, and our team has been told. \
-             We will contact you shortly; you do not need to pay again.\n",
-            sub = signup.subdomain,
-        ),
-    }
-}
-
 pub fn provisioning_failed_operator(
     operator: &EmailAddress,
     tenant: &TenantId,
@@ -56,17 +43,6 @@ pub fn provisioning_failed_operator(
             "Tenant:    {tenant}\nExecution: {event_id}\nError:     {error}\nCause:     {cause}\n\n\
              Resources made for it were removed and it is marked FAILED. The customer was told. \
              Fix the cause, then re-run provisioning or refund.\n"
-        ),
-    }
-}
-
-pub fn signup_rejected_customer(to: &EmailAddress, reason: &str) -> Mail {
-    Mail {
-        to: to.clone(),
-        subject: "About your new workspace".to_owned(),
-        text: format!(
-            "Hello,\n\nThank you for your payment. We could not create your workspace: {reason}. \
-             Our team has been told and will contact you to sort it out or refund you.\n"
         ),
     }
 }
@@ -86,6 +62,54 @@ pub fn signup_rejected_operator(
              The customer paid but no tenant was made. Assign them another subdomain or refund \
              them in Stripe.\n"
         ),
+    }
+}
+
+/// The customer's mail once their money went back (or could not yet):
+/// `what` says what went wrong, as the customer would put it.
+pub fn money_back_customer(to: &EmailAddress, what: &str, money_back: &MoneyBackRecord) -> Mail {
+    let outcome = match money_back.completed_at {
+        Some(_) => format!(
+            "Your subscription is cancelled, so you will not be charged again, and we refunded {}. \
+             A refund takes 5 to 10 business days to reach your statement.",
+            money_back.refunded_text()
+        ),
+        None => "Our team has been told and will cancel your subscription and refund you; \
+                      you will hear from us shortly."
+            .to_owned(),
+    };
+    let subject = if money_back.completed_at.is_some() {
+        "Your payment has been refunded"
+    } else {
+        "About your payment"
+    };
+    Mail {
+        to: to.clone(),
+        subject: subject.to_owned(),
+        text: format!("Hello,\n\nWe are sorry: {what}. Nothing was left half-made.\n\n{outcome}\n"),
+    }
+}
+
+/// The operator's alert about money back.
+pub fn money_back_operator(
+    operator: &EmailAddress,
+    tenant: &TenantId,
+    event_id: &str,
+    why: super::money_back::MoneyBackReason,
+    money_back: &MoneyBackRecord,
+) -> Mail {
+    let state = match (&money_back.completed_at, &money_back.failed) {
+        (Some(_), _) => format!("Subscription cancelled, refunded {}.", money_back.refunded_text()),
+        (None, Some(reason)) => format!(
+            "NOT DONE: {reason}\nCancel the subscription and refund the customer in Stripe's dashboard, \
+             then note it on the tenant."
+        ),
+        (None, None) => "Not done yet.".to_owned(),
+    };
+    Mail {
+        to: operator.clone(),
+        subject: format!("[tenancy] money back ({why:?}) for {tenant}"),
+        text: format!("Tenant:    {tenant}\nExecution: {event_id}\nWhy:       {why:?}\n\n{state}\n"),
     }
 }
 

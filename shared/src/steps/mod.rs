@@ -8,6 +8,7 @@ pub mod error;
 pub mod lambda;
 pub mod lifecycle;
 pub mod mails;
+pub mod money_back;
 pub mod provision;
 
 use std::sync::Arc;
@@ -22,7 +23,9 @@ use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::Catalog;
 use crate::domain::password::PasswordKey;
-use crate::ports::{BillingPortal, DnsPublisher, Mailer, SubscriptionSource, TenantLauncher, TenantStore};
+use crate::ports::{
+    BillingPortal, DnsPublisher, Mailer, MoneyBack, SubscriptionSource, TenantLauncher, TenantStore,
+};
 use context::StepContext;
 use converge::ConvergePorts;
 
@@ -37,6 +40,7 @@ pub enum StepName {
     SendWelcomeMail,
     CompensateProvision,
     RejectSignup,
+    GiveMoneyBack,
     ApplySubscription,
     ConvergeTenant,
     ReleaseSubdomain,
@@ -45,7 +49,7 @@ pub enum StepName {
 }
 
 impl StepName {
-    pub const ALL: [StepName; 13] = [
+    pub const ALL: [StepName; 14] = [
         StepName::RecordSignup,
         StepName::LaunchTenant,
         StepName::CheckTenantHealth,
@@ -54,6 +58,7 @@ impl StepName {
         StepName::SendWelcomeMail,
         StepName::CompensateProvision,
         StepName::RejectSignup,
+        StepName::GiveMoneyBack,
         StepName::ApplySubscription,
         StepName::ConvergeTenant,
         StepName::ReleaseSubdomain,
@@ -72,6 +77,7 @@ impl StepName {
             StepName::SendWelcomeMail => "send-welcome-mail",
             StepName::CompensateProvision => "compensate-provision",
             StepName::RejectSignup => "reject-signup",
+            StepName::GiveMoneyBack => "give-money-back",
             StepName::ApplySubscription => "apply-subscription",
             StepName::ConvergeTenant => "converge-tenant",
             StepName::ReleaseSubdomain => "release-subdomain",
@@ -91,6 +97,7 @@ impl StepName {
             StepName::SendWelcomeMail => "SendWelcomeMailFunctionArn",
             StepName::CompensateProvision => "CompensateProvisionFunctionArn",
             StepName::RejectSignup => "RejectSignupFunctionArn",
+            StepName::GiveMoneyBack => "GiveMoneyBackFunctionArn",
             StepName::ApplySubscription => "ApplySubscriptionFunctionArn",
             StepName::ConvergeTenant => "ConvergeTenantFunctionArn",
             StepName::ReleaseSubdomain => "ReleaseSubdomainFunctionArn",
@@ -125,6 +132,8 @@ pub struct WorkflowSteps {
     pub mailer: Arc<dyn Mailer>,
     pub billing: Arc<dyn BillingPortal>,
     pub stripe: Arc<dyn SubscriptionSource>,
+    /// Stripe's writes for money back (cancel, refund).
+    pub money_back: Arc<dyn MoneyBack>,
     pub clock: Arc<dyn Clock>,
     pub settings: TenantSettings,
     pub catalog: Catalog,
@@ -166,6 +175,11 @@ impl WorkflowSteps {
             }
             StepName::RejectSignup => {
                 call_json(input, async |i| provision::reject_signup(store, mailer, &ctx, i).await).await
+            }
+            StepName::GiveMoneyBack => {
+                let stripe = self.money_back.as_ref();
+                call_json(input, async |i| money_back::give_money_back(store, stripe, mailer, &ctx, i).await)
+                    .await
             }
             StepName::ApplySubscription => {
                 let stripe = self.stripe.as_ref();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::context::{MailReport, StepContext, load, send_once, signup_of, update};
+use super::context::{MailReport, StepContext, load, send_best_effort, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
 use crate::domain::password::{PasswordKey, TemporaryPassword, hash_admin_password};
@@ -122,6 +122,28 @@ pub struct FailureReport {
     pub tenant_id: TenantId,
     pub status: TenantStatus,
     pub mails: Vec<String>,
+    /// Mails that could not be sent: recorded, never a reason to fail.
+    #[serde(default)]
+    pub unsent: Vec<String>,
+}
+
+impl FailureReport {
+    /// Tells the operator, once; a mail that cannot be sent is noted in the report.
+    async fn tell_operator(
+        mut self,
+        store: &dyn TenantStore,
+        mailer: &dyn Mailer,
+        ctx: &StepContext<'_>,
+        key: &str,
+        owner: &str,
+        mail: &crate::ports::Mail,
+    ) -> Result<Self, StepError> {
+        match send_best_effort(store, mailer, ctx.clock, &self.tenant_id, key, owner, mail).await? {
+            Ok(_) => self.mails.push(key.to_owned()),
+            Err(reason) => self.unsent.push(format!("{key}: {reason}")),
+        }
+        Ok(self)
+    }
 }
 
 /// 1. Record the signup: claim the subdomain, create the tenant PROVISIONING.
@@ -274,7 +296,9 @@ pub async fn send_welcome_mail(
     send_once(store, mailer, ctx.clock, &record.id, "welcome", &input.event_id, &mail).await
 }
 
-/// Compensation: remove what was made, mark FAILED, tell customer and operator.
+/// Compensation: remove what was made, mark FAILED, tell the operator. The
+/// customer hears from GiveMoneyBack, which follows, with what was refunded.
+/// Its mail cannot make compensation fail.
 pub async fn compensate(
     store: &dyn TenantStore,
     launcher: &dyn TenantLauncher,
@@ -283,31 +307,46 @@ pub async fn compensate(
     ctx: &StepContext<'_>,
     input: FailureInput,
 ) -> Result<FailureReport, StepError> {
-    let Some(tenant) = input.tenant else {
-        // Failed before the tenant was recorded: nothing was made.
-        let tenant_id = tenant_id_for(&input.event, ctx.catalog);
-        let mail = mails::provisioning_failed_operator(
-            &ctx.settings.operator_email,
-            &tenant_id,
-            input.event.id.as_str(),
-            &input.error.error,
-            &input.error.cause,
-        );
-        mailer.send(&mail).await?;
-        return Ok(FailureReport {
-            tenant_id,
-            status: TenantStatus::Failed,
-            mails: vec!["failed-operator".into()],
-        });
-    };
-    // Order: stop traffic first (DNS), then the app, then release the name.
-    dns.delete_alias(&tenant.host).await?;
-    launcher.remove(&tenant.tenant_id).await?;
     let failure = Failure {
         error: input.error.error.clone(),
         cause: input.error.cause.clone(),
         at: ctx.clock.now_unix(),
     };
+    let operator = |tenant: &TenantId| {
+        mails::provisioning_failed_operator(
+            &ctx.settings.operator_email,
+            tenant,
+            input.event.id.as_str(),
+            &input.error.error,
+            &input.error.cause,
+        )
+    };
+    let Some(tenant) = input.tenant else {
+        // Failed before the tenant was recorded: nothing was made, but the
+        // customer paid; a FAILED record is what money back works from.
+        let (tenant_id, session, subscription) = rejected_identity(&input.event, ctx.catalog);
+        let record = TenantRecord::rejected(tenant_id.clone(), session, subscription, failure);
+        store.insert_tenant(&record).await?;
+        let report = FailureReport {
+            tenant_id: tenant_id.clone(),
+            status: TenantStatus::Failed,
+            mails: vec![],
+            unsent: vec![],
+        };
+        return report
+            .tell_operator(
+                store,
+                mailer,
+                ctx,
+                "failed-operator",
+                input.event.id.as_str(),
+                &operator(&tenant_id),
+            )
+            .await;
+    };
+    // Order: stop traffic first (DNS), then the app, then release the name.
+    dns.delete_alias(&tenant.host).await?;
+    launcher.remove(&tenant.tenant_id).await?;
     let record = update(store, ctx.clock, &tenant.tenant_id, |r| {
         if r.status == TenantStatus::Failed && r.resources == Default::default() {
             return false;
@@ -319,92 +358,56 @@ pub async fn compensate(
     })
     .await?;
     store.release_subdomain(&tenant.subdomain, &tenant.tenant_id).await?;
-
-    let mut sent = Vec::new();
-    if let Some(signup) = &record.signup {
-        send_once(
-            store,
-            mailer,
-            ctx.clock,
-            &record.id,
-            "failed-customer",
-            input.event.id.as_str(),
-            &mails::provisioning_failed_customer(signup),
-        )
-        .await?;
-        sent.push("failed-customer".to_owned());
-    }
-    let operator = mails::provisioning_failed_operator(
-        &ctx.settings.operator_email,
-        &record.id,
-        input.event.id.as_str(),
-        &input.error.error,
-        &input.error.cause,
-    );
-    send_once(store, mailer, ctx.clock, &record.id, "failed-operator", input.event.id.as_str(), &operator)
-        .await?;
-    sent.push("failed-operator".to_owned());
-    Ok(FailureReport { tenant_id: record.id, status: TenantStatus::Failed, mails: sent })
+    let report = FailureReport {
+        tenant_id: record.id.clone(),
+        status: TenantStatus::Failed,
+        mails: vec![],
+        unsent: vec![],
+    };
+    report
+        .tell_operator(store, mailer, ctx, "failed-operator", input.event.id.as_str(), &operator(&record.id))
+        .await
 }
 
-fn tenant_id_for(event: &StripeEvent, catalog: &Catalog) -> TenantId {
+/// The tenant id, checkout session and subscription of a checkout that
+/// cannot become a tenant, from whatever of it can be read.
+fn rejected_identity(
+    event: &StripeEvent,
+    catalog: &Catalog,
+) -> (TenantId, Option<crate::domain::CheckoutSessionId>, Option<crate::domain::SubscriptionId>) {
     match CheckoutSignup::from_session(&event.data.object, catalog) {
-        Ok(signup) => signup.tenant_id(),
-        Err(invalid) => match invalid.checkout_session {
-            Some(session) => TenantId::for_checkout(&session),
-            None => TenantId::for_event(&event.id),
-        },
+        Ok(signup) => (signup.tenant_id(), Some(signup.checkout_session), Some(signup.subscription)),
+        Err(invalid) => {
+            let id = match &invalid.checkout_session {
+                Some(session) => TenantId::for_checkout(session),
+                None => TenantId::for_event(&event.id),
+            };
+            (id, invalid.checkout_session, invalid.subscription)
+        }
     }
 }
 
 /// A signup that cannot become a tenant (bad metadata, subdomain taken): a
-/// FAILED record saying why, a mail to the operator and, if we can, the customer.
+/// FAILED record saying why, keeping its subscription for GiveMoneyBack
+/// (which follows, and tells the customer), and a mail to the operator.
 pub async fn reject_signup(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
     ctx: &StepContext<'_>,
     input: FailureInput,
 ) -> Result<FailureReport, StepError> {
-    let (tenant_id, session, customer_email) =
-        match CheckoutSignup::from_session(&input.event.data.object, ctx.catalog) {
-            Ok(signup) => (signup.tenant_id(), Some(signup.checkout_session), Some(signup.admin_email)),
-            Err(invalid) => {
-                let id = match &invalid.checkout_session {
-                    Some(session) => TenantId::for_checkout(session),
-                    None => TenantId::for_event(&input.event.id),
-                };
-                (id, invalid.checkout_session, invalid.customer_email)
-            }
-        };
+    let (tenant_id, session, subscription) = rejected_identity(&input.event, ctx.catalog);
     let failure = Failure {
         error: input.error.error.clone(),
         cause: input.error.cause.clone(),
         at: ctx.clock.now_unix(),
     };
-    let record = TenantRecord::rejected(tenant_id.clone(), session, failure);
+    let record = TenantRecord::rejected(tenant_id.clone(), session, subscription, failure);
     if let Inserted::Existing(existing) = store.insert_tenant(&record).await?
         && existing.status != TenantStatus::Failed
     {
         // A real tenant under this id is never turned into a rejection.
         return Err(StepError::Internal(format!("tenant {tenant_id} exists as {}", existing.status)));
-    }
-    let mut sent = Vec::new();
-    if let Some(email) = customer_email {
-        let reason = match input.error.error.as_str() {
-            "Tenancy.SubdomainTaken" => "the address you chose was taken by someone else a moment before",
-            _ => "the signup details were incomplete",
-        };
-        send_once(
-            store,
-            mailer,
-            ctx.clock,
-            &tenant_id,
-            "rejected-customer",
-            input.event.id.as_str(),
-            &mails::signup_rejected_customer(&email, reason),
-        )
-        .await?;
-        sent.push("rejected-customer".to_owned());
     }
     let operator = mails::signup_rejected_operator(
         &ctx.settings.operator_email,
@@ -413,10 +416,8 @@ pub async fn reject_signup(
         &input.error.error,
         &input.error.cause,
     );
-    send_once(store, mailer, ctx.clock, &tenant_id, "rejected-operator", input.event.id.as_str(), &operator)
-        .await?;
-    sent.push("rejected-operator".to_owned());
-    Ok(FailureReport { tenant_id, status: TenantStatus::Failed, mails: sent })
+    let report = FailureReport { tenant_id, status: TenantStatus::Failed, mails: vec![], unsent: vec![] };
+    report.tell_operator(store, mailer, ctx, "rejected-operator", input.event.id.as_str(), &operator).await
 }
 
 #[cfg(test)]
@@ -640,7 +641,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compensate_twice_removes_everything_and_mails_once_each() {
+    async fn compensate_twice_removes_everything_and_tells_the_operator_once() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
         launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
@@ -659,12 +660,51 @@ mod tests {
         let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         assert_eq!(record.status, TenantStatus::Failed);
         assert_eq!(record.failure.as_ref().unwrap().error, "Tenancy.Rejected");
+        // The customer hears from GiveMoneyBack, with what was refunded.
         let recipients: Vec<String> = world.outbox.sent().iter().map(|m| m.mail.to.to_string()).collect();
-        assert_eq!(recipients, ["dana@acme.example", "ops@example.com"]);
+        assert_eq!(recipients, ["ops@example.com"]);
+    }
+
+    /// A mailer SES refuses everything from (the sandbox's MessageRejected).
+    struct RefusingMailer;
+
+    #[async_trait::async_trait]
+    impl Mailer for RefusingMailer {
+        async fn send(&self, _: &crate::ports::Mail) -> Result<String, crate::ports::MailError> {
+            Err(crate::ports::MailError::Rejected("MessageRejected: Email address is not verified".into()))
+        }
     }
 
     #[tokio::test]
-    async fn reject_signup_twice_records_failed_and_tells_both_once() {
+    async fn a_mail_that_cannot_be_sent_does_not_fail_compensation_or_rejection() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let input = failure_input(Some(&tenant), "Tenancy.Rejected");
+        let report =
+            compensate(&world.store, &world.launcher, &world.dns, &RefusingMailer, &world.ctx(), input)
+                .await
+                .unwrap();
+        assert_eq!(report.status, TenantStatus::Failed);
+        assert!(report.mails.is_empty());
+        assert!(
+            report.unsent[0].starts_with("failed-operator: ") && report.unsent[0].contains("MessageRejected"),
+            "{:?}",
+            report.unsent
+        );
+        assert!(world.launcher.services().is_empty(), "compensation still removed the service");
+
+        let mut other = checkout_event();
+        other["data"]["object"]["id"] = json!("cs_test_other");
+        other["data"]["object"]["metadata"]["plan"] = json!("platinum");
+        let mut input = failure_input(None, "Tenancy.InvalidSignup");
+        input.event = serde_json::from_value(other).unwrap();
+        let report = reject_signup(&world.store, &RefusingMailer, &world.ctx(), input).await.unwrap();
+        assert_eq!((report.status, report.unsent.len()), (TenantStatus::Failed, 1));
+    }
+
+    #[tokio::test]
+    async fn reject_signup_twice_records_failed_with_its_subscription_and_tells_the_operator_once() {
         let world = World::new();
         let mut event = checkout_event();
         event["data"]["object"]["metadata"]["subdomain"] = json!("www");
@@ -672,12 +712,17 @@ mod tests {
             let mut input = failure_input(None, "Tenancy.InvalidSignup");
             input.event = serde_json::from_value(event.clone()).unwrap();
             let report = reject_signup(&world.store, &world.outbox, &world.ctx(), input).await.unwrap();
-            assert_eq!(report.mails, ["rejected-customer", "rejected-operator"]);
+            assert_eq!(report.mails, ["rejected-operator"]);
         }
         let tenants = world.store.list_tenants().await.unwrap();
         assert_eq!(tenants.len(), 1);
         assert_eq!(tenants[0].status, TenantStatus::Failed);
         assert!(tenants[0].signup.is_none());
-        assert_eq!(world.outbox.sent().len(), 2);
+        assert_eq!(
+            tenants[0].subscription().map(|s| s.as_str()),
+            Some("sub_1QAcmeR0b0t1csPro"),
+            "kept for money back"
+        );
+        assert_eq!(world.outbox.sent().len(), 1);
     }
 }

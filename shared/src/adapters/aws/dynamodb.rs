@@ -227,8 +227,10 @@ pub fn tenant_item(record: &TenantRecord) -> Result<HashMap<String, AttributeVal
     }
     item.insert(ATTR_PK.into(), s(&pk));
     item.insert(ATTR_KIND.into(), s(KIND_TENANT));
+    if let Some(subscription) = record.subscription() {
+        item.insert(ATTR_SUBSCRIPTION_ID.into(), s(subscription.as_str()));
+    }
     if let Some(signup) = &record.signup {
-        item.insert(ATTR_SUBSCRIPTION_ID.into(), s(signup.subscription.as_str()));
         item.insert(ATTR_CUSTOMER_ID.into(), s(signup.customer.as_str()));
     }
     Ok(item)

@@ -17,8 +17,8 @@ use super::persisted::Persisted;
 use crate::clock::Clock;
 use crate::domain::{BillingPeriod, Catalog, CustomerId, SubscriptionId, SubscriptionStatus};
 use crate::ports::{
-    CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, StripeApiError, StripeGateway,
-    SubscriptionSnapshot, SubscriptionSource,
+    CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, MoneyBack, Refund, StripeApiError,
+    StripeGateway, SubscriptionSnapshot, SubscriptionSource,
 };
 use crate::stripe::StripeMode;
 
@@ -130,6 +130,26 @@ pub struct LocalInvoice {
     pub attempt_count: u32,
     pub created: i64,
     pub paid_at: Option<i64>,
+    /// The PaymentIntent that paid it (a paid invoice for nothing has none).
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+}
+
+/// A refund of one invoice's payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalRefund {
+    pub id: String,
+    pub payment_intent: String,
+    pub invoice: String,
+    pub amount: i64,
+    pub currency: String,
+    /// Always `succeeded` here: a card refund Stripe accepted.
+    pub status: String,
+    pub reason: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created: i64,
+    /// The request's idempotency key: the same key returns this refund.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -141,6 +161,8 @@ struct Account {
     subscriptions: Vec<LocalSubscription>,
     #[serde(default)]
     invoices: Vec<LocalInvoice>,
+    #[serde(default)]
+    refunds: Vec<LocalRefund>,
     /// Every event sent, oldest first (Stripe keeps them 30 days).
     #[serde(default)]
     events: Vec<Value>,
@@ -165,6 +187,14 @@ pub enum LocalStripeError {
     /// The operation makes no sense for the subscription as it is.
     #[error("cannot {action} subscription {id}: {why}")]
     Refused { id: String, action: &'static str, why: String },
+    #[error("no payment {0}")]
+    NoSuchPayment(String),
+    /// Stripe's `charge_already_refunded`.
+    #[error("payment {0} has already been refunded")]
+    AlreadyRefunded(String),
+    /// Stripe's `idempotency_error`.
+    #[error("keys for idempotent requests can only be used with the same parameters")]
+    IdempotencyMismatch,
     #[error("local Stripe state could not be saved")]
     Io(#[source] io::Error),
     #[error("the plan catalog could not be loaded")]
@@ -300,6 +330,10 @@ impl LocalStripe {
 
     pub fn invoices(&self) -> Vec<LocalInvoice> {
         self.account.read(|a| a.invoices.clone())
+    }
+
+    pub fn refunds(&self) -> Vec<LocalRefund> {
+        self.account.read(|a| a.refunds.clone())
     }
 
     /// Every event sent so far, oldest first.
@@ -556,6 +590,107 @@ impl LocalStripe {
         self.account.read(|a| a.events.iter().find(|e| e["id"] == id).cloned())
     }
 
+    /// `GET /v1/invoices?subscription=…&status=…`, newest first as at Stripe.
+    pub fn invoice_list_json(
+        &self,
+        subscription: Option<&str>,
+        status: Option<&str>,
+        api_version: &str,
+    ) -> Value {
+        self.account.read(|a| {
+            let data: Vec<Value> = a
+                .invoices
+                .iter()
+                .rev()
+                .filter(|i| subscription.is_none_or(|s| i.subscription == s))
+                .filter(|i| status.is_none_or(|s| i.status == s))
+                .map(|i| invoice_wire(i, api_version))
+                .collect();
+            list_wire("/v1/invoices", data)
+        })
+    }
+
+    /// `GET /v1/invoice_payments?invoice=…`: the payment of a paid invoice.
+    pub fn invoice_payments_json(&self, invoice: &str) -> Value {
+        self.account.read(|a| {
+            let data: Vec<Value> = a
+                .invoices
+                .iter()
+                .filter(|i| i.id == invoice && i.status == "paid")
+                .filter_map(|i| Some(invoice_payment_wire(i, i.payment_intent.as_deref()?)))
+                .collect();
+            list_wire("/v1/invoice_payments", data)
+        })
+    }
+
+    /// `GET /v1/refunds?payment_intent=…`, newest first.
+    pub fn refund_list_json(&self, payment_intent: Option<&str>) -> Value {
+        self.account.read(|a| {
+            let data: Vec<Value> = a
+                .refunds
+                .iter()
+                .rev()
+                .filter(|r| payment_intent.is_none_or(|pi| r.payment_intent == pi))
+                .map(refund_wire)
+                .collect();
+            list_wire("/v1/refunds", data)
+        })
+    }
+
+    /// `POST /v1/refunds` of a whole PaymentIntent, as Stripe answers it:
+    /// the same idempotency key returns the same refund (and refuses other
+    /// parameters); a payment already refunded in full is refused with
+    /// `charge_already_refunded`.
+    pub fn create_refund(
+        &self,
+        payment_intent: &str,
+        reason: Option<&str>,
+        metadata: BTreeMap<String, String>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, LocalStripeError> {
+        let now = self.clock.now_unix();
+        self.account
+            .update(|a| {
+                if let Some(key) = idempotency_key
+                    && let Some(earlier) =
+                        a.refunds.iter().find(|r| r.idempotency_key.as_deref() == Some(key))
+                {
+                    return if earlier.payment_intent == payment_intent {
+                        Ok(refund_wire(earlier))
+                    } else {
+                        Err(LocalStripeError::IdempotencyMismatch)
+                    };
+                }
+                let invoice = a
+                    .invoices
+                    .iter()
+                    .find(|i| i.payment_intent.as_deref() == Some(payment_intent))
+                    .ok_or_else(|| LocalStripeError::NoSuchPayment(payment_intent.to_owned()))?;
+                let refunded: i64 =
+                    a.refunds.iter().filter(|r| r.payment_intent == payment_intent).map(|r| r.amount).sum();
+                let left = invoice.amount_paid - refunded;
+                if left <= 0 {
+                    return Err(LocalStripeError::AlreadyRefunded(payment_intent.to_owned()));
+                }
+                let refund = LocalRefund {
+                    id: format!("re_local{:06}", a.refunds.len() + 1),
+                    payment_intent: payment_intent.to_owned(),
+                    invoice: invoice.id.clone(),
+                    amount: left,
+                    currency: invoice.currency.clone(),
+                    status: "succeeded".into(),
+                    reason: reason.map(str::to_owned),
+                    metadata,
+                    created: now,
+                    idempotency_key: idempotency_key.map(str::to_owned),
+                };
+                let wire = refund_wire(&refund);
+                a.refunds.push(refund);
+                Ok(wire)
+            })
+            .map_err(LocalStripeError::Io)?
+    }
+
     fn price_by_id(&self, price_id: &str) -> Result<LocalPrice, LocalStripeError> {
         let (plan, billing) = self
             .catalog
@@ -728,9 +863,46 @@ fn invoice_wire(invoice: &LocalInvoice, api_version: &str) -> Value {
     } else {
         object["subscription"] = json!(invoice.subscription);
         object["paid"] = json!(paid);
+        object["payment_intent"] = json!(invoice.payment_intent);
         object["lines"]["data"][0]["price"] = json!({"id": invoice.price_id, "object": "price"});
     }
     object
+}
+
+fn list_wire(url: &str, data: Vec<Value>) -> Value {
+    json!({"object": "list", "data": data, "has_more": false, "url": url})
+}
+
+fn invoice_payment_wire(invoice: &LocalInvoice, payment_intent: &str) -> Value {
+    json!({
+        "id": format!("inpay_{}", invoice.id.trim_start_matches("in_")),
+        "object": "invoice_payment",
+        "amount_paid": invoice.amount_paid,
+        "amount_requested": invoice.amount_due,
+        "created": invoice.created,
+        "currency": invoice.currency,
+        "invoice": invoice.id,
+        "is_default": true,
+        "livemode": false,
+        "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+        "status": "paid",
+        "status_transitions": {"paid_at": invoice.paid_at, "canceled_at": null},
+    })
+}
+
+fn refund_wire(refund: &LocalRefund) -> Value {
+    json!({
+        "id": refund.id,
+        "object": "refund",
+        "amount": refund.amount,
+        "charge": format!("ch_{}", refund.payment_intent.trim_start_matches("pi_")),
+        "created": refund.created,
+        "currency": refund.currency,
+        "metadata": refund.metadata,
+        "payment_intent": refund.payment_intent,
+        "reason": refund.reason,
+        "status": refund.status,
+    })
 }
 
 fn customer_wire(customer: &LocalCustomer) -> Value {
@@ -845,6 +1017,7 @@ fn new_invoice(
         attempt_count: 0,
         created: now,
         paid_at: None,
+        payment_intent: None,
     });
     sub.latest_invoice = Some(id.clone());
     id
@@ -860,6 +1033,10 @@ fn mark_paid(a: &mut Account, id: &str, now: i64) {
         invoice.amount_paid = invoice.amount_due;
         invoice.attempt_count += 1;
         invoice.paid_at = Some(now);
+        // Stripe charges nothing, and makes no payment, for an invoice of 0.
+        if invoice.amount_due > 0 {
+            invoice.payment_intent = Some(format!("pi_{}", invoice.id.trim_start_matches("in_")));
+        }
     }
 }
 
@@ -1162,6 +1339,92 @@ impl StripeGateway for LocalStripe {
         _return_url: &str,
     ) -> Result<String, StripeApiError> {
         Ok(format!("{}/billing-portal/{customer}", self.base_url))
+    }
+}
+
+fn refused_by_stripe(error: LocalStripeError) -> StripeApiError {
+    match error {
+        LocalStripeError::NoSuchSubscription(_) | LocalStripeError::NoSuchPayment(_) => {
+            StripeApiError::Rejected {
+                status: 404,
+                code: Some("resource_missing".into()),
+                message: error.to_string(),
+            }
+        }
+        LocalStripeError::AlreadyRefunded(_) => StripeApiError::Rejected {
+            status: 400,
+            code: Some("charge_already_refunded".into()),
+            message: error.to_string(),
+        },
+        LocalStripeError::Io(source) => StripeApiError::Unavailable(source.into()),
+        other => StripeApiError::Rejected { status: 400, code: None, message: other.to_string() },
+    }
+}
+
+/// The local adapter of [`MoneyBack`]: the same reads-then-writes the API
+/// adapter makes, on the stand-in's own state.
+#[async_trait]
+impl MoneyBack for LocalStripe {
+    async fn cancel_subscription(&self, id: &SubscriptionId) -> Result<(), StripeApiError> {
+        let status = self
+            .account
+            .read(|a| a.subscriptions.iter().find(|s| s.id == id.as_str()).map(|s| s.status.clone()));
+        match status {
+            None => Err(refused_by_stripe(LocalStripeError::NoSuchSubscription(id.to_string()))),
+            Some(SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired) => Ok(()),
+            Some(_) => match self.act(id.as_str(), &SubscriptionAction::Cancel) {
+                Ok(_) => Ok(()),
+                // Cancelled by someone else since it was read: what was asked for.
+                Err(LocalStripeError::Refused { .. }) => Ok(()),
+                Err(other) => Err(refused_by_stripe(other)),
+            },
+        }
+    }
+
+    async fn refund_subscription(
+        &self,
+        id: &SubscriptionId,
+        paid_since: Option<i64>,
+        tenant: &str,
+    ) -> Result<Vec<Refund>, StripeApiError> {
+        let paid: Vec<(String, i64)> = self.account.read(|a| {
+            a.invoices
+                .iter()
+                .filter(|i| i.subscription == id.as_str() && i.status == "paid")
+                .filter(|i| paid_since.is_none_or(|since| i.paid_at.is_some_and(|at| at >= since)))
+                .filter_map(|i| Some((i.payment_intent.clone()?, i.amount_paid)))
+                .collect()
+        });
+        for (payment_intent, amount_paid) in &paid {
+            let refunded: i64 =
+                self.refunds().iter().filter(|r| r.payment_intent == *payment_intent).map(|r| r.amount).sum();
+            if refunded >= *amount_paid {
+                continue;
+            }
+            let metadata = BTreeMap::from([("tenant_id".to_owned(), tenant.to_owned())]);
+            match self.create_refund(
+                payment_intent,
+                Some("requested_by_customer"),
+                metadata,
+                Some(&format!("refund-{payment_intent}")),
+            ) {
+                Ok(_) | Err(LocalStripeError::AlreadyRefunded(_)) => {}
+                Err(other) => return Err(refused_by_stripe(other)),
+            }
+        }
+        Ok(self
+            .refunds()
+            .into_iter()
+            .filter(|r| paid.iter().any(|(pi, _)| *pi == r.payment_intent))
+            .map(|r| Refund {
+                id: r.id,
+                payment_intent: r.payment_intent,
+                invoice: r.invoice,
+                amount: r.amount,
+                currency: r.currency,
+                status: r.status,
+            })
+            .collect())
     }
 }
 

@@ -168,14 +168,9 @@ impl TenantStore for LocalTenantStore {
         &self,
         subscription: &SubscriptionId,
     ) -> Result<Option<TenantRecord>, StoreError> {
-        Ok(self.table.read(|t| {
-            t.tenants
-                .values()
-                .find(|record| {
-                    record.signup.as_ref().is_some_and(|signup| signup.subscription == *subscription)
-                })
-                .cloned()
-        }))
+        Ok(self
+            .table
+            .read(|t| t.tenants.values().find(|record| record.subscription() == Some(subscription)).cloned()))
     }
 
     async fn record_unmatched_event(&self, event: &UnmatchedEvent) -> Result<(), StoreError> {
@@ -551,7 +546,7 @@ mod tests {
     async fn replacing_needs_the_version_that_was_read_and_nothing_else() {
         let store = store();
         let failure = Failure { error: "InvalidSignup".into(), cause: "test".into(), at: NOW };
-        let v1 = TenantRecord::rejected(tenant("replace"), None, failure);
+        let v1 = TenantRecord::rejected(tenant("replace"), None, None, failure);
         store.insert_tenant(&v1).await.unwrap();
 
         let v2 = v1.next_version(NOW + 10);

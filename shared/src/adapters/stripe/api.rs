@@ -29,8 +29,8 @@ use crate::config::{
 };
 use crate::domain::{CustomerId, SubscriptionId};
 use crate::ports::{
-    BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, SecretStore, StripeApiError,
-    StripeGateway, SubscriptionSnapshot, SubscriptionSource,
+    BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, SecretStore,
+    StripeApiError, StripeGateway, SubscriptionSnapshot, SubscriptionSource,
 };
 use crate::stripe::{StripeMode, StripeSecretKey};
 
@@ -225,6 +225,15 @@ impl AsJson {
         AsJson { method: StripeMethod::Get, path, query: Some(query.to_owned()), body: None }
     }
 
+    /// A write whose form body is `fields`, percent-encoded as Stripe takes it.
+    fn form(method: StripeMethod, path: String, fields: &[(&str, &str)]) -> Self {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in fields {
+            body.append_pair(name, value);
+        }
+        AsJson { method, path, query: None, body: Some(body.finish()) }
+    }
+
     /// What async-stripe's `request` sends.
     fn encoded(request: &impl StripeRequest) -> Self {
         let built = request.build();
@@ -359,6 +368,167 @@ impl StripeGateway for StripeApi {
             .and_then(|answer| to_serde(&answer))
             .map_err(|e| self.error(e))?;
         answer_field(&session, "url", "billing portal session")
+    }
+}
+
+impl StripeApi {
+    /// A write, once, with `key` as its idempotency key.
+    async fn write_json(&self, request: &AsJson, key: &str) -> Result<serde_json::Value, StripeApiError> {
+        let key = IdempotencyKey::new(key).map_err(|e| StripeApiError::Rejected {
+            status: 400,
+            code: None,
+            message: e.to_string(),
+        })?;
+        self.writes.acquire().await;
+        request
+            .customize()
+            .request_strategy(RequestStrategy::Idempotent(key))
+            .timeout(self.timeout)
+            .send(&self.client)
+            .await
+            .and_then(|answer| to_serde(&answer))
+            .map_err(|e| self.error(e))
+    }
+
+    /// A list's `data`, from the first page. The lists read here (a
+    /// subscription's paid invoices, an invoice's payments, a payment's
+    /// refunds) hold a handful; more than a page is reported, not followed.
+    async fn list(&self, path: &str, query: &str) -> Result<Vec<serde_json::Value>, StripeApiError> {
+        let answer = self
+            .read_json(&AsJson::get(path.to_owned(), &format!("{query}&limit=100")))
+            .await
+            .map_err(|e| self.error(e))?;
+        if answer.get("has_more").and_then(serde_json::Value::as_bool) == Some(true) {
+            tracing::warn!(path, query, "Stripe list longer than one page: only the first 100 read");
+        }
+        match answer.get("data").and_then(serde_json::Value::as_array) {
+            Some(data) => Ok(data.clone()),
+            None => Err(StripeApiError::Unavailable(Box::new(CallFailed(format!(
+                "Stripe answered {path} without `data`"
+            ))))),
+        }
+    }
+
+    /// The subscription's status, as Stripe holds it now (`None`: no such subscription).
+    async fn subscription_status(&self, id: &SubscriptionId) -> Result<Option<String>, StripeApiError> {
+        let request = AsJson::get(format!("/subscriptions/{id}"), "");
+        match self.read_json(&request).await {
+            Ok(answer) => Ok(Some(answer_field(&answer, "status", "subscription")?)),
+            Err(error) if is_missing(&error) => Ok(None),
+            Err(error) => Err(self.error(error)),
+        }
+    }
+
+    /// The refunds of `payment_intent` that stand (not failed or canceled).
+    async fn standing_refunds(
+        &self,
+        payment_intent: &str,
+        invoice: &str,
+    ) -> Result<Vec<Refund>, StripeApiError> {
+        let refunds = self.list("/refunds", &format!("payment_intent={payment_intent}")).await?;
+        Ok(refunds
+            .iter()
+            .filter_map(|r| refund_from_wire(r, invoice))
+            .filter(|r| r.status != "failed" && r.status != "canceled")
+            .collect())
+    }
+}
+
+/// A refund as Stripe answers it, if it has the fields one always has.
+fn refund_from_wire(refund: &serde_json::Value, invoice: &str) -> Option<Refund> {
+    let text = |field: &str| refund.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);
+    Some(Refund {
+        id: text("id")?,
+        payment_intent: text("payment_intent")?,
+        invoice: invoice.to_owned(),
+        amount: refund.get("amount")?.as_i64()?,
+        currency: text("currency")?,
+        status: text("status")?,
+    })
+}
+
+#[async_trait]
+impl MoneyBack for StripeApi {
+    async fn cancel_subscription(&self, id: &SubscriptionId) -> Result<(), StripeApiError> {
+        let ended = |status: &str| status == "canceled" || status == "incomplete_expired";
+        match self.subscription_status(id).await? {
+            None => {
+                return Err(StripeApiError::Rejected {
+                    status: 404,
+                    code: Some("resource_missing".into()),
+                    message: format!("Stripe has no subscription {id}"),
+                });
+            }
+            Some(status) if ended(&status) => return Ok(()),
+            Some(_) => {}
+        }
+        // No proration and no final invoice: nothing more is charged.
+        let cancel = AsJson::form(StripeMethod::Delete, format!("/subscriptions/{id}"), &[]);
+        match self.write_json(&cancel, &format!("cancel-{id}")).await {
+            Ok(_) => Ok(()),
+            // Cancelled by someone else since it was read: what was asked for.
+            Err(refused @ StripeApiError::Rejected { .. }) => match self.subscription_status(id).await? {
+                Some(status) if ended(&status) => Ok(()),
+                _ => Err(refused),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn refund_subscription(
+        &self,
+        id: &SubscriptionId,
+        paid_since: Option<i64>,
+        tenant: &str,
+    ) -> Result<Vec<Refund>, StripeApiError> {
+        let mut refunds = Vec::new();
+        for invoice in self.list("/invoices", &format!("subscription={id}&status=paid")).await? {
+            let invoice_id = answer_field(&invoice, "id", "invoice")?;
+            let paid_at = invoice.pointer("/status_transitions/paid_at").and_then(serde_json::Value::as_i64);
+            let in_range = paid_since.is_none_or(|since| paid_at.is_some_and(|at| at >= since));
+            if !in_range
+                || invoice.get("amount_paid").and_then(serde_json::Value::as_i64).unwrap_or_default() <= 0
+            {
+                continue;
+            }
+            for payment in
+                self.list("/invoice_payments", &format!("invoice={invoice_id}&status=paid")).await?
+            {
+                // Payments made out of band (`type: charge` without a
+                // PaymentIntent) are left to the operator.
+                let Some(payment_intent) = payment
+                    .pointer("/payment/payment_intent")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    continue;
+                };
+                let paid = payment.get("amount_paid").and_then(serde_json::Value::as_i64).unwrap_or_default();
+                let standing = self.standing_refunds(&payment_intent, &invoice_id).await?;
+                if standing.iter().map(|r| r.amount).sum::<i64>() < paid {
+                    let create = AsJson::form(
+                        StripeMethod::Post,
+                        "/refunds".to_owned(),
+                        &[
+                            ("payment_intent", payment_intent.as_str()),
+                            ("reason", "requested_by_customer"),
+                            ("metadata[tenant_id]", tenant),
+                        ],
+                    );
+                    match self.write_json(&create, &format!("refund-{payment_intent}")).await {
+                        Ok(_) => {}
+                        // Refunded since it was read (a concurrent run, or the operator).
+                        Err(StripeApiError::Rejected { code: Some(code), .. })
+                            if code == "charge_already_refunded" => {}
+                        Err(other) => return Err(other),
+                    }
+                    refunds.extend(self.standing_refunds(&payment_intent, &invoice_id).await?);
+                } else {
+                    refunds.extend(standing);
+                }
+            }
+        }
+        Ok(refunds)
     }
 }
 
