@@ -371,3 +371,56 @@ async fn an_event_for_our_subscription_whose_checkout_never_arrives_is_reported_
     let operator = world.mails_to("operator@example.test").await;
     assert!(operator.iter().any(|m| m["subject"].as_str().unwrap().contains("evt_early")));
 }
+
+#[tokio::test]
+async fn a_failed_tenant_that_stripe_still_charges_gets_its_money_back_once() {
+    let world = World::active().await;
+    // FAILED with its subscription live and nothing given back (as when
+    // provisioning's money back could not be done).
+    let tenant = world.tenant().await;
+    let id = tenancy::domain::TenantId::parse(tenant["id"].as_str().unwrap()).unwrap();
+    let record = world.stack.store.get_tenant(&id).await.unwrap().unwrap();
+    let mut failed = record.next_version(NOW);
+    failed.status = tenancy::domain::TenantStatus::Failed;
+    world.stack.store.replace_tenant(&failed).await.unwrap();
+
+    // Stripe charges again (an upgrade's prorated invoice); every event twice.
+    let events = world.stripe_does(&change_plan("ultimate"));
+    for event in events.iter().chain(events.iter()) {
+        world.post(event).await;
+    }
+    world.settle().await;
+
+    // Whichever of the events is applied first gives it back; the rest find it done.
+    let runs: Vec<_> = events.iter().map(|e| world.run(e["id"].as_str().unwrap())).collect();
+    assert!(runs.iter().all(|run| run.status == RunStatus::Succeeded));
+    let giving = runs.iter().filter(|run| run.states_passed().contains(&"GiveMoneyBack".to_owned())).count();
+    assert!(giving >= 1, "{:?}", runs.iter().map(|r| r.states_passed()).collect::<Vec<_>>());
+    // Read back from Stripe: cancelled, and each payment refunded once, in full.
+    let subscription =
+        world.stack.stripe.subscriptions().into_iter().find(|s| s.id == ACME_SUBSCRIPTION).unwrap();
+    assert_eq!(subscription.status, tenancy::domain::SubscriptionStatus::Canceled);
+    let paid: Vec<(String, i64)> = world
+        .stack
+        .stripe
+        .invoices()
+        .into_iter()
+        .filter(|i| i.subscription == ACME_SUBSCRIPTION && i.amount_paid > 0)
+        .map(|i| (i.id, i.amount_paid))
+        .collect();
+    let mut refunded: Vec<(String, i64)> =
+        world.stack.stripe.refunds().into_iter().map(|r| (r.invoice, r.amount)).collect();
+    refunded.sort();
+    assert_eq!(paid.len(), 2, "the signup and the upgrade");
+    assert_eq!(refunded, paid);
+    let tenant = world.tenant().await;
+    assert_eq!(tenant["money_back"]["refunds"].as_array().unwrap().len(), 2);
+    assert_eq!(tenant["status"], "FAILED", "no converge for a FAILED tenant");
+    let operator = world.mails_to("operator@example.test").await;
+    assert_eq!(operator.iter().filter(|m| m["subject"].as_str().unwrap().contains("money back")).count(), 1);
+    let customer = world.mails_to("dana@acme.example").await;
+    let refund_mails: Vec<_> =
+        customer.iter().filter(|m| m["subject"] == "Your payment has been refunded").collect();
+    assert_eq!(refund_mails.len(), 1);
+    assert!(refund_mails[0]["text"].as_str().unwrap().contains("charged for a workspace you do not have"));
+}

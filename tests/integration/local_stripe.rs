@@ -12,7 +12,7 @@ use tenancy::adapters::stripe::{RateLimit, RetryPolicy, StripeApi};
 use tenancy::checkout::{CheckoutApi, CheckoutSettings};
 use tenancy::clock::{Clock, FixedClock};
 use tenancy::domain::{Catalog, EmailAddress, SubscriptionId, SubscriptionStatus};
-use tenancy::ports::{CheckoutSessionRequest, StripeApiError, StripeGateway, SubscriptionSource};
+use tenancy::ports::{CheckoutSessionRequest, MoneyBack, StripeApiError, StripeGateway, SubscriptionSource};
 use tenancy::stripe::{StripeMode, StripeSecretKey, WebhookSecret};
 use tenantctl::http_client::HttpClient;
 use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
@@ -234,6 +234,50 @@ async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
         (list[0]["id"].as_str(), list[0]["subdomain"].as_str()),
         (Some(id.as_str()), Some("initrode"))
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stripe_api_cancels_and_refunds_through_the_stand_in_once_however_often_asked() {
+    let server = Server::start().await;
+    let id = server.paid_subscription(PayOptions::default()).await;
+    let (status, _) = server.act(&id, "upgrade", serde_json::json!({"plan": "pro"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let api = reader(&server.base);
+    // Run twice, and a third time as a concurrent pair: one effect.
+    for _ in 0..2 {
+        api.cancel_subscription(&id).await.unwrap();
+        let refunds = api.refund_subscription(&id, None, "tnt_test").await.unwrap();
+        assert_eq!(refunds.len(), 2, "the signup's payment and the upgrade's");
+    }
+    let (a, b) = tokio::join!(api.refund_subscription(&id, None, "tnt_test"), api.cancel_subscription(&id));
+    assert_eq!(a.unwrap().len(), 2);
+    b.unwrap();
+    // Read back from the stand-in's own state.
+    assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Canceled);
+    let held = server.stripe.refunds();
+    let paid: Vec<i64> = server
+        .stripe
+        .invoices()
+        .iter()
+        .filter(|i| i.subscription == id.as_str() && i.amount_paid > 0)
+        .map(|i| i.amount_paid)
+        .collect();
+    let mut refunded: Vec<i64> = held.iter().map(|r| r.amount).collect();
+    refunded.sort();
+    let mut expected = paid.clone();
+    expected.sort();
+    assert_eq!(refunded, expected, "each payment refunded once, in full");
+    assert!(held.iter().all(
+        |r| r.metadata["tenant_id"] == "tnt_test" && r.reason.as_deref() == Some("requested_by_customer")
+    ));
+    // Only what was paid since a moment: nothing new to refund after the fact.
+    let later = api.refund_subscription(&id, Some(NOW + 1), "tnt_test").await.unwrap();
+    assert!(later.is_empty());
+    // Stripe's refusals come back as Stripe words them.
+    let missing = SubscriptionId::parse("sub_nobody").unwrap();
+    let refused = api.cancel_subscription(&missing).await.unwrap_err();
+    assert!(matches!(refused, StripeApiError::Rejected { status: 404, .. }), "{refused:?}");
     server.stop().await;
 }
 

@@ -130,7 +130,7 @@ async fn a_transient_launch_failure_is_retried_and_provisioning_finishes() {
 }
 
 #[tokio::test]
-async fn a_permanent_failure_removes_everything_marks_failed_and_tells_both() {
+async fn a_permanent_failure_removes_everything_gives_the_money_back_and_tells_both() {
     let (stack, _) = stack_with(|f| {
         f.failures.store(1, Ordering::SeqCst);
         f.permanent = true;
@@ -140,13 +140,21 @@ async fn a_permanent_failure_removes_everything_marks_failed_and_tells_both() {
     let run = execution(&stack, "evt_1QAcmeCheckoutDone");
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.error.as_deref(), Some("Tenancy.Rejected"));
-    assert!(run.states_passed().ends_with(&["Compensate".to_owned(), "ProvisioningFailed".to_owned()]));
+    assert!(run.states_passed().ends_with(&[
+        "Compensate".to_owned(),
+        "GiveMoneyBack".to_owned(),
+        "ProvisioningFailed".to_owned()
+    ]));
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     assert!(state["tenants"][0]["failure"]["cause"].as_str().unwrap().contains("CannotPullContainerError"));
     assert_eq!((len(&state, "services"), len(&state, "dns_records")), (0, 0));
+    // Stripe, read back: the subscription cancelled and the payment refunded once.
+    assert_money_back(&stack, &state, "sub_1QAcmeR0b0t1csPro", 5000);
     let to: Vec<&str> =
         state["emails"].as_array().unwrap().iter().map(|m| m["to"].as_str().unwrap()).collect();
-    assert_eq!(to, ["dana@acme.example", "operator@example.test"]);
+    assert_eq!(to, ["operator@example.test", "dana@acme.example", "operator@example.test"]);
+    let customer = &state["emails"][1];
+    assert!(customer["text"].as_str().unwrap().contains("refunded 50.00 CAD"), "{customer}");
     // The name is free again: a new checkout for it provisions.
     deliver(&stack, &checkout_from(2, "acme")).await;
     settle(&stack).await;
@@ -181,11 +189,19 @@ async fn a_taken_subdomain_takes_its_own_path_and_leaves_the_holder_alone() {
     let state = settle(&stack).await;
     let run = execution(&stack, "evt_checkout7");
     assert_eq!(run.error.as_deref(), Some("Tenancy.SubdomainTaken"));
-    assert_eq!(run.states_passed(), ["RecordSignup", "SubdomainTaken", "SignupRejected"]);
+    assert_eq!(
+        run.states_passed(),
+        ["RecordSignup", "SubdomainTaken", "GiveMoneyBack", "ProvisioningFailed"]
+    );
     let statuses: Vec<&str> =
         state["tenants"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
     assert!(statuses.contains(&"ACTIVE") && statuses.contains(&"FAILED"), "{statuses:?}");
     assert_eq!(len(&state, "services"), 1, "the holder's service is untouched");
+    let rejected = tenant_of(&state, "sub_subscription7");
+    assert_eq!(rejected["money_back"]["refunds"][0]["amount"], 5000);
+    let holder = stack.stripe.subscriptions().into_iter().find(|s| s.id == "sub_1QAcmeR0b0t1csPro").unwrap();
+    assert_eq!(holder.status, tenancy::domain::SubscriptionStatus::Active, "the holder still pays");
+    assert_eq!(stack.stripe.refunds().len(), 1, "only the rejected buyer's payment");
     let subjects: Vec<&str> =
         state["emails"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap()).collect();
     assert!(subjects.iter().any(|s| s.contains("REJECTED (Tenancy.SubdomainTaken)")), "{subjects:?}");
@@ -200,14 +216,52 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     let state = settle(&stack).await;
     let run = execution(&stack, "evt_checkout9");
     assert_eq!(run.error.as_deref(), Some("Tenancy.InvalidSignup"));
-    assert_eq!(run.states_passed(), ["RecordSignup", "InvalidSignup", "SignupRejected"]);
+    assert_eq!(run.states_passed(), ["RecordSignup", "InvalidSignup", "GiveMoneyBack", "ProvisioningFailed"]);
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     let cause = state["tenants"][0]["failure"]["cause"].as_str().unwrap();
     assert!(cause.contains("reserved") && cause.contains("platinum"), "{cause}");
     let operator =
         state["emails"].as_array().unwrap().iter().find(|m| m["to"] == "operator@example.test").unwrap();
     assert!(operator["text"].as_str().unwrap().contains("platinum"));
+    // No catalog price, so Stripe (the stand-in) has no subscription for it:
+    // the money cannot go back by itself, and the operator is told so.
+    let failed = state["tenants"][0]["money_back"]["failed"].as_str().unwrap();
+    assert!(failed.contains("no subscription sub_subscription9"), "{failed}");
+    let by_hand = state["emails"].as_array().unwrap().iter().any(|m| {
+        m["subject"].as_str().unwrap().contains("money back")
+            && m["text"].as_str().unwrap().contains("NOT DONE")
+    });
+    assert!(by_hand, "{}", state["emails"]);
     assert_eq!((len(&state, "services"), len(&state, "dead_letters")), (0, 0));
+}
+
+/// The tenant record of `subscription` in the state view.
+fn tenant_of<'a>(state: &'a Value, subscription: &str) -> &'a Value {
+    state["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["signup"]["subscription"] == subscription || t["rejected_subscription"] == subscription)
+        .unwrap_or_else(|| panic!("no tenant for {subscription}"))
+}
+
+/// Stripe (the stand-in) holds `subscription` cancelled with one refund of
+/// `amount`, and its tenant records the same.
+fn assert_money_back(stack: &LocalStack, state: &Value, subscription: &str, amount: i64) {
+    let held = stack.stripe.subscriptions().into_iter().find(|s| s.id == subscription).unwrap();
+    assert_eq!(held.status, tenancy::domain::SubscriptionStatus::Canceled);
+    let refunds: Vec<_> = stack
+        .stripe
+        .refunds()
+        .into_iter()
+        .filter(|r| {
+            stack.stripe.invoices().iter().any(|i| i.id == r.invoice && i.subscription == subscription)
+        })
+        .collect();
+    assert_eq!(refunds.iter().map(|r| r.amount).collect::<Vec<_>>(), [amount]);
+    let recorded = &tenant_of(state, subscription)["money_back"];
+    assert_eq!(recorded["refunds"][0]["id"], refunds[0].id.as_str());
+    assert!(recorded["completed_at"].is_i64(), "{recorded}");
 }
 
 /// Serialises bootstrapping the emulator's shared `tenancy-local` resources:
