@@ -561,3 +561,67 @@ async fn a_paid_tenant_stays_when_stripe_cannot_be_read_as_provisioning_ends() {
     assert_eq!(len(&state, "services"), 1);
     assert_eq!(len(&state, "dns_records"), 1);
 }
+
+/// A mailer SES refuses everything from (the sandbox's MessageRejected).
+struct RefusingMailer;
+
+#[async_trait::async_trait]
+impl tenancy::ports::Mailer for RefusingMailer {
+    async fn send(&self, _: &tenancy::ports::Mail) -> Result<String, tenancy::ports::MailError> {
+        Err(tenancy::ports::MailError::Rejected("MessageRejected: Email address is not verified".into()))
+    }
+}
+
+/// The steps in-process, except that the first invocation of `cold` fails
+/// as a function that exits at cold start does (an SSM read timing out).
+struct ColdStartOnce {
+    steps: tenancy::steps::WorkflowSteps,
+    cold: tenancy::steps::StepName,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl asl::TaskHandler for ColdStartOnce {
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, asl::TaskError> {
+        let name = resource.rsplit_once(":function:").map(|(_, name)| name).unwrap_or_default();
+        let step = tenancy::steps::StepName::from_name(name).expect("a local function");
+        if step == self.cold && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(asl::TaskError::new(
+                "Runtime.ExitError",
+                "RequestId: 1 Error: Runtime exited with error: exit status 1",
+            ));
+        }
+        self.steps.invoke(step, input).await.map_err(tenantctl::workflow::lambda_task_error)
+    }
+}
+
+#[tokio::test]
+async fn a_cold_start_failure_is_retried_and_a_refused_welcome_mail_leaves_the_tenant_active() {
+    let mut adapters = local_adapters();
+    adapters.steps.mailer = Arc::new(RefusingMailer);
+    assert!(adapters.stripe.adopt_checkout(&checkout()).unwrap());
+    let store = adapters.steps.store.clone();
+    let tasks = ColdStartOnce {
+        steps: adapters.steps,
+        cold: tenancy::steps::StepName::RecordSignup,
+        failed: Default::default(),
+    };
+    let machines = tenantctl::workflow::load_machines(None).unwrap();
+    let machine = &machines[&tenancy::ports::Workflow::Provision];
+    let options = asl::RunOptions { time_scale: 0.0, ..asl::RunOptions::default() };
+    let run =
+        asl::run(machine, "evt_1QAcmeCheckoutDone", json!({ "event": checkout() }), &tasks, &options, None)
+            .await;
+    assert!(run.succeeded(), "{:?} {:?}", run.status, run.output);
+    let failures: Vec<String> = run.events("TaskFailed").map(|e| e.detail.to_string()).collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("Runtime.ExitError"));
+    let tenants = store.list_tenants().await.unwrap();
+    assert_eq!(
+        tenants[0].status,
+        tenancy::domain::TenantStatus::Active,
+        "a mail does not tear a paid tenant down"
+    );
+    assert!(tenants[0].unsent_mails["welcome"].reason.contains("MessageRejected"));
+    assert!(tenants[0].money_back.is_none(), "nobody refunded a working tenant");
+}

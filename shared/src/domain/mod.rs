@@ -53,4 +53,5 @@ pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;
 pub use tenant::{
     Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,
+    UnsentMail,
 };

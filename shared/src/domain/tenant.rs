@@ -168,6 +168,17 @@ pub struct TenantRecord {
     pub rejected_subscription: Option<SubscriptionId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub money_back: Option<MoneyBackRecord>,
+    /// Mails that could not be sent, by key (`welcome`), until one is.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unsent_mails: std::collections::BTreeMap<String, UnsentMail>,
+}
+
+/// Why a mail could not be sent, for the operator (who can resend it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsentMail {
+    /// The mail service's refusal (`MessageRejected: …`).
+    pub reason: String,
+    pub at: i64,
 }
 
 impl TenantRecord {
@@ -235,6 +246,7 @@ impl TenantRecord {
             outbox: Vec::new(),
             rejected_subscription: None,
             money_back: None,
+            unsent_mails: Default::default(),
         }
     }
 }

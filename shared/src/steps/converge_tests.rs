@@ -187,7 +187,12 @@ impl World {
         let dns = self.dns_port.as_ref();
         until_ok!(self, "dns", provision::publish_dns(store, dns, &ctx, input()));
         let mailer = self.mailer_port.as_ref();
-        until_ok!(self, "welcome", provision::send_welcome_mail(store, mailer, &self.key, &ctx, input()));
+        let welcome = || provision::WelcomeInput {
+            tenant_id: tenant.tenant_id.clone(),
+            event_id: event_id.clone(),
+            gave_up: None,
+        };
+        until_ok!(self, "welcome", provision::send_welcome_mail(store, mailer, &self.key, &ctx, welcome()));
         let stripe = self.stripe_port.as_ref();
         let sync = || ApplyInput { event: None, tenant_id: Some(tenant.tenant_id.clone()) };
         until_ok!(self, "sync", apply_subscription(store, stripe, &ctx, sync()));

@@ -65,6 +65,24 @@ pub fn signup_rejected_operator(
     }
 }
 
+pub fn welcome_mail_failed_operator(
+    operator: &EmailAddress,
+    tenant: &TenantId,
+    subdomain: &crate::domain::Subdomain,
+    reason: &str,
+) -> Mail {
+    Mail {
+        to: operator.clone(),
+        subject: format!("[tenancy] welcome mail NOT SENT for {subdomain} ({tenant})"),
+        text: format!(
+            "Tenant:    {tenant}\nSubdomain: {subdomain}\nReason:    {reason}\n\n\
+             The tenant is running and paid for; only its welcome mail (sign-in address and temporary \
+             password) did not go out. Fix the cause (SES sandbox, a verified sender, the address), then \
+             resend it: tenantctl local resend-welcome {subdomain}.\n"
+        ),
+    }
+}
+
 /// The customer's mail once their money went back (or could not yet):
 /// `what` says what went wrong, as the customer would put it.
 pub fn money_back_customer(to: &EmailAddress, what: &str, money_back: &MoneyBackRecord) -> Mail {

@@ -280,21 +280,86 @@ pub async fn check_dns(dns: &dyn DnsPublisher, input: DnsCheckInput) -> Result<D
     }
 }
 
+/// Input of SendWelcomeMail; `gave_up` when SES could not be reached
+/// within the state's retries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WelcomeInput {
+    pub tenant_id: TenantId,
+    pub event_id: String,
+    #[serde(default)]
+    pub gave_up: Option<CaughtError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelcomeReport {
+    /// Sent now or before.
+    pub sent: Option<MailReport>,
+    /// Why it was not (recorded on the tenant; the operator was told).
+    pub failed: Option<String>,
+}
+
 /// 5. The welcome mail with the temporary password, sent once.
+///
+/// Not fatal: a mail SES refuses (sandbox, bouncing address, permissions) leaves the
+/// paid, healthy tenant as it is, records why on it and tells the operator,
+/// who can resend it once the cause is fixed.
 pub async fn send_welcome_mail(
     store: &dyn TenantStore,
     mailer: &dyn Mailer,
     password_key: &PasswordKey,
     ctx: &StepContext<'_>,
-    input: TenantInput,
-) -> Result<MailReport, StepError> {
+    input: WelcomeInput,
+) -> Result<WelcomeReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
     let signup = signup_of(&record)?;
-    let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
-    let password = TemporaryPassword::derive(password_key, &record.id);
-    let mail = mails::welcome(signup, &url, &password);
-    send_once(store, mailer, ctx.clock, &record.id, "welcome", &input.event_id, &mail).await
+    let reason = match &input.gave_up {
+        Some(caught) => format!("{}: {}", caught.error, caught.cause),
+        None => {
+            let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
+            let password = TemporaryPassword::derive(password_key, &record.id);
+            let mail = mails::welcome(signup, &url, &password);
+            match send_once(store, mailer, ctx.clock, &record.id, WELCOME_MAIL, &input.event_id, &mail).await
+            {
+                Ok(report) => {
+                    update(store, ctx.clock, &record.id, |r| r.unsent_mails.remove(WELCOME_MAIL).is_some())
+                        .await?;
+                    return Ok(WelcomeReport { sent: Some(report), failed: None });
+                }
+                Err(StepError::Rejected { reason, .. }) => reason,
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    tracing::warn!(tenant_id = %record.id, reason, "welcome mail not sent");
+    let now = ctx.clock.now_unix();
+    update(store, ctx.clock, &record.id, |r| {
+        let unsent = crate::domain::UnsentMail { reason: reason.clone(), at: now };
+        r.unsent_mails.insert(WELCOME_MAIL.to_owned(), unsent).is_none()
+    })
+    .await?;
+    let alert = mails::welcome_mail_failed_operator(
+        &ctx.settings.operator_email,
+        &record.id,
+        &signup.subdomain,
+        &reason,
+    );
+    // The alert is best effort too: SES may be what is failing.
+    send_best_effort(
+        store,
+        mailer,
+        ctx.clock,
+        &record.id,
+        "welcome-failed-operator",
+        &input.event_id,
+        &alert,
+    )
+    .await?
+    .ok();
+    Ok(WelcomeReport { sent: None, failed: Some(reason) })
 }
+
+/// The welcome mail's key in the tenant's mails.
+pub const WELCOME_MAIL: &str = "welcome";
 
 /// Compensation: remove what was made, mark FAILED, tell the operator. The
 /// customer hears from GiveMoneyBack, which follows, with what was refunded.
@@ -485,6 +550,19 @@ mod tests {
             StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
         }
 
+        async fn welcome(
+            &self,
+            mailer: &dyn Mailer,
+            tenant: &TenantRef,
+            gave_up: Option<Value>,
+        ) -> Result<WelcomeReport, StepError> {
+            let input = serde_json::from_value(
+                json!({"tenant_id": tenant.tenant_id, "event_id": "evt_1QAcmeCheckoutDone", "gave_up": gave_up}),
+            )
+            .unwrap();
+            send_welcome_mail(&self.store, mailer, &self.key, &self.ctx(), input).await
+        }
+
         async fn record(&self, event: &Value) -> Result<TenantRef, StepError> {
             let input = serde_json::from_value(json!({ "event": event })).unwrap();
             record_signup(&self.store, &self.key, &self.ctx(), input).await
@@ -612,14 +690,8 @@ mod tests {
     async fn welcome_mail_goes_out_once_with_the_password_whose_hash_the_app_has() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first =
-            send_welcome_mail(&world.store, &world.outbox, &world.key, &world.ctx(), tenant_input(&tenant))
-                .await
-                .unwrap();
-        let second =
-            send_welcome_mail(&world.store, &world.outbox, &world.key, &world.ctx(), tenant_input(&tenant))
-                .await
-                .unwrap();
+        let first = world.welcome(&world.outbox, &tenant, None).await.unwrap().sent.unwrap();
+        let second = world.welcome(&world.outbox, &tenant, None).await.unwrap().sent.unwrap();
         assert!(!first.already_sent && second.already_sent);
         assert_eq!(first.message_id, second.message_id);
         let sent = world.outbox.sent();
@@ -629,6 +701,29 @@ mod tests {
         assert!(sent[0].mail.text.contains("https://acme.apps.example.com"));
         let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         assert!(!serde_json::to_string(&record).unwrap().contains(password.expose()), "plaintext stored");
+    }
+
+    #[tokio::test]
+    async fn a_refused_welcome_mail_leaves_the_tenant_records_why_and_a_resend_clears_it() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let report = world.welcome(&RefusingMailer, &tenant, None).await.unwrap();
+        assert!(report.failed.as_deref().unwrap().contains("MessageRejected"), "{report:?}");
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert_eq!(record.status, TenantStatus::Provisioning, "not torn down, not failed");
+        assert!(record.unsent_mails["welcome"].reason.contains("MessageRejected"));
+        // SES never came back within the retries: the same, from the caught error.
+        let caught = json!({"Error": "Tenancy.Transient", "Cause": "mail failed for now"});
+        let report = world.welcome(&world.outbox, &tenant, Some(caught)).await.unwrap();
+        assert_eq!(report.failed.as_deref(), Some("Tenancy.Transient: mail failed for now"));
+        let alerts = world.outbox.sent();
+        assert_eq!(alerts.len(), 1);
+        assert!(alerts[0].mail.subject.contains("welcome mail NOT SENT for acme"));
+        // Resent once the cause is fixed: sent, and the record says so.
+        let resent = world.welcome(&world.outbox, &tenant, None).await.unwrap();
+        assert!(resent.sent.is_some() && resent.failed.is_none());
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert!(record.unsent_mails.is_empty());
     }
 
     fn failure_input(tenant: Option<&TenantRef>, error: &str) -> FailureInput {
