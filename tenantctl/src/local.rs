@@ -310,6 +310,31 @@ impl LocalStack {
     }
 
     /// Everything, as `GET /local/state` shows it.
+    /// Sends a tenant's welcome mail again (after its failure was fixed):
+    /// SendWelcomeMail on behalf of the execution that first reserved it,
+    /// so a mail that did go out is never sent twice.
+    pub async fn resend_welcome(&self, subdomain: &str) -> Result<Value, (StatusCode, String)> {
+        let unavailable = |e: &dyn std::fmt::Display| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        let tenants = self.store.list_tenants().await.map_err(|e| unavailable(&e))?;
+        let Some(tenant) = tenants
+            .into_iter()
+            .find(|t| t.signup.as_ref().is_some_and(|s| s.subdomain.as_str() == subdomain))
+        else {
+            return Err((StatusCode::NOT_FOUND, format!("no tenant has the subdomain `{subdomain}`")));
+        };
+        let mails = self.store.mails(&tenant.id).await.map_err(|e| unavailable(&e))?;
+        let owner = mails
+            .into_iter()
+            .find(|m| m.key == tenancy::steps::provision::WELCOME_MAIL)
+            .map(|m| m.owner)
+            .unwrap_or_else(|| format!("resend-{}", tenant.id));
+        let input = json!({"tenant_id": tenant.id, "event_id": owner});
+        self.workflows
+            .invoke_step(tenancy::steps::StepName::SendWelcomeMail, input)
+            .await
+            .map_err(|e| (StatusCode::CONFLICT, tenancy::telemetry::error_chain(&e)))
+    }
+
     pub async fn state(&self) -> Value {
         let tenants = match self.store.list_tenants().await {
             Ok(tenants) => {
@@ -371,6 +396,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/stripe/webhook", post(stripe_webhook))
         .route("/local/state", get(local_state))
         .route("/local/executions/{name}", get(execution_history))
+        .route("/local/tenants/{subdomain}/resend-welcome", post(resend_welcome))
         .route("/billing-portal/{customer}", get(billing_portal))
         .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
         .route("/subdomains/{name}", get(signup_api).options(signup_api))
@@ -397,6 +423,14 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
 async fn stripe_webhook(State(stack): State<Arc<LocalStack>>, headers: HeaderMap, body: Bytes) -> Response {
     let answer = stack.deliver(&headers, &body).await;
     (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+}
+
+/// `POST /local/tenants/{subdomain}/resend-welcome`.
+async fn resend_welcome(State(stack): State<Arc<LocalStack>>, Path(subdomain): Path<String>) -> Response {
+    match stack.resend_welcome(&subdomain).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err((status, message)) => (status, axum::Json(json!({"error": message}))).into_response(),
+    }
 }
 
 async fn local_state(State(stack): State<Arc<LocalStack>>) -> Response {

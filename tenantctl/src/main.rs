@@ -140,6 +140,14 @@ enum LocalCommand {
         #[command(flatten)]
         delivery: DeliveryArgs,
     },
+    /// Send a tenant's welcome mail again, once what stopped it is fixed
+    /// (its failure is on the tenant in `/local/state`, and was mailed to
+    /// the operator). A mail that did go out is not sent twice.
+    ResendWelcome {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        subdomain: String,
+    },
     /// List the local Stripe's subscriptions (id, status, subdomain, price).
     Subscriptions {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
@@ -306,6 +314,15 @@ async fn main() -> Result<()> {
             print!("{}", report::render_deliveries(&answer));
             if !status.is_success() {
                 bail!("the local Stripe refused: HTTP {}", status.as_u16());
+            }
+            Ok(())
+        }
+        Command::Local { command: LocalCommand::ResendWelcome { server, subdomain } } => {
+            let url = format!("{}/local/tenants/{subdomain}/resend-welcome", server.trim_end_matches('/'));
+            let (status, answer) = call_json(&url, &serde_json::Value::Null).await?;
+            println!("{answer}");
+            if !status.is_success() {
+                bail!("not resent: HTTP {}", status.as_u16());
             }
             Ok(())
         }

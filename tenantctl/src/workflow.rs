@@ -215,6 +215,12 @@ impl LocalWorkflows {
         Ok(workflows)
     }
 
+    /// Runs one step outside any execution, as an operator invoking its
+    /// Lambda function by hand would.
+    pub async fn invoke_step(&self, step: StepName, input: Value) -> Result<Value, StepError> {
+        self.tasks.steps.invoke(step, input).await
+    }
+
     pub fn executions(&self) -> Vec<ExecutionRecord> {
         self.each_execution(ExecutionRecord::clone)
     }

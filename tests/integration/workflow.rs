@@ -625,3 +625,51 @@ async fn a_cold_start_failure_is_retried_and_a_refused_welcome_mail_leaves_the_t
     assert!(tenants[0].unsent_mails["welcome"].reason.contains("MessageRejected"));
     assert!(tenants[0].money_back.is_none(), "nobody refunded a working tenant");
 }
+
+/// A mailer that refuses while `refusing` is set, then sends through `inner`.
+struct RefusingUntilFixed {
+    refusing: std::sync::atomic::AtomicBool,
+    inner: Arc<dyn tenancy::ports::Mailer>,
+}
+
+#[async_trait::async_trait]
+impl tenancy::ports::Mailer for RefusingUntilFixed {
+    async fn send(&self, mail: &tenancy::ports::Mail) -> Result<String, tenancy::ports::MailError> {
+        if self.refusing.load(Ordering::SeqCst) {
+            return RefusingMailer.send(mail).await;
+        }
+        self.inner.send(mail).await
+    }
+}
+
+#[tokio::test]
+async fn a_welcome_mail_refused_at_signup_is_resent_once_the_cause_is_fixed() {
+    let mut adapters = local_adapters();
+    let mailer = Arc::new(RefusingUntilFixed { refusing: true.into(), inner: adapters.steps.mailer.clone() });
+    adapters.steps.mailer = mailer.clone();
+    let stack = local_stack(NOW, adapters);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    assert_eq!(execution(&stack, "evt_1QAcmeCheckoutDone").status, RunStatus::Succeeded);
+    assert_eq!(state["tenants"][0]["status"], "ACTIVE");
+    assert!(
+        state["tenants"][0]["unsent_mails"]["welcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("MessageRejected")
+    );
+    assert_eq!(len(&state, "emails"), 0, "SES refused them all, the operator's alert too");
+
+    mailer.refusing.store(false, Ordering::SeqCst);
+    let resent = stack.resend_welcome("acme").await.unwrap();
+    assert!(resent["sent"]["message_id"].is_string(), "{resent}");
+    let again = stack.resend_welcome("acme").await.unwrap();
+    assert_eq!(again["sent"]["already_sent"], true, "never sent twice");
+    let state = stack.state().await;
+    assert!(state["tenants"][0].get("unsent_mails").is_none(), "{}", state["tenants"][0]);
+    let welcome: Vec<_> =
+        state["emails"].as_array().unwrap().iter().filter(|m| m["to"] == "dana@acme.example").collect();
+    assert_eq!(welcome.len(), 1);
+    assert_eq!(stack.resend_welcome("nobody").await.unwrap_err().0, StatusCode::NOT_FOUND);
+}
