@@ -364,7 +364,10 @@ impl LocalWorkflows {
                 }
                 Err(error)
                     if attempt < CLEANUP_ATTEMPTS
-                        && matches!(error.error_name(), "Tenancy.Transient" | "Tenancy.LeaseHeld") =>
+                        && matches!(
+                            error.error_name(),
+                            "Tenancy.Transient" | "Tenancy.Throttled" | "Tenancy.LeaseHeld"
+                        ) =>
                 {
                     tokio::time::sleep(wait).await;
                 }

@@ -37,7 +37,14 @@ async fn until_done(steps: &WorkflowSteps, step: StepName, input: Value) -> (Val
     for attempt in 1..=ATTEMPTS {
         match steps.invoke(step, input.clone()).await {
             Ok(output) => return (output, attempt),
-            Err(error) if matches!(error.error_name(), "Tenancy.Transient" | "Tenancy.LeaseHeld") => continue,
+            Err(error)
+                if matches!(
+                    error.error_name(),
+                    "Tenancy.Transient" | "Tenancy.Throttled" | "Tenancy.LeaseHeld"
+                ) =>
+            {
+                continue;
+            }
             Err(error) => {
                 panic!("{} failed for good: {}", step.as_str(), integration_tests::error_chain(&error))
             }

@@ -673,3 +673,57 @@ async fn a_welcome_mail_refused_at_signup_is_resent_once_the_cause_is_fixed() {
     assert_eq!(welcome.len(), 1);
     assert_eq!(stack.resend_welcome("nobody").await.unwrap_err().0, StatusCode::NOT_FOUND);
 }
+
+/// Route 53 at its rate limit for the first `throttled` changes, and slow
+/// to reach every server: no change is ever seen INSYNC.
+struct SlowRoute53 {
+    inner: Arc<dyn tenancy::ports::DnsPublisher>,
+    throttled: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl tenancy::ports::DnsPublisher for SlowRoute53 {
+    async fn upsert_alias(&self, name: &str) -> Result<String, tenancy::ports::DnsError> {
+        let left = self.throttled.load(Ordering::SeqCst);
+        if left > 0 {
+            self.throttled.store(left - 1, Ordering::SeqCst);
+            let slow_down = tenancy::ports::Throttled("Throttling: Rate exceeded".into());
+            return Err(tenancy::ports::DnsError::Unavailable(Box::new(slow_down)));
+        }
+        self.inner.upsert_alias(name).await
+    }
+
+    async fn change_status(&self, _: &str) -> Result<tenancy::ports::ChangeStatus, tenancy::ports::DnsError> {
+        Ok(tenancy::ports::ChangeStatus::Pending)
+    }
+
+    async fn delete_alias(&self, name: &str) -> Result<(), tenancy::ports::DnsError> {
+        self.inner.delete_alias(name).await
+    }
+}
+
+#[tokio::test]
+async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
+    let mut adapters = local_adapters();
+    // More throttling than the transient retries' budget (six) would allow.
+    adapters.steps.dns = Arc::new(SlowRoute53 { inner: adapters.steps.dns.clone(), throttled: 10.into() });
+    let stack = local_stack(NOW, adapters);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let passed = run.states_passed();
+    assert!(
+        passed.contains(&"DnsNeverInSync".to_owned()) && !passed.contains(&"Compensate".to_owned()),
+        "{passed:?}"
+    );
+    let throttled = run
+        .history
+        .iter()
+        .filter(|e| e.kind == "TaskFailed" && e.detail.to_string().contains("Tenancy.Throttled"))
+        .count();
+    assert_eq!(throttled, 10);
+    assert_eq!(state["tenants"][0]["status"], "ACTIVE");
+    assert_eq!((len(&state, "services"), len(&state, "dns_records")), (1, 1));
+}

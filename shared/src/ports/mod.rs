@@ -28,3 +28,23 @@ pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 
 /// The cause of an adapter failure, kept for the error chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The service asked us to slow down (Route 53 takes 5 changes a second per
+/// account, ECS and SES have their rates): the cause an adapter puts in its
+/// `Unavailable` variant so the workflow waits it out patiently instead of
+/// spending the budget it gives other transient errors.
+#[derive(Debug, thiserror::Error)]
+#[error("throttled")]
+pub struct Throttled(#[source] pub BoxError);
+
+/// Whether `error`, or anything in its cause chain, is [`Throttled`].
+pub fn is_throttled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<Throttled>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}

@@ -36,7 +36,10 @@ macro_rules! until_ok {
             attempts += 1;
             match $step.await {
                 Ok(done) => break done,
-                Err(e) if e.error_name() == "Tenancy.Transient" && attempts < 2_000 => {
+                Err(e)
+                    if matches!(e.error_name(), "Tenancy.Transient" | "Tenancy.Throttled")
+                        && attempts < 2_000 =>
+                {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(e) if e.error_name() == "Tenancy.LeaseHeld" && attempts < 2_000 => {

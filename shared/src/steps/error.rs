@@ -14,6 +14,14 @@ pub enum StepError {
         #[source]
         source: BoxError,
     },
+    /// The service asked us to slow down: retried patiently, for as long as
+    /// the workflow's budget allows, never compensated for.
+    #[error("{what} is throttling us")]
+    Throttled {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
     #[error("subdomain `{subdomain}` is taken")]
     SubdomainTaken { subdomain: Subdomain },
     #[error(transparent)]
@@ -53,6 +61,7 @@ impl StepError {
     pub fn error_name(&self) -> &'static str {
         match self {
             StepError::Transient { .. } => "Tenancy.Transient",
+            StepError::Throttled { .. } => "Tenancy.Throttled",
             StepError::SubdomainTaken { .. } => "Tenancy.SubdomainTaken",
             StepError::InvalidSignup(_) => "Tenancy.InvalidSignup",
             StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
@@ -68,6 +77,17 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// A failure that may pass: throttling (waited out) or transient.
+    pub fn unavailable(what: &'static str, source: BoxError) -> StepError {
+        if crate::ports::is_throttled(source.as_ref()) {
+            StepError::Throttled { what, source }
+        } else {
+            StepError::Transient { what, source }
+        }
+    }
+}
+
 impl From<StoreError> for StepError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -77,7 +97,7 @@ impl From<StoreError> for StepError {
             conflict @ StoreError::VersionConflict { .. } => {
                 StepError::Transient { what: "tenant table write", source: conflict.into() }
             }
-            StoreError::Unavailable(source) => StepError::Transient { what: "tenant table", source },
+            StoreError::Unavailable(source) => StepError::unavailable("tenant table", source),
             corrupt @ StoreError::Corrupt { .. } => StepError::Internal(corrupt.to_string()),
         }
     }
@@ -86,7 +106,7 @@ impl From<StoreError> for StepError {
 impl From<LauncherError> for StepError {
     fn from(error: LauncherError) -> Self {
         match error {
-            LauncherError::Unavailable(source) => StepError::Transient { what: "container platform", source },
+            LauncherError::Unavailable(source) => StepError::unavailable("container platform", source),
             LauncherError::Rejected(reason) => StepError::Rejected { what: "container platform", reason },
         }
     }
@@ -95,7 +115,7 @@ impl From<LauncherError> for StepError {
 impl From<DnsError> for StepError {
     fn from(error: DnsError) -> Self {
         match error {
-            DnsError::Unavailable(source) => StepError::Transient { what: "DNS", source },
+            DnsError::Unavailable(source) => StepError::unavailable("DNS", source),
             DnsError::Rejected(reason) => StepError::Rejected { what: "DNS", reason },
         }
     }
@@ -104,7 +124,7 @@ impl From<DnsError> for StepError {
 impl From<MailError> for StepError {
     fn from(error: MailError) -> Self {
         match error {
-            MailError::Unavailable(source) => StepError::Transient { what: "mail", source },
+            MailError::Unavailable(source) => StepError::unavailable("mail", source),
             MailError::Rejected(reason) => StepError::Rejected { what: "mail", reason },
         }
     }
@@ -114,7 +134,7 @@ impl From<crate::ports::BillingError> for StepError {
     fn from(error: crate::ports::BillingError) -> Self {
         match error {
             crate::ports::BillingError::Unavailable(source) => {
-                StepError::Transient { what: "billing portal", source }
+                StepError::unavailable("billing portal", source)
             }
             crate::ports::BillingError::Rejected(reason) => {
                 StepError::Rejected { what: "billing portal", reason }
@@ -126,7 +146,7 @@ impl From<crate::ports::BillingError> for StepError {
 impl From<StripeApiError> for StepError {
     fn from(error: StripeApiError) -> Self {
         match error {
-            StripeApiError::Unavailable(source) => StepError::Transient { what: "Stripe", source },
+            StripeApiError::Unavailable(source) => StepError::unavailable("Stripe", source),
             refused @ (StripeApiError::Rejected { .. } | StripeApiError::Unauthorized { .. }) => {
                 StepError::Rejected { what: "Stripe", reason: refused.to_string() }
             }
@@ -149,6 +169,7 @@ mod tests {
         let definition = include_str!("../../../infra/statemachine/provision.asl.json");
         for error in [
             StepError::Transient { what: "x", source: "y".into() },
+            StepError::Throttled { what: "x", source: "y".into() },
             StepError::SubdomainTaken { subdomain: Subdomain::parse("acme").unwrap() },
             StepError::InvalidSignup(InvalidSignup {
                 checkout_session: None,
@@ -168,6 +189,7 @@ mod tests {
         let definition = include_str!("../../../infra/statemachine/lifecycle.asl.json");
         for error in [
             StepError::Transient { what: "x", source: "y".into() },
+            StepError::Throttled { what: "x", source: "y".into() },
             StepError::TenantNotYetKnown("sub".into()),
             StepError::LeaseHeld("held".into()),
         ] {
@@ -184,5 +206,7 @@ mod tests {
         assert_eq!(StepError::from(taken).error_name(), "Tenancy.SubdomainTaken");
         let down = StoreError::Unavailable("timeout".into());
         assert_eq!(StepError::from(down).error_name(), "Tenancy.Transient");
+        let slow = StoreError::Unavailable(Box::new(crate::ports::Throttled("ThrottlingException".into())));
+        assert_eq!(StepError::from(slow).error_name(), "Tenancy.Throttled");
     }
 }

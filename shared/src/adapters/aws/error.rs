@@ -133,7 +133,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let summary = summary(&error);
-    Box::new(CallFailed { operation, summary, source: Box::new(error) })
+    let throttled = classify(&error) == Fault::Throttled;
+    let failed = Box::new(CallFailed { operation, summary, source: Box::new(error) });
+    if throttled { Box::new(crate::ports::Throttled(failed)) } else { failed }
 }
 
 /// A failure without an SDK error to carry (an answer that lacks a field

@@ -565,11 +565,16 @@ fn map_error(err: StripeCallError, key: &StripeSecretKey, timeout: Duration) -> 
                 409 | 429 | 500..=599 => {
                     let what =
                         [code.as_deref(), message.as_deref()].into_iter().flatten().collect::<Vec<_>>();
-                    unavailable(
-                        format!("HTTP {status} from Stripe: {}", what.join(": "))
-                            .trim_end_matches(": ")
-                            .to_owned(),
-                    )
+                    let why = format!("HTTP {status} from Stripe: {}", what.join(": "))
+                        .trim_end_matches(": ")
+                        .to_owned();
+                    match status {
+                        // Stripe's rate limit: waited out, not counted as a failure.
+                        429 => StripeApiError::Unavailable(Box::new(crate::ports::Throttled(Box::new(
+                            CallFailed(why),
+                        )))),
+                        _ => unavailable(why),
+                    }
                 }
                 // A 4xx that is not Stripe's error envelope (a proxy's page) says nothing of the request.
                 400..=499 if kind.is_none() && code.is_none() && message.is_none() => {
