@@ -20,25 +20,74 @@ use super::ids::TenantId;
 /// Crockford's base32 alphabet: no I, L, O or U to misread.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
-/// The secret the passwords are derived from. Never printed.
+/// The secrets the passwords are derived from, by version. Never printed.
+///
+/// Written `v2:secret,v1:secret`: the first is current (new signups are
+/// hashed under it); older ones still derive the password of a tenant
+/// recorded under them, whose welcome mail may not be sent yet, so a key is
+/// rotated by putting the new one first and dropped once no welcome mail
+/// waits for it. A bare secret is version `1`.
 #[derive(Clone)]
-pub struct PasswordKey(Vec<u8>);
+pub struct PasswordKey {
+    /// Never empty; the first is current.
+    versions: Vec<(String, Vec<u8>)>,
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("password key must be at least 32 characters")]
-pub struct WeakPasswordKey;
+pub enum WeakPasswordKey {
+    #[error("password key must be at least 32 characters")]
+    Short,
+    #[error(
+        "password keys are `version:secret` separated by commas, versions 1 to 16 lower-case letters or digits, each once"
+    )]
+    Malformed,
+}
+
+/// The version a bare key (and a record from before versions) has.
+pub const FIRST_KEY_VERSION: &str = "1";
 
 impl PasswordKey {
     pub fn parse(raw: &str) -> Result<Self, WeakPasswordKey> {
         let raw = raw.trim();
-        if raw.len() < 32 {
-            return Err(WeakPasswordKey);
+        let labelled = |entry: &str| {
+            let (version, secret) = entry.split_once(':')?;
+            let ok = (1..=16).contains(&version.len())
+                && version.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            ok.then(|| (version.to_owned(), secret.trim().to_owned()))
+        };
+        let versions: Vec<(String, String)> = if raw.split(',').all(|entry| labelled(entry.trim()).is_some())
+        {
+            raw.split(',').filter_map(|entry| labelled(entry.trim())).collect()
+        } else if raw.contains(',') {
+            return Err(WeakPasswordKey::Malformed);
+        } else {
+            vec![(FIRST_KEY_VERSION.to_owned(), raw.to_owned())]
+        };
+        if versions.iter().any(|(_, secret)| secret.len() < 32) {
+            return Err(WeakPasswordKey::Short);
         }
-        Ok(PasswordKey(raw.as_bytes().to_vec()))
+        let mut seen: Vec<&str> = versions.iter().map(|(v, _)| v.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != versions.len() {
+            return Err(WeakPasswordKey::Malformed);
+        }
+        Ok(PasswordKey { versions: versions.into_iter().map(|(v, s)| (v, s.into_bytes())).collect() })
+    }
+
+    /// The version new passwords are derived under.
+    pub fn current_version(&self) -> &str {
+        &self.versions[0].0
+    }
+
+    /// Just `version`, as the current key, if it is still configured.
+    pub fn version(&self, version: &str) -> Option<PasswordKey> {
+        let found = self.versions.iter().find(|(v, _)| v == version)?;
+        Some(PasswordKey { versions: vec![found.clone()] })
     }
 
     fn mac(&self, purpose: &str, tenant: &TenantId) -> [u8; 32] {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.versions[0].1) else {
             unreachable!("HMAC-SHA256 takes keys of any length")
         };
         mac.update(purpose.as_bytes());
@@ -50,7 +99,8 @@ impl PasswordKey {
 
 impl fmt::Debug for PasswordKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PasswordKey(***)")
+        let versions: Vec<&str> = self.versions.iter().map(|(v, _)| v.as_str()).collect();
+        write!(f, "PasswordKey(versions {}, ***)", versions.join(","))
     }
 }
 
@@ -160,6 +210,34 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert_eq!(PasswordKey::parse("short").unwrap_err(), WeakPasswordKey);
+        assert_eq!(PasswordKey::parse("short").unwrap_err(), WeakPasswordKey::Short);
+        assert_eq!(
+            PasswordKey::parse("v2:short,v1:a-test-key-that-is-long-enough-for-hmac").unwrap_err(),
+            WeakPasswordKey::Short
+        );
+    }
+
+    #[test]
+    fn versions_rotate_and_old_ones_still_derive_what_they_derived() {
+        let bare = key();
+        assert_eq!(bare.current_version(), FIRST_KEY_VERSION);
+        let rotated = PasswordKey::parse(
+            "v2:another-key-that-is-long-enough-for-hmac, 1:a-test-key-that-is-long-enough-for-hmac",
+        )
+        .unwrap();
+        assert_eq!(rotated.current_version(), "v2");
+        let before = TemporaryPassword::derive(&bare, &tenant(1));
+        let old = rotated.version(FIRST_KEY_VERSION).unwrap();
+        assert_eq!(TemporaryPassword::derive(&old, &tenant(1)).expose(), before.expose());
+        assert_ne!(TemporaryPassword::derive(&rotated, &tenant(1)).expose(), before.expose());
+        assert!(rotated.version("v0").is_none());
+        let shown = format!("{rotated:?}");
+        assert!(shown.contains("v2,1") && !shown.contains("another-key"), "{shown}");
+        for bad in [
+            "v2:x,v2:y",
+            "V2:another-key-that-is-long-enough-for-hmac,1:a-test-key-that-is-long-enough-for-hmac",
+        ] {
+            assert!(PasswordKey::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -143,6 +143,11 @@ pub struct TenantRecord {
     pub resources: TenantResources,
     /// PHC string (argon2id); the plaintext exists only in the welcome mail.
     pub admin_password_hash: Option<String>,
+    /// The password key version it was derived under (`None`: from before
+    /// versions, the first), so the welcome mail derives the same password
+    /// after the key was rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_key_version: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub activated_at: Option<i64>,
@@ -235,6 +240,7 @@ impl TenantRecord {
             subdomain_released_at: None,
             resources: TenantResources::default(),
             admin_password_hash: None,
+            admin_password_key_version: None,
             created_at: now,
             updated_at: now,
             activated_at: None,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::context::{MailReport, StepContext, load, send_best_effort, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
-use crate::domain::password::{PasswordKey, TemporaryPassword, hash_admin_password};
+use crate::domain::password::{FIRST_KEY_VERSION, PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{
     BillingPeriod, Catalog, CheckoutSignup, Failure, Plan, Subdomain, TenantId, TenantRecord, TenantStatus,
 };
@@ -162,7 +162,8 @@ pub async fn record_signup(
         host: ctx.settings.domain.host(&signup.subdomain),
     };
     let password_hash = hash_admin_password(password_key, &tenant_id).await?;
-    let record = TenantRecord::provisioning(signup, password_hash, ctx.clock.now_unix());
+    let mut record = TenantRecord::provisioning(signup, password_hash, ctx.clock.now_unix());
+    record.admin_password_key_version = Some(password_key.current_version().to_owned());
     match store.insert_tenant(&record).await? {
         Inserted::New => tracing::info!(tenant_id = %tenant_id, "tenant recorded as PROVISIONING"),
         Inserted::Existing(existing) => {
@@ -188,6 +189,9 @@ pub fn app_environment(
         ("ORG_NAME".to_owned(), signup.organization.to_string()),
         ("ADMIN_EMAIL".to_owned(), signup.admin_email.to_string()),
         ("ADMIN_PASSWORD_HASH".to_owned(), record.admin_password_hash.clone().unwrap_or_default()),
+        // Every relaunch carries the hash again: the app seeds the admin
+        // only when there is none, never resetting a changed password.
+        ("ADMIN_SEED".to_owned(), "if-absent".to_owned()),
         ("PUBLIC_URL".to_owned(), url.to_owned()),
     ]);
     for (name, limit) in &plan.limits {
@@ -312,11 +316,17 @@ pub async fn send_welcome_mail(
 ) -> Result<WelcomeReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
     let signup = signup_of(&record)?;
-    let reason = match &input.gave_up {
-        Some(caught) => format!("{}: {}", caught.error, caught.cause),
-        None => {
+    let version = record.admin_password_key_version.as_deref().unwrap_or(FIRST_KEY_VERSION);
+    let reason = match (&input.gave_up, password_key.version(version)) {
+        (Some(caught), _) => format!("{}: {}", caught.error, caught.cause),
+        // Rotated away before this mail went out: no password we could mail
+        // matches the stored hash.
+        (None, None) => {
+            format!("password key version `{version}` is no longer configured; restore it to send this mail")
+        }
+        (None, Some(key)) => {
             let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
-            let password = TemporaryPassword::derive(password_key, &record.id);
+            let password = TemporaryPassword::derive(&key, &record.id);
             let mail = mails::welcome(signup, &url, &password);
             match send_once(store, mailer, ctx.clock, &record.id, WELCOME_MAIL, &input.event_id, &mail).await
             {
@@ -724,6 +734,41 @@ mod tests {
         assert!(resent.sent.is_some() && resent.failed.is_none());
         let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         assert!(record.unsent_mails.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_key_rotated_between_signup_and_mail_still_mails_the_password_the_app_has() {
+        let mut world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        let hash =
+            world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap().admin_password_hash.unwrap();
+        // Rotated: a new current key, the old one kept as version 1.
+        world.key = PasswordKey::parse(
+            "v2:a-new-password-key-0123456789abcdefgh,1:unit-test-password-key-0123456789abcdef",
+        )
+        .unwrap();
+        world.welcome(&world.outbox, &tenant, None).await.unwrap().sent.unwrap();
+        let text = &world.outbox.sent()[0].mail.text;
+        let mailed = text.split("Temporary password: ").nth(1).unwrap().lines().next().unwrap().trim();
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            argon2::Argon2::default().verify_password(mailed.as_bytes(), &parsed).is_ok(),
+            "mailed password matches"
+        );
+        // Dropped too early: recorded, not a wrong password mailed.
+        let other = world.record(&checkout_from_session("cs_test_rotated", "globex")).await.unwrap();
+        world.key = PasswordKey::parse("v3:yet-another-password-key-0123456789abc").unwrap();
+        let report = world.welcome(&world.outbox, &other, None).await.unwrap();
+        assert!(report.failed.unwrap().contains("version `v2` is no longer configured"));
+    }
+
+    fn checkout_from_session(session: &str, subdomain: &str) -> Value {
+        let mut event = checkout_event();
+        event["id"] = json!(format!("evt_{session}"));
+        event["data"]["object"]["id"] = json!(session);
+        event["data"]["object"]["metadata"]["subdomain"] = json!(subdomain);
+        event
     }
 
     fn failure_input(tenant: Option<&TenantRef>, error: &str) -> FailureInput {
