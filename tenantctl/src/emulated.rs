@@ -94,7 +94,11 @@ pub async fn adapters(
         dns: Arc::new(Route53Dns::from_lookup(client!(route53), &env)?),
         mailer: Arc::new(SesMailer::from_lookup(client!(sesv2), &env)?),
         // Stripe is not emulated: portal links point at the local server.
-        billing: Arc::new(tenancy::adapters::local::LocalBillingPortal::new(portal_base)),
+        billing: Arc::new(tenancy::checkout::billing_link::BillingLinks::new(
+            portal_base,
+            config.password_key.clone(),
+            clock.clone(),
+        )),
         stripe: stripe.clone(),
         money_back: stripe.clone(),
         clock,

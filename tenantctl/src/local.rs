@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenancy::adapters::faults::{FaultPlan, faulty_steps, wrap};
 use tenancy::adapters::local::{
-    LocalBillingPortal, LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
+    LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
 };
+use tenancy::checkout::billing_link::BillingLinks;
 use tenancy::clock::Clock;
 use tenancy::config::TenantSettings;
 use tenancy::dispatch::{Dispatcher, dispatch};
@@ -168,7 +169,8 @@ impl Adapters {
             launcher: launcher.clone(),
             dns: dns.clone(),
             mailer: outbox.clone(),
-            billing: Arc::new(LocalBillingPortal::new(portal_base)),
+            // The mails' card links: ours, on the local server's checkout API.
+            billing: Arc::new(BillingLinks::new(portal_base, config.password_key.clone(), clock.clone())),
             stripe: stripe.clone(),
             money_back: stripe.clone(),
             clock,

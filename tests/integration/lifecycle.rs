@@ -161,8 +161,8 @@ async fn a_failed_card_makes_the_tenant_past_due_with_a_card_link_and_its_recove
     assert_eq!(world.tenant().await["status"], "PAST_DUE");
     let card = world.mails_to("dana@acme.example").await;
     assert!(
-        card.iter().any(|m| m["text"].as_str().unwrap().contains("/billing-portal/")),
-        "a card mail with a portal link: {card:#?}"
+        card.iter().any(|m| m["text"].as_str().unwrap().contains("/billing/1.cus_")),
+        "a card mail with our signed billing link: {card:#?}"
     );
     assert_eq!(world.service().await.unwrap()["desired_count"], 1, "past due still runs");
     for event in world.stripe_does(&SubscriptionAction::CardRecovers) {

@@ -15,6 +15,7 @@ use crate::domain::Catalog;
 use crate::ports::{StripeGateway, TenantStore};
 use crate::stripe::StripeMode;
 
+pub mod billing_link;
 mod hold;
 mod http;
 pub mod lambda;

@@ -86,6 +86,19 @@ impl PasswordKey {
         Some(PasswordKey { versions: vec![found.clone()] })
     }
 
+    /// HMAC-SHA256 of `message` for `purpose` under the current version: what
+    /// else the key signs (billing links), kept apart from passwords by
+    /// `purpose`.
+    pub fn sign(&self, purpose: &str, message: &str) -> [u8; 32] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.versions[0].1) else {
+            unreachable!("HMAC-SHA256 takes keys of any length")
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(b":");
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, purpose: &str, tenant: &TenantId) -> [u8; 32] {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.versions[0].1) else {
             unreachable!("HMAC-SHA256 takes keys of any length")

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use super::*;
 use crate::adapters::faults::{FaultPlan, wrap};
 use crate::adapters::local::{
-    Direction, LocalBillingPortal, LocalDns, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
-    SubscriptionAction, TrialOutcome,
+    Direction, LocalDns, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore, SubscriptionAction,
+    TrialOutcome,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{TenantDomain, TenantSettings};
@@ -113,7 +113,11 @@ impl World {
             dns_port: wrap::<dyn crate::ports::DnsPublisher>(dns.clone(), plan),
             mailer_port: wrap::<dyn crate::ports::Mailer>(outbox.clone(), plan),
             portal_port: wrap::<dyn crate::ports::BillingPortal>(
-                Arc::new(LocalBillingPortal::new("http://127.0.0.1:8787")),
+                Arc::new(crate::checkout::billing_link::BillingLinks::new(
+                    "http://127.0.0.1:8787",
+                    PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
+                    clock.clone(),
+                )),
                 plan,
             ),
             stripe_port: wrap::<dyn SubscriptionSource>(stripe.clone(), plan),

@@ -92,7 +92,11 @@ impl StepShell {
             launcher: aws::tenant_launcher(&self.sdk, env)?,
             dns: aws::dns_publisher(&self.sdk, env)?,
             mailer: aws::mailer(&self.sdk, env)?,
-            portal: self.stripe().await?,
+            portal: crate::checkout::billing_link::BillingLinks::from_lookup(
+                env,
+                self.password_key().await?,
+                std::sync::Arc::new(crate::clock::SystemClock),
+            )?,
         })
     }
 
@@ -111,7 +115,8 @@ pub struct ConvergeAdapters {
     pub launcher: crate::adapters::aws::EcsTenantLauncher,
     pub dns: crate::adapters::aws::Route53Dns,
     pub mailer: crate::adapters::aws::SesMailer,
-    pub portal: crate::adapters::stripe::StripeApi,
+    /// The mails' card links (ours: a portal session would expire before the mail is read).
+    pub portal: crate::checkout::billing_link::BillingLinks,
 }
 
 impl ConvergeAdapters {

@@ -1,7 +1,6 @@
 //! Local adapters: honest in-process implementations of the ports, keeping
 //! their state in a directory when one is given.
 
-mod billing;
 mod dns;
 mod launcher;
 mod mail;
@@ -11,7 +10,6 @@ mod secrets;
 mod stripe;
 mod tenants;
 
-pub use billing::LocalBillingPortal;
 pub use dns::{LocalDns, LocalDnsRecord};
 pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};
