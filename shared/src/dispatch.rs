@@ -47,7 +47,11 @@ pub struct Dispatcher<'a> {
 /// Which state machine handles an event type.
 pub fn route(event_type: &EventType) -> Option<Workflow> {
     match event_type {
-        EventType::CheckoutSessionCompleted => Some(Workflow::Provision),
+        // A delayed payment's outcome continues (or ends) the signup its
+        // checkout recorded as AWAITING_PAYMENT.
+        EventType::CheckoutSessionCompleted
+        | EventType::CheckoutSessionAsyncPaymentSucceeded
+        | EventType::CheckoutSessionAsyncPaymentFailed => Some(Workflow::Provision),
         EventType::CustomerSubscriptionCreated
         | EventType::CustomerSubscriptionUpdated
         | EventType::CustomerSubscriptionDeleted

@@ -76,7 +76,9 @@ async fn happy_path_passes_every_state_and_leaves_an_active_tenant() {
     assert_eq!(
         passed,
         [
+            "WhichCheckoutEvent",
             "RecordSignup",
+            "PaymentArrived",
             "LaunchTenant",
             "WaitForTenant",
             "CheckTenantHealth",
@@ -191,7 +193,7 @@ async fn a_taken_subdomain_takes_its_own_path_and_leaves_the_holder_alone() {
     assert_eq!(run.error.as_deref(), Some("Tenancy.SubdomainTaken"));
     assert_eq!(
         run.states_passed(),
-        ["RecordSignup", "SubdomainTaken", "GiveMoneyBack", "ProvisioningFailed"]
+        ["WhichCheckoutEvent", "RecordSignup", "SubdomainTaken", "GiveMoneyBack", "ProvisioningFailed"]
     );
     let statuses: Vec<&str> =
         state["tenants"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
@@ -216,7 +218,10 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     let state = settle(&stack).await;
     let run = execution(&stack, "evt_checkout9");
     assert_eq!(run.error.as_deref(), Some("Tenancy.InvalidSignup"));
-    assert_eq!(run.states_passed(), ["RecordSignup", "InvalidSignup", "GiveMoneyBack", "ProvisioningFailed"]);
+    assert_eq!(
+        run.states_passed(),
+        ["WhichCheckoutEvent", "RecordSignup", "InvalidSignup", "GiveMoneyBack", "ProvisioningFailed"]
+    );
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     let cause = state["tenants"][0]["failure"]["cause"].as_str().unwrap();
     assert!(cause.contains("reserved") && cause.contains("platinum"), "{cause}");
@@ -726,4 +731,84 @@ async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
     assert_eq!(throttled, 10);
     assert_eq!(state["tenants"][0]["status"], "ACTIVE");
     assert_eq!((len(&state, "services"), len(&state, "dns_records")), (1, 1));
+}
+
+/// A checkout paid with a delayed method (ACSS debit): completed unpaid,
+/// then Stripe's verdict on the payment, as its own event.
+fn delayed(n: u32, subdomain: &str) -> (Value, Value, Value) {
+    let mut completed = checkout_from(n, subdomain);
+    completed["data"]["object"]["payment_status"] = json!("unpaid");
+    let outcome = |kind: &str, paid: bool| {
+        let mut event = checkout_from(n, subdomain);
+        event["id"] = json!(format!("evt_{kind}{n}"));
+        event["type"] = json!(format!("checkout.session.async_payment_{kind}"));
+        event["data"]["object"]["payment_status"] = json!(if paid { "paid" } else { "unpaid" });
+        event
+    };
+    (completed, outcome("succeeded", true), outcome("failed", false))
+}
+
+#[tokio::test]
+async fn a_delayed_payment_holds_the_name_and_provisions_when_the_money_arrives() {
+    let (stack, _) = plain_stack();
+    let (completed, succeeded, _) = delayed(11, "initech");
+    deliver(&stack, &completed).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_checkout11");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(run.states_passed().ends_with(&["PaymentArrived".to_owned(), "AwaitingPayment".to_owned()]));
+    assert_eq!(state["tenants"][0]["status"], "AWAITING_PAYMENT");
+    assert_eq!(len(&state, "services"), 0, "nothing is made before the money");
+    // The name is held for the buyer meanwhile.
+    deliver(&stack, &checkout_from(12, "initech")).await;
+    settle(&stack).await;
+    assert_eq!(execution(&stack, "evt_checkout12").error.as_deref(), Some("Tenancy.SubdomainTaken"));
+    // The money arrives (twice, as Stripe may deliver it): one tenant, running.
+    deliver(&stack, &succeeded).await;
+    deliver(&stack, &succeeded).await;
+    let state = settle(&stack).await;
+    assert_eq!(execution(&stack, "evt_succeeded11").status, RunStatus::Succeeded);
+    let tenant = tenant_of(&state, "sub_subscription11");
+    assert_eq!(tenant["status"], "ACTIVE");
+    assert_eq!(len(&state, "services"), 1);
+    let welcome = state["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["subject"].as_str().unwrap().contains("is ready"))
+        .count();
+    assert_eq!(welcome, 1);
+}
+
+#[tokio::test]
+async fn a_delayed_payment_that_fails_releases_the_name_and_tells_the_customer() {
+    let (stack, _) = plain_stack();
+    let (completed, _, failed) = delayed(13, "umbrella");
+    deliver(&stack, &completed).await;
+    settle(&stack).await;
+    deliver(&stack, &failed).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_failed13");
+    assert_eq!(run.error.as_deref(), Some("Tenancy.PaymentFailed"));
+    assert_eq!(
+        run.states_passed(),
+        [
+            "WhichCheckoutEvent",
+            "PaymentNeverArrived",
+            "RejectUnpaidSignup",
+            "GiveMoneyBack",
+            "ProvisioningFailed"
+        ]
+    );
+    let tenant = tenant_of(&state, "sub_subscription13");
+    assert_eq!(tenant["status"], "FAILED");
+    assert_eq!(tenant["money_back"]["refunds"], json!([]), "nothing was paid, nothing refunded");
+    let customer: Vec<_> =
+        state["emails"].as_array().unwrap().iter().filter(|m| m["to"] == "dana@acme.example").collect();
+    assert_eq!(customer.len(), 1);
+    assert!(customer[0]["text"].as_str().unwrap().contains("did not go through"), "{}", customer[0]);
+    // The name is free: someone else can have it.
+    deliver(&stack, &checkout_from(14, "umbrella")).await;
+    settle(&stack).await;
+    assert_eq!(execution(&stack, "evt_checkout14").status, RunStatus::Succeeded);
 }

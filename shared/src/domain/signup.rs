@@ -23,6 +23,11 @@ pub struct CheckoutSignup {
     /// Minor units, as Stripe reports them.
     pub amount_total: i64,
     pub currency: String,
+    /// Paid with a delayed method (`payment_status: unpaid`): the money is
+    /// not there yet; Stripe sends `checkout.session.async_payment_*` when
+    /// it is, or is not.
+    #[serde(default)]
+    pub awaiting_payment: bool,
 }
 
 /// A checkout that cannot become a tenant, with everything that is wrong
@@ -105,12 +110,14 @@ impl CheckoutSignup {
         problems.require(mode == Some("subscription"), || {
             format!("mode is {}, not subscription", mode.unwrap_or("missing"))
         });
-        // Delayed payment methods complete the session unpaid; provisioning
-        // waits for money (Stripe's async_payment_succeeded), not for a form.
+        // Delayed payment methods complete the session unpaid: the signup is
+        // recorded and its name held, and provisioning waits for the money
+        // (Stripe's async_payment_succeeded).
         let payment = text(session, &["payment_status"]);
-        problems.require(matches!(payment, Some("paid" | "no_payment_required")), || {
+        problems.require(matches!(payment, Some("paid" | "no_payment_required" | "unpaid")), || {
             format!("payment_status is {}", payment.unwrap_or("missing"))
         });
+        let awaiting_payment = payment == Some("unpaid");
 
         let signup = problems.0.is_empty().then(|| {
             Some(CheckoutSignup {
@@ -124,6 +131,7 @@ impl CheckoutSignup {
                 organization: organization?,
                 amount_total: amount_total?,
                 currency: currency?,
+                awaiting_payment,
             })
         });
         match signup.flatten() {
@@ -166,16 +174,29 @@ mod tests {
     fn every_bad_field_is_reported_and_what_is_usable_is_kept() {
         let mut s = session();
         s["metadata"] = json!({"subdomain": "www", "plan": "platinum", "billing": "weekly"});
-        s["payment_status"] = json!("unpaid");
+        s["payment_status"] = json!("refunded");
         let invalid = CheckoutSignup::from_session(&s, &Catalog::embedded().unwrap()).unwrap_err();
         assert_eq!(invalid.checkout_session.as_ref().unwrap().as_str(), "cs_test_a1AcmeCheckoutSession");
         assert_eq!(invalid.customer_email.as_ref().unwrap().as_str(), "dana@acme.example");
         let all = invalid.problems.join(" | ");
         for expected in
-            ["reserved", "platinum", "billing", "organization is missing", "payment_status is unpaid"]
+            ["reserved", "platinum", "billing", "organization is missing", "payment_status is refunded"]
         {
             assert!(all.contains(expected), "missing `{expected}` in {all}");
         }
+    }
+
+    #[test]
+    fn a_delayed_payment_is_a_signup_awaiting_its_money() {
+        let mut s = session();
+        s["payment_status"] = json!("unpaid");
+        let signup = CheckoutSignup::from_session(&s, &Catalog::embedded().unwrap()).unwrap();
+        assert!(signup.awaiting_payment);
+        assert!(
+            !CheckoutSignup::from_session(&session(), &Catalog::embedded().unwrap())
+                .unwrap()
+                .awaiting_payment
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@ use super::signup::CheckoutSignup;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TenantStatus {
+    /// Checked out with a delayed payment method: the name is held, nothing
+    /// is made until Stripe says the money arrived.
+    AwaitingPayment,
     Provisioning,
     Active,
     PastDue,
@@ -23,6 +26,7 @@ pub enum TenantStatus {
 impl TenantStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            TenantStatus::AwaitingPayment => "AWAITING_PAYMENT",
             TenantStatus::Provisioning => "PROVISIONING",
             TenantStatus::Active => "ACTIVE",
             TenantStatus::PastDue => "PAST_DUE",
@@ -203,7 +207,9 @@ impl TenantRecord {
     /// A new tenant for a valid signup, PROVISIONING.
     pub fn provisioning(signup: CheckoutSignup, password_hash: String, now: i64) -> Self {
         let desired = DesiredTenant::from_checkout(signup.plan.clone(), signup.billing);
-        let mut record = Self::first(signup.tenant_id(), TenantStatus::Provisioning, Some(desired), now);
+        let status =
+            if signup.awaiting_payment { TenantStatus::AwaitingPayment } else { TenantStatus::Provisioning };
+        let mut record = Self::first(signup.tenant_id(), status, Some(desired), now);
         record.checkout_session = Some(signup.checkout_session.clone());
         record.plan = Some(signup.plan.clone());
         record.billing = Some(signup.billing);

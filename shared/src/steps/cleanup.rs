@@ -92,6 +92,7 @@ pub async fn clean_up_stopped_execution(
                 return converge(ports, ctx, tenant_id, owner).await;
             }
             let tenant = TenantRef {
+                awaiting_payment: false,
                 tenant_id: tenant_id.clone(),
                 host: ctx.settings.domain.host(&signup.subdomain),
                 subdomain: signup.subdomain,

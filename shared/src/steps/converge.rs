@@ -95,6 +95,9 @@ fn report(record: &TenantRecord, ctx: &StepContext<'_>, note: impl Into<String>)
 fn hands_off(record: &TenantRecord, finish_provisioning: bool) -> Option<String> {
     match record.status {
         TenantStatus::Failed => Some("tenant is FAILED".into()),
+        TenantStatus::AwaitingPayment => {
+            Some("awaiting a delayed payment: provisioning starts when it arrives".into())
+        }
         TenantStatus::Provisioning if !finish_provisioning => {
             Some("still provisioning: provisioning converges when it finishes".into())
         }

@@ -87,6 +87,9 @@ pub fn welcome_mail_failed_operator(
 /// `what` says what went wrong, as the customer would put it.
 pub fn money_back_customer(to: &EmailAddress, what: &str, money_back: &MoneyBackRecord) -> Mail {
     let outcome = match money_back.completed_at {
+        Some(_) if money_back.refunds.is_empty() => {
+            "Your subscription is cancelled, so you will not be charged.".to_owned()
+        }
         Some(_) => format!(
             "Your subscription is cancelled, so you will not be charged again, and we refunded {}. \
              A refund takes 5 to 10 business days to reach your statement.",
@@ -96,7 +99,7 @@ pub fn money_back_customer(to: &EmailAddress, what: &str, money_back: &MoneyBack
                       you will hear from us shortly."
             .to_owned(),
     };
-    let subject = if money_back.completed_at.is_some() {
+    let subject = if money_back.completed_at.is_some() && !money_back.refunds.is_empty() {
         "Your payment has been refunded"
     } else {
         "About your payment"

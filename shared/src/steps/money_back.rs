@@ -29,6 +29,9 @@ pub enum MoneyBackReason {
     Compensated,
     /// A FAILED or cancelled tenant's subscription charged again.
     ChargedWithoutTenant,
+    /// The delayed payment never arrived: nothing to refund, the
+    /// subscription is cancelled so it is never charged.
+    PaymentFailed,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +83,7 @@ pub async fn give_money_back(
     }
     let why = input.why.unwrap_or_else(|| match record.failure.as_ref().map(|f| f.error.as_str()) {
         Some("Tenancy.SubdomainTaken" | "Tenancy.InvalidSignup") => MoneyBackReason::Rejected,
+        Some("Tenancy.PaymentFailed") => MoneyBackReason::PaymentFailed,
         _ => MoneyBackReason::Compensated,
     });
     // A cancelled tenant paid for what it had: only what was charged after
@@ -200,6 +204,14 @@ fn what_went_wrong(record: &TenantRecord, input: &MoneyBackInput, why: MoneyBack
         (MoneyBackReason::Compensated, None) => "setting up your workspace did not finish".to_owned(),
         (MoneyBackReason::ChargedWithoutTenant, _) => {
             "you were charged for a workspace you do not have".to_owned()
+        }
+        (MoneyBackReason::PaymentFailed, Some(sub)) => {
+            format!(
+                "your payment for {sub} did not go through, so no workspace was made and the address is free again"
+            )
+        }
+        (MoneyBackReason::PaymentFailed, None) => {
+            "your payment did not go through, so no workspace was made".to_owned()
         }
     }
 }

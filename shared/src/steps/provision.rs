@@ -44,6 +44,10 @@ pub struct TenantRef {
     pub tenant_id: TenantId,
     pub subdomain: Subdomain,
     pub host: String,
+    /// Recorded AWAITING_PAYMENT: provisioning waits for Stripe's
+    /// `async_payment_succeeded` (the state machine's Choice reads this).
+    #[serde(default)]
+    pub awaiting_payment: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,21 +160,53 @@ pub async fn record_signup(
     let signup = CheckoutSignup::from_session(&input.event.data.object, ctx.catalog)?;
     let tenant_id = signup.tenant_id();
     store.claim_subdomain(&signup.subdomain, &tenant_id).await?;
-    let tenant = TenantRef {
+    let mut tenant = TenantRef {
         tenant_id: tenant_id.clone(),
         subdomain: signup.subdomain.clone(),
         host: ctx.settings.domain.host(&signup.subdomain),
+        awaiting_payment: signup.awaiting_payment,
     };
     let password_hash = hash_admin_password(password_key, &tenant_id).await?;
     let mut record = TenantRecord::provisioning(signup, password_hash, ctx.clock.now_unix());
     record.admin_password_key_version = Some(password_key.current_version().to_owned());
     match store.insert_tenant(&record).await? {
-        Inserted::New => tracing::info!(tenant_id = %tenant_id, "tenant recorded as PROVISIONING"),
+        Inserted::New => tracing::info!(tenant_id = %tenant_id, status = %record.status, "tenant recorded"),
         Inserted::Existing(existing) => {
-            tracing::info!(tenant_id = %tenant_id, status = %existing.status, "tenant already recorded")
+            tracing::info!(tenant_id = %tenant_id, status = %existing.status, "tenant already recorded");
+            tenant.awaiting_payment = paid_at_last(store, ctx, &existing, tenant.awaiting_payment).await?;
         }
     }
     Ok(tenant)
+}
+
+/// A signup recorded AWAITING_PAYMENT whose delayed payment has now
+/// arrived (this is Stripe's `async_payment_succeeded`) goes on to
+/// PROVISIONING; returns whether it still awaits payment.
+async fn paid_at_last(
+    store: &dyn TenantStore,
+    ctx: &StepContext<'_>,
+    existing: &TenantRecord,
+    still_unpaid: bool,
+) -> Result<bool, StepError> {
+    if existing.status != TenantStatus::AwaitingPayment {
+        return Ok(false);
+    }
+    if still_unpaid {
+        return Ok(true);
+    }
+    update(store, ctx.clock, &existing.id, |r| {
+        if r.status != TenantStatus::AwaitingPayment {
+            return false;
+        }
+        r.status = TenantStatus::Provisioning;
+        if let Some(signup) = r.signup.as_mut() {
+            signup.awaiting_payment = false;
+        }
+        true
+    })
+    .await?;
+    tracing::info!(tenant_id = %existing.id, "delayed payment arrived: provisioning");
+    Ok(false)
 }
 
 /// The app's settings on `plan`, passed to its container as environment variables.
@@ -477,12 +513,26 @@ pub async fn reject_signup(
         cause: input.error.cause.clone(),
         at: ctx.clock.now_unix(),
     };
-    let record = TenantRecord::rejected(tenant_id.clone(), session, subscription, failure);
-    if let Inserted::Existing(existing) = store.insert_tenant(&record).await?
-        && existing.status != TenantStatus::Failed
-    {
-        // A real tenant under this id is never turned into a rejection.
-        return Err(StepError::Internal(format!("tenant {tenant_id} exists as {}", existing.status)));
+    let record = TenantRecord::rejected(tenant_id.clone(), session, subscription, failure.clone());
+    if let Inserted::Existing(existing) = store.insert_tenant(&record).await? {
+        match existing.status {
+            TenantStatus::Failed => {}
+            // Its delayed payment failed: the signup ends and the name it
+            // held is free again.
+            TenantStatus::AwaitingPayment => {
+                update(store, ctx.clock, &tenant_id, |r| {
+                    r.status = TenantStatus::Failed;
+                    r.failure = Some(failure.clone());
+                    true
+                })
+                .await?;
+                if let Some(signup) = &existing.signup {
+                    store.release_subdomain(&signup.subdomain, &tenant_id).await?;
+                }
+            }
+            // A real tenant under this id is never turned into a rejection.
+            other => return Err(StepError::Internal(format!("tenant {tenant_id} exists as {other}"))),
+        }
     }
     let operator = mails::signup_rejected_operator(
         &ctx.settings.operator_email,

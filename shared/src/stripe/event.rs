@@ -62,6 +62,9 @@ impl fmt::Display for StripeEventId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventType {
     CheckoutSessionCompleted,
+    /// A delayed payment method (ACSS debit, SEPA, …) settled after checkout.
+    CheckoutSessionAsyncPaymentSucceeded,
+    CheckoutSessionAsyncPaymentFailed,
     CustomerSubscriptionCreated,
     CustomerSubscriptionUpdated,
     CustomerSubscriptionDeleted,
@@ -76,8 +79,10 @@ pub enum EventType {
 pub struct InvalidEventType;
 
 impl EventType {
-    const ACTED_ON: [EventType; 6] = [
+    const ACTED_ON: [EventType; 8] = [
         EventType::CheckoutSessionCompleted,
+        EventType::CheckoutSessionAsyncPaymentSucceeded,
+        EventType::CheckoutSessionAsyncPaymentFailed,
         EventType::CustomerSubscriptionCreated,
         EventType::CustomerSubscriptionUpdated,
         EventType::CustomerSubscriptionDeleted,
@@ -98,6 +103,8 @@ impl EventType {
     pub fn as_str(&self) -> &str {
         match self {
             EventType::CheckoutSessionCompleted => "checkout.session.completed",
+            EventType::CheckoutSessionAsyncPaymentSucceeded => "checkout.session.async_payment_succeeded",
+            EventType::CheckoutSessionAsyncPaymentFailed => "checkout.session.async_payment_failed",
             EventType::CustomerSubscriptionCreated => "customer.subscription.created",
             EventType::CustomerSubscriptionUpdated => "customer.subscription.updated",
             EventType::CustomerSubscriptionDeleted => "customer.subscription.deleted",

@@ -385,7 +385,11 @@ impl LocalStripe {
     /// metadata, the session's metadata, a paid first invoice. Returns
     /// whether it adopted anything: a session or subscription it knows, and
     /// a session whose metadata names no catalog price (which cannot become
-    /// a tenant anyway), change nothing. Local runs only.
+    /// a tenant anyway), change nothing. A session completed `unpaid` (a
+    /// delayed payment method) makes an `incomplete` subscription whose
+    /// first invoice is open, and `checkout.session.async_payment_succeeded`
+    /// for it pays that invoice and makes it `active`, as Stripe would.
+    /// Local runs only.
     pub fn adopt_checkout(&self, event: &Value) -> Result<bool, LocalStripeError> {
         let object = &event["data"]["object"];
         let text = |v: &Value| v.as_str().map(str::to_owned);
@@ -394,9 +398,16 @@ impl LocalStripe {
         else {
             return Ok(false);
         };
-        if event["type"] != "checkout.session.completed" || event["livemode"] != false {
+        if event["livemode"] != false {
             return Ok(false);
         }
+        if event["type"] == "checkout.session.async_payment_succeeded" {
+            return self.delayed_payment_arrived(&sub_id);
+        }
+        if event["type"] != "checkout.session.completed" {
+            return Ok(false);
+        }
+        let unpaid = object["payment_status"] == "unpaid";
         let metadata: BTreeMap<String, String> = object["metadata"]
             .as_object()
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
@@ -431,7 +442,7 @@ impl LocalStripe {
                     id: sub_id.clone(),
                     customer: customer.clone(),
                     created: now,
-                    status: SubscriptionStatus::Active,
+                    status: if unpaid { SubscriptionStatus::Incomplete } else { SubscriptionStatus::Active },
                     item_id: format!("si_adopted{:06}", a.subscriptions.len() + 1),
                     price: price.clone(),
                     metadata: metadata.clone(),
@@ -447,7 +458,27 @@ impl LocalStripe {
                 });
                 let index = a.subscriptions.len() - 1;
                 let invoice = new_invoice(a, index, amount, (now, period_end), "subscription_create", now);
-                mark_paid(a, &invoice, now);
+                if !unpaid {
+                    mark_paid(a, &invoice, now);
+                }
+                true
+            })
+            .map_err(LocalStripeError::Io)
+    }
+
+    /// The delayed payment of an adopted `incomplete` subscription arrived.
+    fn delayed_payment_arrived(&self, sub_id: &str) -> Result<bool, LocalStripeError> {
+        let now = self.clock.now_unix();
+        self.account
+            .update(|a| {
+                let Some(index) = a.subscriptions.iter().position(|s| s.id == sub_id) else { return false };
+                if a.subscriptions[index].status != SubscriptionStatus::Incomplete {
+                    return false;
+                }
+                a.subscriptions[index].status = SubscriptionStatus::Active;
+                if let Some(invoice) = a.subscriptions[index].latest_invoice.clone() {
+                    mark_paid(a, &invoice, now);
+                }
                 true
             })
             .map_err(LocalStripeError::Io)
