@@ -36,9 +36,11 @@ echo "== paid checkouts, signed as Stripe signs them (Acme's twice: Stripe deliv
 send events/01-checkout.session.completed.json events/01-checkout.session.completed.json \
   events/09-checkout.session.completed.json events/10-checkout.session.completed.json
 settle
-echo "-- Hooli pays for 'acme', which Acme now holds:"
+echo "-- Hooli pays for 'acme', which Acme now holds: rejected, and Hooli's money goes back"
+echo "   by itself (subscription cancelled, payment refunded, both read back from the local Stripe):"
 send events/11-checkout.session.completed.json
 settle
+"$tenantctl" local subscriptions --server "$base" | grep -E "^SUBSCRIPTION|hooli|Hooli|acme" || true
 echo
 echo "== Acme's subscription, changed in the local Stripe as a customer and Stripe's dunning"
 echo "   would, each change's events signed and delivered as Stripe sends them: duplicated,"

@@ -222,19 +222,21 @@ pub fn render_deliveries(answer: &Value) -> String {
 /// What `tenantctl local subscriptions` prints.
 pub fn render_subscriptions(list: &Value) -> String {
     let mut out = format!(
-        "{:<18} {:<16} {:<10} {:<20} {:<16} {}\n",
-        "SUBSCRIPTION", "CUSTOMER", "STATUS", "SUBDOMAIN", "PLAN", "PERIOD END"
+        "{:<18} {:<16} {:<10} {:<20} {:<16} {:<12} {}\n",
+        "SUBSCRIPTION", "CUSTOMER", "STATUS", "SUBDOMAIN", "PLAN", "PERIOD END", "REFUNDED"
     );
     let empty = Vec::new();
     for sub in list.as_array().unwrap_or(&empty) {
+        let refunded = sub["refunded"].as_i64().unwrap_or_default();
         out.push_str(&format!(
-            "{:<18} {:<16} {:<10} {:<20} {:<16} {}\n",
+            "{:<18} {:<16} {:<10} {:<20} {:<16} {:<12} {}\n",
             text(&sub["id"]),
             text(&sub["customer"]),
             text(&sub["status"]),
             text(&sub["subdomain"]),
             text(&sub["lookup_key"]),
-            sub["current_period_end"]
+            sub["current_period_end"],
+            if refunded > 0 { format!("{}.{:02}", refunded / 100, refunded % 100) } else { "-".to_owned() }
         ));
     }
     out

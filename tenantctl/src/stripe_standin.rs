@@ -574,10 +574,16 @@ pub async fn act(
 /// The stand-in's subscriptions, for finding a tenant's (`GET /local/stripe/subscriptions`
 /// and `stripe_subscriptions` in `/local/state`).
 pub fn subscription_list(stripe: &LocalStripe) -> Value {
+    let (invoices, refunds) = (stripe.invoices(), stripe.refunds());
     let subscriptions: Vec<Value> = stripe
         .subscriptions()
         .iter()
         .map(|s| {
+            let refunded: i64 = refunds
+                .iter()
+                .filter(|r| invoices.iter().any(|i| i.id == r.invoice && i.subscription == s.id))
+                .map(|r| r.amount)
+                .sum();
             json!({
                 "id": s.id,
                 "customer": s.customer,
@@ -588,6 +594,8 @@ pub fn subscription_list(stripe: &LocalStripe) -> Value {
                 "current_period_end": s.current_period_end,
                 "trial_end": s.trial_end,
                 "latest_invoice": s.latest_invoice,
+                // Minor units of the price's currency.
+                "refunded": refunded,
             })
         })
         .collect();

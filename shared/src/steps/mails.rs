@@ -41,8 +41,9 @@ pub fn provisioning_failed_operator(
         subject: format!("[tenancy] provisioning FAILED for {tenant}"),
         text: format!(
             "Tenant:    {tenant}\nExecution: {event_id}\nError:     {error}\nCause:     {cause}\n\n\
-             Resources made for it were removed and it is marked FAILED. The customer was told. \
-             Fix the cause, then re-run provisioning or refund.\n"
+             Resources made for it were removed and it is marked FAILED. Its subscription is being \
+             cancelled and refunded (a separate mail says when it is, or that it could not be). \
+             Fix the cause before the customer signs up again.\n"
         ),
     }
 }
@@ -59,8 +60,9 @@ pub fn signup_rejected_operator(
         subject: format!("[tenancy] signup REJECTED ({error}) for {tenant}"),
         text: format!(
             "Tenant:    {tenant}\nExecution: {event_id}\nError:     {error}\nCause:     {cause}\n\n\
-             The customer paid but no tenant was made. Assign them another subdomain or refund \
-             them in Stripe.\n"
+             The customer paid but no tenant was made. Their subscription is being cancelled and \
+             refunded (a separate mail says when it is, or that it could not be); they may sign up \
+             again with another subdomain.\n"
         ),
     }
 }
