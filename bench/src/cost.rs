@@ -611,10 +611,11 @@ mod tests {
         // after converging and the end make twelve transitions.
         assert_eq!((provisioning.transitions, provisioning.step_invocations), (12, 8));
         assert_eq!((provisioning.events, provisioning.queued, provisioning.mails), (1, 1, 1));
-        // The claim, the insert, launch, DNS, the welcome mail's reservation
-        // and its record, the desired state Stripe says, the lease taken and
-        // given back, and the generation reached.
-        assert_eq!(provisioning.dynamodb.writes, 10);
+        // The signup (claim, tenant and hold in one transaction), launch,
+        // DNS, the welcome mail's reservation and its record, the desired
+        // state Stripe says, the lease taken and given back, and the
+        // generation reached.
+        assert_eq!(provisioning.dynamodb.writes, 9);
         assert!(life.iter().all(|e| e.cost.events >= 1 && e.cost.transitions > 0), "{life:?}");
         let mails: Vec<u64> = life.iter().map(|e| e.cost.mails).collect();
         // Welcome; plan changed; card; none on recovery; card; suspended; resumed; goodbye.
