@@ -20,11 +20,11 @@ use tenancy::adapters::local::{LocalEventQueue, LocalStripe, SubscriptionAction}
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::TenantSettings;
 use tenancy::domain::password::PasswordKey;
-use tenancy::domain::{Catalog, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use tenancy::domain::{Catalog, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use tenancy::ingress::WebhookIngress;
 use tenancy::ports::{
-    Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore,
-    TrailEntry, UnmatchedEvent,
+    HeldSession, HoldOutcome, HoldRequest, Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot,
+    RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry, UnmatchedEvent,
 };
 use tenancy::stripe::signature::DEFAULT_TOLERANCE;
 use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
@@ -150,9 +150,18 @@ impl CountingStore {
 
 #[async_trait]
 impl TenantStore for CountingStore {
-    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        self.write(1);
-        self.inner.claim_subdomain(subdomain, tenant).await
+    async fn record_signup(
+        &self,
+        subdomain: &Subdomain,
+        record: &TenantRecord,
+        hold: Option<&HoldId>,
+        now: i64,
+    ) -> Result<Inserted, StoreError> {
+        // One transaction of three items (claim, tenant, hold), each billed
+        // twice as a transactional write, plus the tenant's index entry.
+        let index = u64::from(record.signup.is_some());
+        self.write(2 * (1 + tenant_write_units(record) + 1) + index);
+        self.inner.record_signup(subdomain, record, hold, now).await
     }
     async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
         self.write(1);
@@ -162,15 +171,33 @@ impl TenantStore for CountingStore {
         self.read(1.0);
         self.inner.subdomain_holder(subdomain).await
     }
-    async fn hold_subdomain(
+    async fn hold_subdomain(&self, request: &HoldRequest, now: i64) -> Result<HoldOutcome, StoreError> {
+        // The hold and each owner read, then one transaction over the claim
+        // check, the hold and the owners (transactional: twice the units).
+        for _ in 0..=request.limits.len() {
+            self.read(1.0);
+        }
+        self.write(2 * (2 + request.limits.len() as u64));
+        self.inner.hold_subdomain(request, now).await
+    }
+    async fn record_hold_session(
         &self,
         subdomain: &Subdomain,
-        hold_id: &str,
-        until: i64,
-        now: i64,
+        hold_id: &HoldId,
+        session: &HeldSession,
     ) -> Result<(), StoreError> {
         self.write(1);
-        self.inner.hold_subdomain(subdomain, hold_id, until, now).await
+        self.inner.record_hold_session(subdomain, hold_id, session).await
+    }
+    async fn count_request(
+        &self,
+        client: &str,
+        now: i64,
+        window_seconds: i64,
+        limit: u32,
+    ) -> Result<RateOutcome, StoreError> {
+        self.write(1);
+        self.inner.count_request(client, now, window_seconds, limit).await
     }
     async fn subdomain_hold(
         &self,
@@ -584,10 +611,11 @@ mod tests {
         // after converging and the end make twelve transitions.
         assert_eq!((provisioning.transitions, provisioning.step_invocations), (12, 8));
         assert_eq!((provisioning.events, provisioning.queued, provisioning.mails), (1, 1, 1));
-        // The claim, the insert, launch, DNS, the welcome mail's reservation
-        // and its record, the desired state Stripe says, the lease taken and
-        // given back, and the generation reached.
-        assert_eq!(provisioning.dynamodb.writes, 10);
+        // The signup (claim, tenant and hold in one transaction), launch,
+        // DNS, the welcome mail's reservation and its record, the desired
+        // state Stripe says, the lease taken and given back, and the
+        // generation reached.
+        assert_eq!(provisioning.dynamodb.writes, 9);
         assert!(life.iter().all(|e| e.cost.events >= 1 && e.cost.transitions > 0), "{life:?}");
         let mails: Vec<u64> = life.iter().map(|e| e.cost.mails).collect();
         // Welcome; plan changed; card; none on recovery; card; suspended; resumed; goodbye.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use asl::RunOptions;
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -453,13 +453,18 @@ async fn signup_api(
     State(stack): State<Arc<LocalStack>>,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(signup) = &stack.signup else {
         return (StatusCode::NOT_FOUND, "the checkout API is not configured").into_response();
     };
-    let answer = signup.api.handle(&method, uri.path(), &headers, &body).await;
+    // The connection's peer, as API Gateway's source IP is in AWS (served
+    // without connect info, e.g. in a test router, it is unknown: one
+    // shared client for the limits).
+    let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    let answer = signup.api.handle(&method, uri.path(), &headers, &body, client).await;
     let mut response = (answer.status, answer.body).into_response();
     for (name, value) in answer.headers {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
@@ -650,7 +655,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let dispatcher = stack.spawn_dispatcher();
-    let served = axum::serve(listener, router(stack)).with_graceful_shutdown(shutdown).await;
+    let app = router(stack).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     dispatcher.abort();
     served
 }

@@ -19,8 +19,8 @@ use tenancy::adapters::aws::{DynamoTenantStore, EcsTenantLauncher, LauncherConfi
 use tenancy::adapters::faults::{FaultMix, FaultPlan};
 use tenancy::domain::{Subdomain, TenantId, TenantStatus};
 use tenancy::ports::{
-    DnsError, DnsPublisher, LaunchSpec, LauncherError, Mail, MailError, Mailer, StoreError, TenantLauncher,
-    TenantStore,
+    DnsError, DnsPublisher, Inserted, LaunchSpec, LauncherError, Mail, MailError, Mailer, StoreError,
+    TenantLauncher, TenantStore,
 };
 
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenant-app:1.4.2";
@@ -217,7 +217,7 @@ async fn a_mail_under_faults_is_sent_at_least_once_and_again_only_for_a_lost_ans
 }
 
 #[tokio::test]
-async fn claim_insert_and_replace_under_faults_write_once() {
+async fn record_signup_and_replace_under_faults_write_once() {
     let direct = aws_sdk_dynamodb::Client::new(&moto_config().await);
     let table = unique_name("faulttenants");
     tenancy::adapters::aws::dynamodb::create_table(&direct, &table).await.unwrap();
@@ -229,11 +229,18 @@ async fn claim_insert_and_replace_under_faults_write_once() {
         let subdomain = Subdomain::parse(&subdomain_name).unwrap();
         let record = provisioning_record(&unique_checkout("faultstore"), &subdomain_name);
 
-        until_ok("claim", store_transient, async || store.claim_subdomain(&subdomain, &record.id).await)
-            .await;
+        // One transaction: a write whose success a fault hid is Existing when retried.
+        until_ok("record signup", store_transient, async || {
+            store.record_signup(&subdomain, &record, None, 1_763_800_005).await
+        })
+        .await;
+        // The step retried as a whole: the record as it was, nothing written.
+        let (again, _) = until_ok("record signup again", store_transient, async || {
+            store.record_signup(&subdomain, &record, None, 1_763_800_065).await
+        })
+        .await;
+        assert_eq!(again, Inserted::Existing(Box::new(record.clone())));
         assert_eq!(truth.subdomain_holder(&subdomain).await.unwrap(), Some(record.id.clone()));
-
-        until_ok("insert", store_transient, async || store.insert_tenant(&record).await).await;
         assert_eq!(truth.get_tenant(&record.id).await.unwrap().unwrap().version, 1);
 
         // As the steps' update does: read, change, write on the version

@@ -156,6 +156,10 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
         success_url: "https://www.example.com/welcome".into(),
         cancel_url: "https://www.example.com/pricing".into(),
         hold_seconds: 1800,
+        hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
+        max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
+        max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
+        requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
         allowed_origins: vec!["https://www.example.com".into()],
     };
     // Through the real async-stripe adapter, over HTTP, to the server's own

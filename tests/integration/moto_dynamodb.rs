@@ -5,10 +5,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{error_chain, moto_config, provisioning_record, unique_checkout, unique_name};
 use tenancy::adapters::aws::DynamoTenantStore;
 use tenancy::adapters::aws::dynamodb::{BY_SUBSCRIPTION_INDEX, create_table};
-use tenancy::domain::{CustomerId, Failure, Subdomain, SubscriptionId, TenantId, TenantRecord, TenantStatus};
+use tenancy::domain::{
+    CustomerId, EmailAddress, Failure, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord,
+    TenantStatus,
+};
 use tenancy::ports::{
-    Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, TenantStore,
-    TrailEntry, TrailOutcome, UnmatchedEvent,
+    HeldSession, HoldLimit, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailDelivery,
+    MailMarked, MailRecord, MailSlot, RateOutcome, StoreError, TenantStore, TrailEntry, TrailOutcome,
+    UnmatchedEvent,
 };
 use tenancy::stripe::StripeEventId;
 
@@ -137,41 +141,48 @@ async fn replacing_needs_the_version_that_was_read() {
 }
 
 #[tokio::test]
-async fn a_subdomain_has_one_holder_and_only_the_holder_releases_it() {
+async fn record_signup_writes_claim_and_tenant_in_one_transaction_and_again_changes_nothing() {
     let (client, store) = new_store().await;
     let acme = subdomain("acme");
-    let a = TenantId::for_checkout(&unique_checkout("holder-a"));
-    let b = TenantId::for_checkout(&unique_checkout("holder-b"));
+    let a = provisioning_record(&unique_checkout("holder-a"), "acme");
+    let b = provisioning_record(&unique_checkout("holder-b"), "acme");
 
-    store.claim_subdomain(&acme, &a).await.unwrap();
+    assert_eq!(store.record_signup(&acme, &a, None, NOW).await.unwrap(), Inserted::New);
     let claim = raw_item(&client, &store, "SUBDOMAIN#acme").await.unwrap();
-    assert_eq!((text(&claim, "kind"), text(&claim, "tenant_id")), ("subdomain", a.as_str()));
-    let claimed_at = claim["claimed_at"].as_n().unwrap().clone();
+    assert_eq!((text(&claim, "kind"), text(&claim, "tenant_id")), ("subdomain", a.id.as_str()));
+    assert_eq!(claim["claimed_at"].as_n().unwrap(), &NOW.to_string());
+    let tenant = raw_item(&client, &store, &format!("TENANT#{}", a.id)).await.unwrap();
+    assert_eq!((text(&tenant, "kind"), text(&tenant, "status")), ("tenant", "PROVISIONING"));
 
-    // The same tenant again (a retried step): fine, and the claim keeps its time.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    store.claim_subdomain(&acme, &a).await.unwrap();
+    // The same signup again (a retried step), later: Existing, the claim keeps its time.
+    let again = store.record_signup(&acme, &a, None, NOW + 60).await.unwrap();
+    assert_eq!(again, Inserted::Existing(Box::new(a.clone())));
     let claim = raw_item(&client, &store, "SUBDOMAIN#acme").await.unwrap();
-    assert_eq!(claim["claimed_at"].as_n().unwrap(), &claimed_at);
+    assert_eq!(claim["claimed_at"].as_n().unwrap(), &NOW.to_string());
 
-    let taken = store.claim_subdomain(&acme, &b).await.unwrap_err();
+    // Another tenant's checkout: taken (decoded from the cancellation
+    // reasons), and its tenant not written.
+    let taken = store.record_signup(&acme, &b, None, NOW).await.unwrap_err();
     assert!(
-        matches!(&taken, StoreError::SubdomainTaken { subdomain, holder } if *subdomain == acme && *holder == a),
-        "{taken:?}"
+        matches!(&taken, StoreError::SubdomainTaken { subdomain, holder } if *subdomain == acme && *holder == a.id),
+        "{}",
+        error_chain(&taken)
     );
     assert_eq!(taken.to_string(), "subdomain `acme` is held by another tenant");
+    assert!(raw_item(&client, &store, &format!("TENANT#{}", b.id)).await.is_none());
 
     // Someone else releasing it changes nothing.
-    store.release_subdomain(&acme, &b).await.unwrap();
-    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(a.clone()));
-
-    store.release_subdomain(&acme, &a).await.unwrap();
-    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), None);
+    store.release_subdomain(&acme, &b.id).await.unwrap();
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(a.id.clone()));
+    store.release_subdomain(&acme, &a.id).await.unwrap();
     assert!(raw_item(&client, &store, "SUBDOMAIN#acme").await.is_none());
-    store.release_subdomain(&acme, &a).await.unwrap();
+    store.release_subdomain(&acme, &a.id).await.unwrap();
 
-    store.claim_subdomain(&acme, &b).await.unwrap();
-    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(b));
+    // A's step retried after its name was released: A exists, nothing is claimed again.
+    assert!(matches!(store.record_signup(&acme, &a, None, NOW).await.unwrap(), Inserted::Existing(_)));
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), None);
+    assert_eq!(store.record_signup(&acme, &b, None, NOW).await.unwrap(), Inserted::New);
+    assert_eq!(store.subdomain_holder(&acme).await.unwrap(), Some(b.id));
 }
 
 #[tokio::test]
@@ -180,8 +191,7 @@ async fn listing_returns_tenants_only_across_scan_pages() {
     let mut expected = Vec::new();
     for n in 0..3 {
         let record = provisioning_record(&unique_checkout("list"), &format!("tenant{n}"));
-        store.insert_tenant(&record).await.unwrap();
-        store.claim_subdomain(&subdomain(&format!("tenant{n}")), &record.id).await.unwrap();
+        store.record_signup(&subdomain(&format!("tenant{n}")), &record, None, NOW).await.unwrap();
         expected.push(record);
     }
     // Enough bulk that a Scan needs more than one 1 MB page.
@@ -313,8 +323,7 @@ async fn a_tenant_is_found_by_its_subscription_at_its_current_version() {
 async fn an_unmatched_event_is_recorded_once_as_native_attributes_and_kept_apart_from_tenants() {
     let (client, store) = new_store().await;
     let tenant = provisioning_record(&unique_checkout("unmatched"), "acme");
-    store.insert_tenant(&tenant).await.unwrap();
-    store.claim_subdomain(&subdomain("acme"), &tenant.id).await.unwrap();
+    store.record_signup(&subdomain("acme"), &tenant, None, NOW).await.unwrap();
 
     let first = unmatched("evt_Unmatched2", Some("sub_NoTenant"), 1_763_900_000);
     store.record_unmatched_event(&first).await.unwrap();
@@ -372,40 +381,191 @@ async fn a_write_at_the_right_version_is_written_whatever_event_time_it_carries(
     assert_eq!(store.get_tenant(&v1.id).await.unwrap(), Some(older));
 }
 
+fn buyer(name: &str, email: &str) -> HoldId {
+    HoldId::for_buyer(&subdomain(name), &EmailAddress::parse(email).unwrap())
+}
+
+fn hold_request(name: &str, email: &str, until: i64, limits: &[(&str, u32)]) -> HoldRequest {
+    HoldRequest {
+        subdomain: subdomain(name),
+        hold_id: buyer(name, email),
+        until,
+        form: "pro-annual".into(),
+        limits: limits
+            .iter()
+            .map(|(owner, max_open)| HoldLimit { owner: (*owner).into(), max_open: *max_open })
+            .collect(),
+    }
+}
+
 #[tokio::test]
-async fn a_checkout_hold_keeps_a_name_for_one_checkout_until_it_expires() {
+async fn a_hold_is_one_conditional_write_found_again_by_its_buyer_and_never_extended() {
     let (client, store) = new_store().await;
     let acme = subdomain("acme");
-    let now = 1_763_800_000;
-    store.hold_subdomain(&acme, "checkout-first", now + 3600, now).await.unwrap();
-    // The same checkout retried: held again, no error.
-    store.hold_subdomain(&acme, "checkout-first", now + 3600, now + 5).await.unwrap();
+    let dana = hold_request("acme", "dana@acme.example", NOW + 4500, &[]);
+    let held = match store.hold_subdomain(&dana, NOW).await.unwrap() {
+        HoldOutcome::Held(held) => held,
+        other => panic!("{other:?}"),
+    };
+    // The same buyer again, asking for a later end: found as it was.
+    let later = HoldRequest { until: NOW + 9000, ..dana.clone() };
+    assert_eq!(store.hold_subdomain(&later, NOW + 5).await.unwrap(), HoldOutcome::Existing(held));
+    let session = HeldSession {
+        id: "cs_test_hold".into(),
+        url: "https://checkout.stripe.com/c/pay/cs_test_hold".into(),
+        expires_at: NOW + 3600,
+    };
+    store.record_hold_session(&acme, &dana.hold_id, &session).await.unwrap();
+    // On someone else's hold id: nothing is written.
+    let stranger = HeldSession { id: "cs_test_other".into(), ..session.clone() };
+    store.record_hold_session(&acme, &buyer("acme", "gavin@hooli.example"), &stranger).await.unwrap();
 
     let item = raw_item(&client, &store, "HOLD#acme").await.unwrap();
     assert_eq!(text(&item, "kind"), "hold");
-    assert_eq!(text(&item, "hold_id"), "checkout-first");
-    assert_eq!(item["hold_until"].as_n().unwrap(), &(now + 3600).to_string());
-    assert_eq!(item["expires_at"].as_n().unwrap(), &(now + 3600).to_string(), "the TTL attribute");
+    assert_eq!(text(&item, "hold_id"), dana.hold_id.as_str());
+    assert_eq!(item["hold_until"].as_n().unwrap(), &(NOW + 4500).to_string());
+    assert_eq!(item["expires_at"].as_n().unwrap(), &(NOW + 4500).to_string(), "the TTL attribute");
+    assert_eq!(text(&item, "session_id"), "cs_test_hold");
+    let found = store.subdomain_hold(&acme, NOW + 10).await.unwrap().unwrap();
+    assert_eq!((found.until, found.session), (NOW + 4500, Some(session)));
 
-    let second = store.hold_subdomain(&acme, "checkout-second", now + 3700, now + 10).await.unwrap_err();
-    assert!(matches!(second, StoreError::SubdomainHeld { until, .. } if until == now + 3600), "{second:?}");
-    let hold = store.subdomain_hold(&acme, now + 10).await.unwrap().unwrap();
-    assert_eq!(hold.hold_id, "checkout-first");
+    let gavin = hold_request("acme", "gavin@hooli.example", NOW + 4600, &[]);
+    let second = store.hold_subdomain(&gavin, NOW + 10).await.unwrap_err();
+    assert!(matches!(second, StoreError::SubdomainHeld { until, .. } if until == NOW + 4500), "{second:?}");
 
-    // Expired: free for the next checkout, even before the TTL sweeps it.
-    assert_eq!(store.subdomain_hold(&acme, now + 3601).await.unwrap(), None);
-    store.hold_subdomain(&acme, "checkout-second", now + 7200, now + 3601).await.unwrap();
-    assert_eq!(store.subdomain_hold(&acme, now + 3601).await.unwrap().unwrap().hold_id, "checkout-second");
+    // Expired: free for the next buyer, even before the TTL sweeps it.
+    assert_eq!(store.subdomain_hold(&acme, NOW + 4501).await.unwrap(), None);
+    assert!(matches!(store.hold_subdomain(&gavin, NOW + 4501).await.unwrap(), HoldOutcome::Held(_)));
+    let item = raw_item(&client, &store, "HOLD#acme").await.unwrap();
+    assert_eq!(text(&item, "hold_id"), gavin.hold_id.as_str());
+    assert!(!item.contains_key("session_id"), "a new hold has no session yet");
 
-    // A claimed name cannot be held at all.
-    let owner = TenantId::for_checkout(&unique_checkout("hold-owner"));
-    let globex = subdomain("globex");
-    store.claim_subdomain(&globex, &owner).await.unwrap();
-    let taken = store.hold_subdomain(&globex, "checkout-third", now + 3600, now).await.unwrap_err();
+    // A claimed name cannot be held at all: the ConditionCheck on the claim.
+    let owner = provisioning_record(&unique_checkout("hold-owner"), "globex");
+    store.record_signup(&subdomain("globex"), &owner, None, NOW).await.unwrap();
+    let taken = store
+        .hold_subdomain(&hold_request("globex", "hank@globex.example", NOW + 3600, &[]), NOW)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(&taken, StoreError::SubdomainTaken { holder, .. } if *holder == owner),
+        matches!(&taken, StoreError::SubdomainTaken { holder, .. } if *holder == owner.id),
         "{}",
         error_chain(&taken)
+    );
+    assert!(raw_item(&client, &store, "HOLD#globex").await.is_none());
+}
+
+#[tokio::test]
+async fn a_paid_checkout_turns_its_own_hold_into_the_claim_and_not_someone_elses() {
+    let (client, store) = new_store().await;
+    let acme = subdomain("acme");
+    let gavin = hold_request("acme", "gavin@hooli.example", NOW + 4500, &[]);
+    store.hold_subdomain(&gavin, NOW).await.unwrap();
+
+    // Dana's checkout (another hold id) and an old one without: someone else's live hold.
+    let dana = provisioning_record(&unique_checkout("dana"), "acme");
+    for carried in [Some(buyer("acme", "dana@acme.example")), None] {
+        let refused = store.record_signup(&acme, &dana, carried.as_ref(), NOW + 10).await.unwrap_err();
+        assert!(
+            matches!(refused, StoreError::SubdomainHeld { until, .. } if until == NOW + 4500),
+            "{}",
+            error_chain(&refused)
+        );
+    }
+    assert!(raw_item(&client, &store, "SUBDOMAIN#acme").await.is_none());
+    assert!(raw_item(&client, &store, &format!("TENANT#{}", dana.id)).await.is_none());
+
+    // Gavin's, paid at the session's edge (in the margin): claim and tenant, hold deleted.
+    let record = provisioning_record(&unique_checkout("gavin"), "acme");
+    let at_edge = NOW + 3600 + 30;
+    assert_eq!(
+        store.record_signup(&acme, &record, Some(&gavin.hold_id), at_edge).await.unwrap(),
+        Inserted::New
+    );
+    assert_eq!(
+        text(&raw_item(&client, &store, "SUBDOMAIN#acme").await.unwrap(), "tenant_id"),
+        record.id.as_str()
+    );
+    assert!(raw_item(&client, &store, "HOLD#acme").await.is_none());
+    assert!(raw_item(&client, &store, &format!("TENANT#{}", record.id)).await.is_some());
+
+    // An old checkout without a hold id, on a name whose hold expired: taken.
+    store.hold_subdomain(&hold_request("globex", "hank@globex.example", NOW + 100, &[]), NOW).await.unwrap();
+    let late = provisioning_record(&unique_checkout("late"), "globex");
+    assert_eq!(
+        store.record_signup(&subdomain("globex"), &late, None, NOW + 101).await.unwrap(),
+        Inserted::New
+    );
+    // A live hold from before holds were keyed by buyer does not stop it either.
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S("HOLD#initech".into()))
+        .item("kind", AttributeValue::S("hold".into()))
+        .item("hold_id", AttributeValue::S("checkout-0123abcd".into()))
+        .item("hold_until", AttributeValue::N((NOW + 3600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let legacy = provisioning_record(&unique_checkout("legacy"), "initech");
+    assert_eq!(store.record_signup(&subdomain("initech"), &legacy, None, NOW).await.unwrap(), Inserted::New);
+}
+
+#[tokio::test]
+async fn an_owners_open_holds_are_counted_in_its_item_and_its_limit_holds_nothing_more() {
+    let (client, store) = new_store().await;
+    let limits = [("email:dana", 2), ("ip:office", 5)];
+    store.hold_subdomain(&hold_request("one", "dana@acme.example", NOW + 100, &limits), NOW).await.unwrap();
+    store.hold_subdomain(&hold_request("two", "dana@acme.example", NOW + 200, &limits), NOW).await.unwrap();
+    let owner = raw_item(&client, &store, "HOLDS#email:dana").await.unwrap();
+    let open = owner["open"].as_m().unwrap();
+    assert_eq!((open.len(), open["one"].as_n().unwrap().as_str()), (2, (NOW + 100).to_string().as_str()));
+    assert_eq!(owner["expires_at"].as_n().unwrap(), &(NOW + 200).to_string());
+    // Each write is conditional on the version it read (two holds racing for
+    // the last slot: one is refused and reads again). moto does not isolate
+    // concurrent transactions, so the race itself is not played here.
+    assert_eq!(owner["version"].as_n().unwrap(), "2");
+
+    let third = hold_request("three", "dana@acme.example", NOW + 300, &limits);
+    assert_eq!(
+        store.hold_subdomain(&third, NOW).await.unwrap(),
+        HoldOutcome::OwnerAtLimit { owner: "email:dana".into(), max_open: 2, free_at: NOW + 100 }
+    );
+    assert!(raw_item(&client, &store, "HOLD#three").await.is_none());
+    // Once the first has ended there is room; the expired entry is dropped.
+    assert!(matches!(store.hold_subdomain(&third, NOW + 101).await.unwrap(), HoldOutcome::Held(_)));
+    let open = raw_item(&client, &store, "HOLDS#email:dana").await.unwrap()["open"].as_m().unwrap().clone();
+    let mut names: Vec<&str> = open.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["three", "two"]);
+    let open = raw_item(&client, &store, "HOLDS#ip:office").await.unwrap()["open"].as_m().unwrap().clone();
+    let mut names: Vec<&str> = open.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["three", "two"], "every owner of the request counts it");
+}
+
+#[tokio::test]
+async fn requests_are_counted_per_client_and_window_with_a_conditional_add() {
+    let (client, store) = new_store().await;
+    // NOW is 40 s into its minute: the window started at NOW - 40.
+    for count in 1..=2 {
+        assert_eq!(store.count_request("ip:a", NOW, 60, 2).await.unwrap(), RateOutcome::Allowed { count });
+    }
+    assert_eq!(
+        store.count_request("ip:a", NOW + 5, 60, 2).await.unwrap(),
+        RateOutcome::Limited { retry_after: 15 }
+    );
+    let item = raw_item(&client, &store, &format!("RATE#ip:a#{}", NOW - 40)).await.unwrap();
+    assert_eq!(
+        (text(&item, "kind"), item["hits"].as_n().unwrap().as_str()),
+        ("rate", "2"),
+        "a refusal is not counted"
+    );
+    assert_eq!(item["expires_at"].as_n().unwrap(), &(NOW + 20 + 300).to_string(), "TTL after the window");
+    assert_eq!(store.count_request("ip:b", NOW, 60, 2).await.unwrap(), RateOutcome::Allowed { count: 1 });
+    assert_eq!(
+        store.count_request("ip:a", NOW + 20, 60, 2).await.unwrap(),
+        RateOutcome::Allowed { count: 1 }
     );
 }
 

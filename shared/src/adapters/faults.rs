@@ -24,14 +24,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::ports::{
     BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
-    DnsPublisher, EventQueue, Inserted, LaunchSpec, LaunchedTenant, LauncherError, LeaseOutcome, Mail,
-    MailError, MailMarked, MailRecord, MailSlot, Mailer, MoneyBack, QueueError, QueuedEvent, Refund,
-    SecretStore, SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError,
-    StripeGateway, SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore,
-    TrailEntry, UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
+    DnsPublisher, EventQueue, HeldSession, HoldOutcome, HoldRequest, Inserted, LaunchSpec, LaunchedTenant,
+    LauncherError, LeaseOutcome, Mail, MailError, MailMarked, MailRecord, MailSlot, Mailer, MoneyBack,
+    QueueError, QueuedEvent, RateOutcome, Refund, SecretStore, SecretStoreError, SecretValue, ServiceHealth,
+    StartOutcome, StoreError, StripeApiError, StripeGateway, SubdomainHold, SubscriptionSnapshot,
+    SubscriptionSource, TenantLauncher, TenantStore, TrailEntry, UnmatchedEvent, Workflow, WorkflowError,
+    WorkflowStarter,
 };
 use crate::steps::WorkflowSteps;
 use crate::stripe::StripeEventId;
@@ -405,9 +406,15 @@ pub fn faulty_steps(steps: WorkflowSteps, plan: &Arc<FaultPlan>) -> WorkflowStep
 
 #[async_trait]
 impl TenantStore for Faulty<dyn TenantStore> {
-    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        self.run("claim_subdomain", StoreError::Unavailable, self.inner.claim_subdomain(subdomain, tenant))
-            .await
+    async fn record_signup(
+        &self,
+        subdomain: &Subdomain,
+        record: &TenantRecord,
+        hold: Option<&HoldId>,
+        now: i64,
+    ) -> Result<Inserted, StoreError> {
+        let call = self.inner.record_signup(subdomain, record, hold, now);
+        self.run("record_signup", StoreError::Unavailable, call).await
     }
 
     async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
@@ -423,15 +430,29 @@ impl TenantStore for Faulty<dyn TenantStore> {
         self.run("subdomain_holder", StoreError::Unavailable, self.inner.subdomain_holder(subdomain)).await
     }
 
-    async fn hold_subdomain(
+    async fn hold_subdomain(&self, request: &HoldRequest, now: i64) -> Result<HoldOutcome, StoreError> {
+        self.run("hold_subdomain", StoreError::Unavailable, self.inner.hold_subdomain(request, now)).await
+    }
+
+    async fn record_hold_session(
         &self,
         subdomain: &Subdomain,
-        hold_id: &str,
-        until: i64,
-        now: i64,
+        hold_id: &HoldId,
+        session: &HeldSession,
     ) -> Result<(), StoreError> {
-        let call = self.inner.hold_subdomain(subdomain, hold_id, until, now);
-        self.run("hold_subdomain", StoreError::Unavailable, call).await
+        let call = self.inner.record_hold_session(subdomain, hold_id, session);
+        self.run("record_hold_session", StoreError::Unavailable, call).await
+    }
+
+    async fn count_request(
+        &self,
+        client: &str,
+        now: i64,
+        window_seconds: i64,
+        limit: u32,
+    ) -> Result<RateOutcome, StoreError> {
+        let call = self.inner.count_request(client, now, window_seconds, limit);
+        self.run("count_request", StoreError::Unavailable, call).await
     }
 
     async fn subdomain_hold(

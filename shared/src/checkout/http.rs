@@ -2,9 +2,11 @@
 //! answers with their status codes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::CheckoutApi;
 use crate::domain::{BillingPeriod, Catalog, EmailAddress, OrganizationName, Plan, Subdomain};
@@ -49,6 +51,17 @@ pub struct CheckoutRequest {
 }
 
 impl CheckoutRequest {
+    /// What the buyer chose besides the name and their e-mail (which key
+    /// their hold): a retry with the same choices resumes the same session.
+    pub(super) fn form_fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [self.plan.key.as_str(), self.billing.as_str(), self.organization.as_str()] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        hex::encode(&hash.finalize()[..16])
+    }
+
     /// Parses the JSON form; every bad field gets its own message.
     pub fn parse(body: &[u8], catalog: &Catalog) -> Result<Self, ApiAnswer> {
         if body.len() > MAX_BODY {
@@ -92,8 +105,17 @@ impl CheckoutRequest {
 }
 
 impl CheckoutApi {
-    /// Routes one request; `path` without the stage prefix.
-    pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> ApiAnswer {
+    /// Routes one request; `path` without the stage prefix, `client` the
+    /// caller's address as the front door saw it (API Gateway's source IP,
+    /// the local server's peer), for the per-client limits.
+    pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        client: Option<IpAddr>,
+    ) -> ApiAnswer {
         let origin = headers.get("origin").and_then(|o| o.to_str().ok());
         let allowed =
             origin.filter(|o| self.settings.allowed_origins.iter().any(|a| a == o.trim_end_matches('/')));
@@ -114,8 +136,14 @@ impl CheckoutApi {
                 ],
                 body: String::new(),
             },
-            (&Method::GET, Some(name)) => self.availability(name).await,
-            (&Method::POST, None) => self.checkout(headers, body).await,
+            (&Method::GET, Some(name)) => match self.within_rate(client).await {
+                Ok(()) => self.availability(name).await,
+                Err(answer) => answer,
+            },
+            (&Method::POST, None) => match self.within_rate(client).await {
+                Ok(()) => self.checkout(client, body).await,
+                Err(answer) => answer,
+            },
             _ => ApiAnswer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route"),
         };
         if let Some(origin) = allowed {
@@ -125,34 +153,27 @@ impl CheckoutApi {
         answer
     }
 
-    /// `POST /checkout`: holds the subdomain and starts a Checkout Session.
-    pub async fn checkout(&self, headers: &HeaderMap, body: &[u8]) -> ApiAnswer {
+    /// `POST /checkout`: holds the subdomain for the buyer and starts a
+    /// Checkout Session, or gives the same buyer their open one back.
+    pub async fn checkout(&self, client: Option<IpAddr>, body: &[u8]) -> ApiAnswer {
         let request = match CheckoutRequest::parse(body, &self.catalog) {
             Ok(request) => request,
             Err(answer) => return answer,
         };
         let now = self.clock.now_unix();
-        let idempotency_key = match headers.get("idempotency-key").map(HeaderValue::to_str) {
-            None => request.derived_idempotency_key(now),
-            Some(Ok(key)) if (8..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
-                format!("checkout-{key}")
-            }
-            Some(_) => {
-                return ApiAnswer::error(
-                    StatusCode::BAD_REQUEST,
-                    "Idempotency-Key must be 8 to 200 visible ASCII characters",
-                );
-            }
-        };
         let price_id = match self.price_id(&request) {
             Ok(price_id) => price_id,
             Err(answer) => return answer,
         };
-        let until = now + self.settings.hold_seconds;
-        if let Err(answer) = self.hold(&request.subdomain, &idempotency_key, until, now).await {
+        let until = now + self.settings.hold_seconds + self.settings.hold_margin_seconds;
+        let hold = match self.hold(&request, client, until, now).await {
+            Ok(hold) => hold,
+            Err(answer) => return answer,
+        };
+        if let Some(answer) = hold.resumed(&request, now) {
             return answer;
         }
-        self.start_session(&request, price_id, idempotency_key, until).await
+        self.start_session(&request, price_id, &hold).await
     }
 }
 
@@ -167,6 +188,8 @@ fn check<T, E: std::fmt::Display>(
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::super::testing::{ORIGIN, body, fixture_with, from_origin};
     use super::*;
 
@@ -174,7 +197,7 @@ mod tests {
     async fn every_bad_field_gets_its_own_message() {
         let f = fixture_with(None);
         let bad = json!({"plan": "platinum", "billing": "weekly", "subdomain": "www", "organization": "", "email": "dana"});
-        let answer = f.api.checkout(&HeaderMap::new(), bad.to_string().as_bytes()).await;
+        let answer = f.api.checkout(None, bad.to_string().as_bytes()).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         let errors = &body(&answer)["errors"];
         assert_eq!(errors["plan"], "must be one of: basic, pro, ultimate");
@@ -182,7 +205,7 @@ mod tests {
         assert_eq!(errors["subdomain"], "subdomain `www` is reserved");
         assert_eq!(errors["organization"], "is required");
         assert_eq!(errors["email"], "not a usable e-mail address");
-        let not_json = f.api.checkout(&HeaderMap::new(), b"plan=pro").await;
+        let not_json = f.api.checkout(None, b"plan=pro").await;
         assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
         assert!(body(&not_json)["error"].as_str().unwrap().starts_with("body is not JSON"));
         assert!(f.stripe.sessions().is_empty());
@@ -191,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn cors_answers_the_marketing_site_and_no_one_else() {
         let f = fixture_with(None);
-        let preflight = f.api.handle(&Method::OPTIONS, "/checkout", &from_origin(), b"").await;
+        let preflight = f.api.handle(&Method::OPTIONS, "/checkout", &from_origin(), b"", None).await;
         assert_eq!(preflight.status, StatusCode::NO_CONTENT);
         assert!(preflight.headers.contains(&("access-control-allow-origin", ORIGIN.to_owned())));
         assert!(
@@ -199,16 +222,16 @@ mod tests {
         );
         let mut stranger = HeaderMap::new();
         stranger.insert("origin", HeaderValue::from_static("https://evil.example"));
-        let refused = f.api.handle(&Method::OPTIONS, "/checkout", &stranger, b"").await;
+        let refused = f.api.handle(&Method::OPTIONS, "/checkout", &stranger, b"", None).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
-        let get = f.api.handle(&Method::GET, "/subdomains/acme", &stranger, b"").await;
+        let get = f.api.handle(&Method::GET, "/subdomains/acme", &stranger, b"", None).await;
         assert!(!get.headers.iter().any(|(k, _)| *k == "access-control-allow-origin"));
         assert_eq!(
-            f.api.handle(&Method::GET, "/nope", &from_origin(), b"").await.status,
+            f.api.handle(&Method::GET, "/nope", &from_origin(), b"", None).await.status,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            f.api.handle(&Method::GET, "/checkout", &from_origin(), b"").await.status,
+            f.api.handle(&Method::GET, "/checkout", &from_origin(), b"", None).await.status,
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

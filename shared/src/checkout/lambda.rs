@@ -1,14 +1,18 @@
 //! API Gateway (HTTP API) glue.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::CheckoutApi;
 
 pub async fn handle(api: &CheckoutApi, request: Request) -> Result<Response<Body>, Infallible> {
-    let answer =
-        api.handle(request.method(), request.uri().path(), request.headers(), request.body().as_ref()).await;
+    let client = source_ip(&request);
+    let answer = api
+        .handle(request.method(), request.uri().path(), request.headers(), request.body().as_ref(), client)
+        .await;
     let mut response = Response::new(Body::Text(answer.body));
     *response.status_mut() = answer.status;
     for (name, value) in answer.headers {
@@ -17,4 +21,40 @@ pub async fn handle(api: &CheckoutApi, request: Request) -> Result<Response<Body
         }
     }
     Ok(response)
+}
+
+/// The caller's address as API Gateway saw the connection: its request
+/// context, never a header such as `X-Forwarded-For`, which the caller writes.
+fn source_ip(request: &Request) -> Option<IpAddr> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref()?.parse().ok(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_ip_comes_from_the_request_context_not_from_headers() {
+        let event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "POST /checkout",
+            "rawPath": "/checkout",
+            "rawQueryString": "",
+            "headers": {"x-forwarded-for": "10.9.9.9", "content-type": "application/json"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+                "domainPrefix": "api", "requestId": "id", "routeKey": "POST /checkout", "stage": "$default",
+                "time": "12/Mar/2020:19:03:58 +0000", "timeEpoch": 1583348638390_i64,
+                "http": {"method": "POST", "path": "/checkout", "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.7", "userAgent": "test"}
+            },
+            "isBase64Encoded": false
+        });
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(source_ip(&request), Some("203.0.113.7".parse().unwrap()));
+    }
 }

@@ -4,8 +4,9 @@
 //!
 //! Its rooms: this file, the API type and its settings; `http`, routing,
 //! CORS, the signup form and the answers; `hold`, a subdomain held while its
-//! buyer pays (and whether one is free); `session`, the Stripe Checkout
-//! Session; `lambda`, the API Gateway glue.
+//! buyer pays (and whether one is free); `limits`, how much one client may
+//! ask; `session`, the Stripe Checkout Session; `lambda`, the API Gateway
+//! glue.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub mod billing_link;
 mod hold;
 mod http;
 pub mod lambda;
+mod limits;
 mod session;
 #[cfg(test)]
 mod testing;
@@ -29,6 +31,20 @@ pub const CHECKOUT_SUCCESS_URL: &str = "CHECKOUT_SUCCESS_URL";
 pub const CHECKOUT_CANCEL_URL: &str = "CHECKOUT_CANCEL_URL";
 pub const CHECKOUT_HOLD_MINUTES: &str = "CHECKOUT_HOLD_MINUTES";
 pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
+pub const CHECKOUT_MAX_HOLDS_PER_EMAIL: &str = "CHECKOUT_MAX_HOLDS_PER_EMAIL";
+pub const CHECKOUT_MAX_HOLDS_PER_IP: &str = "CHECKOUT_MAX_HOLDS_PER_IP";
+pub const CHECKOUT_REQUESTS_PER_MINUTE: &str = "CHECKOUT_REQUESTS_PER_MINUTE";
+
+/// How long a hold outlives its Checkout Session: Stripe may finish a
+/// payment started just before the session expired, and the name must still
+/// be that buyer's when the checkout event arrives.
+pub const HOLD_MARGIN_SECONDS: i64 = 15 * 60;
+/// Open holds one e-mail address, or one client address, may have at once.
+pub const DEFAULT_MAX_HOLDS: u32 = 3;
+/// Requests a minute one client address may make to the signup routes
+/// (`GET /subdomains/{name}` and `POST /checkout` together): enough for a
+/// form that checks names as they are typed, not for a script.
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 30;
 
 /// How the API is set up for a stage.
 #[derive(Debug, Clone)]
@@ -36,9 +52,17 @@ pub struct CheckoutSettings {
     pub mode: StripeMode,
     pub success_url: String,
     pub cancel_url: String,
-    /// How long a subdomain is held for a checkout; also the session's
-    /// lifetime, so nobody can pay after their hold ran out.
+    /// How long a Checkout Session lives; its subdomain is held
+    /// `hold_margin_seconds` longer, so nobody can pay after their hold ran out.
     pub hold_seconds: i64,
+    /// See [`HOLD_MARGIN_SECONDS`].
+    pub hold_margin_seconds: i64,
+    /// At most this many open holds per buyer e-mail address.
+    pub max_holds_per_email: u32,
+    /// At most this many open holds per client address.
+    pub max_holds_per_ip: u32,
+    /// Requests per minute per client address on the signup routes.
+    pub requests_per_minute: u32,
     /// Origins allowed to call the API from a browser.
     pub allowed_origins: Vec<String>,
 }
@@ -50,6 +74,20 @@ fn url_setting(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigErro
         || url.starts_with("http://127.0.0.1"))
         && !url.contains(char::is_whitespace);
     if ok { Ok(url) } else { Err(ConfigError::Invalid { var, reason: "expected an https:// URL".into() }) }
+}
+
+/// A positive count from `var`, `default` when unset.
+fn count_setting(env: &dyn Lookup, var: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(count) if (1..=max).contains(&count) => Ok(count),
+            _ => Err(ConfigError::Invalid {
+                var,
+                reason: format!("expected 1 to {max}, got `{}`", raw.trim()),
+            }),
+        },
+    }
 }
 
 impl CheckoutSettings {
@@ -89,6 +127,15 @@ impl CheckoutSettings {
             success_url: url_setting(env, CHECKOUT_SUCCESS_URL)?,
             cancel_url: url_setting(env, CHECKOUT_CANCEL_URL)?,
             hold_seconds: hold_minutes * 60,
+            hold_margin_seconds: HOLD_MARGIN_SECONDS,
+            max_holds_per_email: count_setting(env, CHECKOUT_MAX_HOLDS_PER_EMAIL, DEFAULT_MAX_HOLDS, 100)?,
+            max_holds_per_ip: count_setting(env, CHECKOUT_MAX_HOLDS_PER_IP, DEFAULT_MAX_HOLDS, 1000)?,
+            requests_per_minute: count_setting(
+                env,
+                CHECKOUT_REQUESTS_PER_MINUTE,
+                DEFAULT_REQUESTS_PER_MINUTE,
+                100_000,
+            )?,
             allowed_origins,
         })
     }

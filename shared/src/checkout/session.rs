@@ -7,25 +7,21 @@ use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::hold::Hold;
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
-use crate::ports::{CheckoutSessionRequest, StripeApiError};
+use crate::domain::HOLD_METADATA_KEY;
+use crate::ports::{CheckoutSessionRequest, HeldSession, StripeApiError};
 
-impl CheckoutRequest {
-    /// The same form resubmitted within ten minutes gets the same key, so a
-    /// retried request makes one session (Stripe keeps keys for 24 hours).
-    pub(super) fn derived_idempotency_key(&self, now: i64) -> String {
+impl Hold {
+    /// One hold, one session: the key derives from the hold (its id and its
+    /// end, which a repeated request never changes), so the same buyer
+    /// asking again, or two of their requests at once, make one session,
+    /// and a later hold of theirs a new one (Stripe keeps keys 24 hours).
+    fn idempotency_key(&self) -> String {
         let mut hash = Sha256::new();
-        for part in [
-            self.plan.key.as_str(),
-            self.billing.as_str(),
-            self.subdomain.as_str(),
-            self.organization.as_str(),
-            self.email.as_str(),
-            &(now / 600).to_string(),
-        ] {
-            hash.update(part.as_bytes());
-            hash.update([0u8]);
-        }
+        hash.update(self.id.as_str().as_bytes());
+        hash.update([0u8]);
+        hash.update(self.held.until.to_string().as_bytes());
         format!("checkout-{}", &hex::encode(hash.finalize())[..32])
     }
 }
@@ -48,21 +44,23 @@ impl CheckoutApi {
         Ok(price_id)
     }
 
-    /// Starts the session; it expires with the hold, so nobody pays for a
-    /// name after their hold ran out.
+    /// Starts the hold's session and records it on the hold. It expires the
+    /// margin before the hold does, so a payment Stripe finishes at its
+    /// edge still finds the name held for it.
     pub(super) async fn start_session(
         &self,
         request: &CheckoutRequest,
         price_id: String,
-        idempotency_key: String,
-        until: i64,
+        hold: &Hold,
     ) -> ApiAnswer {
         let metadata = BTreeMap::from([
             ("subdomain".to_owned(), request.subdomain.to_string()),
             ("plan".to_owned(), request.plan.key.to_string()),
             ("billing".to_owned(), request.billing.to_string()),
             ("organization".to_owned(), request.organization.to_string()),
+            (HOLD_METADATA_KEY.to_owned(), hold.id.to_string()),
         ]);
+        let expires_at = hold.held.until - self.settings.hold_margin_seconds;
         let session = CheckoutSessionRequest {
             price_id,
             customer_email: request.email.clone(),
@@ -70,11 +68,20 @@ impl CheckoutApi {
             cancel_url: self.settings.cancel_url.clone(),
             metadata,
             allow_promotion_codes: true,
-            expires_at: Some(until),
-            idempotency_key,
+            expires_at: Some(expires_at),
+            idempotency_key: hold.idempotency_key(),
         };
         match self.stripe.create_checkout_session(&session).await {
-            Ok(created) => ApiAnswer::json(StatusCode::OK, json!({"url": created.url, "id": created.id})),
+            Ok(created) => {
+                let held = HeldSession { id: created.id.clone(), url: created.url.clone(), expires_at };
+                if let Err(error) = self.store.record_hold_session(&request.subdomain, &hold.id, &held).await
+                {
+                    // The buyer has their session; asking again makes the
+                    // same one (same key) and records it then.
+                    tracing::warn!(error = %crate::telemetry::error_chain(&error), "hold session not recorded");
+                }
+                ApiAnswer::json(StatusCode::OK, json!({"url": created.url, "id": created.id}))
+            }
             Err(StripeApiError::Rejected { code, message, .. })
                 if message.contains("email") || code.as_deref() == Some("email_invalid") =>
             {
@@ -103,11 +110,11 @@ mod tests {
     use std::sync::Arc;
 
     use async_trait::async_trait;
-    use http::{HeaderMap, Method};
+    use http::Method;
 
     use super::super::testing::{NOW, ORIGIN, body, fixture_with, form, from_origin};
     use super::*;
-    use crate::domain::{CustomerId, Subdomain};
+    use crate::domain::{CustomerId, EmailAddress, HoldId, Subdomain};
     use crate::ports::{CreatedSession, StripeGateway, TenantStore};
 
     #[tokio::test]
@@ -115,7 +122,7 @@ mod tests {
         let f = fixture_with(None);
         let answer = f
             .api
-            .handle(&Method::POST, "/checkout", &from_origin(), &form("acme", "dana@acme.example"))
+            .handle(&Method::POST, "/checkout", &from_origin(), &form("acme", "dana@acme.example"), None)
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         let created = body(&answer);
@@ -128,15 +135,23 @@ mod tests {
         assert_eq!(sessions[0].metadata["plan"], "pro");
         assert_eq!(sessions[0].metadata["billing"], "annual");
         assert_eq!(sessions[0].metadata["organization"], "Acme Robotics");
-        assert_eq!(sessions[0].expires_at, Some(NOW + 3600), "the session lives as long as the hold");
-        let hold = f.store.subdomain_hold(&Subdomain::parse("acme").unwrap(), NOW).await.unwrap().unwrap();
-        assert_eq!(hold.until, NOW + 3600);
+        let acme = Subdomain::parse("acme").unwrap();
+        let dana = EmailAddress::parse("dana@acme.example").unwrap();
+        assert_eq!(sessions[0].metadata["hold"], HoldId::for_buyer(&acme, &dana).as_str());
+        assert_eq!(sessions[0].expires_at, Some(NOW + 3600), "the session lives hold_seconds");
+        let hold = f.store.subdomain_hold(&acme, NOW).await.unwrap().unwrap();
+        assert_eq!(hold.until, NOW + 3600 + 15 * 60, "the hold outlives it by the margin");
+        let recorded = hold.session.unwrap();
+        assert_eq!(
+            (recorded.id.as_str(), recorded.expires_at),
+            (created["id"].as_str().unwrap(), NOW + 3600)
+        );
         assert!(answer.headers.contains(&("access-control-allow-origin", ORIGIN.to_owned())));
 
         // The same form again (a retried request): the same session.
         let again = f
             .api
-            .handle(&Method::POST, "/checkout", &from_origin(), &form("acme", "dana@acme.example"))
+            .handle(&Method::POST, "/checkout", &from_origin(), &form("acme", "dana@acme.example"), None)
             .await;
         assert_eq!(body(&again)["id"], created["id"]);
         assert_eq!(f.stripe.sessions().len(), 1);
@@ -173,7 +188,7 @@ mod tests {
         ];
         for (error, status) in cases {
             let f = fixture_with(Some(Arc::new(FailingStripe(error))));
-            let answer = f.api.checkout(&HeaderMap::new(), &form("acme", "dana@acme.example")).await;
+            let answer = f.api.checkout(None, &form("acme", "dana@acme.example")).await;
             assert_eq!(answer.status, status, "{}", answer.body);
             assert!(!answer.body.contains("No such price"), "Stripe's words stay in our logs");
         }

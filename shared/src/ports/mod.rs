@@ -21,8 +21,9 @@ pub use secrets::{SecretStore, SecretStoreError, SecretValue};
 pub use stripe::{CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, StripeApiError, StripeGateway};
 pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
 pub use tenants::{
-    Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold,
-    TenantStore, TrailEntry, TrailOutcome, UnmatchedEvent, UnmatchedReason,
+    HeldSession, HoldLimit, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailDelivery,
+    MailMarked, MailRecord, MailSlot, RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry,
+    TrailOutcome, UnmatchedEvent, UnmatchedReason,
 };
 pub use workflow::{StartOutcome, Workflow, WorkflowError, WorkflowStarter};
 

@@ -5,14 +5,96 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use crate::domain::{CustomerId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::stripe::StripeEventId;
 
-/// A checkout's short hold on a subdomain.
+/// A buyer's hold on a subdomain while they pay: nobody else can hold or
+/// claim the name until `until`, which is the session's expiry plus a margin
+/// (a payment processed at the session's edge is still covered).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubdomainHold {
+    /// A [`HoldId`] as text; a hold made before holds were keyed by buyer
+    /// has a `checkout-…` id (see [`SubdomainHold::admits`]).
     pub hold_id: String,
+    /// Unix seconds; the hold is over once `until < now`.
     pub until: i64,
+    /// What the buyer chose (plan, billing, organisation) as an opaque
+    /// fingerprint: a retry with the same choices gets the same session.
+    #[serde(default)]
+    pub form: String,
+    /// The Checkout Session made for this hold, once recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<HeldSession>,
+}
+
+impl SubdomainHold {
+    /// Whether a paid checkout carrying `hold` may claim the name past this
+    /// hold at `now`: it has expired, or it is that checkout's own. A
+    /// checkout that carries no hold (its session predates them) passes
+    /// only a hold that also predates them, which used to be ignored by
+    /// provisioning: a customer who paid during the deploy is not refused
+    /// over their own old hold.
+    pub fn admits(&self, hold: Option<&HoldId>, now: i64) -> bool {
+        self.until < now
+            || match hold {
+                Some(hold) => self.hold_id == hold.as_str(),
+                None => !self.hold_id.starts_with(HoldId::PREFIX),
+            }
+    }
+}
+
+/// The Checkout Session of a hold, kept so the buyer retrying gets it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSession {
+    pub id: String,
+    pub url: String,
+    /// When Stripe stops taking payment for it (before the hold ends).
+    pub expires_at: i64,
+}
+
+/// A checkout asking to hold a subdomain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub subdomain: Subdomain,
+    pub hold_id: HoldId,
+    pub until: i64,
+    /// See [`SubdomainHold::form`].
+    pub form: String,
+    /// Who is asking, each with the most holds it may have open at once
+    /// (the buyer's e-mail, their IP address). A retried hold does not count
+    /// twice.
+    pub limits: Vec<HoldLimit>,
+}
+
+/// At most `max_open` unexpired holds for `owner`, an opaque key (a hash of
+/// an e-mail address or an IP address: the table keeps neither in clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldLimit {
+    pub owner: String,
+    pub max_open: u32,
+}
+
+/// What holding a subdomain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Held now for this request.
+    Held(SubdomainHold),
+    /// This hold id already holds it, unexpired: left exactly as it was
+    /// (a repeated request never extends a hold).
+    Existing(SubdomainHold),
+    /// Not held: `owner` has its `max_open` other holds open; the first of
+    /// them ends at `free_at`.
+    OwnerAtLimit { owner: String, max_open: u32, free_at: i64 },
+}
+
+/// What counting a request against a per-client rate found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateOutcome {
+    /// Counted; `count` requests in this window so far, this one included.
+    Allowed { count: u32 },
+    /// The window's limit is reached: not counted; try again in
+    /// `retry_after` seconds (when the window ends).
+    Limited { retry_after: i64 },
 }
 
 /// A Stripe event about a subscription no tenant has: kept for the operator.
@@ -164,26 +246,61 @@ pub enum Inserted {
 
 #[async_trait]
 pub trait TenantStore: Send + Sync {
-    /// Claims `subdomain` for `tenant`; claiming it again for the same tenant
-    /// succeeds, for another tenant fails with [`StoreError::SubdomainTaken`].
-    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError>;
+    /// Records a paid signup in one atomic write: claims `subdomain` for
+    /// `record.id`, creates `record` unless a tenant with its id exists, and
+    /// turns the checkout's hold into the claim (the hold is removed). So
+    /// there is never a claim without its tenant, nor a tenant whose claim a
+    /// crash left half made.
+    ///
+    /// `hold` is the hold the checkout carried: the write succeeds when no
+    /// hold is there or [`SubdomainHold::admits`] it. Someone else's live
+    /// hold is [`StoreError::SubdomainHeld`];
+    /// another tenant's claim [`StoreError::SubdomainTaken`] (checked first).
+    /// Run again (a retried step) it changes nothing and answers
+    /// [`Inserted::Existing`]; a tenant that exists is never overwritten and
+    /// its released name is not claimed again.
+    async fn record_signup(
+        &self,
+        subdomain: &Subdomain,
+        record: &TenantRecord,
+        hold: Option<&HoldId>,
+        now: i64,
+    ) -> Result<Inserted, StoreError>;
 
     /// Releases the claim if `tenant` holds it; otherwise changes nothing.
     async fn release_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError>;
 
     async fn subdomain_holder(&self, subdomain: &Subdomain) -> Result<Option<TenantId>, StoreError>;
 
-    /// Holds `subdomain` for a checkout until `until` (Unix seconds), so two
-    /// people cannot both start paying for one name. Fails if a tenant holds
-    /// it, or another checkout's hold has not expired at `now`; holding again
-    /// with the same `hold_id` extends it.
-    async fn hold_subdomain(
+    /// Holds a subdomain for a checkout until `request.until`, so two people
+    /// cannot both start paying for one name; one conditional write with the
+    /// per-owner counts of open holds. Fails with
+    /// [`StoreError::SubdomainTaken`] if a tenant claimed it,
+    /// [`StoreError::SubdomainHeld`] if another hold is unexpired at `now`;
+    /// answers [`HoldOutcome::OwnerAtLimit`] (and holds nothing) if an owner
+    /// of the request has its limit of other unexpired holds. The same hold
+    /// id again, unexpired, is [`HoldOutcome::Existing`] and changes nothing.
+    async fn hold_subdomain(&self, request: &HoldRequest, now: i64) -> Result<HoldOutcome, StoreError>;
+
+    /// Records the Checkout Session made for `hold_id`'s hold on `subdomain`,
+    /// if that hold is still there; otherwise changes nothing.
+    async fn record_hold_session(
         &self,
         subdomain: &Subdomain,
-        hold_id: &str,
-        until: i64,
-        now: i64,
+        hold_id: &HoldId,
+        session: &HeldSession,
     ) -> Result<(), StoreError>;
+
+    /// Counts one request of `client` (an opaque key) in the current window of
+    /// `window_seconds` (windows start at multiples of it), across every
+    /// instance of the API: at most `limit` requests a window are allowed.
+    async fn count_request(
+        &self,
+        client: &str,
+        now: i64,
+        window_seconds: i64,
+        limit: u32,
+    ) -> Result<RateOutcome, StoreError>;
 
     /// The current checkout hold on `subdomain`, if one is unexpired at `now`.
     async fn subdomain_hold(
@@ -192,7 +309,8 @@ pub trait TenantStore: Send + Sync {
         now: i64,
     ) -> Result<Option<SubdomainHold>, StoreError>;
 
-    /// Creates the record unless one with its id exists.
+    /// Creates the record unless one with its id exists (a rejected signup's
+    /// FAILED record: it claims nothing).
     async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError>;
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;

@@ -11,7 +11,8 @@ use super::error::StepError;
 use super::mails;
 use crate::domain::password::{FIRST_KEY_VERSION, PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{
-    BillingPeriod, Catalog, CheckoutSignup, Failure, Plan, Subdomain, TenantId, TenantRecord, TenantStatus,
+    BillingPeriod, Catalog, CheckoutSignup, Failure, HoldId, Plan, Subdomain, TenantId, TenantRecord,
+    TenantStatus,
 };
 use crate::ports::{
     ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mailer, ServiceHealth, TenantLauncher,
@@ -150,7 +151,10 @@ impl FailureReport {
     }
 }
 
-/// 1. Record the signup: claim the subdomain, create the tenant PROVISIONING.
+/// 1. Record the signup: the checkout's hold becomes the subdomain's claim
+///    and the tenant is created PROVISIONING (AWAITING_PAYMENT for a delayed
+///    payment), in one atomic write (the hash is made first), so a failure
+///    leaves either both or neither.
 pub async fn record_signup(
     store: &dyn TenantStore,
     password_key: &PasswordKey,
@@ -158,8 +162,8 @@ pub async fn record_signup(
     input: SignupInput,
 ) -> Result<TenantRef, StepError> {
     let signup = CheckoutSignup::from_session(&input.event.data.object, ctx.catalog)?;
+    let hold = HoldId::from_session(&input.event.data.object);
     let tenant_id = signup.tenant_id();
-    store.claim_subdomain(&signup.subdomain, &tenant_id).await?;
     let mut tenant = TenantRef {
         tenant_id: tenant_id.clone(),
         subdomain: signup.subdomain.clone(),
@@ -167,9 +171,11 @@ pub async fn record_signup(
         awaiting_payment: signup.awaiting_payment,
     };
     let password_hash = hash_admin_password(password_key, &tenant_id).await?;
-    let mut record = TenantRecord::provisioning(signup, password_hash, ctx.clock.now_unix());
+    let now = ctx.clock.now_unix();
+    let subdomain = signup.subdomain.clone();
+    let mut record = TenantRecord::provisioning(signup, password_hash, now);
     record.admin_password_key_version = Some(password_key.current_version().to_owned());
-    match store.insert_tenant(&record).await? {
+    match store.record_signup(&subdomain, &record, hold.as_ref(), now).await? {
         Inserted::New => tracing::info!(tenant_id = %tenant_id, status = %record.status, "tenant recorded"),
         Inserted::Existing(existing) => {
             tracing::info!(tenant_id = %tenant_id, status = %existing.status, "tenant already recorded");
@@ -660,6 +666,38 @@ mod tests {
         other["data"]["object"]["id"] = json!("cs_test_someone_else");
         let error = world.record(&other).await.unwrap_err();
         assert_eq!(error.error_name(), "Tenancy.SubdomainTaken");
+        assert_eq!(world.store.list_tenants().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_checkout_takes_its_own_hold_and_someone_elses_live_hold_is_subdomain_taken() {
+        use crate::ports::{HoldOutcome, HoldRequest};
+        let world = World::new();
+        let acme = Subdomain::parse("acme").unwrap();
+        let hold_of =
+            |email: &str| HoldId::for_buyer(&acme, &crate::domain::EmailAddress::parse(email).unwrap());
+        let (dana, gavin) = (hold_of("dana@acme.example"), hold_of("gavin@hooli.example"));
+        let request = HoldRequest {
+            subdomain: acme.clone(),
+            hold_id: gavin.clone(),
+            until: NOW + 600,
+            form: String::new(),
+            limits: vec![],
+        };
+        assert!(matches!(world.store.hold_subdomain(&request, NOW).await.unwrap(), HoldOutcome::Held(_)));
+
+        let mut event = checkout_event();
+        event["data"]["object"]["metadata"]["hold"] = json!(dana.as_str());
+        let error = world.record(&event).await.unwrap_err();
+        assert_eq!(error.error_name(), "Tenancy.SubdomainTaken");
+        assert!(world.store.list_tenants().await.unwrap().is_empty() && world.store.claims().is_empty());
+
+        // Gavin's own checkout carries his hold: it becomes his claim, once.
+        event["data"]["object"]["metadata"]["hold"] = json!(gavin.as_str());
+        let first = world.record(&event).await.unwrap();
+        assert_eq!(world.record(&event).await.unwrap(), first);
+        assert_eq!(world.store.claims()[&acme].tenant_id, first.tenant_id);
+        assert_eq!(world.store.subdomain_hold(&acme, NOW).await.unwrap(), None);
         assert_eq!(world.store.list_tenants().await.unwrap().len(), 1);
     }
 

@@ -4,7 +4,9 @@
 //! |---|---|---|
 //! | tenant | `TENANT#{tenant_id}` | the [`TenantRecord`] as native attributes, `kind = "tenant"`, and with a signup `subscription_id`, `customer_id` (GSI `by-subscription`) |
 //! | subdomain claim | `SUBDOMAIN#{name}` | `kind = "subdomain"`, `tenant_id`, `claimed_at` |
-//! | checkout hold | `HOLD#{name}` | `kind = "hold"`, `hold_id`, `hold_until`, `expires_at` (TTL) |
+//! | checkout hold | `HOLD#{name}` | `kind = "hold"`, `hold_id`, `hold_until`, `expires_at` (TTL), `form`, once its session is made `session_id`, `session_url`, `session_expires_at` |
+//! | open holds of a buyer | `HOLDS#{owner}` | `kind = "hold-owner"`, `open` (subdomain → the hold's end), `version`, `expires_at` (TTL) |
+//! | requests of a client in a window | `RATE#{client}#{window_start}` | `kind = "rate"`, `hits`, `expires_at` (TTL) |
 //! | unmatched event | `EVENT#{event_id}` | the [`UnmatchedEvent`], `kind = "unmatched-event"` |
 //! | lease | `LEASE#{tenant_id}` | `kind = "lease"`, `tenant`, the [`Lease`] (`owner`, `expires_at`, also the TTL) |
 //! | trail entry | `TRAIL#{tenant_id}#{event_id}` | the [`TrailEntry`], `kind = "trail"` |
@@ -18,7 +20,7 @@
 //! Every write that creates or changes something is conditional (docs/architecture.md
 //! decision 3), so a retried step has one effect.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,19 +28,20 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem, Update,
 };
 
 use super::error::{call_failed, unexpected};
-use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Lookup, required};
-use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::ports::{
-    Inserted, Lease, LeaseOutcome, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold, TenantStore,
-    TrailEntry, UnmatchedEvent,
+    HeldSession, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailMarked, MailRecord, MailSlot,
+    RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry, UnmatchedEvent,
 };
 
 /// The table's name, for functions that build the store from their environment.
@@ -61,6 +64,18 @@ pub const ATTR_HOLD_ID: &str = "hold_id";
 pub const ATTR_HOLD_UNTIL: &str = "hold_until";
 /// A DynamoDB TTL attribute: expired holds and leases are deleted by the table itself.
 pub const ATTR_EXPIRES_AT: &str = "expires_at";
+pub const ATTR_HOLD_FORM: &str = "form";
+pub const ATTR_SESSION_ID: &str = "session_id";
+pub const ATTR_SESSION_URL: &str = "session_url";
+pub const ATTR_SESSION_EXPIRES_AT: &str = "session_expires_at";
+pub const KIND_HOLD_OWNER: &str = "hold-owner";
+/// An owner's open holds: a map of subdomain to the hold's end.
+pub const ATTR_OPEN_HOLDS: &str = "open";
+pub const ATTR_VERSION: &str = "version";
+pub const KIND_RATE: &str = "rate";
+pub const ATTR_HITS: &str = "hits";
+/// A rate item outlives its window by this much before the TTL may remove it.
+const RATE_ITEM_GRACE_SECONDS: i64 = 300;
 pub const KIND_LEASE: &str = "lease";
 pub const KIND_TRAIL: &str = "trail";
 pub const KIND_MAIL: &str = "mail";
@@ -85,6 +100,14 @@ pub fn mail_key(tenant: &TenantId, key: &str) -> String {
 
 pub fn hold_key(subdomain: &Subdomain) -> String {
     format!("HOLD#{subdomain}")
+}
+
+pub fn hold_owner_key(owner: &str) -> String {
+    format!("HOLDS#{owner}")
+}
+
+pub fn rate_key(client: &str, window_start: i64) -> String {
+    format!("RATE#{client}#{window_start}")
 }
 
 /// A claim taken away between our failed write and our read of the holder
@@ -198,6 +221,59 @@ impl DynamoTenantStore {
         }
     }
 
+    /// Runs one transaction: `None` when it was written, the refusals when
+    /// a condition cancelled it. Anything else (a conflict with another
+    /// transaction, throttling, the service down) is `Unavailable`: the
+    /// caller's step is retried.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Refused>, StoreError> {
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let error = match result {
+            Ok(_) => return Ok(None),
+            Err(error) => error,
+        };
+        let reasons = match &error {
+            SdkError::ServiceError(context) => match context.err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    Some(cancelled.cancellation_reasons().to_vec())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut refused = Vec::new();
+        for reason in reasons.iter().flatten() {
+            match reason.code() {
+                None | Some("None") => refused.push((false, None)),
+                Some("ConditionalCheckFailed") => refused.push((true, reason.item().cloned())),
+                // TransactionConflict, ThrottlingError, …: not an answer.
+                Some(_) => {
+                    return Err(StoreError::Unavailable(call_failed("DynamoDB TransactWriteItems", error)));
+                }
+            }
+        }
+        if refused.iter().any(|(failed, _)| *failed) {
+            Ok(Some(Refused(refused)))
+        } else {
+            Err(StoreError::Unavailable(call_failed("DynamoDB TransactWriteItems", error)))
+        }
+    }
+
+    /// The item at `index` of a cancelled transaction if its condition
+    /// failed: as returned, or read when an older server returns none
+    /// (`None` if gone by then, or if its condition held).
+    async fn refused_item(
+        &self,
+        refused: &Refused,
+        index: usize,
+        pk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        match refused.0.get(index) {
+            Some((true, Some(item))) => Ok(Some(item.clone())),
+            Some((true, None)) => self.get_item(pk).await,
+            _ => Ok(None),
+        }
+    }
+
     async fn get_item(&self, pk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
@@ -274,6 +350,87 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+fn number_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name).and_then(|value| value.as_n().ok()).and_then(|raw| raw.parse().ok())
+}
+
+/// The hold item: `hold_id`, `hold_until`, `expires_at` (the TTL), `form`,
+/// and once its session is made `session_id`, `session_url`, `session_expires_at`.
+fn hold_item(request: &HoldRequest) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (ATTR_PK.to_owned(), s(hold_key(&request.subdomain))),
+        (ATTR_KIND.to_owned(), s(KIND_HOLD)),
+        (ATTR_HOLD_ID.to_owned(), s(request.hold_id.as_str())),
+        (ATTR_HOLD_UNTIL.to_owned(), n(request.until)),
+        (ATTR_EXPIRES_AT.to_owned(), n(request.until)),
+        (ATTR_HOLD_FORM.to_owned(), s(&request.form)),
+    ])
+}
+
+fn decode_hold(item: HashMap<String, AttributeValue>) -> Result<SubdomainHold, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt { key: key_of(&item), reason: reason.to_owned() };
+    let hold_id = text_attr(&item, ATTR_HOLD_ID).ok_or_else(|| corrupt("hold without hold_id"))?;
+    let until = number_attr(&item, ATTR_HOLD_UNTIL).ok_or_else(|| corrupt("hold without hold_until"))?;
+    let session = match (
+        text_attr(&item, ATTR_SESSION_ID),
+        text_attr(&item, ATTR_SESSION_URL),
+        number_attr(&item, ATTR_SESSION_EXPIRES_AT),
+    ) {
+        (Some(id), Some(url), Some(expires_at)) => {
+            Some(HeldSession { id: id.to_owned(), url: url.to_owned(), expires_at })
+        }
+        _ => None,
+    };
+    Ok(SubdomainHold {
+        hold_id: hold_id.to_owned(),
+        until,
+        // Holds from before the form was kept have none.
+        form: text_attr(&item, ATTR_HOLD_FORM).unwrap_or_default().to_owned(),
+        session,
+    })
+}
+
+/// An owner item: its version and its holds' ends by subdomain.
+fn decode_owner(item: &HashMap<String, AttributeValue>) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt { key: key_of(item), reason: reason.to_owned() };
+    let version = number_attr(item, ATTR_VERSION).ok_or_else(|| corrupt("hold owner without version"))?;
+    let open = match item.get(ATTR_OPEN_HOLDS) {
+        Some(AttributeValue::M(open)) => open
+            .iter()
+            .map(|(name, until)| {
+                let until = until.as_n().ok().and_then(|raw| raw.parse().ok());
+                until
+                    .map(|until| (name.clone(), until))
+                    .ok_or_else(|| corrupt("an open hold without its end"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => BTreeMap::new(),
+    };
+    Ok((version, open))
+}
+
+/// An owner's unexpired holds on other names, plus this one until `until`:
+/// expired entries are dropped on every write, so the map stays as small as
+/// the limit.
+fn others_with(
+    open: BTreeMap<String, i64>,
+    subdomain: &Subdomain,
+    now: i64,
+    until: i64,
+) -> BTreeMap<String, i64> {
+    let mut kept: BTreeMap<String, i64> = open.into_iter().filter(|(_, end)| *end >= now).collect();
+    kept.insert(subdomain.to_string(), until);
+    kept
+}
+
+fn build_failed(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Unavailable(unexpected(format!("a DynamoDB request could not be built: {error}")))
+}
+
+/// The items of a cancelled transaction, in order: whether each one's
+/// condition failed, and the item as it stood if DynamoDB returned it.
+struct Refused(Vec<(bool, Option<HashMap<String, AttributeValue>>)>);
+
 fn decode_holder(item: &HashMap<String, AttributeValue>) -> Result<TenantId, StoreError> {
     let key = key_of(item);
     let raw = text_attr(item, ATTR_TENANT_ID)
@@ -283,15 +440,22 @@ fn decode_holder(item: &HashMap<String, AttributeValue>) -> Result<TenantId, Sto
 
 #[async_trait]
 impl TenantStore for DynamoTenantStore {
-    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        let pk = subdomain_key(subdomain);
+    async fn record_signup(
+        &self,
+        subdomain: &Subdomain,
+        record: &TenantRecord,
+        hold: Option<&HoldId>,
+        now: i64,
+    ) -> Result<Inserted, StoreError> {
+        let claim_pk = subdomain_key(subdomain);
+        let tenant_pk = tenant_key(&record.id);
+        let hold_pk = hold_key(subdomain);
+        let tenant = tenant_item(record)?;
         for _ in 0..CLAIM_ATTEMPTS {
-            // UpdateItem rather than PutItem: a repeated claim keeps the first claimed_at.
-            let result = self
-                .client
-                .update_item()
+            // 0: the claim. UpdateItem rather than Put: a repeated claim keeps the first claimed_at.
+            let claim = Update::builder()
                 .table_name(&self.table)
-                .key(ATTR_PK, s(&pk))
+                .key(ATTR_PK, s(&claim_pk))
                 .update_expression(
                     "SET #kind = :kind, #tenant = :tenant, #claimed = if_not_exists(#claimed, :now)",
                 )
@@ -301,34 +465,89 @@ impl TenantStore for DynamoTenantStore {
                 .expression_attribute_names("#tenant", ATTR_TENANT_ID)
                 .expression_attribute_names("#claimed", ATTR_CLAIMED_AT)
                 .expression_attribute_values(":kind", s(KIND_SUBDOMAIN))
-                .expression_attribute_values(":tenant", s(tenant.as_str()))
-                .expression_attribute_values(":now", AttributeValue::N(SystemClock.now_unix().to_string()))
+                .expression_attribute_values(":tenant", s(record.id.as_str()))
+                .expression_attribute_values(":now", n(now))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
-            let error = match result {
-                Ok(_) => return Ok(()),
-                Err(error) => error,
+                .build()
+                .map_err(build_failed)?;
+            // 1: the tenant, unless it exists (a retried step).
+            let insert = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(tenant.clone()))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", ATTR_PK)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(build_failed)?;
+            // 2: the hold. The checkout's own (or an expired one) is deleted: it
+            // became the claim. Without a hold id (a session from before holds
+            // were carried) nobody's live hold may be there, and an expired one
+            // is left to the TTL.
+            let hold_write = match hold {
+                Some(hold_id) => TransactWriteItem::builder().delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key(ATTR_PK, s(&hold_pk))
+                        .condition_expression("attribute_not_exists(#pk) OR #hold = :hold OR #until < :now")
+                        .expression_attribute_names("#pk", ATTR_PK)
+                        .expression_attribute_names("#hold", ATTR_HOLD_ID)
+                        .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+                        .expression_attribute_values(":hold", s(hold_id.as_str()))
+                        .expression_attribute_values(":now", n(now))
+                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                        .build()
+                        .map_err(build_failed)?,
+                ),
+                // SubdomainHold::admits, as a condition.
+                None => TransactWriteItem::builder().condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .key(ATTR_PK, s(&hold_pk))
+                        .condition_expression(
+                            "attribute_not_exists(#pk) OR #until < :now OR NOT begins_with(#hold, :buyer)",
+                        )
+                        .expression_attribute_names("#pk", ATTR_PK)
+                        .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+                        .expression_attribute_names("#hold", ATTR_HOLD_ID)
+                        .expression_attribute_values(":now", n(now))
+                        .expression_attribute_values(":buyer", s(HoldId::PREFIX))
+                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                        .build()
+                        .map_err(build_failed)?,
+                ),
             };
-            let holder_item = self
-                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                    _ => None,
-                })
-                .await?;
-            match holder_item {
-                Some(item) => {
-                    let holder = decode_holder(&item)?;
-                    if holder != *tenant {
-                        return Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder });
-                    }
+            let items = vec![
+                TransactWriteItem::builder().update(claim).build(),
+                TransactWriteItem::builder().put(insert).build(),
+                hold_write.build(),
+            ];
+            let Some(refused) = self.transact(items).await? else { return Ok(Inserted::New) };
+            // Decoded in the order the trait promises: another tenant's claim,
+            // someone else's hold, then our own tenant already there.
+            if let Some(item) = self.refused_item(&refused, 0, &claim_pk).await? {
+                let holder = decode_holder(&item)?;
+                if holder != record.id {
+                    return Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder });
                 }
-                // Released between our write and our read: try again.
-                None => continue,
             }
+            if let Some(item) = self.refused_item(&refused, 2, &hold_pk).await? {
+                let held = decode_hold(item)?;
+                if !held.admits(hold, now) {
+                    return Err(StoreError::SubdomainHeld {
+                        subdomain: subdomain.clone(),
+                        until: held.until,
+                    });
+                }
+            }
+            if let Some(item) = self.refused_item(&refused, 1, &tenant_pk).await? {
+                return Ok(Inserted::Existing(Box::new(decode_tenant(item)?)));
+            }
+            // What refused the write had changed when read (an older server
+            // returns no item): try again.
         }
         Err(StoreError::Unavailable(unexpected(format!(
-            "subdomain `{subdomain}` changed hands {CLAIM_ATTEMPTS} times while claiming it"
+            "subdomain `{subdomain}` changed {CLAIM_ATTEMPTS} times while recording tenant {}",
+            record.id
         ))))
     }
 
@@ -360,52 +579,201 @@ impl TenantStore for DynamoTenantStore {
         }
     }
 
-    async fn hold_subdomain(
+    async fn hold_subdomain(&self, request: &HoldRequest, now: i64) -> Result<HoldOutcome, StoreError> {
+        let subdomain = &request.subdomain;
+        let (claim_pk, hold_pk) = (subdomain_key(subdomain), hold_key(subdomain));
+        for _ in 0..CLAIM_ATTEMPTS {
+            // Read first: our own live hold is answered without a write (never
+            // extended), and the owners' counts are what the write is
+            // conditional on.
+            if let Some(item) = self.get_item(&hold_pk).await? {
+                let held = decode_hold(item)?;
+                if held.until >= now {
+                    return if held.hold_id == request.hold_id.as_str() {
+                        Ok(HoldOutcome::Existing(held))
+                    } else {
+                        Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until: held.until })
+                    };
+                }
+            }
+            let mut owners = Vec::with_capacity(request.limits.len());
+            for limit in &request.limits {
+                let pk = hold_owner_key(&limit.owner);
+                let owned = self.get_item(&pk).await?.map(|item| decode_owner(&item)).transpose()?;
+                let (version, open) = owned.unwrap_or_default();
+                let others: Vec<i64> = open
+                    .iter()
+                    .filter(|(name, until)| name.as_str() != subdomain.as_str() && **until >= now)
+                    .map(|(_, until)| *until)
+                    .collect();
+                if others.len() >= limit.max_open as usize {
+                    return Ok(HoldOutcome::OwnerAtLimit {
+                        owner: limit.owner.clone(),
+                        max_open: limit.max_open,
+                        free_at: others.iter().copied().min().unwrap_or(now),
+                    });
+                }
+                owners.push((pk, version, others_with(open, subdomain, now, request.until)));
+            }
+
+            // One transaction: the hold is written only if nobody claimed the
+            // name (a ConditionCheck on the claim item, which stays its own
+            // item so existing claims and their TTL-less life are untouched)
+            // and no live hold is there, and each owner's count moves with it
+            // (a version per owner item, so two holds racing for one owner's
+            // last slot cannot both win).
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.table)
+                            .key(ATTR_PK, s(&claim_pk))
+                            .condition_expression("attribute_not_exists(#pk)")
+                            .expression_attribute_names("#pk", ATTR_PK)
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()
+                            .map_err(build_failed)?,
+                    )
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(hold_item(request)))
+                            .condition_expression("attribute_not_exists(#pk) OR #until < :now")
+                            .expression_attribute_names("#pk", ATTR_PK)
+                            .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+                            .expression_attribute_values(":now", n(now))
+                            .build()
+                            .map_err(build_failed)?,
+                    )
+                    .build(),
+            ];
+            for (pk, version, open) in owners {
+                let expires = open.values().copied().max().unwrap_or(request.until);
+                let item = HashMap::from([
+                    (ATTR_PK.to_owned(), s(&pk)),
+                    (ATTR_KIND.to_owned(), s(KIND_HOLD_OWNER)),
+                    (
+                        ATTR_OPEN_HOLDS.to_owned(),
+                        AttributeValue::M(open.into_iter().map(|(k, v)| (k, n(v))).collect()),
+                    ),
+                    (ATTR_VERSION.to_owned(), n(version + 1)),
+                    (ATTR_EXPIRES_AT.to_owned(), n(expires)),
+                ]);
+                let put = Put::builder().table_name(&self.table).set_item(Some(item));
+                let put = if version == 0 {
+                    put.condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", ATTR_PK)
+                } else {
+                    put.condition_expression("#version = :version")
+                        .expression_attribute_names("#version", ATTR_VERSION)
+                        .expression_attribute_values(":version", n(version))
+                };
+                items.push(TransactWriteItem::builder().put(put.build().map_err(build_failed)?).build());
+            }
+            let Some(refused) = self.transact(items).await? else {
+                let hold = SubdomainHold {
+                    hold_id: request.hold_id.to_string(),
+                    until: request.until,
+                    form: request.form.clone(),
+                    session: None,
+                };
+                return Ok(HoldOutcome::Held(hold));
+            };
+            if let Some(item) = self.refused_item(&refused, 0, &claim_pk).await? {
+                return Err(StoreError::SubdomainTaken {
+                    subdomain: subdomain.clone(),
+                    holder: decode_holder(&item)?,
+                });
+            }
+            // A hold written meanwhile, or an owner's count moved: read again.
+        }
+        Err(StoreError::Unavailable(unexpected(format!(
+            "the hold on `{subdomain}` changed {CLAIM_ATTEMPTS} times while holding it"
+        ))))
+    }
+
+    async fn record_hold_session(
         &self,
         subdomain: &Subdomain,
-        hold_id: &str,
-        until: i64,
-        now: i64,
+        hold_id: &HoldId,
+        session: &HeldSession,
     ) -> Result<(), StoreError> {
-        if let Some(holder) = self.subdomain_holder(subdomain).await? {
-            return Err(StoreError::SubdomainTaken { subdomain: subdomain.clone(), holder });
-        }
-        let mut item = HashMap::new();
-        item.insert(ATTR_PK.to_owned(), s(hold_key(subdomain)));
-        item.insert(ATTR_KIND.to_owned(), s(KIND_HOLD));
-        item.insert(ATTR_HOLD_ID.to_owned(), s(hold_id));
-        item.insert(ATTR_HOLD_UNTIL.to_owned(), AttributeValue::N(until.to_string()));
-        item.insert(ATTR_EXPIRES_AT.to_owned(), AttributeValue::N(until.to_string()));
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            // Free, expired, or ours already (a retried checkout request).
-            .condition_expression("attribute_not_exists(#pk) OR #until < :now OR #hold = :hold")
-            .expression_attribute_names("#pk", ATTR_PK)
-            .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+            .key(ATTR_PK, s(hold_key(subdomain)))
+            .update_expression("SET #sid = :sid, #surl = :surl, #sexp = :sexp")
+            .condition_expression("#hold = :hold")
             .expression_attribute_names("#hold", ATTR_HOLD_ID)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":hold", s(hold_id))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_names("#sid", ATTR_SESSION_ID)
+            .expression_attribute_names("#surl", ATTR_SESSION_URL)
+            .expression_attribute_names("#sexp", ATTR_SESSION_EXPIRES_AT)
+            .expression_attribute_values(":hold", s(hold_id.as_str()))
+            .expression_attribute_values(":sid", s(&session.id))
+            .expression_attribute_values(":surl", s(&session.url))
+            .expression_attribute_values(":sexp", n(session.expires_at))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
+            // The hold is gone or someone else's: nothing to record it on.
             Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
-                let until = match context.err() {
-                    PutItemError::ConditionalCheckFailedException(failed) => failed
-                        .item()
-                        .and_then(|item| item.get(ATTR_HOLD_UNTIL))
-                        .and_then(|value| value.as_n().ok())
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(until),
-                    _ => until,
-                };
-                Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until })
+                Ok(())
             }
-            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB PutItem", error))),
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
+        }
+    }
+
+    async fn count_request(
+        &self,
+        client: &str,
+        now: i64,
+        window_seconds: i64,
+        limit: u32,
+    ) -> Result<RateOutcome, StoreError> {
+        let window = window_seconds.max(1);
+        let start = now - now.rem_euclid(window);
+        let retry_after = start + window - now;
+        // One item per client and window, counted with a conditional ADD, so
+        // every Lambda instance counts against the same number; the TTL
+        // removes it a while after its window (the sweep lags, and the window
+        // is in the key, so a lingering item counts for nothing).
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(rate_key(client, start)))
+            .update_expression("SET #kind = :kind, #expires = :expires ADD #hits :one")
+            .condition_expression("attribute_not_exists(#hits) OR #hits < :limit")
+            .expression_attribute_names("#kind", ATTR_KIND)
+            .expression_attribute_names("#expires", ATTR_EXPIRES_AT)
+            .expression_attribute_names("#hits", ATTR_HITS)
+            .expression_attribute_values(":kind", s(KIND_RATE))
+            .expression_attribute_values(":expires", n(start + window + RATE_ITEM_GRACE_SECONDS))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let count = output
+                    .attributes()
+                    .and_then(|item| item.get(ATTR_HITS))
+                    .and_then(|value| value.as_n().ok())
+                    .and_then(|raw| raw.parse().ok())
+                    .unwrap_or(limit);
+                Ok(RateOutcome::Allowed { count })
+            }
+            Err(SdkError::ServiceError(context)) if context.err().is_conditional_check_failed_exception() => {
+                Ok(RateOutcome::Limited { retry_after })
+            }
+            Err(error) => Err(StoreError::Unavailable(call_failed("DynamoDB UpdateItem", error))),
         }
     }
 
@@ -415,17 +783,9 @@ impl TenantStore for DynamoTenantStore {
         now: i64,
     ) -> Result<Option<SubdomainHold>, StoreError> {
         let Some(item) = self.get_item(&hold_key(subdomain)).await? else { return Ok(None) };
-        let hold_id = text_attr(&item, ATTR_HOLD_ID).map(str::to_owned);
-        let until = item.get(ATTR_HOLD_UNTIL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-        match (hold_id, until) {
-            // TTL deletes lazily: an expired hold may still be there.
-            (Some(hold_id), Some(until)) if until >= now => Ok(Some(SubdomainHold { hold_id, until })),
-            (Some(_), Some(_)) => Ok(None),
-            _ => Err(StoreError::Corrupt {
-                key: hold_key(subdomain),
-                reason: "hold without hold_id or hold_until".into(),
-            }),
-        }
+        let hold = decode_hold(item)?;
+        // TTL deletes lazily: an expired hold may still be there.
+        Ok((hold.until >= now).then_some(hold))
     }
 
     async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError> {

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::domain::{Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
 use crate::ports::{
-    Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked, MailRecord, MailSlot, StoreError, SubdomainHold,
-    TenantStore, TrailEntry, UnmatchedEvent,
+    HeldSession, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked,
+    MailRecord, MailSlot, RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry, UnmatchedEvent,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,8 +25,17 @@ struct Table {
     subdomains: BTreeMap<Subdomain, SubdomainClaim>,
     #[serde(default)]
     unmatched: BTreeMap<String, UnmatchedEvent>,
+    /// Checkout holds by name. (A state file from before holds were keyed
+    /// by buyer has them under `holds`, which is left unread: they were
+    /// short-lived anyway.)
     #[serde(default)]
-    holds: BTreeMap<Subdomain, SubdomainHold>,
+    subdomain_holds: BTreeMap<Subdomain, SubdomainHold>,
+    /// Per hold owner (see [`crate::ports::HoldLimit`]), its holds' ends by name.
+    #[serde(default)]
+    hold_owners: BTreeMap<String, BTreeMap<Subdomain, i64>>,
+    /// Per client, the requests counted in its current rate window.
+    #[serde(default)]
+    rates: BTreeMap<String, RateWindow>,
     #[serde(default)]
     leases: BTreeMap<TenantId, Lease>,
     /// Per tenant, by event id: one entry per event, as the item key is in DynamoDB.
@@ -37,20 +46,42 @@ struct Table {
     mails: BTreeMap<TenantId, BTreeMap<String, MailRecord>>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RateWindow {
+    start: i64,
+    count: u32,
+}
+
 /// The tenant table on a laptop, with the same conditional writes as DynamoDB.
 pub struct LocalTenantStore {
     table: Persisted<Table>,
-    clock: Arc<dyn Clock>,
 }
 
 impl LocalTenantStore {
-    pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
-        Ok(LocalTenantStore { table: Persisted::open(dir, "tenants.json")?, clock })
+    /// `_clock` is kept for the stack, which opens every local adapter with
+    /// its clock: this store's writes take `now` from their callers, as the
+    /// DynamoDB adapter's conditions do.
+    pub fn open(dir: Option<&Path>, _clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+        Ok(LocalTenantStore { table: Persisted::open(dir, "tenants.json")? })
     }
 
     pub fn claims(&self) -> BTreeMap<Subdomain, SubdomainClaim> {
         self.table.read(|t| t.subdomains.clone())
     }
+}
+
+/// An owner's holds other than on `subdomain` that are unexpired at `now`.
+fn open_holds(
+    owned: Option<&BTreeMap<Subdomain, i64>>,
+    subdomain: &Subdomain,
+    now: i64,
+) -> Vec<(Subdomain, i64)> {
+    owned
+        .into_iter()
+        .flatten()
+        .filter(|(name, until)| *name != subdomain && **until >= now)
+        .map(|(name, until)| (name.clone(), *until))
+        .collect()
 }
 
 fn unavailable(error: std::io::Error) -> StoreError {
@@ -59,22 +90,46 @@ fn unavailable(error: std::io::Error) -> StoreError {
 
 #[async_trait]
 impl TenantStore for LocalTenantStore {
-    async fn claim_subdomain(&self, subdomain: &Subdomain, tenant: &TenantId) -> Result<(), StoreError> {
-        let now = self.clock.now_unix();
+    async fn record_signup(
+        &self,
+        subdomain: &Subdomain,
+        record: &TenantRecord,
+        hold: Option<&HoldId>,
+        now: i64,
+    ) -> Result<Inserted, StoreError> {
+        // One closure under the table's lock: DynamoDB's transaction, with its
+        // conditions checked in the order the AWS adapter decodes them.
         self.table
-            .update(|t| match t.subdomains.get(subdomain) {
-                Some(claim) if claim.tenant_id != *tenant => Err(StoreError::SubdomainTaken {
-                    subdomain: subdomain.clone(),
-                    holder: claim.tenant_id.clone(),
-                }),
-                Some(_) => Ok(()),
-                None => {
-                    t.subdomains.insert(
-                        subdomain.clone(),
-                        SubdomainClaim { tenant_id: tenant.clone(), claimed_at: now },
-                    );
-                    Ok(())
+            .update(|t| {
+                if let Some(claim) = t.subdomains.get(subdomain)
+                    && claim.tenant_id != record.id
+                {
+                    return Err(StoreError::SubdomainTaken {
+                        subdomain: subdomain.clone(),
+                        holder: claim.tenant_id.clone(),
+                    });
                 }
+                if let Some(held) = t.subdomain_holds.get(subdomain)
+                    && !held.admits(hold, now)
+                {
+                    return Err(StoreError::SubdomainHeld {
+                        subdomain: subdomain.clone(),
+                        until: held.until,
+                    });
+                }
+                if let Some(existing) = t.tenants.get(&record.id) {
+                    return Ok(Inserted::Existing(Box::new(existing.clone())));
+                }
+                t.subdomains
+                    .entry(subdomain.clone())
+                    .or_insert_with(|| SubdomainClaim { tenant_id: record.id.clone(), claimed_at: now });
+                t.tenants.insert(record.id.clone(), record.clone());
+                // The checkout's own hold (or an expired one) becomes the claim;
+                // without a hold id it is left to expire, as in DynamoDB.
+                if hold.is_some() {
+                    t.subdomain_holds.remove(subdomain);
+                }
+                Ok(Inserted::New)
             })
             .map_err(unavailable)?
     }
@@ -93,13 +148,8 @@ impl TenantStore for LocalTenantStore {
         Ok(self.table.read(|t| t.subdomains.get(subdomain).map(|claim| claim.tenant_id.clone())))
     }
 
-    async fn hold_subdomain(
-        &self,
-        subdomain: &Subdomain,
-        hold_id: &str,
-        until: i64,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn hold_subdomain(&self, request: &HoldRequest, now: i64) -> Result<HoldOutcome, StoreError> {
+        let subdomain = &request.subdomain;
         self.table
             .update(|t| {
                 if let Some(claim) = t.subdomains.get(subdomain) {
@@ -108,18 +158,80 @@ impl TenantStore for LocalTenantStore {
                         holder: claim.tenant_id.clone(),
                     });
                 }
-                match t.holds.get(subdomain) {
-                    Some(hold) if hold.hold_id != hold_id && hold.until >= now => {
-                        Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until: hold.until })
-                    }
-                    _ => {
-                        t.holds
-                            .insert(subdomain.clone(), SubdomainHold { hold_id: hold_id.to_owned(), until });
-                        Ok(())
+                if let Some(live) = t.subdomain_holds.get(subdomain).filter(|h| h.until >= now) {
+                    return if live.hold_id == request.hold_id.as_str() {
+                        Ok(HoldOutcome::Existing(live.clone()))
+                    } else {
+                        Err(StoreError::SubdomainHeld { subdomain: subdomain.clone(), until: live.until })
+                    };
+                }
+                for limit in &request.limits {
+                    let open = open_holds(t.hold_owners.get(&limit.owner), subdomain, now);
+                    if open.len() >= limit.max_open as usize {
+                        let free_at = open.iter().map(|(_, until)| *until).min().unwrap_or(now);
+                        return Ok(HoldOutcome::OwnerAtLimit {
+                            owner: limit.owner.clone(),
+                            max_open: limit.max_open,
+                            free_at,
+                        });
                     }
                 }
+                for limit in &request.limits {
+                    let mut open: BTreeMap<Subdomain, i64> =
+                        open_holds(t.hold_owners.get(&limit.owner), subdomain, now).into_iter().collect();
+                    open.insert(subdomain.clone(), request.until);
+                    t.hold_owners.insert(limit.owner.clone(), open);
+                }
+                let hold = SubdomainHold {
+                    hold_id: request.hold_id.to_string(),
+                    until: request.until,
+                    form: request.form.clone(),
+                    session: None,
+                };
+                t.subdomain_holds.insert(subdomain.clone(), hold.clone());
+                Ok(HoldOutcome::Held(hold))
             })
             .map_err(unavailable)?
+    }
+
+    async fn record_hold_session(
+        &self,
+        subdomain: &Subdomain,
+        hold_id: &HoldId,
+        session: &HeldSession,
+    ) -> Result<(), StoreError> {
+        self.table
+            .update(|t| {
+                if let Some(hold) = t.subdomain_holds.get_mut(subdomain)
+                    && hold.hold_id == hold_id.as_str()
+                {
+                    hold.session = Some(session.clone());
+                }
+            })
+            .map_err(unavailable)
+    }
+
+    async fn count_request(
+        &self,
+        client: &str,
+        now: i64,
+        window_seconds: i64,
+        limit: u32,
+    ) -> Result<RateOutcome, StoreError> {
+        let window = window_seconds.max(1);
+        let start = now - now.rem_euclid(window);
+        self.table
+            .update(|t| {
+                // Other clients' finished windows go, so the file stays small.
+                t.rates.retain(|_, counted| counted.start >= start);
+                let counted = t.rates.entry(client.to_owned()).or_insert(RateWindow { start, count: 0 });
+                if counted.count >= limit {
+                    return RateOutcome::Limited { retry_after: start + window - now };
+                }
+                counted.count += 1;
+                RateOutcome::Allowed { count: counted.count }
+            })
+            .map_err(unavailable)
     }
 
     async fn subdomain_hold(
@@ -127,7 +239,7 @@ impl TenantStore for LocalTenantStore {
         subdomain: &Subdomain,
         now: i64,
     ) -> Result<Option<SubdomainHold>, StoreError> {
-        Ok(self.table.read(|t| t.holds.get(subdomain).filter(|hold| hold.until >= now).cloned()))
+        Ok(self.table.read(|t| t.subdomain_holds.get(subdomain).filter(|hold| hold.until >= now).cloned()))
     }
 
     async fn insert_tenant(&self, record: &TenantRecord) -> Result<Inserted, StoreError> {
@@ -351,6 +463,213 @@ mod tests {
 
     fn held_by(owner: &str, expires_at: i64) -> LeaseOutcome {
         LeaseOutcome::HeldBy(Lease { owner: owner.to_owned(), expires_at })
+    }
+
+    fn subdomain(name: &str) -> Subdomain {
+        Subdomain::parse(name).unwrap()
+    }
+
+    fn signup_record(name: &str) -> TenantRecord {
+        let failure = Failure { error: "none".into(), cause: "a stand-in record".into(), at: NOW };
+        TenantRecord::rejected(tenant(name), None, None, failure)
+    }
+
+    fn buyer(name: &str, email: &str) -> HoldId {
+        HoldId::for_buyer(&subdomain(name), &crate::domain::EmailAddress::parse(email).unwrap())
+    }
+
+    fn hold_request(name: &str, email: &str, until: i64, limits: &[(&str, u32)]) -> HoldRequest {
+        HoldRequest {
+            subdomain: subdomain(name),
+            hold_id: buyer(name, email),
+            until,
+            form: "pro-annual".into(),
+            limits: limits
+                .iter()
+                .map(|(owner, max_open)| crate::ports::HoldLimit {
+                    owner: (*owner).into(),
+                    max_open: *max_open,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn record_signup_writes_claim_and_tenant_together_and_again_changes_nothing() {
+        let store = store();
+        let acme = subdomain("acme");
+        let record = signup_record("signup");
+        assert_eq!(store.record_signup(&acme, &record, None, NOW).await.unwrap(), Inserted::New);
+        // A retried step, later: the same one claim (its first time kept) and one tenant.
+        let mut retried = record.clone();
+        retried.updated_at = NOW + 60;
+        let again = store.record_signup(&acme, &retried, None, NOW + 60).await.unwrap();
+        assert_eq!(again, Inserted::Existing(Box::new(record.clone())));
+        let claims = store.claims();
+        assert_eq!((claims.len(), &claims[&acme].tenant_id, claims[&acme].claimed_at), (1, &record.id, NOW));
+        assert_eq!(store.list_tenants().await.unwrap(), vec![record.clone()]);
+
+        // Another tenant's checkout for the name: taken, and nothing of it written.
+        let other = signup_record("other");
+        let taken = store.record_signup(&acme, &other, None, NOW).await.unwrap_err();
+        assert!(
+            matches!(&taken, StoreError::SubdomainTaken { holder, .. } if *holder == record.id),
+            "{taken:?}"
+        );
+        assert_eq!(store.get_tenant(&other.id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_released_name_is_not_claimed_again_by_its_old_tenant_retrying() {
+        let store = store();
+        let acme = subdomain("acme");
+        let record = signup_record("released");
+        store.record_signup(&acme, &record, None, NOW).await.unwrap();
+        store.release_subdomain(&acme, &record.id).await.unwrap();
+        let again = store.record_signup(&acme, &record, None, NOW + 5).await.unwrap();
+        assert!(matches!(again, Inserted::Existing(_)));
+        assert!(store.claims().is_empty(), "no claim without a live signup");
+    }
+
+    #[tokio::test]
+    async fn a_paid_checkout_turns_its_own_hold_into_the_claim_and_cannot_take_anyone_elses() {
+        let store = store();
+        let dana = hold_request("acme", "dana@acme.example", NOW + 4500, &[]);
+        let gavin = buyer("acme", "gavin@hooli.example");
+        store.hold_subdomain(&dana, NOW).await.unwrap();
+        let acme = subdomain("acme");
+
+        // Someone else's checkout (with its own hold id, or an old one without): held.
+        for other in [Some(&gavin), None] {
+            let refused =
+                store.record_signup(&acme, &signup_record("gavin"), other, NOW + 10).await.unwrap_err();
+            assert!(
+                matches!(refused, StoreError::SubdomainHeld { until, .. } if until == NOW + 4500),
+                "{refused:?}"
+            );
+        }
+        assert!(store.claims().is_empty());
+        assert_eq!(store.list_tenants().await.unwrap(), vec![]);
+
+        // Dana's, at the session's edge (within the margin): hers, and the hold is gone.
+        let record = signup_record("dana");
+        let at_edge = NOW + 3600 + 30;
+        assert_eq!(
+            store.record_signup(&acme, &record, Some(&dana.hold_id), at_edge).await.unwrap(),
+            Inserted::New
+        );
+        assert_eq!(store.claims()[&acme].tenant_id, record.id);
+        assert_eq!(store.subdomain_hold(&acme, at_edge).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_expired_or_pre_buyer_hold_does_not_stop_a_checkout_without_a_hold_id() {
+        let store = store();
+        let acme = subdomain("acme");
+        store.hold_subdomain(&hold_request("acme", "dana@acme.example", NOW + 100, &[]), NOW).await.unwrap();
+        // Expired: an old checkout event takes the name.
+        let record = signup_record("late");
+        assert_eq!(store.record_signup(&acme, &record, None, NOW + 101).await.unwrap(), Inserted::New);
+
+        // A live hold from before holds were keyed by buyer (`checkout-…`).
+        let globex = subdomain("globex");
+        store
+            .table
+            .update(|t| {
+                let legacy = SubdomainHold {
+                    hold_id: "checkout-0123abcd".into(),
+                    until: NOW + 3600,
+                    form: String::new(),
+                    session: None,
+                };
+                t.subdomain_holds.insert(globex.clone(), legacy);
+            })
+            .unwrap();
+        let record = signup_record("legacy");
+        assert_eq!(store.record_signup(&globex, &record, None, NOW).await.unwrap(), Inserted::New);
+    }
+
+    #[tokio::test]
+    async fn a_hold_is_one_per_name_found_again_by_its_buyer_and_never_extended() {
+        let store = store();
+        let first = hold_request("acme", "dana@acme.example", NOW + 4500, &[]);
+        let held = match store.hold_subdomain(&first, NOW).await.unwrap() {
+            HoldOutcome::Held(held) => held,
+            other => panic!("{other:?}"),
+        };
+        // The same buyer later asks with a later end: found, as it was.
+        let later = HoldRequest { until: NOW + 9000, ..first.clone() };
+        assert_eq!(
+            store.hold_subdomain(&later, NOW + 600).await.unwrap(),
+            HoldOutcome::Existing(held.clone())
+        );
+        let session =
+            HeldSession { id: "cs_test_1".into(), url: "https://pay/1".into(), expires_at: NOW + 3600 };
+        store.record_hold_session(&first.subdomain, &first.hold_id, &session).await.unwrap();
+        // Recorded on someone else's hold id: nothing changes.
+        let stranger = buyer("acme", "gavin@hooli.example");
+        let wrong = HeldSession { id: "cs_test_2".into(), ..session.clone() };
+        store.record_hold_session(&first.subdomain, &stranger, &wrong).await.unwrap();
+        let found = store.subdomain_hold(&first.subdomain, NOW + 600).await.unwrap().unwrap();
+        assert_eq!((found.until, found.session), (NOW + 4500, Some(session)));
+
+        let gavin = hold_request("acme", "gavin@hooli.example", NOW + 4600, &[]);
+        let refused = store.hold_subdomain(&gavin, NOW + 600).await.unwrap_err();
+        assert!(matches!(refused, StoreError::SubdomainHeld { until, .. } if until == NOW + 4500));
+        // At its end it is still held (until is inclusive), a second later it is free.
+        assert!(store.hold_subdomain(&gavin, NOW + 4500).await.is_err());
+        assert!(matches!(store.hold_subdomain(&gavin, NOW + 4501).await.unwrap(), HoldOutcome::Held(_)));
+    }
+
+    #[tokio::test]
+    async fn an_owner_at_its_limit_holds_nothing_more_until_one_of_its_holds_ends() {
+        let store = store();
+        let limits = [("email:dana", 2), ("ip:office", 5)];
+        store
+            .hold_subdomain(&hold_request("one", "dana@acme.example", NOW + 100, &limits), NOW)
+            .await
+            .unwrap();
+        store
+            .hold_subdomain(&hold_request("two", "dana@acme.example", NOW + 200, &limits), NOW)
+            .await
+            .unwrap();
+        let third = hold_request("three", "dana@acme.example", NOW + 300, &limits);
+        assert_eq!(
+            store.hold_subdomain(&third, NOW).await.unwrap(),
+            HoldOutcome::OwnerAtLimit { owner: "email:dana".into(), max_open: 2, free_at: NOW + 100 }
+        );
+        assert_eq!(store.subdomain_hold(&subdomain("three"), NOW).await.unwrap(), None);
+        // The first ends: room for one more.
+        assert!(matches!(store.hold_subdomain(&third, NOW + 101).await.unwrap(), HoldOutcome::Held(_)));
+        // A name claimed since is taken, whoever asks.
+        store.record_signup(&subdomain("four"), &signup_record("four"), None, NOW).await.unwrap();
+        let four = hold_request("four", "gavin@hooli.example", NOW + 300, &[]);
+        assert!(matches!(store.hold_subdomain(&four, NOW).await, Err(StoreError::SubdomainTaken { .. })));
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_per_client_and_window_and_refused_over_the_limit() {
+        let store = store();
+        // NOW is 40 s into its minute.
+        for count in 1..=2 {
+            assert_eq!(
+                store.count_request("ip:a", NOW, 60, 2).await.unwrap(),
+                RateOutcome::Allowed { count }
+            );
+        }
+        assert_eq!(
+            store.count_request("ip:a", NOW + 5, 60, 2).await.unwrap(),
+            RateOutcome::Limited { retry_after: 15 }
+        );
+        assert_eq!(
+            store.count_request("ip:b", NOW + 5, 60, 2).await.unwrap(),
+            RateOutcome::Allowed { count: 1 }
+        );
+        // The next window starts afresh.
+        assert_eq!(
+            store.count_request("ip:a", NOW + 20, 60, 2).await.unwrap(),
+            RateOutcome::Allowed { count: 1 }
+        );
     }
 
     #[tokio::test]
