@@ -600,16 +600,17 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn provisioning_takes_twelve_transitions_and_the_whole_life_runs_through() {
+    async fn provisioning_takes_thirteen_transitions_and_the_whole_life_runs_through() {
         // Time scale 0: every simulated delay and Wait is instant, so each
         // check passes at its first look (the happy path).
         let life = customer_life(0.0).await.unwrap();
         assert_eq!(life.len(), 10);
         let provisioning = life[0].cost;
         // Eight steps: the six of provisioning, then SyncSubscription and
-        // FinishProvisioning; their states plus the two Waits, the Choice
-        // after converging and the end make twelve transitions.
-        assert_eq!((provisioning.transitions, provisioning.step_invocations), (12, 8));
+        // FinishProvisioning; their states plus the two Waits, the Choices
+        // after recording (paid yet?) and after converging, and the end
+        // make thirteen transitions.
+        assert_eq!((provisioning.transitions, provisioning.step_invocations), (13, 8));
         assert_eq!((provisioning.events, provisioning.queued, provisioning.mails), (1, 1, 1));
         // The signup (claim, tenant and hold in one transaction), launch,
         // DNS, the welcome mail's reservation and its record, the desired

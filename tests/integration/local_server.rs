@@ -68,7 +68,7 @@ async fn a_paid_checkout_posted_twice_becomes_one_active_tenant() {
     );
     assert_eq!(state["executions"][0]["name"], "evt_1QAcmeCheckoutDone");
     assert_eq!(state["executions"][0]["status"], "SUCCEEDED");
-    assert_eq!(state["executions"][0]["states"][1], "RecordSignup");
+    assert_eq!(state["executions"][0]["states"][0], "RecordSignup");
     assert_eq!(state["tenants"][0]["status"], "ACTIVE");
     assert_eq!(state["dns_records"][0]["name"], "acme.apps.example.test");
     assert_eq!(state["emails"][0]["to"], "dana@acme.example");

@@ -76,7 +76,6 @@ async fn happy_path_passes_every_state_and_leaves_an_active_tenant() {
     assert_eq!(
         passed,
         [
-            "WhichCheckoutEvent",
             "RecordSignup",
             "PaymentArrived",
             "LaunchTenant",
@@ -193,7 +192,7 @@ async fn a_taken_subdomain_takes_its_own_path_and_leaves_the_holder_alone() {
     assert_eq!(run.error.as_deref(), Some("Tenancy.SubdomainTaken"));
     assert_eq!(
         run.states_passed(),
-        ["WhichCheckoutEvent", "RecordSignup", "SubdomainTaken", "GiveMoneyBack", "ProvisioningFailed"]
+        ["RecordSignup", "SubdomainTaken", "GiveMoneyBack", "ProvisioningFailed"]
     );
     let statuses: Vec<&str> =
         state["tenants"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
@@ -218,10 +217,7 @@ async fn bad_metadata_ends_in_a_failed_record_and_an_operator_mail_not_a_crash_l
     let state = settle(&stack).await;
     let run = execution(&stack, "evt_checkout9");
     assert_eq!(run.error.as_deref(), Some("Tenancy.InvalidSignup"));
-    assert_eq!(
-        run.states_passed(),
-        ["WhichCheckoutEvent", "RecordSignup", "InvalidSignup", "GiveMoneyBack", "ProvisioningFailed"]
-    );
+    assert_eq!(run.states_passed(), ["RecordSignup", "InvalidSignup", "GiveMoneyBack", "ProvisioningFailed"]);
     assert_eq!(state["tenants"][0]["status"], "FAILED");
     let cause = state["tenants"][0]["failure"]["cause"].as_str().unwrap();
     assert!(cause.contains("reserved") && cause.contains("platinum"), "{cause}");
@@ -792,13 +788,7 @@ async fn a_delayed_payment_that_fails_releases_the_name_and_tells_the_customer()
     assert_eq!(run.error.as_deref(), Some("Tenancy.PaymentFailed"));
     assert_eq!(
         run.states_passed(),
-        [
-            "WhichCheckoutEvent",
-            "PaymentNeverArrived",
-            "RejectUnpaidSignup",
-            "GiveMoneyBack",
-            "ProvisioningFailed"
-        ]
+        ["RecordSignup", "RejectUnpaidSignup", "GiveMoneyBack", "ProvisioningFailed"]
     );
     let tenant = tenant_of(&state, "sub_subscription13");
     assert_eq!(tenant["status"], "FAILED");

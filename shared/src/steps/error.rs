@@ -24,6 +24,9 @@ pub enum StepError {
     },
     #[error("subdomain `{subdomain}` is taken")]
     SubdomainTaken { subdomain: Subdomain },
+    /// Stripe reports the checkout's delayed payment failed: the signup ends.
+    #[error("{0}")]
+    PaymentFailed(String),
     #[error(transparent)]
     InvalidSignup(#[from] InvalidSignup),
     #[error("tenant {0} does not exist")]
@@ -63,6 +66,7 @@ impl StepError {
             StepError::Transient { .. } => "Tenancy.Transient",
             StepError::Throttled { .. } => "Tenancy.Throttled",
             StepError::SubdomainTaken { .. } => "Tenancy.SubdomainTaken",
+            StepError::PaymentFailed(_) => "Tenancy.PaymentFailed",
             StepError::InvalidSignup(_) => "Tenancy.InvalidSignup",
             StepError::TenantNotFound(_) => "Tenancy.TenantNotFound",
             StepError::TenantNotYetKnown(_) => "Tenancy.TenantNotYetKnown",
@@ -171,6 +175,7 @@ mod tests {
             StepError::Transient { what: "x", source: "y".into() },
             StepError::Throttled { what: "x", source: "y".into() },
             StepError::SubdomainTaken { subdomain: Subdomain::parse("acme").unwrap() },
+            StepError::PaymentFailed("failed".into()),
             StepError::InvalidSignup(InvalidSignup {
                 checkout_session: None,
                 customer_email: None,

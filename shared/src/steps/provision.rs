@@ -24,6 +24,8 @@ use crate::stripe::StripeEventId;
 #[derive(Debug, Clone, Deserialize)]
 pub struct StripeEvent {
     pub id: StripeEventId,
+    #[serde(rename = "type", default)]
+    pub event_type: Option<String>,
     pub created: i64,
     pub data: EventData,
 }
@@ -161,6 +163,12 @@ pub async fn record_signup(
     ctx: &StepContext<'_>,
     input: SignupInput,
 ) -> Result<TenantRef, StepError> {
+    if input.event.event_type.as_deref() == Some("checkout.session.async_payment_failed") {
+        return Err(StepError::PaymentFailed(format!(
+            "Stripe reports the delayed payment of checkout event {} failed",
+            input.event.id
+        )));
+    }
     let signup = CheckoutSignup::from_session(&input.event.data.object, ctx.catalog)?;
     let hold = HoldId::from_session(&input.event.data.object);
     let tenant_id = signup.tenant_id();
