@@ -402,6 +402,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/billing-portal/{customer}", get(billing_portal))
         .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
         .route("/subdomains/{name}", get(signup_api).options(signup_api))
+        .route("/billing/{token}", get(signup_api))
         .route("/local/stripe/checkout/{id}", get(stripe_checkout_page))
         .route("/local/stripe/checkout/{id}/pay", post(stripe_standin::pay))
         .route("/local/stripe/subscriptions", get(stripe_standin::list_subscriptions))

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tenancy::checkout::billing_link::BillingLinks;
 
 use anyhow::{Context, Result, bail};
 use tenancy::adapters::faults::{FaultPlan, wrap};
@@ -89,6 +90,7 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         password_key: config::password_key(env, &secrets).await?,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let links = BillingLinks::checker(step_config.password_key.clone(), clock.clone());
     let (listener, bound) = crate::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let portal = format!("http://{bound}");
     let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), &portal, clock.clone())?);
@@ -106,6 +108,9 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         }
     };
     adapters.steps.stripe = stripe_api.clone();
+    // Money back through the same client: its cancellations reach the
+    // stand-in over HTTP, which delivers Stripe's events for them.
+    adapters.steps.money_back = stripe_api.clone();
     let queue = Arc::new(LocalEventQueue::default());
     let ingress = WebhookIngress::new(
         verifier,
@@ -121,7 +126,8 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         Catalog::for_stage(config.mode)?,
         settings,
         clock.clone(),
-    )?;
+    )?
+    .with_billing_links(links, &format!("http://{bound}/"));
     let signup = LocalSignup { api, webhook_secret, clock };
     let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults)?;
     Ok(Server { listener, bound, stack, mode: config.mode, platform })

@@ -242,3 +242,80 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// `tenantctl local serve`'s own stack ([`tenantctl::server::build`]) over
+/// HTTP: a paid signup whose card then fails gets a mail whose billing link
+/// opens the billing portal when it is followed, not when it was mailed.
+#[tokio::test]
+async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() {
+    use tenantctl::local::LocalOptions;
+    use tenantctl::server::{ServerOptions, build};
+
+    let vars = std::collections::BTreeMap::from([
+        ("STRIPE_MODE", "test"),
+        ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
+        ("TENANT_PASSWORD_KEY", "v2:integration-test-password-key-000000000"),
+    ]);
+    let env = integration_tests::lookup(&vars);
+    let options = ServerOptions {
+        local: LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None },
+        emulator: None,
+        faults: None,
+    };
+    let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
+    let (base, stack) = (format!("http://{}", server.bound), server.stack.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(server.listener, stack.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = HttpClient::default();
+    let post = |url: String, body: String| {
+        http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("origin", "http://localhost:3000")
+            .body(http_body_util::Full::new(body.into()))
+            .unwrap()
+    };
+    let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
+    let buy = async |subdomain: &str, email: &str| {
+        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
+        let (status, body) = client.call(post(format!("{base}/checkout"), form.to_string())).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let pay = format!("{base}/local/stripe/checkout/{}/pay", session["id"].as_str().unwrap());
+        let (status, _) = client.call(post(pay, String::new())).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+    };
+    buy("initrode", "peter@initrode.example").await;
+    idle().await;
+    let subscriptions = stack.stripe.subscriptions();
+    let paying = &subscriptions[0];
+    let fail = format!("{base}/local/stripe/subscriptions/{}/card-fails", paying.id);
+    assert_eq!(client.call(post(fail, String::new())).await.unwrap().0, StatusCode::OK);
+    idle().await;
+
+    let state = stack.state().await;
+    let mail = state["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"].as_str().unwrap().starts_with("Payment failed"))
+        .expect("a card mail");
+    let text = mail["text"].as_str().unwrap();
+    let link = text.split_whitespace().find(|w| w.contains("/billing/v2.")).expect("our billing link");
+    assert!(link.starts_with(&format!("{base}/billing/v2.{}.", paying.customer)), "{link}");
+    // Followed over HTTP: a redirect to a portal session made now.
+    let (status, _) = client.get(link).await.unwrap();
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let path = link.strip_prefix(&base).unwrap();
+    let signup = stack.signup.as_ref().unwrap();
+    let answer = signup.api.handle(&http::Method::GET, path, &http::HeaderMap::new(), b"", None).await;
+    let location = &answer.headers.iter().find(|(name, _)| *name == "location").unwrap().1;
+    assert_eq!(location, &format!("{base}/billing-portal/{}", paying.customer));
+    assert_eq!(client.get(location).await.unwrap().0, StatusCode::OK);
+    let tampered = link.replace(&paying.customer, "cus_someoneelse");
+    assert_eq!(client.get(&tampered).await.unwrap().0, StatusCode::NOT_FOUND);
+
+    task.abort();
+    let _ = stop.send(());
+}

@@ -2,9 +2,10 @@ use std::sync::Arc;
 
 use tenancy::adapters::aws;
 use tenancy::adapters::stripe::StripeApi;
+use tenancy::checkout::billing_link::BillingLinks;
 use tenancy::checkout::{CheckoutApi, CheckoutSettings, lambda};
 use tenancy::clock::SystemClock;
-use tenancy::config::{ProcessEnv, stripe_mode};
+use tenancy::config::{ProcessEnv, password_key, stripe_mode};
 use tenancy::domain::Catalog;
 
 #[tokio::main]
@@ -13,14 +14,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let mode = stripe_mode(&ProcessEnv)?;
     let settings = CheckoutSettings::from_lookup(&ProcessEnv, mode)?;
     let sdk = aws::sdk_config(None).await;
-    let store = aws::tenant_store(&sdk, &ProcessEnv)?;
-    let stripe = StripeApi::from_lookup(&ProcessEnv, mode, &aws::secret_store(&sdk)).await?;
-    let api = CheckoutApi::new(
-        Arc::new(store),
-        Arc::new(stripe),
-        Catalog::for_stage(mode)?,
-        settings,
-        Arc::new(SystemClock),
-    )?;
+    let (store, secrets) = (aws::tenant_store(&sdk, &ProcessEnv)?, aws::secret_store(&sdk));
+    let stripe = StripeApi::from_lookup(&ProcessEnv, mode, &secrets).await?;
+    let links = BillingLinks::checker(password_key(&ProcessEnv, &secrets).await?, Arc::new(SystemClock));
+    let return_url = stripe.portal_return_url().to_owned();
+    let catalog = Catalog::for_stage(mode)?;
+    let api = CheckoutApi::new(Arc::new(store), Arc::new(stripe), catalog, settings, Arc::new(SystemClock))?
+        .with_billing_links(links, &return_url);
     lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&api, request))).await
 }

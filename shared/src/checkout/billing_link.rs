@@ -62,6 +62,12 @@ impl BillingLinks {
         BillingLinks { base: format!("{}/billing", api_base.trim_end_matches('/')), key, clock }
     }
 
+    /// One that only checks links (the checkout API, which answers them
+    /// and need not know its own URL); the links it would make are relative.
+    pub fn checker(key: PasswordKey, clock: Arc<dyn Clock>) -> Self {
+        BillingLinks::new("", key, clock)
+    }
+
     /// From [`BILLING_LINK_BASE`] (an `https://` URL; `http://` on loopback for local runs).
     pub fn from_lookup(
         env: &dyn crate::config::Lookup,
@@ -130,6 +136,44 @@ impl BillingPortal for BillingLinks {
     }
 }
 
+impl super::CheckoutApi {
+    /// `GET /billing/{token}`: a link from a mail, checked; only then a
+    /// portal session is made for its customer, and the browser sent there.
+    pub(super) async fn billing_portal(&self, token: &str) -> super::ApiAnswer {
+        use http::StatusCode;
+
+        use super::ApiAnswer;
+        let Some((links, return_url)) = &self.billing else {
+            return ApiAnswer::error(StatusCode::NOT_FOUND, "no such route");
+        };
+        let customer = match links.verify(token) {
+            Ok(customer) => customer,
+            Err(LinkError::Expired) => {
+                return ApiAnswer::page(
+                    StatusCode::GONE,
+                    "This link has expired. Sign in to your workspace to manage billing, or reply to the mail \
+                     that brought you here.",
+                );
+            }
+            // Which check failed is for the log, not for whoever is guessing.
+            Err(refused) => {
+                tracing::warn!(reason = %refused, "billing link refused");
+                return ApiAnswer::page(StatusCode::NOT_FOUND, "This link is not valid.");
+            }
+        };
+        match self.stripe.create_portal_session(&customer, return_url).await {
+            Ok(url) => ApiAnswer::see_other(&url),
+            Err(error) => {
+                tracing::error!(customer = %customer, error = %crate::telemetry::error_chain(&error), "portal session");
+                ApiAnswer::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Billing is unavailable for a moment. Please try the link again in a minute.",
+                )
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +226,64 @@ mod tests {
             links(NOW, "v9:another-key-0123456789abcdefghijklmn").verify(token(&link)),
             Err(LinkError::UnknownKey)
         );
+    }
+
+    /// A Stripe that cannot be reached.
+    struct DownStripe;
+
+    #[async_trait]
+    impl crate::ports::StripeGateway for DownStripe {
+        async fn create_checkout_session(
+            &self,
+            _: &crate::ports::CheckoutSessionRequest,
+        ) -> Result<crate::ports::CreatedSession, crate::ports::StripeApiError> {
+            Err(crate::ports::StripeApiError::Unavailable("down".into()))
+        }
+
+        async fn create_portal_session(
+            &self,
+            _: &CustomerId,
+            _: &str,
+        ) -> Result<String, crate::ports::StripeApiError> {
+            Err(crate::ports::StripeApiError::Unavailable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn following_a_link_makes_the_portal_session_only_then_and_refuses_bad_links() {
+        use http::{HeaderMap, Method, StatusCode};
+
+        use crate::checkout::testing::{fixture_later, fixture_with};
+        let get = async |api: &crate::checkout::CheckoutApi, token: &str| {
+            api.handle(&Method::GET, &format!("/billing/{token}"), &HeaderMap::new(), b"", None).await
+        };
+        let customer = CustomerId::parse("cus_QAcme").unwrap();
+        let key = PasswordKey::parse(KEY).unwrap();
+        let mailed = links(crate::checkout::testing::NOW, KEY).link_for(&customer);
+        let fixture = fixture_with(None);
+        let api = |f: crate::checkout::testing::Fixture, now: i64| {
+            let links = BillingLinks::new("https://api.example.com", key.clone(), Arc::new(FixedClock(now)));
+            f.api.with_billing_links(links, "https://app.example.com/account")
+        };
+        let later = crate::checkout::testing::NOW + 20 * 86_400;
+        let read_later = api(fixture_later(&fixture, later), later);
+        let answer = get(&read_later, token(&mailed)).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let location = &answer.headers.iter().find(|(name, _)| *name == "location").unwrap().1;
+        assert_eq!(location, "http://127.0.0.1:8787/billing-portal/cus_QAcme");
+        let forged = token(&mailed).replace("cus_QAcme", "cus_QOther");
+        assert_eq!(get(&read_later, &forged).await.status, StatusCode::NOT_FOUND);
+        let too_late = crate::checkout::testing::NOW + LINK_LIFETIME_SECONDS + 1;
+        let expired = api(fixture_later(&fixture, too_late), too_late);
+        assert_eq!(get(&expired, token(&mailed)).await.status, StatusCode::GONE);
+        // Stripe down: the customer is asked to try again, nothing leaks.
+        let down = crate::checkout::testing::fixture_with(Some(Arc::new(DownStripe)));
+        let down = api(down, later);
+        let answer = get(&down, token(&mailed)).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!answer.body.contains("down"));
+        // A stage without billing links does not answer the route.
+        assert_eq!(get(&fixture.api, token(&mailed)).await.status, StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -38,6 +38,28 @@ impl ApiAnswer {
     pub(super) fn fields(status: StatusCode, errors: BTreeMap<&'static str, String>) -> ApiAnswer {
         ApiAnswer::json(status, json!({ "errors": errors }))
     }
+
+    /// A short page for a person who followed a link (plain text: nothing in
+    /// it comes from the request).
+    pub(super) fn page(status: StatusCode, text: &str) -> ApiAnswer {
+        ApiAnswer {
+            status,
+            headers: vec![
+                ("content-type", "text/plain; charset=utf-8".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body: format!("{text}\n"),
+        }
+    }
+
+    /// 303 to `url`, never cached (the portal session it names is short-lived).
+    pub(super) fn see_other(url: &str) -> ApiAnswer {
+        ApiAnswer {
+            status: StatusCode::SEE_OTHER,
+            headers: vec![("location", url.to_owned()), ("cache-control", "no-store".into())],
+            body: String::new(),
+        }
+    }
 }
 
 /// A signup form, every field checked.
@@ -120,6 +142,13 @@ impl CheckoutApi {
         let allowed =
             origin.filter(|o| self.settings.allowed_origins.iter().any(|a| a == o.trim_end_matches('/')));
         let path = path.trim_end_matches('/');
+        if let Some(token) = path.strip_prefix("/billing/") {
+            return match (method, self.within_rate(client).await) {
+                (&Method::GET, Ok(())) => self.billing_portal(token).await,
+                (&Method::GET, Err(answer)) => answer,
+                _ => ApiAnswer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route"),
+            };
+        }
         let subdomain = path.strip_prefix("/subdomains/");
         let known = subdomain.is_some() || path == "/checkout";
         let mut answer = match (method, subdomain) {

@@ -148,6 +148,9 @@ pub struct CheckoutApi {
     catalog: Catalog,
     settings: CheckoutSettings,
     clock: Arc<dyn Clock>,
+    /// `GET /billing/{token}`: the mails' card links, checked, then a
+    /// portal session returning to `return_url`. Not answered without.
+    billing: Option<(billing_link::BillingLinks, String)>,
 }
 
 impl CheckoutApi {
@@ -160,7 +163,14 @@ impl CheckoutApi {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::domain::catalog::CatalogError> {
         catalog.require_mode(settings.mode)?;
-        Ok(CheckoutApi { store, stripe, catalog, settings, clock })
+        Ok(CheckoutApi { store, stripe, catalog, settings, clock, billing: None })
+    }
+
+    /// Answers the billing links `links` makes (see [`billing_link`]),
+    /// sending customers back to `return_url` from Stripe's portal.
+    pub fn with_billing_links(mut self, links: billing_link::BillingLinks, return_url: &str) -> Self {
+        self.billing = Some((links, return_url.to_owned()));
+        self
     }
 }
 
