@@ -311,6 +311,17 @@ pub struct TenantSettings {
 }
 
 impl TenantSettings {
+    /// The settings unit tests share: `apps.example.com`, `ops@example.com`,
+    /// a one-minute grace period.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        TenantSettings {
+            domain: TenantDomain("apps.example.com".into()),
+            operator_email: crate::domain::EmailAddress::parse("ops@example.com").unwrap(),
+            subdomain_grace: Duration::from_secs(60),
+        }
+    }
+
     pub fn from_lookup(env: &dyn Lookup) -> Result<Self, ConfigError> {
         let domain = TenantDomain::parse(&required(env, TENANT_DOMAIN)?)
             .map_err(|reason| ConfigError::Invalid { var: TENANT_DOMAIN, reason })?;

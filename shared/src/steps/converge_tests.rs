@@ -19,7 +19,7 @@ use crate::adapters::local::{
     TrialOutcome,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{TenantDomain, TenantSettings};
+use crate::config::TenantSettings;
 use crate::domain::password::PasswordKey;
 use crate::domain::{BillingPeriod, Catalog, EmailAddress, SubscriptionId, desired_from};
 use crate::ports::{CheckoutSessionRequest, StripeGateway, SubscriptionSource};
@@ -127,11 +127,7 @@ impl World {
             dns,
             outbox,
             faults,
-            settings: TenantSettings {
-                domain: TenantDomain::parse("apps.example.com").unwrap(),
-                operator_email: EmailAddress::parse("ops@example.com").unwrap(),
-                subdomain_grace: Duration::from_secs(60),
-            },
+            settings: TenantSettings::for_tests(),
             catalog: Catalog::embedded().unwrap(),
             key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
             clock,

@@ -234,7 +234,7 @@ mod tests {
     use super::*;
     use crate::adapters::local::{LocalOutbox, LocalStripe, LocalTenantStore};
     use crate::clock::{Clock, FixedClock};
-    use crate::config::{TenantDomain, TenantSettings};
+    use crate::config::TenantSettings;
     use crate::domain::{Catalog, SubscriptionId};
     use crate::ports::Refund;
     use crate::steps::provision::{FailureInput, reject_signup};
@@ -258,11 +258,7 @@ mod tests {
                 store: LocalTenantStore::open(None, clock.clone()).unwrap(),
                 stripe: LocalStripe::open(None, "http://127.0.0.1:1", clock.clone()).unwrap(),
                 outbox: LocalOutbox::open(None, clock).unwrap(),
-                settings: TenantSettings {
-                    domain: TenantDomain::parse("apps.example.com").unwrap(),
-                    operator_email: EmailAddress::parse("ops@example.com").unwrap(),
-                    subdomain_grace: std::time::Duration::from_secs(60),
-                },
+                settings: TenantSettings::for_tests(),
                 catalog: Catalog::embedded().unwrap(),
                 clock: FixedClock(NOW),
             }

@@ -569,7 +569,7 @@ mod tests {
     use super::*;
     use crate::adapters::local::{LocalDns, LocalLauncher, LocalOutbox, LocalTenantStore};
     use crate::clock::{Clock, FixedClock};
-    use crate::config::{TenantDomain, TenantSettings};
+    use crate::config::TenantSettings;
 
     /// A caught Lambda error's Cause is the function's error object as JSON
     /// text (LocalStack's test_task_lambda.py::test_raise_exception_catch);
@@ -586,7 +586,6 @@ mod tests {
         let caught: CaughtError = serde_json::from_value(json!({"Error": "States.Timeout"})).unwrap();
         assert_eq!(caught.cause, "");
     }
-    use crate::domain::EmailAddress;
 
     const NOW: i64 = 1_763_800_100;
 
@@ -609,11 +608,7 @@ mod tests {
                 launcher: LocalLauncher::open(None, clock.clone(), Duration::ZERO).unwrap(),
                 dns: LocalDns::open(None, clock.clone(), Duration::ZERO, "alb.local").unwrap(),
                 outbox: LocalOutbox::open(None, clock).unwrap(),
-                settings: TenantSettings {
-                    domain: TenantDomain::parse("apps.example.com").unwrap(),
-                    operator_email: EmailAddress::parse("ops@example.com").unwrap(),
-                    subdomain_grace: std::time::Duration::from_secs(60),
-                },
+                settings: TenantSettings::for_tests(),
                 catalog: Catalog::embedded().unwrap(),
                 key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
                 clock: FixedClock(NOW),
