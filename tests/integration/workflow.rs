@@ -802,3 +802,29 @@ async fn a_delayed_payment_that_fails_releases_the_name_and_tells_the_customer()
     settle(&stack).await;
     assert_eq!(execution(&stack, "evt_checkout14").status, RunStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn compensation_whose_mails_ses_refuses_still_cleans_up_and_gives_the_money_back() {
+    let mut adapters: Adapters = local_adapters();
+    let mut faulty = FaultyLauncher::new(adapters.steps.launcher.clone());
+    faulty.failures.store(1, Ordering::SeqCst);
+    faulty.permanent = true;
+    adapters.steps.launcher = Arc::new(faulty);
+    adapters.steps.mailer = Arc::new(RefusingMailer);
+    let stack = local_stack(NOW, adapters);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    // Not CompensationFailed: the cleanup and the refund happened, only the mails did not.
+    assert_eq!(run.error.as_deref(), Some("Tenancy.Rejected"));
+    assert!(run.states_passed().ends_with(&[
+        "Compensate".to_owned(),
+        "GiveMoneyBack".to_owned(),
+        "ProvisioningFailed".to_owned()
+    ]));
+    assert_eq!((len(&state, "services"), len(&state, "dns_records"), len(&state, "emails")), (0, 0, 0));
+    assert_money_back(&stack, &state, "sub_1QAcmeR0b0t1csPro", 5000);
+    let unsent = run.history.iter().filter(|e| e.detail.to_string().contains("MessageRejected")).count();
+    assert!(unsent >= 2, "the refused mails are in the steps' outputs for the operator to see");
+}
