@@ -10,5 +10,6 @@ pub mod local;
 pub mod report;
 pub mod send;
 pub mod server;
+pub mod stage;
 pub mod stripe_standin;
 pub mod workflow;

@@ -14,5 +14,6 @@ mod moto_sesv2;
 mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
+mod stage;
 mod stripe_api;
 mod workflow;

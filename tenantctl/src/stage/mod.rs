@@ -1,0 +1,159 @@
+//! A deployed stage, found from its CloudFormation stack's outputs and
+//! parameters (`DescribeStacks`), never typed by hand: what `tenantctl
+//! --stage test|live …` works against, with AWS credentials from the usual
+//! chain.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_sdk_cloudformation::Client as CloudFormation;
+use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
+use tenancy::stripe::StripeMode;
+
+/// The two stages a deployment has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageName {
+    Test,
+    Live,
+}
+
+impl StageName {
+    pub fn parse(raw: &str) -> Result<Self, StageError> {
+        match raw.trim() {
+            "test" => Ok(StageName::Test),
+            "live" => Ok(StageName::Live),
+            other => Err(StageError::UnknownStage(other.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Test => "test",
+            StageName::Live => "live",
+        }
+    }
+
+    /// The Stripe mode the stage must be deployed with.
+    pub fn mode(self) -> StripeMode {
+        match self {
+            StageName::Test => StripeMode::Test,
+            StageName::Live => StripeMode::Live,
+        }
+    }
+
+    /// The stack `samconfig.toml` deploys it as.
+    pub fn default_stack(self) -> String {
+        format!("tenancy-{}", self.as_str())
+    }
+}
+
+impl fmt::Display for StageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can stop a command before it does anything: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("unknown stage `{0}`: expected test or live")]
+    UnknownStage(String),
+    #[error(
+        "no CloudFormation stack `{0}` in this account and region (deployed with `sam deploy --config-env …`?)"
+    )]
+    NoStack(String),
+    #[error("stack `{stack}` has no {what} `{key}`: deploy the current template")]
+    Missing { stack: String, what: &'static str, key: String },
+    #[error("stack `{stack}` is deployed with StripeMode={found}, not the {stage} stage's {expected}")]
+    ModeMismatch { stack: String, stage: StageName, found: String, expected: StripeMode },
+    #[error("CloudFormation could not be asked about `{stack}`: {reason}")]
+    Unavailable { stack: String, reason: String },
+}
+
+/// A stage's stack, as CloudFormation describes it.
+#[derive(Clone)]
+pub struct Stage {
+    pub name: StageName,
+    pub stack: String,
+    pub sdk: SdkConfig,
+    outputs: BTreeMap<String, String>,
+    parameters: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage")
+            .field("name", &self.name)
+            .field("stack", &self.stack)
+            .field("outputs", &self.outputs)
+            .field("parameters", &self.parameters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stage {
+    /// Describes `stack` and checks it is deployed in `name`'s Stripe mode.
+    pub async fn find(name: StageName, stack: &str, sdk: &SdkConfig) -> Result<Stage, StageError> {
+        let cfn = CloudFormation::new(sdk);
+        let described = cfn.describe_stacks().stack_name(stack).send().await.map_err(|error| {
+            use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+            let message = error.message().unwrap_or_default().to_owned();
+            if message.contains("does not exist") {
+                StageError::NoStack(stack.to_owned())
+            } else {
+                let reason = aws_sdk_cloudformation::error::DisplayErrorContext(&error).to_string();
+                StageError::Unavailable { stack: stack.to_owned(), reason: one_line(&reason) }
+            }
+        })?;
+        let Some(found) = described.stacks().first() else {
+            return Err(StageError::NoStack(stack.to_owned()));
+        };
+        let outputs = found
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+            .collect();
+        let parameters = found
+            .parameters()
+            .iter()
+            .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value()?.to_owned())))
+            .collect();
+        let stage = Stage { name, stack: stack.to_owned(), sdk: sdk.clone(), outputs, parameters };
+        let mode = stage.parameter("StripeMode")?;
+        if mode != name.mode().as_str() {
+            return Err(StageError::ModeMismatch {
+                stack: stack.to_owned(),
+                stage: name,
+                found: mode.to_owned(),
+                expected: name.mode(),
+            });
+        }
+        Ok(stage)
+    }
+
+    /// A stack output (`StripeWebhookUrl`, `TenantTableName`, …).
+    pub fn output(&self, key: &str) -> Result<&str, StageError> {
+        self.outputs.get(key).map(String::as_str).ok_or_else(|| StageError::Missing {
+            stack: self.stack.clone(),
+            what: "output",
+            key: key.to_owned(),
+        })
+    }
+
+    /// A stack parameter's deployed value (`StripeSecretKeyParameter`, …).
+    pub fn parameter(&self, key: &str) -> Result<&str, StageError> {
+        self.parameters.get(key).map(String::as_str).ok_or_else(|| StageError::Missing {
+            stack: self.stack.clone(),
+            what: "parameter",
+            key: key.to_owned(),
+        })
+    }
+
+    pub fn mode(&self) -> StripeMode {
+        self.name.mode()
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
