@@ -17,12 +17,17 @@ use tenantctl::server::ServerOptions;
 #[derive(Parser)]
 #[command(version, about = "Run the Stripe-to-tenant stack locally and talk to it")]
 struct Cli {
+    #[command(flatten)]
+    stage: tenantctl::stage::StageArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The go-live preflight of a deployed stage (--stage): each check ✔ or
+    /// ✘ with what fixes it; exits non-zero on any ✘.
+    Doctor,
     /// The local stack.
     Local {
         #[command(subcommand)]
@@ -239,10 +244,36 @@ impl DeliveryArgs {
     }
 }
 
+/// One line on failure (the cause chain, never a backtrace, whatever
+/// RUST_BACKTRACE says) and a non-zero exit.
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Doctor => {
+            let stage = cli.stage.find().await?;
+            let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
+            let checks = tenantctl::stage::doctor::doctor(&stage, &secrets).await;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                println!("{} ({})", stage.stack, stage.name);
+                print!("{}", tenantctl::stage::doctor::render(&checks));
+            }
+            if !tenantctl::stage::doctor::all_passed(&checks) {
+                bail!("the stage is not ready: fix each ✘ above");
+            }
+            Ok(())
+        }
         Command::Local {
             command:
                 LocalCommand::Serve {

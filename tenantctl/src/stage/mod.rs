@@ -10,6 +10,8 @@ use aws_sdk_cloudformation::Client as CloudFormation;
 use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
 use tenancy::stripe::StripeMode;
 
+pub mod doctor;
+
 /// The two stages a deployment has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageName {
@@ -53,11 +55,39 @@ impl fmt::Display for StageName {
     }
 }
 
+/// How a command names the stage it works on (global options).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StageArgs {
+    /// The deployed stage to work on: test or live.
+    #[arg(long, global = true)]
+    pub stage: Option<String>,
+    /// Its CloudFormation stack (default: tenancy-STAGE, as samconfig.toml deploys it).
+    #[arg(long, global = true)]
+    pub stack: Option<String>,
+    /// Answer as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl StageArgs {
+    /// The stage named, found with credentials and region from the usual
+    /// chain (`AWS_PROFILE`, `AWS_REGION`, …; `AWS_ENDPOINT_URL` for an emulator).
+    pub async fn find(&self) -> Result<Stage, StageError> {
+        let Some(raw) = self.stage.as_deref() else { return Err(StageError::NoStageGiven) };
+        let name = StageName::parse(raw)?;
+        let stack = self.stack.clone().unwrap_or_else(|| name.default_stack());
+        let sdk = tenancy::adapters::aws::sdk_config(None).await;
+        Stage::find(name, &stack, &sdk).await
+    }
+}
+
 /// What can stop a command before it does anything: one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("unknown stage `{0}`: expected test or live")]
     UnknownStage(String),
+    #[error("which stage? give --stage test or --stage live")]
+    NoStageGiven,
     #[error(
         "no CloudFormation stack `{0}` in this account and region (deployed with `sam deploy --config-env …`?)"
     )]
@@ -101,7 +131,7 @@ impl Stage {
             if message.contains("does not exist") {
                 StageError::NoStack(stack.to_owned())
             } else {
-                let reason = aws_sdk_cloudformation::error::DisplayErrorContext(&error).to_string();
+                let reason = tenancy::telemetry::error_chain(&error);
                 StageError::Unavailable { stack: stack.to_owned(), reason: one_line(&reason) }
             }
         })?;

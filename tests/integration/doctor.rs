@@ -1,0 +1,165 @@
+//! `tenantctl --stage … doctor` against a stage on moto's server: a healthy
+//! stage passes, and a deliberately broken one lists each break with its fix.
+
+use integration_tests::{emulator, moto_config, unique_name};
+use serde_json::{Map, Value, json};
+use tenancy::adapters::aws::sdk::elbv2;
+use tenantctl::stage::doctor::{Verdict, all_passed, doctor, render};
+use tenantctl::stage::{Stage, StageName};
+
+/// A stack on moto whose parameters are `parameters` (all strings) and whose
+/// one output is `AlarmTopicArn` = `topic`.
+async fn stack_with(parameters: &[(&str, String)], topic: &str) -> String {
+    let sdk = moto_config().await;
+    let name = unique_name("tenancy-doctor");
+    let declared: Map<String, Value> =
+        parameters.iter().map(|(key, _)| ((*key).to_owned(), json!({"Type": "String"}))).collect();
+    let template = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": declared,
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-q")}}},
+        "Outputs": {"AlarmTopicArn": {"Value": topic}},
+    });
+    let mut create = aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string());
+    for (key, value) in parameters {
+        create = create.parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(*key)
+                .parameter_value(value)
+                .build(),
+        );
+    }
+    create.send().await.expect("moto creates the stack");
+    name
+}
+
+/// An SSM SecureString, as the operator puts it.
+async fn put(name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(&moto_config().await)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto stores the parameter");
+}
+
+async fn topic(subscribed: bool) -> String {
+    let sns = aws_sdk_sns::Client::new(&moto_config().await);
+    let arn = sns.create_topic().name(unique_name("alarms")).send().await.unwrap().topic_arn.unwrap();
+    if subscribed {
+        sns.subscribe().topic_arn(&arn).protocol("email").endpoint("ops@example.com").send().await.unwrap();
+    }
+    arn
+}
+
+/// An HTTPS:443 listener on the emulator's load balancer with an ACM
+/// certificate for `*.{domain}`.
+async fn https_listener(domain: &str) -> String {
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let certificate = aws_sdk_acm::Client::new(&sdk)
+        .request_certificate()
+        .domain_name(format!("*.{domain}"))
+        .send()
+        .await
+        .expect("moto issues the certificate")
+        .certificate_arn
+        .unwrap();
+    let elb = elbv2::Client::new(&sdk);
+    let not_found = elbv2::types::FixedResponseActionConfig::builder().status_code("404").build();
+    let created = elb
+        .create_listener()
+        .load_balancer_arn(&resources.load_balancer_arn)
+        .protocol(elbv2::types::ProtocolEnum::Https)
+        .port(443)
+        .certificates(elbv2::types::Certificate::builder().certificate_arn(certificate).build())
+        .default_actions(
+            elbv2::types::Action::builder()
+                .r#type(elbv2::types::ActionTypeEnum::FixedResponse)
+                .fixed_response_config(not_found)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto makes the listener");
+    created.listeners()[0].listener_arn().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_its_fix() {
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let secrets = tenancy::adapters::aws::secret_store(&sdk);
+    let prefix = format!("/{}", unique_name("doctor"));
+    put(&format!("{prefix}/stripe-key"), "sk_test_51QDoctorKey000000000000001").await;
+    put(&format!("{prefix}/webhook"), "whsec_doctor_new_000000000001,whsec_doctor_old_000000000001").await;
+    put(&format!("{prefix}/tenant-key"), "v2:doctor-tenant-key-0123456789abcdefghij").await;
+    let ready = vec![
+        ("StripeMode", "test".to_owned()),
+        ("StripeSecretKeyParameter", format!("{prefix}/stripe-key")),
+        ("StripeWebhookSecretParameter", format!("{prefix}/webhook")),
+        ("TenantPasswordKeyParameter", format!("{prefix}/tenant-key")),
+        ("HostedZoneId", resources.hosted_zone_id.clone()),
+        ("TenantDomain", resources.domain.clone()),
+        ("AlbListenerArn", https_listener(&resources.domain).await),
+        ("MailSender", resources.sender.to_string()),
+        ("SesSandbox", "true".to_owned()),
+    ];
+    let stack = stack_with(&ready, &topic(true).await).await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let checks = doctor(&stage, &secrets).await;
+    let text = render(&checks);
+    assert!(all_passed(&checks), "{text}");
+    let passed = checks.iter().filter(|c| c.verdict == Verdict::Pass).count();
+    // moto does not answer SES GetAccount: that one is ⚠, never a guess.
+    assert_eq!(passed, checks.len() - 1, "{text}");
+    assert!(text.contains("⚠ SES production"), "{text}");
+    assert!(text.contains("holds 2 signing secret(s)") && text.contains("current version v2"), "{text}");
+
+    // Broken on purpose: a live key on a test stage, no webhook secret, a
+    // short tenant key, a zone of another domain, the plain-HTTP listener,
+    // an unverified sender, nobody on the alarm topic.
+    put(&format!("{prefix}/live-key"), "sk_live_51QDoctorKey000000000000001").await;
+    put(&format!("{prefix}/short-key"), "short").await;
+    let broken = vec![
+        ("StripeMode", "test".to_owned()),
+        ("StripeSecretKeyParameter", format!("{prefix}/live-key")),
+        ("StripeWebhookSecretParameter", format!("{prefix}/no-such-parameter")),
+        ("TenantPasswordKeyParameter", format!("{prefix}/short-key")),
+        ("HostedZoneId", resources.hosted_zone_id.clone()),
+        ("TenantDomain", "apps.elsewhere.example".to_owned()),
+        ("AlbListenerArn", resources.listener_arn.clone()),
+        ("MailSender", "nobody@unverified.example".to_owned()),
+        ("SesSandbox", "true".to_owned()),
+    ];
+    let stack = stack_with(&broken, &topic(false).await).await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let checks = doctor(&stage, &secrets).await;
+    let text = render(&checks);
+    assert!(!all_passed(&checks));
+    let failed: Vec<&str> = checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name).collect();
+    assert_eq!(
+        failed,
+        [
+            "Stripe key",
+            "webhook secrets",
+            "tenant key",
+            "hosted zone",
+            "load balancer",
+            "SES identity",
+            "alarm topic"
+        ],
+        "{text}"
+    );
+    let fix = |name: &str| checks.iter().find(|c| c.name == name).unwrap().fix.clone().unwrap();
+    assert!(fix("Stripe key").contains(&format!("--name {prefix}/live-key --value 'sk_test_…'")));
+    assert_eq!(fix("webhook secrets"), "tenantctl --stage test stripe register-webhook");
+    assert!(fix("alarm topic").contains("aws sns subscribe"));
+    assert!(!text.contains("51QDoctorKey"), "no key is ever printed: {text}");
+}
