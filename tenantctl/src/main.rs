@@ -28,6 +28,11 @@ enum Command {
     /// The go-live preflight of a deployed stage (--stage): each check ✔ or
     /// ✘ with what fixes it; exits non-zero on any ✘.
     Doctor,
+    /// A deployed stage's tenants (--stage).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// The local stack.
     Local {
         #[command(subcommand)]
@@ -83,6 +88,22 @@ fn parse_mix(raw: &str) -> Result<FaultMix, String> {
         [before, after, timeout] => Ok(FaultMix { before: *before, after: *after, timeout: *timeout }),
         _ => Err("expected three weights: before,after,timeout".into()),
     }
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Every tenant (or those with --status), a line each.
+    List {
+        /// AWAITING_PAYMENT, PROVISIONING, ACTIVE, PAST_DUE, SUSPENDED, CANCELLED or FAILED.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One tenant: its record, desired vs reached generation, whether its
+    /// resources really exist, its event trail and its executions' console pages.
+    Show {
+        /// Its subdomain or tenant id.
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +280,31 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Tenants { command } => {
+            use tenantctl::stage::tenants;
+            let stage = cli.stage.find().await?;
+            let store = tenants::store(&stage)?;
+            match command {
+                TenantsCommand::List { status } => {
+                    let status = status.as_deref().map(tenants::parse_status).transpose()?;
+                    let list = tenants::list(&store, status).await?;
+                    if cli.stage.json {
+                        println!("{}", serde_json::to_string_pretty(&list)?);
+                    } else {
+                        print!("{}", tenants::render_list(&list));
+                    }
+                }
+                TenantsCommand::Show { tenant } => {
+                    let view = tenants::show(&stage, &store, &tenant).await?;
+                    if cli.stage.json {
+                        println!("{}", serde_json::to_string_pretty(&view)?);
+                    } else {
+                        print!("{}", tenants::render_show(&view));
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Doctor => {
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);

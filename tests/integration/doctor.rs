@@ -8,8 +8,8 @@ use tenantctl::stage::doctor::{Verdict, all_passed, doctor, render};
 use tenantctl::stage::{Stage, StageName};
 
 /// A stack on moto whose parameters are `parameters` (all strings) and whose
-/// one output is `AlarmTopicArn` = `topic`.
-async fn stack_with(parameters: &[(&str, String)], topic: &str) -> String {
+/// outputs are `outputs`.
+pub async fn stack_with(parameters: &[(&str, String)], outputs: &[(&str, String)]) -> String {
     let sdk = moto_config().await;
     let name = unique_name("tenancy-doctor");
     let declared: Map<String, Value> =
@@ -18,7 +18,7 @@ async fn stack_with(parameters: &[(&str, String)], topic: &str) -> String {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Parameters": declared,
         "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-q")}}},
-        "Outputs": {"AlarmTopicArn": {"Value": topic}},
+        "Outputs": outputs.iter().map(|(key, value)| ((*key).to_owned(), json!({"Value": value}))).collect::<Map<String, Value>>(),
     });
     let mut create = aws_sdk_cloudformation::Client::new(&sdk)
         .create_stack()
@@ -111,7 +111,7 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("MailSender", resources.sender.to_string()),
         ("SesSandbox", "true".to_owned()),
     ];
-    let stack = stack_with(&ready, &topic(true).await).await;
+    let stack = stack_with(&ready, &[("AlarmTopicArn", topic(true).await)]).await;
     let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
     let checks = doctor(&stage, &secrets).await;
     let text = render(&checks);
@@ -138,7 +138,7 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("MailSender", "nobody@unverified.example".to_owned()),
         ("SesSandbox", "true".to_owned()),
     ];
-    let stack = stack_with(&broken, &topic(false).await).await;
+    let stack = stack_with(&broken, &[("AlarmTopicArn", topic(false).await)]).await;
     let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
     let checks = doctor(&stage, &secrets).await;
     let text = render(&checks);

@@ -16,5 +16,6 @@ mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
 mod stage;
+mod stage_tenants;
 mod stripe_api;
 mod workflow;
