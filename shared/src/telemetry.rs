@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 /// One JSON object per line, carrying the fields of the current span (the
 /// Stripe event id once known). Level from `RUST_LOG`, `info` by default.
 pub fn init_json_logs() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::new(log_directives(std::env::var("RUST_LOG").ok().as_deref()));
     // A second init (tests, tools) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .json()
@@ -15,6 +15,24 @@ pub fn init_json_logs() {
         .flatten_event(true)
         .with_target(false)
         .try_init();
+}
+
+/// The crates whose debug and trace logs carry requests and answers whole
+/// (the SDK's wire logging; an SES request holds the welcome mail's
+/// password): capped at info whatever the level asked for.
+const WIRE_LOGGERS: [&str; 6] =
+    ["aws_smithy_runtime", "aws_smithy_runtime_api", "aws_smithy_http", "aws_sigv4", "hyper", "h2"];
+
+/// The filter for `RUST_LOG`: a level (error, warn, info, debug or trace;
+/// info when unset or anything else), with [`WIRE_LOGGERS`] capped at info.
+/// Per-target directives are not taken: they are how wire logging is turned on.
+pub fn log_directives(raw: Option<&str>) -> String {
+    let level = match raw.map(str::trim) {
+        Some(level @ ("error" | "warn" | "info" | "debug" | "trace")) => level,
+        _ => "info",
+    };
+    let caps: Vec<String> = WIRE_LOGGERS.iter().map(|target| format!("{target}=info")).collect();
+    format!("{level},{}", caps.join(","))
 }
 
 /// `error: cause: cause` on one line, for logs.
@@ -27,4 +45,22 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn a_level_is_taken_and_wire_logging_is_never_turned_on() {
+        assert!(log_directives(Some("debug")).starts_with("debug,aws_smithy_runtime=info,"));
+        assert!(log_directives(None).starts_with("info,"));
+        for sneaky in ["aws_smithy_runtime=trace", "debug,hyper=trace", "trace,aws_smithy_http=trace"] {
+            let directives = log_directives(Some(sneaky));
+            assert!(directives.starts_with("info,"), "{sneaky} → {directives}");
+            assert!(!directives.contains("=trace") && !directives.contains("=debug"), "{directives}");
+        }
+        // Even trace leaves the SDK's wire at info.
+        assert!(log_directives(Some("trace")).contains("aws_smithy_runtime=info"));
+    }
 }
