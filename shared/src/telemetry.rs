@@ -27,10 +27,10 @@ const WIRE_LOGGERS: [&str; 6] =
 /// info when unset or anything else), with [`WIRE_LOGGERS`] capped at info.
 /// Per-target directives are not taken: they are how wire logging is turned on.
 pub fn log_directives(raw: Option<&str>) -> String {
-    let level = match raw.map(str::trim) {
-        Some(level @ ("error" | "warn" | "info" | "debug" | "trace")) => level,
-        _ => "info",
-    };
+    let level = raw
+        .map(str::trim)
+        .filter(|level| matches!(*level, "error" | "warn" | "info" | "debug" | "trace"))
+        .unwrap_or("info");
     let caps: Vec<String> = WIRE_LOGGERS.iter().map(|target| format!("{target}=info")).collect();
     format!("{level},{}", caps.join(","))
 }
