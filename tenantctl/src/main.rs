@@ -28,6 +28,11 @@ enum Command {
     /// The go-live preflight of a deployed stage (--stage): each check ✔ or
     /// ✘ with what fixes it; exits non-zero on any ✘.
     Doctor,
+    /// A deployed stage's Stripe events (--stage).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// A deployed stage's tenants (--stage).
     Tenants {
         #[command(subcommand)]
@@ -88,6 +93,18 @@ fn parse_mix(raw: &str) -> Result<FaultMix, String> {
         [before, after, timeout] => Ok(FaultMix { before: *before, after: *after, timeout: *timeout }),
         _ => Err("expected three weights: before,after,timeout".into()),
     }
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Fetch the event from Stripe's Events API and run its workflow again,
+    /// as EVT_ID-replay-TIME (the original execution name stays used).
+    Replay {
+        event_id: String,
+        /// Stripe's API, unless this says otherwise (a stand-in).
+        #[arg(long, env = "STRIPE_API_BASE", hide = true)]
+        stripe_api_base: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +297,23 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Events { command: EventsCommand::Replay { event_id, stripe_api_base } } => {
+            use tenantctl::stage::events;
+            let stage = cli.stage.find().await?;
+            let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
+            let stripe = events::stripe_client(&stage, &secrets, stripe_api_base.as_deref()).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let replayed = events::replay(&stage, &stripe, &event_id, i64::try_from(now)?).await?;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string_pretty(&replayed)?);
+            } else {
+                println!(
+                    "{} ({}) runs again as {}",
+                    replayed.event_id, replayed.event_type, replayed.execution_arn
+                );
+            }
+            Ok(())
+        }
         Command::Tenants { command } => {
             use tenantctl::stage::tenants;
             let stage = cli.stage.find().await?;

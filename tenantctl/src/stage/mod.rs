@@ -11,6 +11,7 @@ use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
 use tenancy::stripe::StripeMode;
 
 pub mod doctor;
+pub mod events;
 pub mod tenants;
 
 /// The two stages a deployment has.

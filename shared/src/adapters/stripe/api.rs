@@ -434,6 +434,21 @@ impl StripeApi {
     }
 }
 
+impl StripeApi {
+    /// An event as Stripe keeps it (30 days), for replaying it; `None` when
+    /// Stripe has no such event.
+    pub async fn event(
+        &self,
+        id: &crate::stripe::StripeEventId,
+    ) -> Result<Option<serde_json::Value>, StripeApiError> {
+        match self.read_json(&AsJson::get(format!("/events/{id}"), "")).await {
+            Ok(event) => Ok(Some(event)),
+            Err(error) if is_missing(&error) => Ok(None),
+            Err(error) => Err(self.error(error)),
+        }
+    }
+}
+
 /// A refund as Stripe answers it, if it has the fields one always has.
 fn refund_from_wire(refund: &serde_json::Value, invoice: &str) -> Option<Refund> {
     let text = |field: &str| refund.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);

@@ -1,0 +1,124 @@
+//! `tenantctl --stage … events replay EVT_ID` against a stage on moto (its
+//! state machines, its Stripe key in SSM) and the local Stripe stand-in
+//! served over HTTP (the Events API).
+
+use http::StatusCode;
+use integration_tests::{FIXTURE_SECRET, moto_config, unique_name};
+use tenancy::adapters::aws::sdk::sfn;
+use tenantctl::http_client::HttpClient;
+use tenantctl::local::{LocalOptions, serve};
+use tenantctl::server::{ServerOptions, build};
+use tenantctl::stage::events::{ReplayError, replay, stripe_client};
+use tenantctl::stage::{Stage, StageName};
+use tokio::sync::oneshot;
+
+use crate::doctor::stack_with;
+
+async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
+    let definition = r#"{"StartAt": "Replayed", "States": {"Replayed": {"Type": "Pass", "End": true}}}"#;
+    sfn::Client::new(sdk)
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
+        .send()
+        .await
+        .expect("moto makes the state machine")
+        .state_machine_arn
+}
+
+async fn put(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto stores the parameter");
+}
+
+#[tokio::test]
+async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so() {
+    // The local server's Stripe stand-in, with a paid checkout's events.
+    let vars = std::collections::BTreeMap::from([
+        ("STRIPE_MODE", "test"),
+        ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
+    ]);
+    let env = integration_tests::lookup(&vars);
+    let options = ServerOptions {
+        local: LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None },
+        emulator: None,
+        faults: None,
+    };
+    let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
+    let (base, stack_here) = (format!("http://{}", server.bound), server.stack.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(server.listener, stack_here.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = HttpClient::default();
+    let form = r#"{"plan":"basic","billing":"monthly","subdomain":"replayed","organization":"Replay Co","email":"ops@replay.example"}"#;
+    let post = |url: String, body: &str| {
+        http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("origin", "http://localhost:3000")
+            .body(http_body_util::Full::new(body.to_owned().into()))
+            .unwrap()
+    };
+    let (status, body) = client.call(post(format!("{base}/checkout"), form)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let pay = format!("{base}/local/stripe/checkout/{}/pay", session["id"].as_str().unwrap());
+    assert_eq!(client.call(post(pay, "")).await.unwrap().0, StatusCode::OK);
+    let events = stack_here.stripe.events();
+    let id_of =
+        |kind: &str| events.iter().find(|e| e["type"] == kind).unwrap()["id"].as_str().unwrap().to_owned();
+
+    // The stage on moto: its state machines, its test key in SSM.
+    let sdk = moto_config().await;
+    let key_parameter = format!("/{}/stripe-secret-key", unique_name("replay"));
+    put(&sdk, &key_parameter, "sk_test_51QReplayKey0000000000000001").await;
+    let provision = state_machine(&sdk, &unique_name("provision")).await;
+    let lifecycle = state_machine(&sdk, &unique_name("lifecycle")).await;
+    let stack = stack_with(
+        &[("StripeMode", "test".into()), ("StripeSecretKeyParameter", key_parameter.clone())],
+        &[("ProvisionStateMachineArn", provision.clone()), ("LifecycleStateMachineArn", lifecycle.clone())],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let secrets = tenancy::adapters::aws::secret_store(&sdk);
+    let stripe = stripe_client(&stage, &secrets, Some(&base)).await.unwrap();
+
+    let checkout = id_of("checkout.session.completed");
+    let first = replay(&stage, &stripe, &checkout, 1_800_000_000).await.unwrap();
+    assert_eq!(first.execution_name, format!("{checkout}-replay-1800000000"));
+    assert!(first.execution_arn.contains(":provision"), "{first:?}");
+    let described =
+        sfn::Client::new(&sdk).describe_execution().execution_arn(&first.execution_arn).send().await.unwrap();
+    let input: serde_json::Value = serde_json::from_str(described.input().unwrap()).unwrap();
+    assert_eq!(
+        (input["event_id"].as_str(), input["event"]["id"].as_str()),
+        (Some(checkout.as_str()), Some(checkout.as_str()))
+    );
+    // Again later: another name, the first kept.
+    let again = replay(&stage, &stripe, &checkout, 1_800_000_060).await.unwrap();
+    assert_ne!(again.execution_name, first.execution_name);
+    let invoice = replay(&stage, &stripe, &id_of("invoice.paid"), 1_800_000_000).await.unwrap();
+    assert!(invoice.execution_arn.contains(":lifecycle"), "{invoice:?}");
+
+    let not_acted = replay(&stage, &stripe, &id_of("customer.created"), 1).await.unwrap_err();
+    assert!(matches!(not_acted, ReplayError::NotActedOn { .. }), "{not_acted}");
+    let missing = replay(&stage, &stripe, "evt_1QNoSuchEvent", 1).await.unwrap_err();
+    assert_eq!(missing.to_string(), "Stripe has no event evt_1QNoSuchEvent (it keeps events for 30 days)");
+    assert!(matches!(replay(&stage, &stripe, "cus_123", 1).await.unwrap_err(), ReplayError::BadId(_)));
+    // A live key where the test stage's should be: refused before any call.
+    put(&sdk, &key_parameter, "sk_live_51QReplayKey0000000000000001").await;
+    let refused = stripe_client(&stage, &secrets, Some(&base)).await.unwrap_err();
+    assert!(refused.to_string().contains("live"), "{refused}");
+    assert!(!refused.to_string().contains("51QReplayKey"), "the key is never shown: {refused}");
+
+    task.abort();
+    let _ = stop.send(());
+}
