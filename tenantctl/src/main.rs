@@ -33,6 +33,9 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The events in a deployed stage's dead-letter queue back on its queue
+    /// (--stage), where the dispatcher starts their executions again.
+    Redrive,
     /// A deployed stage's tenants (--stage).
     Tenants {
         #[command(subcommand)]
@@ -311,6 +314,16 @@ async fn run(cli: Cli) -> Result<()> {
                     "{} ({}) runs again as {}",
                     replayed.event_id, replayed.event_type, replayed.execution_arn
                 );
+            }
+            Ok(())
+        }
+        Command::Redrive => {
+            let stage = cli.stage.find().await?;
+            let redriven = tenantctl::stage::redrive::redrive_dead_letters(&stage).await?;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string(&redriven)?);
+            } else {
+                println!("{} event(s) moved from the dead-letter queue back to the queue", redriven.moved);
             }
             Ok(())
         }

@@ -122,3 +122,69 @@ async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so
     task.abort();
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn redrive_moves_every_dead_letter_back_to_the_queue_with_its_attributes() {
+    use tenancy::adapters::aws::sdk::sqs;
+    let sdk = moto_config().await;
+    let client = sqs::Client::new(&sdk);
+    let queue =
+        client.create_queue().queue_name(unique_name("events")).send().await.unwrap().queue_url.unwrap();
+    let dead =
+        client.create_queue().queue_name(unique_name("events-dlq")).send().await.unwrap().queue_url.unwrap();
+    for n in 0..13 {
+        let kind = sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value("invoice.paid")
+            .build()
+            .unwrap();
+        client
+            .send_message()
+            .queue_url(&dead)
+            .message_body(format!(r#"{{"id":"evt_dead{n}"}}"#))
+            .message_attributes("event_type", kind)
+            .send()
+            .await
+            .unwrap();
+    }
+    let stack = stack_with(
+        &[("StripeMode", "test".into())],
+        &[("StripeEventQueueUrl", queue.clone()), ("StripeEventDeadLetterQueueUrl", dead.clone())],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let moved = tenantctl::stage::redrive::redrive_dead_letters(&stage).await.unwrap();
+    assert_eq!(moved.moved, 13, "more than one batch of ten");
+    assert_eq!(tenantctl::stage::redrive::redrive_dead_letters(&stage).await.unwrap().moved, 0);
+    let mut bodies = Vec::new();
+    loop {
+        let got = client
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for message in got.messages() {
+            assert_eq!(
+                message.message_attributes().unwrap()["event_type"].string_value(),
+                Some("invoice.paid")
+            );
+            bodies.push(message.body().unwrap().to_owned());
+            client
+                .delete_message()
+                .queue_url(&queue)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 13, "each dead letter back once");
+}

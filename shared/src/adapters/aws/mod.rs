@@ -29,6 +29,8 @@ pub mod sdk {
     pub use aws_sdk_route53 as route53;
     pub use aws_sdk_sesv2 as sesv2;
     pub use aws_sdk_sfn as sfn;
+    pub use aws_sdk_sqs as sqs;
+    pub use aws_sdk_ssm as ssm;
 }
 
 use std::time::Duration;
