@@ -316,25 +316,23 @@ impl LocalStack {
     /// SendWelcomeMail on behalf of the execution that first reserved it,
     /// so a mail that did go out is never sent twice.
     pub async fn resend_welcome(&self, subdomain: &str) -> Result<Value, (StatusCode, String)> {
-        let unavailable = |e: &dyn std::fmt::Display| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-        let tenants = self.store.list_tenants().await.map_err(|e| unavailable(&e))?;
-        let Some(tenant) = tenants
-            .into_iter()
-            .find(|t| t.signup.as_ref().is_some_and(|s| s.subdomain.as_str() == subdomain))
-        else {
-            return Err((StatusCode::NOT_FOUND, format!("no tenant has the subdomain `{subdomain}`")));
-        };
-        let mails = self.store.mails(&tenant.id).await.map_err(|e| unavailable(&e))?;
-        let owner = mails
-            .into_iter()
-            .find(|m| m.key == tenancy::steps::provision::WELCOME_MAIL)
-            .map(|m| m.owner)
-            .unwrap_or_else(|| format!("resend-{}", tenant.id));
-        let input = json!({"tenant_id": tenant.id, "event_id": owner});
-        self.workflows
-            .invoke_step(tenancy::steps::StepName::SendWelcomeMail, input)
-            .await
-            .map_err(|e| (StatusCode::CONFLICT, tenancy::telemetry::error_chain(&e)))
+        use crate::stage::tenants::{TenantsError, find};
+        let tenant = find(self.store.as_ref(), subdomain).await.map_err(|e| match e {
+            TenantsError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+            other => (StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+        let steps = self.workflows.steps();
+        let (store, mailer) = (steps.store.as_ref(), steps.mailer.as_ref());
+        let report = tenancy::steps::provision::resend_welcome_mail(
+            store,
+            mailer,
+            &steps.password_key,
+            &steps.context(),
+            &tenant.id,
+        )
+        .await
+        .map_err(|e| (StatusCode::CONFLICT, tenancy::telemetry::error_chain(&e)))?;
+        serde_json::to_value(report).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 
     pub async fn state(&self) -> Value {

@@ -36,6 +36,11 @@ enum Command {
     /// The events in a deployed stage's dead-letter queue back on its queue
     /// (--stage), where the dispatcher starts their executions again.
     Redrive,
+    /// A deployed stage's mails (--stage).
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// A deployed stage's tenants (--stage).
     Tenants {
         #[command(subcommand)]
@@ -108,6 +113,14 @@ enum EventsCommand {
         #[arg(long, env = "STRIPE_API_BASE", hide = true)]
         stripe_api_base: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send a tenant's mail that could not be sent (its reason is on the
+    /// tenant: `tenants show`) again, once the cause is fixed; a mail that
+    /// went out is never sent twice. KIND: welcome.
+    Resend { kind: String, tenant: String },
 }
 
 #[derive(Subcommand)]
@@ -314,6 +327,24 @@ async fn run(cli: Cli) -> Result<()> {
                     "{} ({}) runs again as {}",
                     replayed.event_id, replayed.event_type, replayed.execution_arn
                 );
+            }
+            Ok(())
+        }
+        Command::Mail { command: MailCommand::Resend { kind, tenant } } => {
+            let stage = cli.stage.find().await?;
+            let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
+            let report = tenantctl::stage::mail::resend(&stage, &secrets, &kind, &tenant).await?;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                match (&report.sent, &report.failed) {
+                    (Some(sent), _) if sent.already_sent => {
+                        println!("{kind} mail of {tenant}: sent before ({})", sent.message_id)
+                    }
+                    (Some(sent), _) => println!("{kind} mail of {tenant}: sent ({})", sent.message_id),
+                    (None, Some(why)) => bail!("{kind} mail of {tenant} not sent: {why}"),
+                    (None, None) => bail!("{kind} mail of {tenant} not sent"),
+                }
             }
             Ok(())
         }

@@ -215,10 +215,10 @@ impl LocalWorkflows {
         Ok(workflows)
     }
 
-    /// Runs one step outside any execution, as an operator invoking its
-    /// Lambda function by hand would.
-    pub async fn invoke_step(&self, step: StepName, input: Value) -> Result<Value, StepError> {
-        self.tasks.steps.invoke(step, input).await
+    /// The steps and their ports, for running one outside any execution
+    /// (an operator's command).
+    pub fn steps(&self) -> &WorkflowSteps {
+        &self.tasks.steps
     }
 
     pub fn executions(&self) -> Vec<ExecutionRecord> {

@@ -83,3 +83,47 @@ async fn tenants_are_listed_and_shown_with_what_really_exists_of_them() {
     assert_eq!(show(&stage, &store, active.id.as_str()).await.unwrap().record.id, active.id, "by id too");
     assert!(show(&stage, &store, "nobody").await.unwrap_err().to_string().contains("no tenant has"));
 }
+
+#[tokio::test]
+async fn a_welcome_mail_is_resent_through_the_stages_own_table_ses_and_key_once() {
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let table = unique_name("resend");
+    create_table(&dynamodb::Client::new(&sdk), &table).await.unwrap();
+    let store = DynamoTenantStore::new(dynamodb::Client::new(&sdk), &table);
+    let subdomain = unique_name("resend").replace('_', "-");
+    let mut record = provisioning_record(&unique_checkout("resend"), &subdomain);
+    record.status = TenantStatus::Active;
+    store.insert_tenant(&record).await.unwrap();
+    let key_parameter = format!("/{}/tenant-key", unique_name("resend"));
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&key_parameter)
+        .value("integration-test-password-key-000000000")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let stack = stack_with(
+        &[
+            ("StripeMode", "test".into()),
+            ("TenantDomain", resources.domain.clone()),
+            ("OperatorEmail", "ops@example.com".into()),
+            ("MailSender", resources.sender.to_string()),
+            ("TenantPasswordKeyParameter", key_parameter),
+        ],
+        &[("TenantTableName", table.clone())],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let secrets = tenancy::adapters::aws::secret_store(&sdk);
+    let first = tenantctl::stage::mail::resend(&stage, &secrets, "welcome", &subdomain).await.unwrap();
+    let sent = first.sent.expect("sent");
+    assert!(!sent.already_sent);
+    let again = tenantctl::stage::mail::resend(&stage, &secrets, "welcome", &subdomain).await.unwrap();
+    assert_eq!(again.sent.unwrap(), tenancy::steps::context::MailReport { already_sent: true, ..sent });
+    let mails = store.mails(&record.id).await.unwrap();
+    assert!(mails.iter().any(|m| m.key == "welcome" && m.sent.is_some()));
+    let unknown = tenantctl::stage::mail::resend(&stage, &secrets, "goodbye", &subdomain).await.unwrap_err();
+    assert_eq!(unknown.to_string(), "unknown mail `goodbye`: the one that can be resent is `welcome`");
+}

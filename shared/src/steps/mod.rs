@@ -141,7 +141,7 @@ pub struct WorkflowSteps {
 }
 
 impl WorkflowSteps {
-    fn context(&self) -> StepContext<'_> {
+    pub fn context(&self) -> StepContext<'_> {
         StepContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
     }
 

@@ -421,6 +421,27 @@ pub async fn send_welcome_mail(
 /// The welcome mail's key in the tenant's mails.
 pub const WELCOME_MAIL: &str = "welcome";
 
+/// Sends `tenant`'s welcome mail again once what stopped it is fixed (an
+/// operator's command): SendWelcomeMail on behalf of the execution that
+/// reserved it, so a mail that did go out is never sent twice.
+pub async fn resend_welcome_mail(
+    store: &dyn TenantStore,
+    mailer: &dyn Mailer,
+    password_key: &PasswordKey,
+    ctx: &StepContext<'_>,
+    tenant: &TenantId,
+) -> Result<WelcomeReport, StepError> {
+    let owner = store
+        .mails(tenant)
+        .await?
+        .into_iter()
+        .find(|m| m.key == WELCOME_MAIL)
+        .map(|m| m.owner)
+        .unwrap_or_else(|| format!("resend-{tenant}"));
+    let input = WelcomeInput { tenant_id: tenant.clone(), event_id: owner, gave_up: None };
+    send_welcome_mail(store, mailer, password_key, ctx, input).await
+}
+
 /// Compensation: remove what was made, mark FAILED, tell the operator. The
 /// customer hears from GiveMoneyBack, which follows, with what was refunded.
 /// Its mail cannot make compensation fail.

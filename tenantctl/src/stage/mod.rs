@@ -12,6 +12,7 @@ use tenancy::stripe::StripeMode;
 
 pub mod doctor;
 pub mod events;
+pub mod mail;
 pub mod redrive;
 pub mod tenants;
 

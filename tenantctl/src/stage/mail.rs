@@ -1,0 +1,71 @@
+//! `tenantctl --stage … mail resend KIND TENANT`: a mail that could not be
+//! sent (its reason is on the tenant, and was mailed to the operator) sent
+//! again once the cause is fixed, by the same step code the workflow runs,
+//! through the stage's own table, SES identity and tenant key.
+
+use std::sync::Arc;
+
+use tenancy::adapters::aws::SesMailer;
+use tenancy::adapters::aws::sdk::sesv2;
+use tenancy::clock::SystemClock;
+use tenancy::config::{TENANT_PASSWORD_KEY_PARAM, TenantDomain, TenantSettings};
+use tenancy::domain::{Catalog, EmailAddress};
+use tenancy::ports::SecretStore;
+use tenancy::steps::context::StepContext;
+use tenancy::steps::provision::{WelcomeReport, resend_welcome_mail};
+
+use super::tenants::{TenantsError, find, store};
+use super::{Stage, StageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailCommandError {
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Tenants(#[from] TenantsError),
+    #[error("unknown mail `{0}`: the one that can be resent is `welcome`")]
+    UnknownKind(String),
+    #[error("the stack's {parameter} is not usable: {reason}")]
+    Setting { parameter: &'static str, reason: String },
+    #[error("not sent: {0}")]
+    Step(String),
+}
+
+/// The kinds of mail an operator resends.
+pub const KINDS: [&str; 1] = ["welcome"];
+
+pub async fn resend(
+    stage: &Stage,
+    secrets: &dyn SecretStore,
+    kind: &str,
+    tenant: &str,
+) -> Result<WelcomeReport, MailCommandError> {
+    if kind != "welcome" {
+        return Err(MailCommandError::UnknownKind(kind.to_owned()));
+    }
+    let setting = |parameter: &'static str, reason: String| MailCommandError::Setting { parameter, reason };
+    let domain =
+        TenantDomain::parse(stage.parameter("TenantDomain")?).map_err(|e| setting("TenantDomain", e))?;
+    let operator_email = EmailAddress::parse(stage.parameter("OperatorEmail")?)
+        .map_err(|e| setting("OperatorEmail", e.to_string()))?;
+    let sender = EmailAddress::parse(stage.parameter("MailSender")?)
+        .map_err(|e| setting("MailSender", e.to_string()))?;
+    let configuration_set =
+        stage.parameter("SesConfigurationSet").ok().filter(|s| !s.is_empty()).map(str::to_owned);
+    let key_parameter = stage.parameter("TenantPasswordKeyParameter")?.to_owned();
+    let env = move |var: &str| (var == TENANT_PASSWORD_KEY_PARAM).then(|| key_parameter.clone());
+    let password_key = tenancy::config::password_key(&env, secrets)
+        .await
+        .map_err(|e| setting("TenantPasswordKeyParameter", tenancy::telemetry::error_chain(&e)))?;
+    let catalog = Catalog::for_stage(stage.mode()).map_err(|e| setting("StripeMode", e.to_string()))?;
+    // The grace period plays no part in a welcome mail.
+    let settings = TenantSettings { domain, operator_email, subdomain_grace: std::time::Duration::ZERO };
+    let clock = Arc::new(SystemClock);
+    let ctx = StepContext { settings: &settings, catalog: &catalog, clock: clock.as_ref() };
+    let store = store(stage)?;
+    let mailer = SesMailer::new(sesv2::Client::new(&stage.sdk), sender, configuration_set);
+    let record = find(&store, tenant).await?;
+    resend_welcome_mail(&store, &mailer, &password_key, &ctx, &record.id)
+        .await
+        .map_err(|e| MailCommandError::Step(tenancy::telemetry::error_chain(&e)))
+}
