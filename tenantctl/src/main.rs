@@ -36,6 +36,14 @@ enum Command {
     /// The events in a deployed stage's dead-letter queue back on its queue
     /// (--stage), where the dispatcher starts their executions again.
     Redrive,
+    /// Tenant records ↔ what Stripe says ↔ what exists in ECS, the load
+    /// balancer and Route 53 (--stage): drift, missing resources, orphans.
+    /// Changes nothing; exits non-zero when anything is found.
+    Reconcile {
+        /// Stripe's API, unless this says otherwise (a stand-in).
+        #[arg(long, env = "STRIPE_API_BASE", hide = true)]
+        stripe_api_base: Option<String>,
+    },
     /// A deployed stage's mails (--stage).
     Mail {
         #[command(subcommand)]
@@ -345,6 +353,25 @@ async fn run(cli: Cli) -> Result<()> {
                     (None, Some(why)) => bail!("{kind} mail of {tenant} not sent: {why}"),
                     (None, None) => bail!("{kind} mail of {tenant} not sent"),
                 }
+            }
+            Ok(())
+        }
+        Command::Reconcile { stripe_api_base } => {
+            use tenantctl::stage::{events, reconcile, tenants};
+            let stage = cli.stage.find().await?;
+            let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
+            let stripe = events::stripe_client(&stage, &secrets, stripe_api_base.as_deref()).await?;
+            let catalog = tenancy::domain::Catalog::for_stage(stage.mode())?;
+            let inventory = reconcile::inventory(&stage).await?;
+            let findings =
+                reconcile::reconcile(&tenants::store(&stage)?, &stripe, &catalog, &inventory).await?;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                print!("{}", reconcile::render(&findings));
+            }
+            if !findings.is_empty() {
+                bail!("{} finding(s)", findings.len());
             }
             Ok(())
         }

@@ -127,3 +127,137 @@ async fn a_welcome_mail_is_resent_through_the_stages_own_table_ses_and_key_once(
     let unknown = tenantctl::stage::mail::resend(&stage, &secrets, "goodbye", &subdomain).await.unwrap_err();
     assert_eq!(unknown.to_string(), "unknown mail `goodbye`: the one that can be resent is `welcome`");
 }
+
+/// An ECS service as the launcher names it, on the emulator's cluster.
+async fn service_named(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) {
+    use tenancy::adapters::aws::sdk::ecs;
+    let resources = emulator().await;
+    let client = ecs::Client::new(sdk);
+    let container = ecs::types::ContainerDefinition::builder().name("app").image("nginx").memory(512).build();
+    let family = client
+        .register_task_definition()
+        .family(name)
+        .container_definitions(container)
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap()
+        .task_definition_arn
+        .unwrap();
+    client
+        .create_service()
+        .cluster(&resources.cluster_arn)
+        .service_name(name)
+        .task_definition(family)
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_reports_drift_missing_resources_and_orphans_and_nothing_for_a_tenant_in_step() {
+    use tenancy::adapters::aws::launcher::TenantNames;
+    use tenancy::adapters::aws::sdk::{elbv2, route53};
+    use tenancy::adapters::local::LocalStripe;
+    use tenancy::domain::{Catalog, desired_from};
+    use tenancy::ports::SubscriptionSource;
+    use tenantctl::stage::reconcile::{FindingKind, inventory, reconcile, render};
+
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let table = unique_name("reconcile");
+    create_table(&dynamodb::Client::new(&sdk), &table).await.unwrap();
+    let store = DynamoTenantStore::new(dynamodb::Client::new(&sdk), &table);
+    let clock: std::sync::Arc<dyn tenancy::clock::Clock> = std::sync::Arc::new(tenancy::clock::SystemClock);
+    let stripe = LocalStripe::open(None, "http://127.0.0.1:1", clock).unwrap();
+    let catalog = Catalog::embedded().unwrap();
+
+    // In step: the record says what Stripe says, and its service exists.
+    let checkout: serde_json::Value =
+        serde_json::from_str(&integration_tests::read_repo_file("events/01-checkout.session.completed.json"))
+            .unwrap();
+    let mut in_step =
+        provisioning_record(&unique_checkout("instep"), &unique_name("instep").replace('_', "-"));
+    let sub_id = in_step.signup.as_ref().unwrap().subscription.clone();
+    assert!(stripe.adopt_checkout(&checkout).unwrap());
+    let subscription = stripe.subscription(&sub_id).await.unwrap().unwrap();
+    in_step.desired = Some(desired_from(&subscription, &catalog).unwrap());
+    in_step.status = TenantStatus::Active;
+    in_step.reached_generation = in_step.generation;
+    let names = TenantNames::of(&in_step.id);
+    service_named(&sdk, &names.service).await;
+    in_step.resources.service_arn = Some("recorded".into());
+    store.insert_tenant(&in_step).await.unwrap();
+
+    // Drifted: Stripe says pro, the record ultimate; its service is gone.
+    let mut drifted =
+        provisioning_record(&unique_checkout("drifted"), &unique_name("drifted").replace('_', "-"));
+    let mut desired = in_step.desired.clone().unwrap();
+    desired.plan = catalog.plan("ultimate").unwrap();
+    drifted.desired = Some(desired);
+    drifted.status = TenantStatus::Active;
+    drifted.reached_generation = drifted.generation;
+    drifted.resources.service_arn = Some("arn:aws:ecs:us-east-1:123456789012:service/x/gone".into());
+    store.insert_tenant(&drifted).await.unwrap();
+
+    // Orphans: a service and a target group named for a tenant nobody has,
+    // and a DNS record under the tenant domain no tenant names.
+    let ghost = TenantNames::of(&TenantId::for_checkout(&unique_checkout("ghost")));
+    service_named(&sdk, &ghost.service).await;
+    elbv2::Client::new(&sdk)
+        .create_target_group()
+        .name(&ghost.target_group)
+        .protocol(elbv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&resources.network.vpc_id)
+        .target_type(elbv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap();
+    let ghost_name = format!("{}.{}", unique_name("ghost").replace('_', "-"), resources.domain);
+    let record = route53::types::ResourceRecordSet::builder()
+        .name(&ghost_name)
+        .r#type(route53::types::RrType::A)
+        .ttl(60)
+        .resource_records(route53::types::ResourceRecord::builder().value("10.0.0.1").build().unwrap())
+        .build()
+        .unwrap();
+    let change = route53::types::Change::builder()
+        .action(route53::types::ChangeAction::Upsert)
+        .resource_record_set(record)
+        .build()
+        .unwrap();
+    route53::Client::new(&sdk)
+        .change_resource_record_sets()
+        .hosted_zone_id(&resources.hosted_zone_id)
+        .change_batch(route53::types::ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let stack = stack_with(
+        &[
+            ("StripeMode", "test".into()),
+            ("HostedZoneId", resources.hosted_zone_id.clone()),
+            ("TenantDomain", resources.domain.clone()),
+        ],
+        &[("TenantTableName", table), ("TenantClusterName", resources.cluster_arn.clone())],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let findings = reconcile(&store, &stripe, &catalog, &inventory(&stage).await.unwrap()).await.unwrap();
+    let text = render(&findings);
+    // Other tests share the emulator's cluster, balancer and zone: only what
+    // this test made is asserted.
+    let about = |subject: &str| {
+        findings.iter().filter(|f| f.subject.contains(subject)).map(|f| f.kind).collect::<Vec<_>>()
+    };
+    assert_eq!(about(in_step.id.as_str()), [], "{text}");
+    assert_eq!(about(drifted.id.as_str()), [FindingKind::Drift, FindingKind::Missing], "{text}");
+    assert!(text.contains("Stripe says ACTIVE on pro, the record ACTIVE on ultimate"), "{text}");
+    assert_eq!(about(&ghost.service), [FindingKind::Orphan], "{text}");
+    assert_eq!(about(&ghost.target_group), [FindingKind::Orphan], "{text}");
+    assert_eq!(about(&ghost_name), [FindingKind::Orphan], "{text}");
+}

@@ -13,6 +13,7 @@ use tenancy::stripe::StripeMode;
 pub mod doctor;
 pub mod events;
 pub mod mail;
+pub mod reconcile;
 pub mod redrive;
 pub mod tenants;
 
