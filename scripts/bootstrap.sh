@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Creates .venv/ at the repo root and installs scripts/requirements-dev.txt.
+# Creates .venv/ at the repo root and installs scripts/requirements-dev.txt
+# (or the virtualenv and requirements file given: `bootstrap.sh VENV REQ`).
 # Idempotent: pip runs only when the requirements file changed since the last
-# successful install (hash kept in .venv/.requirements.sha256).
+# successful install (hash kept in VENV/.requirements.sha256).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-venv=.venv
-req=scripts/requirements-dev.txt
+venv="${1:-.venv}"
+req="${2:-scripts/requirements-dev.txt}"
 stamp="$venv/.requirements.sha256"
 python="${PYTHON:-python3}"
 
