@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod ingress;
 pub mod ports;
+pub mod reconcile;
 pub mod steps;
 pub mod stripe;
 pub mod telemetry;

@@ -260,4 +260,12 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_nothing_for_a
     assert_eq!(about(&ghost.service), [FindingKind::Orphan], "{text}");
     assert_eq!(about(&ghost.target_group), [FindingKind::Orphan], "{text}");
     assert_eq!(about(&ghost_name), [FindingKind::Orphan], "{text}");
+    // The daily function's entry point finds (at least) the same.
+    let places = tenancy::reconcile::Places {
+        cluster: resources.cluster_arn.clone(),
+        hosted_zone_id: resources.hosted_zone_id.clone(),
+        tenant_domain: resources.domain.clone(),
+    };
+    let counted = tenancy::reconcile::scheduled(&sdk, &places, &store, &stripe, &catalog).await.unwrap();
+    assert!(counted >= 5, "{counted} findings");
 }

@@ -1,0 +1,318 @@
+//! Reconciliation (docs/architecture.md decision 11): tenant records ↔ what
+//! Stripe says ↔ what exists in ECS, the load balancer and Route 53,
+//! reported (it changes nothing). `tenantctl --stage … reconcile` runs it on
+//! demand and the `reconcile-tenants` function daily, alarming on findings. Drift: a tenant whose desired state differs from what Stripe
+//! says now, a tenant not converged to its newest generation, a resource
+//! its record names that does not exist. Orphans: a service, target group
+//! or DNS record no live tenant claims.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+
+use crate::adapters::aws::launcher::TenantNames;
+use crate::adapters::aws::sdk::{ecs, elbv2, route53};
+use crate::domain::{Catalog, TenantRecord, TenantStatus, desired_from};
+use crate::ports::{StoreError, SubscriptionSource, TenantStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("the tenant table could not be read")]
+    Store(#[from] StoreError),
+    #[error("{what} could not be listed: {reason}")]
+    Listing { what: &'static str, reason: String },
+}
+
+/// Where a stage's tenants run: what [`inventory`] lists.
+#[derive(Debug, Clone)]
+pub struct Places {
+    pub cluster: String,
+    pub hosted_zone_id: String,
+    /// `apps.example.com`: records under it are the tenants'.
+    pub tenant_domain: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The record and Stripe disagree, or the infrastructure lags the record.
+    Drift,
+    /// The record names a resource that does not exist.
+    Missing,
+    /// A resource no live tenant claims.
+    Orphan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The tenant, or the resource for an orphan.
+    pub subject: String,
+    pub detail: String,
+    /// What repairs it.
+    pub fix: String,
+}
+
+impl Places {
+    /// From `ECS_CLUSTER`, `HOSTED_ZONE_ID` and `TENANT_DOMAIN` (what the
+    /// scheduled function is given).
+    pub fn from_lookup(env: &dyn crate::config::Lookup) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::required;
+        Ok(Places {
+            cluster: required(env, crate::adapters::aws::launcher::ECS_CLUSTER)?,
+            hosted_zone_id: required(env, crate::adapters::aws::route53::HOSTED_ZONE_ID)?,
+            tenant_domain: required(env, crate::config::TENANT_DOMAIN)?,
+        })
+    }
+}
+
+/// The scheduled reconciliation: every finding logged as a warning with
+/// its `finding` kind (a metric filter counts them and alarms), the count
+/// returned.
+pub async fn scheduled(
+    sdk: &SdkConfig,
+    places: &Places,
+    store: &dyn TenantStore,
+    stripe: &dyn SubscriptionSource,
+    catalog: &Catalog,
+) -> Result<usize, ReconcileError> {
+    let inventory = inventory(sdk, places).await?;
+    let findings = reconcile(store, stripe, catalog, &inventory).await?;
+    for finding in &findings {
+        let kind = match finding.kind {
+            FindingKind::Drift => "drift",
+            FindingKind::Missing => "missing",
+            FindingKind::Orphan => "orphan",
+        };
+        tracing::warn!(finding = kind, subject = %finding.subject, fix = %finding.fix, "{}", finding.detail);
+    }
+    tracing::info!(findings = findings.len(), tenants_domain = %places.tenant_domain, "reconciled");
+    Ok(findings.len())
+}
+
+/// Everything that exists, by the tenant its name says it is for.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Service name → ARN (ACTIVE services only).
+    pub services: BTreeMap<String, String>,
+    /// Target group name → ARN.
+    pub target_groups: BTreeMap<String, String>,
+    /// DNS names (no trailing dot) of the records in the zone under the tenant domain.
+    pub dns_names: BTreeSet<String>,
+}
+
+/// Reads what exists in the stage's cluster, load balancer and zone.
+pub async fn inventory(sdk: &SdkConfig, places: &Places) -> Result<Inventory, ReconcileError> {
+    let listing = |what: &'static str| {
+        move |e: &dyn std::error::Error| ReconcileError::Listing {
+            what,
+            reason: crate::telemetry::error_chain(e),
+        }
+    };
+    let mut found = Inventory::default();
+    let cluster = places.cluster.as_str();
+    let ecs = ecs::Client::new(sdk);
+    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+    let mut arns = Vec::new();
+    while let Some(page) = pages.next().await {
+        arns.extend(page.map_err(|e| listing("ECS services")(&e))?.service_arns().iter().cloned());
+    }
+    for chunk in arns.chunks(10) {
+        let described = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| listing("ECS services")(&e))?;
+        for service in described.services() {
+            if service.status() == Some("ACTIVE")
+                && let (Some(name), Some(arn)) = (service.service_name(), service.service_arn())
+            {
+                found.services.insert(name.to_owned(), arn.to_owned());
+            }
+        }
+    }
+    let elb = elbv2::Client::new(sdk);
+    let mut pages = elb.describe_target_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for group in page.map_err(|e| listing("target groups")(&e))?.target_groups() {
+            if let (Some(name), Some(arn)) = (group.target_group_name(), group.target_group_arn()) {
+                found.target_groups.insert(name.to_owned(), arn.to_owned());
+            }
+        }
+    }
+    let zone = places.hosted_zone_id.as_str();
+    let domain = places.tenant_domain.trim_end_matches('.').to_ascii_lowercase();
+    let route53 = route53::Client::new(sdk);
+    // Route 53 pages by the next record's name and type, not a token.
+    let mut next: Option<(String, route53::types::RrType)> = None;
+    loop {
+        let mut request = route53.list_resource_record_sets().hosted_zone_id(zone);
+        if let Some((name, kind)) = next.take() {
+            request = request.start_record_name(name).start_record_type(kind);
+        }
+        let page = request.send().await.map_err(|e| listing("DNS records")(&e))?;
+        for record in page.resource_record_sets() {
+            let name = record.name().trim_end_matches('.').to_ascii_lowercase();
+            if record.r#type().as_str() == "A" && name.ends_with(&format!(".{domain}")) {
+                found.dns_names.insert(name);
+            }
+        }
+        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+            (true, Some(name), Some(kind)) => next = Some((name.to_owned(), kind.clone())),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// Compares the records, Stripe and the inventory; findings sorted by kind.
+pub async fn reconcile(
+    store: &dyn TenantStore,
+    stripe: &dyn SubscriptionSource,
+    catalog: &Catalog,
+    inventory: &Inventory,
+) -> Result<Vec<Finding>, ReconcileError> {
+    let tenants = store.list_tenants().await?;
+    let mut findings = Vec::new();
+    let mut claimed_services = BTreeSet::new();
+    let mut claimed_groups = BTreeSet::new();
+    let mut claimed_names = BTreeSet::new();
+    for tenant in &tenants {
+        let names = TenantNames::of(&tenant.id);
+        let live = !matches!(tenant.status, TenantStatus::Failed);
+        if live {
+            claimed_services.insert(names.service.clone());
+            claimed_groups.insert(names.target_group.clone());
+            if let Some(name) = &tenant.resources.dns_name {
+                claimed_names.insert(name.trim_end_matches('.').to_ascii_lowercase());
+            }
+        }
+        findings.extend(missing_resources(tenant, inventory, &names));
+        findings.extend(stripe_drift(tenant, stripe, catalog).await);
+    }
+    for (name, arn) in &inventory.services {
+        if name.starts_with("tenant-tnt_") && !claimed_services.contains(name) {
+            findings.push(orphan(arn, "an ECS service no live tenant has"));
+        }
+    }
+    for (name, arn) in &inventory.target_groups {
+        if name.starts_with("t-") && !claimed_groups.contains(name) {
+            findings.push(orphan(arn, "a target group no live tenant has"));
+        }
+    }
+    for name in &inventory.dns_names {
+        if !claimed_names.contains(name) {
+            findings.push(orphan(name, "a DNS record no live tenant has"));
+        }
+    }
+    findings.sort();
+    Ok(findings)
+}
+
+fn orphan(subject: &str, detail: &str) -> Finding {
+    Finding {
+        kind: FindingKind::Orphan,
+        subject: subject.to_owned(),
+        detail: detail.to_owned(),
+        fix: "remove it (after checking no tenant is being provisioned onto it right now)".to_owned(),
+    }
+}
+
+fn missing_resources(tenant: &TenantRecord, inventory: &Inventory, names: &TenantNames) -> Vec<Finding> {
+    let missing = |what: &str| Finding {
+        kind: FindingKind::Missing,
+        subject: tenant.id.to_string(),
+        detail: format!("its record names {what}, which does not exist"),
+        fix: format!("converge it again: tenantctl events replay the newest event of {}", tenant.id),
+    };
+    let mut found = Vec::new();
+    if tenant.resources.service_arn.is_some() && !inventory.services.contains_key(&names.service) {
+        found.push(missing(&format!("service {}", names.service)));
+    }
+    if tenant.resources.target_group_arn.is_some()
+        && !inventory.target_groups.contains_key(&names.target_group)
+    {
+        found.push(missing(&format!("target group {}", names.target_group)));
+    }
+    if let Some(name) = &tenant.resources.dns_name
+        && !inventory.dns_names.contains(&name.trim_end_matches('.').to_ascii_lowercase())
+    {
+        found.push(missing(&format!("DNS record {name}")));
+    }
+    found
+}
+
+async fn stripe_drift(
+    tenant: &TenantRecord,
+    stripe: &dyn SubscriptionSource,
+    catalog: &Catalog,
+) -> Vec<Finding> {
+    let drift = |detail: String, fix: &str| Finding {
+        kind: FindingKind::Drift,
+        subject: tenant.id.to_string(),
+        detail,
+        fix: fix.to_owned(),
+    };
+    let mut found = Vec::new();
+    if tenant.status != TenantStatus::Failed && tenant.reached_generation < tenant.generation {
+        found.push(drift(
+            format!("reached generation {} of {}", tenant.reached_generation, tenant.generation),
+            "look for its failed or stuck execution (tenants show), or replay its newest event",
+        ));
+    }
+    let (Some(signup), false) = (tenant.signup.as_ref(), tenant.status == TenantStatus::Failed) else {
+        return found;
+    };
+    match stripe.subscription(&signup.subscription).await {
+        Ok(None) => found.push(drift(
+            format!("Stripe has no subscription {}", signup.subscription),
+            "check the stage's Stripe key and mode; a tenant without a subscription should be cancelled",
+        )),
+        Ok(Some(subscription)) => match desired_from(&subscription, catalog) {
+            Ok(desired) if tenant.desired.as_ref() != Some(&desired) => found.push(drift(
+                format!(
+                    "Stripe says {} on {}, the record {}",
+                    desired.observed_status(),
+                    desired.plan.key,
+                    tenant
+                        .desired
+                        .as_ref()
+                        .map(|d| format!("{} on {}", d.observed_status(), d.plan.key))
+                        .unwrap_or_else(|| "nothing".into())
+                ),
+                "replay the subscription's newest event (tenantctl events replay EVT_ID)",
+            )),
+            Ok(_) => {}
+            Err(unusable) => found.push(drift(unusable.to_string(), "fix the subscription in Stripe")),
+        },
+        Err(error) => found.push(Finding {
+            kind: FindingKind::Drift,
+            subject: tenant.id.to_string(),
+            detail: format!("Stripe could not be read: {}", crate::telemetry::error_chain(&error)),
+            fix: "run reconcile again".to_owned(),
+        }),
+    }
+    found
+}
+
+/// Findings for people.
+pub fn render(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "✔ records, Stripe and infrastructure agree\n".to_owned();
+    }
+    let mut out = String::new();
+    for finding in findings {
+        let kind = match finding.kind {
+            FindingKind::Drift => "drift",
+            FindingKind::Missing => "missing",
+            FindingKind::Orphan => "orphan",
+        };
+        out.push_str(&format!(
+            "✘ {kind:<8} {} — {}\n  {:<8} fix: {}\n",
+            finding.subject, finding.detail, "", finding.fix
+        ));
+    }
+    out
+}
