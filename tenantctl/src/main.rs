@@ -15,14 +15,24 @@ use tenantctl::send::{Delivery, send_file};
 use tenantctl::server::ServerOptions;
 
 #[derive(Parser)]
-#[command(version, about = "Run the Stripe-to-tenant stack locally and talk to it")]
+#[command(
+    version,
+    about = "Run the Stripe-to-tenant stack locally and talk to it, and repair a deployed stage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    stage: tenantctl::stage::args::StageArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// A deployed stage's Stripe account (with --stage test|live).
+    Stripe {
+        #[command(subcommand)]
+        command: tenantctl::stage::stripe::StripeCommand,
+    },
     /// The local stack.
     Local {
         #[command(subcommand)]
@@ -243,6 +253,9 @@ impl DeliveryArgs {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Stripe { command } => {
+            std::process::exit(tenantctl::stage::stripe::main(&cli.stage, &command).await)
+        }
         Command::Local {
             command:
                 LocalCommand::Serve {

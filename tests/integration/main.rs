@@ -15,5 +15,6 @@ mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
 mod stage;
+mod stage_stripe;
 mod stripe_api;
 mod workflow;

@@ -3,6 +3,9 @@
 //! --stage test|live …` works against, with AWS credentials from the usual
 //! chain.
 
+pub mod args;
+pub mod stripe;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -58,6 +61,8 @@ impl fmt::Display for StageName {
 pub enum StageError {
     #[error("unknown stage `{0}`: expected test or live")]
     UnknownStage(String),
+    #[error("no stage given: add --stage test or --stage live")]
+    NoStageGiven,
     #[error(
         "no CloudFormation stack `{0}` in this account and region (deployed with `sam deploy --config-env …`?)"
     )]
