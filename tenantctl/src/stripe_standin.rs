@@ -620,59 +620,6 @@ pub async fn list_subscriptions(State(stack): State<Arc<LocalStack>>) -> Respons
     axum::Json(subscription_list(&stack.stripe)).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicates_repeat_each_event_and_a_seeded_shuffle_is_a_replayable_permutation() {
-        assert_eq!(delivery_order(3, 0, None), [0, 1, 2]);
-        assert_eq!(delivery_order(2, 2, None), [0, 0, 0, 1, 1, 1]);
-        let shuffled = delivery_order(6, 1, Some(42));
-        assert_eq!(shuffled, delivery_order(6, 1, Some(42)), "the same seed, the same order");
-        let mut sorted = shuffled.clone();
-        sorted.sort();
-        assert_eq!(sorted, delivery_order(6, 1, None), "every delivery once, none lost");
-        let orders: std::collections::HashSet<_> =
-            (0..20).map(|seed| delivery_order(6, 0, Some(seed))).collect();
-        assert!(orders.len() > 10, "seeds give different orders: {}", orders.len());
-        assert_eq!(delivery_order(10, u32::MAX, None).len(), MAX_DELIVERIES);
-    }
-
-    #[test]
-    fn actions_parse_with_their_arguments_and_bad_ones_are_named() {
-        let with = |plan: Option<&str>, billing: Option<&str>, then: Option<&str>| ActionRequest {
-            plan: plan.map(str::to_owned),
-            billing: billing.map(str::to_owned),
-            then: then.map(str::to_owned),
-            delivery: DeliveryOptions::default(),
-        };
-        assert_eq!(
-            parse_action("upgrade", &with(Some("pro"), Some("annual"), None)).unwrap(),
-            SubscriptionAction::ChangePlan {
-                plan: "pro".into(),
-                billing: Some(BillingPeriod::Annual),
-                direction: Some(Direction::Upgrade)
-            }
-        );
-        assert_eq!(parse_action("upgrade", &with(None, None, None)).unwrap_err(), "`upgrade` needs a plan");
-        assert!(parse_action("change-plan", &with(Some("pro"), Some("weekly"), None)).is_err());
-        assert_eq!(
-            parse_action("trial-ends", &with(None, None, Some("pause"))).unwrap(),
-            SubscriptionAction::TrialEnds(TrialOutcome::Pause)
-        );
-        assert_eq!(
-            parse_action("trial-ends", &with(None, None, None)).unwrap(),
-            SubscriptionAction::TrialEnds(TrialOutcome::Pay)
-        );
-        assert!(parse_action("explode", &with(None, None, None)).unwrap_err().contains("card-fails"));
-        assert_eq!(
-            expansions(Some("expand[0]=latest_invoice&expand[]=items.data.price&x=1")),
-            ["latest_invoice", "items.data.price"]
-        );
-    }
-}
-
 /// A write to the stand-in's account (`POST`/`DELETE /v1/…`): its form,
 /// Stripe's answer or Stripe's refusal.
 fn write_object(
@@ -794,4 +741,57 @@ pub async fn delete_webhook_endpoint(
     headers: HeaderMap,
 ) -> Response {
     write_object(&stack, &headers, &[], |stripe, _| stripe.delete_webhook_endpoint(&id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_repeat_each_event_and_a_seeded_shuffle_is_a_replayable_permutation() {
+        assert_eq!(delivery_order(3, 0, None), [0, 1, 2]);
+        assert_eq!(delivery_order(2, 2, None), [0, 0, 0, 1, 1, 1]);
+        let shuffled = delivery_order(6, 1, Some(42));
+        assert_eq!(shuffled, delivery_order(6, 1, Some(42)), "the same seed, the same order");
+        let mut sorted = shuffled.clone();
+        sorted.sort();
+        assert_eq!(sorted, delivery_order(6, 1, None), "every delivery once, none lost");
+        let orders: std::collections::HashSet<_> =
+            (0..20).map(|seed| delivery_order(6, 0, Some(seed))).collect();
+        assert!(orders.len() > 10, "seeds give different orders: {}", orders.len());
+        assert_eq!(delivery_order(10, u32::MAX, None).len(), MAX_DELIVERIES);
+    }
+
+    #[test]
+    fn actions_parse_with_their_arguments_and_bad_ones_are_named() {
+        let with = |plan: Option<&str>, billing: Option<&str>, then: Option<&str>| ActionRequest {
+            plan: plan.map(str::to_owned),
+            billing: billing.map(str::to_owned),
+            then: then.map(str::to_owned),
+            delivery: DeliveryOptions::default(),
+        };
+        assert_eq!(
+            parse_action("upgrade", &with(Some("pro"), Some("annual"), None)).unwrap(),
+            SubscriptionAction::ChangePlan {
+                plan: "pro".into(),
+                billing: Some(BillingPeriod::Annual),
+                direction: Some(Direction::Upgrade)
+            }
+        );
+        assert_eq!(parse_action("upgrade", &with(None, None, None)).unwrap_err(), "`upgrade` needs a plan");
+        assert!(parse_action("change-plan", &with(Some("pro"), Some("weekly"), None)).is_err());
+        assert_eq!(
+            parse_action("trial-ends", &with(None, None, Some("pause"))).unwrap(),
+            SubscriptionAction::TrialEnds(TrialOutcome::Pause)
+        );
+        assert_eq!(
+            parse_action("trial-ends", &with(None, None, None)).unwrap(),
+            SubscriptionAction::TrialEnds(TrialOutcome::Pay)
+        );
+        assert!(parse_action("explode", &with(None, None, None)).unwrap_err().contains("card-fails"));
+        assert_eq!(
+            expansions(Some("expand[0]=latest_invoice&expand[]=items.data.price&x=1")),
+            ["latest_invoice", "items.data.price"]
+        );
+    }
 }

@@ -270,7 +270,7 @@ async fn a_rotation_puts_the_new_secret_first_and_keeps_the_old_accepted_until_d
     let dropped = drop_webhook_secret(&stage, &api, &ssm).await.unwrap();
     assert_eq!(dropped.with(Action::Deleted).map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.id.as_str()]);
     let left: Vec<String> = stand_in.stripe.webhook_endpoints().into_iter().map(|e| e.id).collect();
-    assert_eq!(left, [new.id.clone()]);
+    assert_eq!(left, std::slice::from_ref(&new.id));
     assert_eq!(stored(&secret_param).await.unwrap(), new.secret);
     assert!(!accepted(&secret_param, &old.secret).await && accepted(&secret_param, &new.secret).await);
     let twice = drop_webhook_secret(&stage, &api, &ssm).await.unwrap();

@@ -312,12 +312,12 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "basic_annual",
                 "basic_monthly",
-                "pro_annual",
+                "basic_annual",
                 "pro_monthly",
-                "ultimate_annual",
-                "ultimate_monthly"
+                "pro_annual",
+                "ultimate_monthly",
+                "ultimate_annual"
             ]
         );
         let twice = r#"{"currency":"cad","plans":{
