@@ -417,6 +417,18 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/v1/refunds", get(stripe_standin::list_refunds).post(stripe_standin::create_refund))
         .route("/v1/customers/{id}", get(stripe_standin::get_customer))
         .route("/v1/events/{id}", get(stripe_standin::get_event))
+        .route("/v1/prices", get(stripe_standin::list_prices).post(stripe_standin::create_price))
+        .route("/v1/prices/{id}", post(stripe_standin::update_price))
+        .route("/v1/products", get(stripe_standin::list_products).post(stripe_standin::create_product))
+        .route("/v1/products/{id}", get(stripe_standin::get_product).post(stripe_standin::update_product))
+        .route(
+            "/v1/webhook_endpoints",
+            get(stripe_standin::list_webhook_endpoints).post(stripe_standin::create_webhook_endpoint),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            post(stripe_standin::update_webhook_endpoint).delete(stripe_standin::delete_webhook_endpoint),
+        )
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(stack)
 }

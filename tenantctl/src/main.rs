@@ -15,12 +15,15 @@ use tenantctl::send::{Delivery, send_file};
 use tenantctl::server::ServerOptions;
 
 #[derive(Parser)]
-#[command(version, about = "Run the Stripe-to-tenant stack locally and talk to it")]
+#[command(
+    version,
+    about = "Run the Stripe-to-tenant stack locally and talk to it, and repair a deployed stage"
+)]
 struct Cli {
-    #[command(flatten)]
-    stage: tenantctl::stage::StageArgs,
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    stage: tenantctl::stage::args::StageArgs,
 }
 
 #[derive(Subcommand)]
@@ -39,11 +42,7 @@ enum Command {
     /// Tenant records ↔ what Stripe says ↔ what exists in ECS, the load
     /// balancer and Route 53 (--stage): drift, missing resources, orphans.
     /// Changes nothing; exits non-zero when anything is found.
-    Reconcile {
-        /// Stripe's API, unless this says otherwise (a stand-in).
-        #[arg(long, env = "STRIPE_API_BASE", hide = true)]
-        stripe_api_base: Option<String>,
-    },
+    Reconcile,
     /// A deployed stage's mails (--stage).
     Mail {
         #[command(subcommand)]
@@ -53,6 +52,11 @@ enum Command {
     Tenants {
         #[command(subcommand)]
         command: TenantsCommand,
+    },
+    /// A deployed stage's Stripe account (with --stage test|live).
+    Stripe {
+        #[command(subcommand)]
+        command: tenantctl::stage::stripe::StripeCommand,
     },
     /// The local stack.
     Local {
@@ -115,12 +119,7 @@ fn parse_mix(raw: &str) -> Result<FaultMix, String> {
 enum EventsCommand {
     /// Fetch the event from Stripe's Events API and run its workflow again,
     /// as EVT_ID-replay-TIME (the original execution name stays used).
-    Replay {
-        event_id: String,
-        /// Stripe's API, unless this says otherwise (a stand-in).
-        #[arg(long, env = "STRIPE_API_BASE", hide = true)]
-        stripe_api_base: Option<String>,
-    },
+    Replay { event_id: String },
 }
 
 #[derive(Subcommand)]
@@ -321,11 +320,12 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Events { command: EventsCommand::Replay { event_id, stripe_api_base } } => {
+        Command::Events { command: EventsCommand::Replay { event_id } } => {
             use tenantctl::stage::events;
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
-            let stripe = events::stripe_client(&stage, &secrets, stripe_api_base.as_deref()).await?;
+            let stripe =
+                events::stripe_client(&stage, &secrets, cli.stage.stripe_api_base.as_deref()).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
             let replayed = events::replay(&stage, &stripe, &event_id, i64::try_from(now)?).await?;
             if cli.stage.json {
@@ -356,12 +356,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Reconcile { stripe_api_base } => {
+        Command::Reconcile => {
             use tenantctl::stage::{events, reconcile, tenants};
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
-            let stripe = events::stripe_client(&stage, &secrets, stripe_api_base.as_deref()).await?;
-            let catalog = tenancy::domain::Catalog::for_stage(stage.mode())?;
+            let stripe =
+                events::stripe_client(&stage, &secrets, cli.stage.stripe_api_base.as_deref()).await?;
+            let catalog = tenancy::domain::Catalog::embedded()?;
             let inventory = reconcile::inventory(&stage).await?;
             let findings =
                 reconcile::reconcile(&tenants::store(&stage)?, &stripe, &catalog, &inventory).await?;
@@ -424,6 +425,9 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("the stage is not ready: fix each ✘ above");
             }
             Ok(())
+        }
+        Command::Stripe { command } => {
+            std::process::exit(tenantctl::stage::stripe::main(&cli.stage, &command).await)
         }
         Command::Local {
             command:

@@ -123,10 +123,10 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
     let api = CheckoutApi::new(
         wrap(adapters.steps.store.clone(), faults.as_ref()),
         wrap(gateway, faults.as_ref()),
-        Catalog::for_stage(config.mode)?,
+        Catalog::embedded()?,
         settings,
         clock.clone(),
-    )?
+    )
     .with_billing_links(links, &format!("http://{bound}/"));
     let signup = LocalSignup { api, webhook_secret, clock };
     let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults)?;

@@ -266,6 +266,16 @@ pub async fn cancel_subscription(
 fn stripe_refusal(error: &LocalStripeError, param: &str) -> Response {
     let message = error.to_string();
     match error {
+        LocalStripeError::NoSuchObject { .. } => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &message,
+            Some(param),
+        ),
+        LocalStripeError::InvalidRequest { param, .. } => {
+            stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", None, &message, Some(param))
+        }
         LocalStripeError::NoSuchSubscription(_) | LocalStripeError::NoSuchPayment(_) => stripe_error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -379,10 +389,11 @@ fn local_error(error: &LocalStripeError) -> Response {
     let status = match error {
         LocalStripeError::NoSuchSession(_)
         | LocalStripeError::NoSuchSubscription(_)
-        | LocalStripeError::NoSuchPayment(_) => StatusCode::NOT_FOUND,
-        LocalStripeError::AlreadyRefunded(_) | LocalStripeError::IdempotencyMismatch => {
-            StatusCode::BAD_REQUEST
-        }
+        | LocalStripeError::NoSuchPayment(_)
+        | LocalStripeError::NoSuchObject { .. } => StatusCode::NOT_FOUND,
+        LocalStripeError::AlreadyRefunded(_)
+        | LocalStripeError::IdempotencyMismatch
+        | LocalStripeError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         LocalStripeError::Refused { .. } | LocalStripeError::Expired(_) => StatusCode::CONFLICT,
         LocalStripeError::UnknownPrice(_)
         | LocalStripeError::NoPrice { .. }
@@ -607,6 +618,129 @@ pub async fn list_subscriptions(State(stack): State<Arc<LocalStack>>) -> Respons
         return no_local_stripe();
     }
     axum::Json(subscription_list(&stack.stripe)).into_response()
+}
+
+/// A write to the stand-in's account (`POST`/`DELETE /v1/…`): its form,
+/// Stripe's answer or Stripe's refusal.
+fn write_object(
+    stack: &LocalStack,
+    headers: &HeaderMap,
+    body: &[u8],
+    write: impl FnOnce(&LocalStripe, &[(String, String)]) -> Result<Value, LocalStripeError>,
+) -> Response {
+    if local_stripe(stack).is_none() {
+        return no_local_stripe();
+    }
+    if !authorized(headers) {
+        return invalid_key();
+    }
+    let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    match write(&stack.stripe, &form) {
+        Ok(object) => axum::Json(object).into_response(),
+        Err(error) => stripe_refusal(&error, "id"),
+    }
+}
+
+/// `GET /v1/prices?lookup_keys[]=…&active=true|false`.
+pub async fn list_prices(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let keys: Vec<String> = query
+        .iter()
+        .filter(|(key, _)| key.starts_with("lookup_keys[") && key.ends_with(']'))
+        .map(|(_, value)| value.clone())
+        .collect();
+    let active = query.iter().find(|(key, _)| key == "active").map(|(_, value)| value == "true");
+    read_list(&stack, &headers, |stripe| stripe.price_list_json(&keys, active))
+}
+
+/// `POST /v1/prices`.
+pub async fn create_price(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.create_price(form))
+}
+
+/// `POST /v1/prices/{id}`.
+pub async fn update_price(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.update_price(&id, form))
+}
+
+/// `GET /v1/products`.
+pub async fn list_products(State(stack): State<Arc<LocalStack>>, headers: HeaderMap) -> Response {
+    read_list(&stack, &headers, LocalStripe::product_list_json)
+}
+
+/// `POST /v1/products`.
+pub async fn create_product(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.create_product(form))
+}
+
+/// `GET /v1/products/{id}`.
+pub async fn get_product(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    read_object(&stack, &headers, "product", &id, |stripe| stripe.product_json(&id))
+}
+
+/// `POST /v1/products/{id}`.
+pub async fn update_product(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.update_product(&id, form))
+}
+
+/// `GET /v1/webhook_endpoints`.
+pub async fn list_webhook_endpoints(State(stack): State<Arc<LocalStack>>, headers: HeaderMap) -> Response {
+    read_list(&stack, &headers, LocalStripe::webhook_endpoint_list_json)
+}
+
+/// `POST /v1/webhook_endpoints`.
+pub async fn create_webhook_endpoint(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.create_webhook_endpoint(form))
+}
+
+/// `POST /v1/webhook_endpoints/{id}`.
+pub async fn update_webhook_endpoint(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, &body, |stripe, form| stripe.update_webhook_endpoint(&id, form))
+}
+
+/// `DELETE /v1/webhook_endpoints/{id}`.
+pub async fn delete_webhook_endpoint(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    write_object(&stack, &headers, &[], |stripe, _| stripe.delete_webhook_endpoint(&id))
 }
 
 #[cfg(test)]

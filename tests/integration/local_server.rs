@@ -172,8 +172,7 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
         Catalog::embedded().unwrap(),
         settings,
         clock.clone(),
-    )
-    .unwrap();
+    );
     let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
     let signup = LocalSignup { api, webhook_secret: secret, clock };
     let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());

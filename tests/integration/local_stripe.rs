@@ -53,8 +53,7 @@ impl Server {
             Catalog::embedded().unwrap(),
             settings,
             clock.clone(),
-        )
-        .unwrap();
+        );
         let signup =
             LocalSignup { api, webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(), clock };
         let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());

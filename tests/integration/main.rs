@@ -17,6 +17,7 @@ mod moto_sqs;
 mod moto_ssm;
 mod stage;
 mod stage_events;
+mod stage_stripe;
 mod stage_tenants;
 mod stripe_api;
 mod workflow;

@@ -9,6 +9,12 @@ use tenantctl::stage::{Stage, StageError, StageName};
 /// Creates a stack on moto with `StripeMode` = `mode` and the outputs the
 /// stage commands read; returns its name.
 pub async fn stage_stack(mode: &str) -> String {
+    stage_stack_with(mode, &[]).await
+}
+
+/// [`stage_stack`] with these parameter values besides `StripeMode` (the
+/// SSM parameter names a test owns, so tests in parallel share nothing).
+pub async fn stage_stack_with(mode: &str, parameters: &[(&str, &str)]) -> String {
     let sdk = moto_config().await;
     let name = unique_name("tenancy-stage");
     let template = json!({
@@ -28,12 +34,18 @@ pub async fn stage_stack(mode: &str) -> String {
         .create_stack()
         .stack_name(&name)
         .template_body(template.to_string())
-        .parameters(
-            aws_sdk_cloudformation::types::Parameter::builder()
-                .parameter_key("StripeMode")
-                .parameter_value(mode)
-                .build(),
-        )
+        .set_parameters(Some(
+            [("StripeMode", mode)]
+                .iter()
+                .chain(parameters)
+                .map(|(key, value)| {
+                    aws_sdk_cloudformation::types::Parameter::builder()
+                        .parameter_key(*key)
+                        .parameter_value(*value)
+                        .build()
+                })
+                .collect(),
+        ))
         .send()
         .await
         .expect("moto creates the stack");

@@ -18,8 +18,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let stripe = StripeApi::from_lookup(&ProcessEnv, mode, &secrets).await?;
     let links = BillingLinks::checker(password_key(&ProcessEnv, &secrets).await?, Arc::new(SystemClock));
     let return_url = stripe.portal_return_url().to_owned();
-    let catalog = Catalog::for_stage(mode)?;
-    let api = CheckoutApi::new(Arc::new(store), Arc::new(stripe), catalog, settings, Arc::new(SystemClock))?
+    let catalog = Catalog::embedded()?;
+    let api = CheckoutApi::new(Arc::new(store), Arc::new(stripe), catalog, settings, Arc::new(SystemClock))
         .with_billing_links(links, &return_url);
     lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&api, request))).await
 }

@@ -9,7 +9,8 @@ use tenancy::dispatch::Dispatcher;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tenancy::telemetry::init_json_logs();
-    tenancy::domain::Catalog::for_stage(tenancy::config::stripe_mode(&ProcessEnv)?)?;
+    tenancy::config::stripe_mode(&ProcessEnv)?;
+    tenancy::domain::Catalog::embedded()?;
     let sdk = aws::sdk_config(None).await;
     let starter = aws::workflow_starter(&sdk, &ProcessEnv)?;
     let store = aws::tenant_store(&sdk, &ProcessEnv)?;

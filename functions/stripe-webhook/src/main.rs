@@ -9,7 +9,7 @@ use tenancy::ingress::{WebhookIngress, lambda};
 async fn main() -> Result<(), lambda_http::Error> {
     tenancy::telemetry::init_json_logs();
     let config = WebhookConfig::from_lookup(&ProcessEnv)?;
-    tenancy::domain::Catalog::for_stage(config.mode)?; // a stage that cannot sell does not start
+    tenancy::domain::Catalog::embedded()?; // a catalog that does not parse does not start
     let queue_url = QueueUrl::from_lookup(&ProcessEnv)?;
     let aws = sdk_config(None).await;
     let secrets = secret_store(&aws);

@@ -637,6 +637,14 @@ impl StripeGateway for Faulty<dyn StripeGateway> {
         let call = self.inner.create_portal_session(customer, return_url);
         self.run("create_portal_session", StripeApiError::Unavailable, call).await
     }
+
+    async fn price_by_lookup_key(
+        &self,
+        lookup_key: &crate::domain::LookupKey,
+    ) -> Result<Option<String>, StripeApiError> {
+        let call = self.inner.price_by_lookup_key(lookup_key);
+        self.run("price_by_lookup_key", StripeApiError::Unavailable, call).await
+    }
 }
 
 #[async_trait]

@@ -247,6 +247,12 @@ mod tests {
         ) -> Result<String, crate::ports::StripeApiError> {
             Err(crate::ports::StripeApiError::Unavailable("down".into()))
         }
+        async fn price_by_lookup_key(
+            &self,
+            _: &crate::domain::LookupKey,
+        ) -> Result<Option<String>, crate::ports::StripeApiError> {
+            Err(crate::ports::StripeApiError::Unavailable("down".into()))
+        }
     }
 
     #[tokio::test]

@@ -190,7 +190,7 @@ impl CheckoutApi {
             Err(answer) => return answer,
         };
         let now = self.clock.now_unix();
-        let price_id = match self.price_id(&request) {
+        let price_id = match self.price_id(&request).await {
             Ok(price_id) => price_id,
             Err(answer) => return answer,
         };

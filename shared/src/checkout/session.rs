@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::hold::Hold;
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
-use crate::domain::HOLD_METADATA_KEY;
+use crate::domain::{HOLD_METADATA_KEY, LookupKey};
 use crate::ports::{CheckoutSessionRequest, HeldSession, StripeApiError};
 
 impl Hold {
@@ -26,22 +26,63 @@ impl Hold {
     }
 }
 
+/// How long a price id found by lookup key is trusted: after
+/// `tenantctl stripe sync-catalog` moves a key to a new price (and archives
+/// the old one), warm functions sell the new one within this.
+const PRICE_TTL_SECONDS: i64 = 300;
+
+/// Price ids by lookup key, each with the Unix time it was found.
+pub(super) type PriceCache = std::sync::Mutex<std::collections::HashMap<LookupKey, (String, i64)>>;
+
 impl CheckoutApi {
-    /// The catalog's price for the plan and billing period in the stage's mode.
-    pub(super) fn price_id(&self, request: &CheckoutRequest) -> Result<String, ApiAnswer> {
-        let Some(price_id) = self
-            .catalog
-            .price(&request.plan.key, request.billing)
-            .and_then(|price| price.price_id(self.settings.mode))
-            .map(str::to_owned)
-        else {
-            // require_mode at start-up makes this unreachable; answer anyway.
-            return Err(ApiAnswer::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "no price for this plan in this mode",
-            ));
+    /// The stage's price for the plan and billing period: the active price
+    /// with the catalog's lookup key in the key's own Stripe account
+    /// (`GET /v1/prices?lookup_keys[]=…&active=true`), cached per process.
+    pub(super) async fn price_id(&self, request: &CheckoutRequest) -> Result<String, ApiAnswer> {
+        let Some(price) = self.catalog.price(&request.plan.key, request.billing) else {
+            // The form is parsed against the catalog, so this is unreachable; answer anyway.
+            return Err(ApiAnswer::error(StatusCode::INTERNAL_SERVER_ERROR, "no price for this plan"));
         };
-        Ok(price_id)
+        let key = &price.lookup_key;
+        let now = self.clock.now_unix();
+        if let Some(id) = self.cached_price(key, now) {
+            return Ok(id);
+        }
+        match self.stripe.price_by_lookup_key(key).await {
+            Ok(Some(id)) => {
+                if let Ok(mut cache) = self.prices.lock() {
+                    cache.insert(key.clone(), (id.clone(), now));
+                }
+                Ok(id)
+            }
+            Ok(None) => {
+                tracing::error!(lookup_key = %key, "no active Stripe price with this lookup key: run `tenantctl stripe sync-catalog`");
+                Err(ApiAnswer::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this plan cannot be bought right now; we have been told",
+                ))
+            }
+            Err(error) => {
+                tracing::warn!(lookup_key = %key, error = %crate::telemetry::error_chain(&error), "price not found by lookup key");
+                Err(ApiAnswer::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the payment provider is unavailable; try again shortly",
+                ))
+            }
+        }
+    }
+
+    fn cached_price(&self, key: &LookupKey, now: i64) -> Option<String> {
+        let cache = self.prices.lock().ok()?;
+        let (id, found) = cache.get(key)?;
+        (now - found < PRICE_TTL_SECONDS).then(|| id.clone())
+    }
+
+    /// Forgets every price found: Stripe refused one (archived since).
+    fn forget_prices(&self) {
+        if let Ok(mut cache) = self.prices.lock() {
+            cache.clear();
+        }
     }
 
     /// Starts the hold's session and records it on the hold. It expires the
@@ -95,6 +136,9 @@ impl CheckoutApi {
                 )
             }
             Err(error) => {
+                // A price archived since it was found (a sync moved its key)
+                // is refused; the next checkout asks again.
+                self.forget_prices();
                 tracing::error!(error = %crate::telemetry::error_chain(&error), "Stripe refused the checkout");
                 ApiAnswer::error(
                     StatusCode::BAD_GATEWAY,
@@ -114,7 +158,7 @@ mod tests {
 
     use super::super::testing::{NOW, ORIGIN, body, fixture_with, form, from_origin};
     use super::*;
-    use crate::domain::{CustomerId, EmailAddress, HoldId, Subdomain};
+    use crate::domain::{CustomerId, EmailAddress, HoldId, LookupKey, Subdomain};
     use crate::ports::{CreatedSession, StripeGateway, TenantStore};
 
     #[tokio::test]
@@ -157,6 +201,54 @@ mod tests {
         assert_eq!(f.stripe.sessions().len(), 1);
     }
 
+    /// The stand-in, counting the prices asked for, or knowing none.
+    struct CountingPrices {
+        inner: Arc<crate::adapters::local::LocalStripe>,
+        asked: std::sync::atomic::AtomicU32,
+        none: bool,
+    }
+
+    #[async_trait]
+    impl StripeGateway for CountingPrices {
+        async fn create_checkout_session(
+            &self,
+            request: &CheckoutSessionRequest,
+        ) -> Result<CreatedSession, StripeApiError> {
+            self.inner.create_checkout_session(request).await
+        }
+        async fn create_portal_session(&self, c: &CustomerId, r: &str) -> Result<String, StripeApiError> {
+            self.inner.create_portal_session(c, r).await
+        }
+        async fn price_by_lookup_key(&self, key: &LookupKey) -> Result<Option<String>, StripeApiError> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.none { Ok(None) } else { self.inner.price_by_lookup_key(key).await }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_price_is_found_by_lookup_key_once_per_process() {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::FixedClock(NOW));
+        let local =
+            Arc::new(crate::adapters::local::LocalStripe::open(None, "http://127.0.0.1", clock).unwrap());
+        for none in [false, true] {
+            let counting = Arc::new(CountingPrices { inner: local.clone(), asked: Default::default(), none });
+            let f = fixture_with(Some(counting.clone()));
+            let first = f.api.checkout(None, &form("acme", "dana@acme.example")).await;
+            let second = f.api.checkout(None, &form("globex", "eve@globex.example")).await;
+            let asked = counting.asked.load(std::sync::atomic::Ordering::SeqCst);
+            if none {
+                assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{}", first.body);
+                assert!(!first.body.contains("sync-catalog"), "the operator's words stay in our logs");
+                assert_eq!(asked, 2, "a missing price is asked for again");
+            } else {
+                assert_eq!((first.status, second.status), (StatusCode::OK, StatusCode::OK), "{}", first.body);
+                assert_eq!(asked, 1, "the second checkout uses the cached price");
+                let prices: Vec<String> = local.sessions().iter().map(|s| s.price_id.clone()).collect();
+                assert_eq!(prices, ["price_1QProAnnualCAD", "price_1QProAnnualCAD"]);
+            }
+        }
+    }
+
     struct FailingStripe(fn() -> StripeApiError);
 
     #[async_trait]
@@ -169,6 +261,9 @@ mod tests {
         }
         async fn create_portal_session(&self, _: &CustomerId, _: &str) -> Result<String, StripeApiError> {
             Err((self.0)())
+        }
+        async fn price_by_lookup_key(&self, _: &LookupKey) -> Result<Option<String>, StripeApiError> {
+            Ok(Some("price_1QProAnnualCAD".into()))
         }
     }
 

@@ -57,8 +57,7 @@ pub(super) fn fixture_later(earlier: &Fixture, now: i64) -> Fixture {
         Catalog::embedded().unwrap(),
         settings(),
         clock,
-    )
-    .unwrap();
+    );
     Fixture { api, store: earlier.store.clone(), stripe: earlier.stripe.clone() }
 }
 
@@ -71,8 +70,7 @@ fn fixture_at(
     let store = Arc::new(LocalTenantStore::open(None, clock.clone()).unwrap());
     let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap());
     let gateway = stripe_gateway.unwrap_or_else(|| stripe.clone());
-    let api =
-        CheckoutApi::new(store.clone(), gateway, Catalog::embedded().unwrap(), settings, clock).unwrap();
+    let api = CheckoutApi::new(store.clone(), gateway, Catalog::embedded().unwrap(), settings, clock);
     Fixture { api, store, stripe }
 }
 

@@ -5,8 +5,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stripe::StripeMode;
-
 /// The catalog shipped with the code.
 const EMBEDDED: &str = include_str!("../../catalog/plans.json");
 
@@ -61,23 +59,65 @@ impl fmt::Display for PlanKey {
     }
 }
 
-/// Stripe price ids for one billing period.
+/// A Stripe price's lookup key (`pro_monthly`): how the checkout finds a
+/// price in the stage's own mode, so no price id is copied between modes.
+/// Lower-case letters, digits and `_`, at most 200 characters (Stripe's limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LookupKey(String);
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("lookup key `{0}` must be 1 to 200 lower-case letters, digits or `_`")]
+pub struct InvalidLookupKey(pub String);
+
+impl LookupKey {
+    pub fn parse(raw: &str) -> Result<Self, InvalidLookupKey> {
+        let well_formed = (1..=200).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if well_formed {
+            Ok(LookupKey(raw.to_owned()))
+        } else {
+            Err(InvalidLookupKey(raw.chars().take(40).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LookupKey {
+    type Error = InvalidLookupKey;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        LookupKey::parse(&value)
+    }
+}
+
+impl From<LookupKey> for String {
+    fn from(value: LookupKey) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for LookupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The price of one billing period: what `tenantctl stripe sync-catalog`
+/// makes in each mode, and what the checkout finds by `lookup_key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodPrice {
+    pub lookup_key: LookupKey,
     /// Minor units of the catalog currency.
     pub amount: i64,
-    pub test: Option<String>,
-    pub live: Option<String>,
-}
-
-impl PeriodPrice {
-    pub fn price_id(&self, mode: StripeMode) -> Option<&str> {
-        match mode {
-            StripeMode::Test => self.test.as_deref(),
-            StripeMode::Live => self.live.as_deref(),
-        }
-    }
+    /// The id this price has in the local Stripe stand-in's account and in
+    /// the sample events (`events/`), which name prices as Stripe would.
+    /// Never sent to Stripe: a deployed stage resolves `lookup_key`.
+    #[serde(default)]
+    pub local: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,14 +170,6 @@ impl Catalog {
         Self::from_json(EMBEDDED)
     }
 
-    /// The shipped catalog, refused unless it has every price for `mode`:
-    /// what every function checks at cold start.
-    pub fn for_stage(mode: StripeMode) -> Result<Self, CatalogError> {
-        let catalog = Self::embedded()?;
-        catalog.require_mode(mode)?;
-        Ok(catalog)
-    }
-
     pub fn from_json(text: &str) -> Result<Self, CatalogError> {
         let file: CatalogFile = serde_json::from_str(text)?;
         if file.currency.len() != 3 || !file.currency.bytes().all(|b| b.is_ascii_lowercase()) {
@@ -165,6 +197,17 @@ impl Catalog {
                 )));
             }
         }
+        // A lookup key names one price in a Stripe account: two periods
+        // sharing one would sell one of them at the other's price.
+        let mut seen = std::collections::BTreeSet::new();
+        for price in file.plans.values().flat_map(|plan| plan.prices.values()) {
+            if !seen.insert(&price.lookup_key) {
+                return Err(CatalogError::Invalid(format!(
+                    "lookup key `{}` is used by more than one price",
+                    price.lookup_key
+                )));
+            }
+        }
         Ok(Catalog { currency: file.currency, plans: file.plans })
     }
 
@@ -189,40 +232,37 @@ impl Catalog {
         self.plans.get(plan.as_str()).and_then(|entry| entry.prices.get(&billing))
     }
 
-    /// The plan and billing period a Stripe price id (of either mode) sells.
+    /// The plan and billing period a price's lookup key sells.
+    pub fn plan_for_lookup_key(&self, lookup_key: &str) -> Option<(Plan, BillingPeriod)> {
+        self.find_price(|price| price.lookup_key.as_str() == lookup_key)
+    }
+
+    /// The plan and billing period a price id of the local stand-in (and the
+    /// sample events) sells; a deployed stage's prices are known by lookup key.
     pub fn plan_for_price(&self, price_id: &str) -> Option<(Plan, BillingPeriod)> {
+        self.find_price(|price| price.local.as_deref() == Some(price_id))
+    }
+
+    fn find_price(&self, matches: impl Fn(&PeriodPrice) -> bool) -> Option<(Plan, BillingPeriod)> {
         self.plans
             .iter()
             .find_map(|(key, entry)| {
-                entry.prices.iter().find_map(|(period, price)| {
-                    let matches =
-                        price.test.as_deref() == Some(price_id) || price.live.as_deref() == Some(price_id);
-                    matches.then(|| (self.plan(key).ok(), *period))
-                })
+                entry
+                    .prices
+                    .iter()
+                    .find_map(|(period, price)| matches(price).then(|| (self.plan(key).ok(), *period)))
             })
             .and_then(|(plan, period)| plan.map(|plan| (plan, period)))
     }
 
-    /// Refuses a catalog that lacks a price id for `mode` anywhere, naming
-    /// every missing one: a stage must never start able to sell nothing, or
-    /// sell with the other mode's prices.
-    pub fn require_mode(&self, mode: StripeMode) -> Result<(), CatalogError> {
-        let missing: Vec<String> = self
-            .plans
-            .iter()
-            .flat_map(|(key, entry)| {
-                entry
-                    .prices
-                    .iter()
-                    .filter(|(_, price)| price.price_id(mode).is_none_or(|id| !id.starts_with("price_")))
-                    .map(move |(period, _)| format!("{key} {period}"))
-            })
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(CatalogError::Invalid(format!("no {mode}-mode Stripe price for: {}", missing.join(", "))))
-        }
+    /// Every plan's key, name and prices, in key order: what
+    /// `tenantctl stripe sync-catalog` makes in Stripe.
+    pub fn priced_plans(&self) -> impl Iterator<Item = (Plan, Vec<(BillingPeriod, &PeriodPrice)>)> {
+        self.plans.keys().filter_map(|key| {
+            let plan = self.plan(key).ok()?;
+            let prices = self.plans.get(key)?.prices.iter().map(|(period, price)| (*period, price)).collect();
+            Some((plan, prices))
+        })
     }
 
     pub fn plan_keys(&self) -> impl Iterator<Item = &str> {
@@ -258,17 +298,40 @@ mod tests {
             "plan `platinum` is not in the catalog"
         );
         assert!(Catalog::from_json(r#"{"currency":"CAD","plans":{}}"#).is_err());
-        let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"amount":1,"test":null,"live":null}}}}}"#;
+        let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"lookup_key":"x_monthly","amount":1}}}}}"#;
         assert!(Catalog::from_json(zero_tier).unwrap_err().to_string().contains("tier 0"));
     }
 
     #[test]
-    fn a_mode_without_prices_is_refused_naming_each_missing_one() {
+    fn every_price_has_a_unique_well_formed_lookup_key() {
         let catalog = Catalog::embedded().unwrap();
-        assert!(catalog.require_mode(StripeMode::Test).is_ok());
-        let error = catalog.require_mode(StripeMode::Live).unwrap_err().to_string();
-        assert!(error.contains("no live-mode Stripe price for: basic monthly, basic annual"), "{error}");
-        assert!(error.contains("ultimate monthly"), "{error}");
+        let keys: Vec<String> = catalog
+            .priced_plans()
+            .flat_map(|(_, prices)| prices.into_iter().map(|(_, p)| p.lookup_key.to_string()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "basic_monthly",
+                "basic_annual",
+                "pro_monthly",
+                "pro_annual",
+                "ultimate_monthly",
+                "ultimate_annual"
+            ]
+        );
+        let twice = r#"{"currency":"cad","plans":{
+            "a":{"name":"A","tier":1,"limits":{},"prices":{"monthly":{"lookup_key":"same","amount":1}}},
+            "b":{"name":"B","tier":2,"limits":{},"prices":{"monthly":{"lookup_key":"same","amount":2}}}}}"#;
+        let error = Catalog::from_json(twice).unwrap_err().to_string();
+        assert!(error.contains("lookup key `same` is used by more than one price"), "{error}");
+        let bad = r#"{"currency":"cad","plans":{"a":{"name":"A","tier":1,"limits":{},"prices":{"monthly":{"lookup_key":"Pro Monthly","amount":1}}}}}"#;
+        assert!(Catalog::from_json(bad).unwrap_err().to_string().contains("lookup key `Pro Monthly`"));
+        let no_key = r#"{"currency":"cad","plans":{"a":{"name":"A","tier":1,"limits":{},"prices":{"monthly":{"amount":1,"test":"price_1"}}}}}"#;
+        assert!(
+            Catalog::from_json(no_key).is_err(),
+            "a price without a lookup key (or with a mode's id) is refused"
+        );
     }
 
     #[test]
@@ -277,6 +340,9 @@ mod tests {
         let (plan, period) = catalog.plan_for_price("price_1QUltimateMonthlyCAD").unwrap();
         assert_eq!((plan.key.as_str(), plan.tier, period), ("ultimate", 3, BillingPeriod::Monthly));
         assert!(catalog.plan_for_price("price_unknown").is_none());
+        let (plan, period) = catalog.plan_for_lookup_key("pro_annual").unwrap();
+        assert_eq!((plan.key.as_str(), period), ("pro", BillingPeriod::Annual));
+        assert!(catalog.plan_for_lookup_key("pro_weekly").is_none());
     }
 
     #[test]

@@ -128,7 +128,11 @@ pub fn desired_from(
         .price_id
         .as_deref()
         .ok_or_else(|| UnusableSubscription::NoPrice { subscription: id.clone() })?;
-    let (plan, billing) = catalog.plan_for_price(price).ok_or_else(|| {
+    // The lookup key names the plan in either mode (the price id differs
+    // per mode and per amount ever sold); the id is known only for the
+    // local stand-in's and the sample events' prices.
+    let by_key = subscription.price_lookup_key.as_deref().and_then(|key| catalog.plan_for_lookup_key(key));
+    let (plan, billing) = by_key.or_else(|| catalog.plan_for_price(price)).ok_or_else(|| {
         UnusableSubscription::UnknownPrice { subscription: id.clone(), price: price.to_owned() }
     })?;
     let (run, past_due) =
@@ -222,6 +226,24 @@ mod tests {
         assert_eq!(desired.billing, BillingPeriod::Monthly);
         assert_eq!(desired.observed_status(), TenantStatus::Active);
         assert_eq!(desired.paid_until, Some(1_765_000_000), "the paid invoice's period end");
+    }
+
+    #[test]
+    fn the_lookup_key_names_the_plan_before_the_price_id() {
+        let catalog = Catalog::embedded().unwrap();
+        // A live price (its id unknown to the catalog) found by its key.
+        let mut live = subscription(SubscriptionStatus::Active, "price_1LiveProAnnual");
+        live.price_lookup_key = Some("pro_annual".into());
+        let desired = desired_from(&live, &catalog).unwrap();
+        assert_eq!((desired.plan.key.as_str(), desired.billing), ("pro", BillingPeriod::Annual));
+        // The key wins over a local id that says otherwise.
+        let mut both = subscription(SubscriptionStatus::Active, "price_1QBasicMonthlyCAD");
+        both.price_lookup_key = Some("ultimate_monthly".into());
+        assert_eq!(desired_from(&both, &catalog).unwrap().plan.key.as_str(), "ultimate");
+        // Neither known: refused, naming the price.
+        let mut neither = subscription(SubscriptionStatus::Active, "price_1LiveUnknown");
+        neither.price_lookup_key = Some("gold_monthly".into());
+        assert!(desired_from(&neither, &catalog).unwrap_err().to_string().contains("price_1LiveUnknown"));
     }
 
     #[test]

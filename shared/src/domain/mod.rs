@@ -45,7 +45,7 @@ pub mod subdomain;
 pub mod tenant;
 
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
-pub use catalog::{BillingPeriod, Catalog, Plan, PlanKey};
+pub use catalog::{BillingPeriod, Catalog, LookupKey, PeriodPrice, Plan, PlanKey};
 pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
 pub use email::EmailAddress;
 pub use hold::{HOLD_METADATA_KEY, HoldId, InvalidHoldId};

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use super::BoxError;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CustomerId, EmailAddress, SubscriptionId};
+use crate::domain::{CustomerId, EmailAddress, LookupKey, SubscriptionId};
 
 /// A subscription-mode Checkout Session to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutSessionRequest {
-    /// The catalog's price for the plan, billing period and mode.
+    /// The price for the plan and billing period, found by its lookup key.
     pub price_id: String,
     pub customer_email: EmailAddress,
     pub success_url: String,
@@ -60,6 +60,10 @@ pub trait StripeGateway: Send + Sync {
         customer: &CustomerId,
         return_url: &str,
     ) -> Result<String, StripeApiError>;
+    /// The id of the active price with `lookup_key` in the key's own Stripe
+    /// account (its mode); `None` when there is none (the catalog was never
+    /// synced to this mode).
+    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<String>, StripeApiError>;
 }
 
 /// A refund Stripe made (or had made before) of one payment.

@@ -57,7 +57,7 @@ impl StepShell {
         crate::telemetry::init_json_logs();
         let settings = crate::config::TenantSettings::from_lookup(&crate::config::ProcessEnv)?;
         let mode = crate::config::stripe_mode(&crate::config::ProcessEnv)?;
-        let catalog = crate::domain::Catalog::for_stage(mode)?;
+        let catalog = crate::domain::Catalog::embedded()?;
         let sdk = crate::adapters::aws::sdk_config(None).await;
         Ok(StepShell { mode, sdk, settings, catalog, clock: crate::clock::SystemClock })
     }

@@ -79,7 +79,8 @@ pub enum EventType {
 pub struct InvalidEventType;
 
 impl EventType {
-    const ACTED_ON: [EventType; 8] = [
+    /// Every type the system acts on: what the webhook endpoint subscribes to.
+    pub const ACTED_ON: [EventType; 8] = [
         EventType::CheckoutSessionCompleted,
         EventType::CheckoutSessionAsyncPaymentSucceeded,
         EventType::CheckoutSessionAsyncPaymentFailed,

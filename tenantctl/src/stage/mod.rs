@@ -3,6 +3,9 @@
 //! --stage test|live …` works against, with AWS credentials from the usual
 //! chain.
 
+pub mod args;
+pub mod stripe;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -57,32 +60,6 @@ impl StageName {
 impl fmt::Display for StageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// How a command names the stage it works on (global options).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct StageArgs {
-    /// The deployed stage to work on: test or live.
-    #[arg(long, global = true)]
-    pub stage: Option<String>,
-    /// Its CloudFormation stack (default: tenancy-STAGE, as samconfig.toml deploys it).
-    #[arg(long, global = true)]
-    pub stack: Option<String>,
-    /// Answer as JSON, for scripts.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-impl StageArgs {
-    /// The stage named, found with credentials and region from the usual
-    /// chain (`AWS_PROFILE`, `AWS_REGION`, …; `AWS_ENDPOINT_URL` for an emulator).
-    pub async fn find(&self) -> Result<Stage, StageError> {
-        let Some(raw) = self.stage.as_deref() else { return Err(StageError::NoStageGiven) };
-        let name = StageName::parse(raw)?;
-        let stack = self.stack.clone().unwrap_or_else(|| name.default_stack());
-        let sdk = tenancy::adapters::aws::sdk_config(None).await;
-        Stage::find(name, &stack, &sdk).await
     }
 }
 

@@ -16,8 +16,8 @@ pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
 pub use secrets::InMemorySecretStore;
 pub use stripe::{
-    Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice, LocalStripe,
-    LocalStripeError, LocalSubscription, PauseCollection, PayError, PayOptions, SubscriptionAction,
-    TrialOutcome, status_str,
+    Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice,
+    LocalProduct, LocalStripe, LocalStripeError, LocalSubscription, LocalWebhookEndpoint, PauseCollection,
+    PayError, PayOptions, StoredPrice, SubscriptionAction, TrialOutcome, status_str,
 };
 pub use tenants::{LocalTenantStore, SubdomainClaim};

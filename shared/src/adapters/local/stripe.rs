@@ -20,7 +20,6 @@ use crate::ports::{
     CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, MoneyBack, Refund, StripeApiError,
     StripeGateway, SubscriptionSnapshot, SubscriptionSource,
 };
-use crate::stripe::StripeMode;
 
 /// The API version the stand-in's account sends events in (the version a
 /// webhook endpoint was created with, as at Stripe).
@@ -30,6 +29,9 @@ pub const EVENT_API_VERSION: &str = "2024-06-20";
 const PERIOD_ON_ITEMS_SINCE: &str = "2025-03-31";
 
 const DAY: i64 = 24 * 60 * 60;
+
+mod admin;
+pub use admin::{LocalProduct, LocalWebhookEndpoint, StoredPrice};
 
 /// A Checkout Session as the local Stripe keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +170,14 @@ struct Account {
     events: Vec<Value>,
     #[serde(default)]
     last_event_created: i64,
+    /// The catalog's products and prices (seeded from the plan catalog,
+    /// then as `POST /v1/products` and `/v1/prices` change them).
+    #[serde(default)]
+    products: Vec<LocalProduct>,
+    #[serde(default)]
+    prices: Vec<StoredPrice>,
+    #[serde(default)]
+    webhook_endpoints: Vec<LocalWebhookEndpoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +209,12 @@ pub enum LocalStripeError {
     Io(#[source] io::Error),
     #[error("the plan catalog could not be loaded")]
     Catalog(#[source] crate::domain::catalog::CatalogError),
+    /// Stripe's 404 `resource_missing`.
+    #[error("No such {kind}: '{id}'")]
+    NoSuchObject { kind: &'static str, id: String },
+    /// Stripe's 400 `invalid_request_error` naming `param`.
+    #[error("{message}")]
+    InvalidRequest { param: &'static str, message: String },
 }
 
 /// What `pay` was called: the name existing callers use.
@@ -308,12 +324,14 @@ impl LocalStripe {
         clock: Arc<dyn Clock>,
         catalog: Catalog,
     ) -> io::Result<Self> {
-        Ok(LocalStripe {
+        let stripe = LocalStripe {
             account: Persisted::open(dir, "stripe.json")?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             clock,
             catalog,
-        })
+        };
+        stripe.seed_catalog()?;
+        Ok(stripe)
     }
 
     pub fn sessions(&self) -> Vec<LocalCheckoutSession> {
@@ -371,7 +389,7 @@ impl LocalStripe {
                 if a.sessions[index].expires_at.is_some_and(|at| at < now) {
                     return Err(LocalStripeError::Expired(session_id.to_owned()));
                 }
-                let price = self.price_by_id(&a.sessions[index].price_id)?;
+                let price = price_by_id(a, &a.sessions[index].price_id)?;
                 Ok(complete_session(a, index, price, options, now))
             })
             .map_err(LocalStripeError::Io)?
@@ -414,10 +432,12 @@ impl LocalStripe {
             .unwrap_or_default();
         let billing = metadata.get("billing").and_then(|b| BillingPeriod::parse(b).ok());
         let price = match (metadata.get("plan"), billing) {
-            (Some(plan), Some(billing)) => match self.price_for(plan, billing) {
-                Ok(price) => price,
-                Err(_) => return Ok(false),
-            },
+            (Some(plan), Some(billing)) => {
+                match self.account.read(|a| price_for(a, &self.catalog, plan, billing)) {
+                    Ok(price) => price,
+                    Err(_) => return Ok(false),
+                }
+            }
             _ => return Ok(false),
         };
         let email = text(&object["customer_details"]["email"]).or_else(|| text(&object["customer_email"]));
@@ -516,15 +536,20 @@ impl LocalStripe {
                         let current = a.subscriptions[index].price.clone();
                         let billing = match billing {
                             Some(billing) => billing,
-                            None => self.billing_of(&current)?,
+                            None => billing_of(&current)?,
                         };
-                        let price = self.price_for(&plan, billing)?;
+                        let price = price_for(a, &self.catalog, &plan, billing)?;
                         if price.id == current.id {
                             return Err(refuse(format!("it is already on {plan} {billing}")));
                         }
                         if let Some(direction) = direction {
                             let tier = |p: &LocalPrice| {
-                                self.catalog.plan_for_price(&p.id).map(|(plan, _)| plan.tier).unwrap_or(0)
+                                let by_key =
+                                    p.lookup_key.as_deref().and_then(|k| self.catalog.plan_for_lookup_key(k));
+                                by_key
+                                    .or_else(|| self.catalog.plan_for_price(&p.id))
+                                    .map(|(plan, _)| plan.tier)
+                                    .unwrap_or(0)
                             };
                             let (from, to) = (tier(&current), tier(&price));
                             let fits = match direction {
@@ -721,40 +746,40 @@ impl LocalStripe {
             })
             .map_err(LocalStripeError::Io)?
     }
+}
 
-    fn price_by_id(&self, price_id: &str) -> Result<LocalPrice, LocalStripeError> {
-        let (plan, billing) = self
-            .catalog
-            .plan_for_price(price_id)
-            .ok_or_else(|| LocalStripeError::UnknownPrice(price_id.to_owned()))?;
-        self.price_for(plan.key.as_str(), billing)
-    }
+/// The account's price `price_id`, as a subscription item holds it.
+fn price_by_id(a: &Account, price_id: &str) -> Result<LocalPrice, LocalStripeError> {
+    a.prices
+        .iter()
+        .find(|p| p.price.id == price_id)
+        .map(|p| p.price.clone())
+        .ok_or_else(|| LocalStripeError::UnknownPrice(price_id.to_owned()))
+}
 
-    /// The catalog's test-mode price for `plan` and `billing`, with the
-    /// lookup key `{plan}_{billing}`.
-    fn price_for(&self, plan: &str, billing: BillingPeriod) -> Result<LocalPrice, LocalStripeError> {
-        let plan = self.catalog.plan(plan)?;
-        let no_price = || LocalStripeError::NoPrice { plan: plan.key.to_string(), billing };
-        let price = self.catalog.price(&plan.key, billing).ok_or_else(no_price)?;
-        let id = price.price_id(StripeMode::Test).ok_or_else(no_price)?;
-        Ok(LocalPrice {
-            id: id.to_owned(),
-            lookup_key: Some(format!("{}_{billing}", plan.key)),
-            interval: match billing {
-                BillingPeriod::Monthly => "month".into(),
-                BillingPeriod::Annual => "year".into(),
-            },
-            interval_count: 1,
-            unit_amount: price.amount,
-            currency: self.catalog.currency().to_owned(),
-        })
-    }
+/// The account's active price for `plan` and `billing`: the one holding
+/// the catalog's lookup key for them, as the checkout finds it.
+fn price_for(
+    a: &Account,
+    catalog: &Catalog,
+    plan: &str,
+    billing: BillingPeriod,
+) -> Result<LocalPrice, LocalStripeError> {
+    let plan = catalog.plan(plan)?;
+    let no_price = || LocalStripeError::NoPrice { plan: plan.key.to_string(), billing };
+    let key = &catalog.price(&plan.key, billing).ok_or_else(no_price)?.lookup_key;
+    a.prices
+        .iter()
+        .find(|p| p.active && p.price.lookup_key.as_deref() == Some(key.as_str()))
+        .map(|p| p.price.clone())
+        .ok_or_else(no_price)
+}
 
-    fn billing_of(&self, price: &LocalPrice) -> Result<BillingPeriod, LocalStripeError> {
-        self.catalog
-            .plan_for_price(&price.id)
-            .map(|(_, billing)| billing)
-            .ok_or_else(|| LocalStripeError::UnknownPrice(price.id.clone()))
+fn billing_of(price: &LocalPrice) -> Result<BillingPeriod, LocalStripeError> {
+    match (price.interval.as_str(), price.interval_count) {
+        ("month", 1) => Ok(BillingPeriod::Monthly),
+        ("year", 1) => Ok(BillingPeriod::Annual),
+        _ => Err(LocalStripeError::UnknownPrice(price.id.clone())),
     }
 }
 
@@ -781,6 +806,8 @@ fn price_wire(price: &LocalPrice) -> Value {
     json!({
         "id": price.id,
         "object": "price",
+        // As a subscription holds it; the account's own list says whether
+        // it is still sold (admin::stored_price_wire).
         "active": true,
         "billing_scheme": "per_unit",
         "currency": price.currency,
@@ -1370,6 +1397,17 @@ impl StripeGateway for LocalStripe {
         _return_url: &str,
     ) -> Result<String, StripeApiError> {
         Ok(format!("{}/billing-portal/{customer}", self.base_url))
+    }
+    async fn price_by_lookup_key(
+        &self,
+        lookup_key: &crate::domain::LookupKey,
+    ) -> Result<Option<String>, StripeApiError> {
+        Ok(self.account.read(|a| {
+            a.prices
+                .iter()
+                .find(|p| p.active && p.price.lookup_key.as_deref() == Some(lookup_key.as_str()))
+                .map(|p| p.price.id.clone())
+        }))
     }
 }
 

@@ -27,7 +27,7 @@ use super::transport::{StripeCallError, StripeHttp};
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
-use crate::domain::{CustomerId, SubscriptionId};
+use crate::domain::{CustomerId, LookupKey, SubscriptionId};
 use crate::ports::{
     BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, SecretStore,
     StripeApiError, StripeGateway, SubscriptionSnapshot, SubscriptionSource,
@@ -179,13 +179,13 @@ impl StripeApi {
         &self.portal_return_url
     }
 
-    fn error(&self, err: StripeCallError) -> StripeApiError {
+    pub(super) fn error(&self, err: StripeCallError) -> StripeApiError {
         map_error(err, &self.key, self.timeout)
     }
 
     /// A read, answered as JSON whatever the API version, retried while
     /// Stripe says to slow down and the retry policy allows.
-    async fn read_json(&self, request: &AsJson) -> Result<serde_json::Value, StripeCallError> {
+    pub(super) async fn read_json(&self, request: &AsJson) -> Result<serde_json::Value, StripeCallError> {
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
@@ -213,7 +213,7 @@ impl StripeApi {
 /// their answers, of which an id and a URL are used, are not read into its
 /// generated objects (a Checkout Session's deserializer alone is hundreds of
 /// KiB in the function's zip).
-struct AsJson {
+pub(super) struct AsJson {
     method: StripeMethod,
     path: String,
     query: Option<String>,
@@ -221,12 +221,12 @@ struct AsJson {
 }
 
 impl AsJson {
-    fn get(path: String, query: &str) -> Self {
+    pub(super) fn get(path: String, query: &str) -> Self {
         AsJson { method: StripeMethod::Get, path, query: Some(query.to_owned()), body: None }
     }
 
     /// A write whose form body is `fields`, percent-encoded as Stripe takes it.
-    fn form(method: StripeMethod, path: String, fields: &[(&str, &str)]) -> Self {
+    pub(super) fn form(method: StripeMethod, path: String, fields: &[(&str, &str)]) -> Self {
         let mut body = form_urlencoded::Serializer::new(String::new());
         for (name, value) in fields {
             body.append_pair(name, value);
@@ -260,7 +260,11 @@ fn to_serde(answer: &miniserde::json::Value) -> Result<serde_json::Value, Stripe
 }
 
 /// A string field of an answer, or why it is not there.
-fn answer_field(answer: &serde_json::Value, field: &str, what: &str) -> Result<String, StripeApiError> {
+pub(super) fn answer_field(
+    answer: &serde_json::Value,
+    field: &str,
+    what: &str,
+) -> Result<String, StripeApiError> {
     answer.get(field).and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| {
         StripeApiError::Unavailable(Box::new(CallFailed(format!(
             "Stripe answered a {what} without `{field}`"
@@ -279,7 +283,7 @@ fn is_throttled(error: &StripeCallError) -> bool {
     }
 }
 
-fn is_missing(error: &StripeCallError) -> bool {
+pub(super) fn is_missing(error: &StripeCallError) -> bool {
     matches!(error, StripeCallError::Status { status: 404, code: Some(code), .. } if code == "resource_missing")
 }
 
@@ -369,11 +373,19 @@ impl StripeGateway for StripeApi {
             .map_err(|e| self.error(e))?;
         answer_field(&session, "url", "billing portal session")
     }
+    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<String>, StripeApiError> {
+        let prices = self.prices_by_lookup_keys(std::slice::from_ref(lookup_key), true).await?;
+        Ok(prices.into_iter().find(|p| p.lookup_key.as_ref() == Some(lookup_key)).map(|p| p.id))
+    }
 }
 
 impl StripeApi {
     /// A write, once, with `key` as its idempotency key.
-    async fn write_json(&self, request: &AsJson, key: &str) -> Result<serde_json::Value, StripeApiError> {
+    pub(super) async fn write_json(
+        &self,
+        request: &AsJson,
+        key: &str,
+    ) -> Result<serde_json::Value, StripeApiError> {
         let key = IdempotencyKey::new(key).map_err(|e| StripeApiError::Rejected {
             status: 400,
             code: None,
@@ -393,7 +405,11 @@ impl StripeApi {
     /// A list's `data`, from the first page. The lists read here (a
     /// subscription's paid invoices, an invoice's payments, a payment's
     /// refunds) hold a handful; more than a page is reported, not followed.
-    async fn list(&self, path: &str, query: &str) -> Result<Vec<serde_json::Value>, StripeApiError> {
+    pub(super) async fn list(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> Result<Vec<serde_json::Value>, StripeApiError> {
         let answer = self
             .read_json(&AsJson::get(path.to_owned(), &format!("{query}&limit=100")))
             .await
@@ -563,7 +579,7 @@ impl BillingPortal for StripeApi {
 /// Why a call that may succeed later did not (the `Unavailable` cause).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct CallFailed(String);
+pub(super) struct CallFailed(pub(super) String);
 
 /// Stripe's answers, sorted by what the caller can do about them:
 /// network trouble, timeouts, 409 (a concurrent request with the same

@@ -1,0 +1,312 @@
+//! `tenantctl --stage … stripe sync-catalog | register-webhook |
+//! drop-webhook-secret` against a stage found on moto (its stack, its SSM
+//! parameters) and the local Stripe stand-in served over HTTP, read back
+//! from the stand-in's state and from SSM.
+
+use std::sync::Arc;
+
+use integration_tests::{FIXTURE_SECRET, moto_config, unique_name};
+use tenancy::adapters::local::LocalStripe;
+use tenancy::adapters::stripe::transport::stripe_version;
+use tenancy::checkout::{CheckoutApi, CheckoutSettings};
+use tenancy::clock::{Clock, SystemClock};
+use tenancy::domain::{Catalog, LookupKey};
+use tenancy::ports::StripeGateway;
+use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
+use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
+use tenantctl::stage::stripe::{
+    Action, StripeCommandError, connect, drop_webhook_secret, register_webhook, sync_catalog, webhook_events,
+};
+use tenantctl::stage::{Stage, StageName};
+use tokio::sync::oneshot;
+
+use crate::stage::stage_stack_with;
+
+const TEST_KEY: &str = "sk_test_stage_stripe_commands_01";
+const LIVE_KEY: &str = "sk_live_stage_stripe_commands_01";
+const WEBHOOK_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/stripe/webhook";
+
+/// The stand-in on a loopback port.
+struct StandIn {
+    base: String,
+    stripe: Arc<LocalStripe>,
+    stop: oneshot::Sender<()>,
+}
+
+impl StandIn {
+    async fn start() -> StandIn {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base = format!("http://{addr}");
+        let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
+        let adapters = integration_tests::local_adapters_on(stripe.clone());
+        let settings = CheckoutSettings {
+            mode: StripeMode::Test,
+            success_url: "https://www.example.com/welcome".into(),
+            cancel_url: "https://www.example.com/pricing".into(),
+            hold_seconds: 1800,
+            hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
+            max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
+            max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
+            requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
+            allowed_origins: vec!["https://www.example.com".into()],
+        };
+        let api = CheckoutApi::new(
+            adapters.steps.store.clone(),
+            stripe.clone(),
+            Catalog::embedded().unwrap(),
+            settings,
+            clock.clone(),
+        );
+        let signup =
+            LocalSignup { api, webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(), clock };
+        let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
+        let ingress = integration_tests::ingress_at(0, queue.clone());
+        let stack =
+            LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
+                .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve(listener, stack, async {
+            let _ = stopped.await;
+        }));
+        StandIn { base, stripe, stop }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}
+
+/// A test stage on moto whose SSM parameters hold `key` (and no webhook
+/// secret yet): the stage and the two parameter names.
+async fn stage_with_key(stage: StageName, key: &str) -> (Stage, String, String) {
+    let sdk = moto_config().await;
+    let prefix = unique_name("/tenancy-stripe");
+    let (key_param, secret_param) =
+        (format!("{prefix}/stripe-secret-key"), format!("{prefix}/webhook-secrets"));
+    ssm()
+        .await
+        .put_parameter()
+        .name(&key_param)
+        .value(key)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let stack = stage_stack_with(
+        stage.as_str(),
+        &[("StripeSecretKeyParameter", &key_param), ("StripeWebhookSecretParameter", &secret_param)],
+    )
+    .await;
+    (Stage::find(stage, &stack, &sdk).await.unwrap(), key_param, secret_param)
+}
+
+async fn ssm() -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(&moto_config().await)
+}
+
+async fn stored(name: &str) -> Option<String> {
+    let got = ssm().await.get_parameter().name(name).with_decryption(true).send().await.ok()?;
+    got.parameter?.value
+}
+
+/// A one-plan catalog the stand-in does not hold yet.
+fn starter_catalog(monthly: i64) -> Catalog {
+    Catalog::from_json(&format!(
+        r#"{{"currency":"cad","plans":{{"starter":{{"name":"Starter","tier":1,"limits":{{}},"prices":{{
+            "monthly":{{"lookup_key":"starter_monthly","amount":{monthly}}},
+            "annual":{{"lookup_key":"starter_annual","amount":9000}}}}}}}}}}"#
+    ))
+    .unwrap()
+}
+
+fn actions(report: &tenantctl::stage::stripe::Report) -> Vec<(&str, &str, Action)> {
+    report.changes.iter().map(|c| (c.object, c.key.as_str(), c.action)).collect()
+}
+
+#[tokio::test]
+async fn sync_catalog_twice_creates_products_and_prices_once_and_their_lookup_keys_resolve() {
+    let stand_in = StandIn::start().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
+    let (products_before, prices_before) = (stand_in.stripe.products().len(), stand_in.stripe.prices().len());
+
+    let first = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    assert_eq!(
+        actions(&first),
+        [
+            ("product", "starter", Action::Created),
+            ("price", "starter_monthly", Action::Created),
+            ("price", "starter_annual", Action::Created),
+        ]
+    );
+    let second = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    assert!(second.changes.iter().all(|c| c.action == Action::Unchanged), "{second}");
+    assert_eq!(stand_in.stripe.products().len(), products_before + 1, "one product made");
+    assert_eq!(stand_in.stripe.prices().len(), prices_before + 2, "two prices made, once");
+
+    // The checkout's lookup, over HTTP: the key resolves to the price made.
+    let monthly = LookupKey::parse("starter_monthly").unwrap();
+    let resolved = api.price_by_lookup_key(&monthly).await.unwrap().unwrap();
+    let made = stand_in.stripe.prices().into_iter().find(|p| p.price.id == resolved).unwrap();
+    assert_eq!(
+        (made.price.unit_amount, made.price.interval.as_str(), made.product.as_str()),
+        (900, "month", "tenancy_starter")
+    );
+    assert_eq!(first.changes[1].id, resolved);
+    stand_in.stop();
+}
+
+#[tokio::test]
+async fn the_shipped_catalog_is_already_what_a_fresh_stand_in_holds() {
+    let stand_in = StandIn::start().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
+    let report = sync_catalog(&stage, &api, &Catalog::embedded().unwrap()).await.unwrap();
+    assert_eq!(report.changes.len(), 3 + 6);
+    assert!(report.changes.iter().all(|c| c.action == Action::Unchanged), "{report}");
+    let pro = LookupKey::parse("pro_monthly").unwrap();
+    assert_eq!(api.price_by_lookup_key(&pro).await.unwrap().as_deref(), Some("price_1QProMonthlyCAD"));
+    stand_in.stop();
+}
+
+#[tokio::test]
+async fn a_changed_amount_makes_a_new_price_that_takes_the_lookup_key_and_archives_the_old() {
+    let stand_in = StandIn::start().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
+    let first = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    let old = first.changes.iter().find(|c| c.key == "starter_monthly").unwrap().id.clone();
+
+    let changed = sync_catalog(&stage, &api, &starter_catalog(1100)).await.unwrap();
+    let replaced = changed.with(Action::Replaced).collect::<Vec<_>>();
+    assert_eq!(replaced.len(), 1, "{changed}");
+    assert_eq!(replaced[0].key, "starter_monthly");
+    assert!(replaced[0].detail.contains("1100 CAD / month (was 900 CAD / month)"), "{changed}");
+    assert_eq!(changed.with(Action::Archived).map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
+
+    let monthly = LookupKey::parse("starter_monthly").unwrap();
+    let now_sold = api.price_by_lookup_key(&monthly).await.unwrap().unwrap();
+    assert_eq!(now_sold, replaced[0].id);
+    let prices = stand_in.stripe.prices();
+    let new = prices.iter().find(|p| p.price.id == now_sold).unwrap();
+    assert_eq!((new.price.unit_amount, new.active), (1100, true));
+    let archived = prices.iter().find(|p| p.price.id == old).unwrap();
+    assert!(!archived.active && archived.price.lookup_key.is_none(), "{archived:?}");
+    let again = sync_catalog(&stage, &api, &starter_catalog(1100)).await.unwrap();
+    assert!(again.changes.iter().all(|c| c.action == Action::Unchanged), "{again}");
+    stand_in.stop();
+}
+
+#[tokio::test]
+async fn register_webhook_twice_makes_one_endpoint_and_stores_its_secret() {
+    let stand_in = StandIn::start().await;
+    let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let ssm = ssm().await;
+    let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
+
+    let first = register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    assert_eq!(
+        actions(&first),
+        [
+            ("webhook_endpoint", WEBHOOK_URL, Action::Created),
+            ("secret", secret_param.as_str(), Action::Updated)
+        ]
+    );
+    let endpoints = stand_in.stripe.webhook_endpoints();
+    assert_eq!(endpoints.len(), 1);
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint.url, WEBHOOK_URL);
+    let mut subscribed = endpoint.enabled_events.clone();
+    subscribed.sort();
+    assert_eq!(subscribed, webhook_events());
+    assert_eq!(endpoint.api_version.as_deref(), Some(stripe_version()));
+    assert_eq!(stored(&secret_param).await.as_deref(), Some(endpoint.secret.as_str()));
+    assert!(!serde_json::to_string(&first).unwrap().contains("whsec_"), "a report never shows a secret");
+
+    let second = register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    assert!(second.changes.iter().all(|c| c.action == Action::Unchanged), "{second}");
+    assert_eq!(stand_in.stripe.webhook_endpoints().len(), 1);
+    assert_eq!(
+        stored(&secret_param).await.as_deref(),
+        Some(endpoint.secret.as_str()),
+        "no needless new secret"
+    );
+    stand_in.stop();
+}
+
+/// Whether a delivery signed with `secret` passes the webhook's check with
+/// the secrets stored in `param`.
+async fn accepted(param: &str, secret: &str) -> bool {
+    let verifier = SignatureVerifier::new(
+        WebhookSecrets::parse_list(&stored(param).await.unwrap()).unwrap(),
+        std::time::Duration::from_secs(300),
+    );
+    let body = br#"{"id":"evt_1"}"#;
+    let now = 1_800_000_000;
+    let header = WebhookSecret::parse(secret).unwrap().sign_header(now, body);
+    verifier.verify(&header, body, now).is_ok()
+}
+
+#[tokio::test]
+async fn a_rotation_puts_the_new_secret_first_and_keeps_the_old_accepted_until_dropped() {
+    let stand_in = StandIn::start().await;
+    let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let ssm = ssm().await;
+    let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
+    register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    let old = stand_in.stripe.webhook_endpoints()[0].clone();
+
+    let rotated = register_webhook(&stage, &api, &ssm, true).await.unwrap();
+    assert_eq!(rotated.with(Action::Kept).map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.id.as_str()]);
+    let endpoints = stand_in.stripe.webhook_endpoints();
+    assert_eq!(endpoints.len(), 2, "the old endpoint stays until dropped");
+    let new = endpoints.iter().find(|e| e.id != old.id).unwrap().clone();
+    assert_eq!(stored(&secret_param).await.unwrap(), format!("{},{}", new.secret, old.secret), "new first");
+    assert!(accepted(&secret_param, &old.secret).await && accepted(&secret_param, &new.secret).await);
+    let again = register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    assert_eq!(again.with(Action::Created).count(), 0, "{again}");
+
+    let dropped = drop_webhook_secret(&stage, &api, &ssm).await.unwrap();
+    assert_eq!(dropped.with(Action::Deleted).map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.id.as_str()]);
+    let left: Vec<String> = stand_in.stripe.webhook_endpoints().into_iter().map(|e| e.id).collect();
+    assert_eq!(left, std::slice::from_ref(&new.id));
+    assert_eq!(stored(&secret_param).await.unwrap(), new.secret);
+    assert!(!accepted(&secret_param, &old.secret).await && accepted(&secret_param, &new.secret).await);
+    let twice = drop_webhook_secret(&stage, &api, &ssm).await.unwrap();
+    assert!(twice.changes.iter().all(|c| c.action == Action::Unchanged), "{twice}");
+    stand_in.stop();
+}
+
+#[tokio::test]
+async fn a_live_key_on_a_test_stage_is_one_clear_line_and_nothing_is_written() {
+    let stand_in = StandIn::start().await;
+    let (stage, key_param, secret_param) = stage_with_key(StageName::Test, LIVE_KEY).await;
+    let (products, prices) = (stand_in.stripe.products(), stand_in.stripe.prices());
+    let error = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap_err();
+    assert!(matches!(error, StripeCommandError::Key { .. }), "{error}");
+    assert_eq!(error.exit_code(), 2);
+    let line = tenancy::telemetry::error_chain(&error);
+    assert!(!line.contains('\n') && line.contains(&key_param), "{line}");
+    assert!(line.contains("Stripe mode is test but the key is a live key"), "{line}");
+    assert!(!line.contains("stage_stripe_commands"), "the key never shows: {line}");
+    assert_eq!((stand_in.stripe.products(), stand_in.stripe.prices()), (products, prices));
+    assert!(stand_in.stripe.webhook_endpoints().is_empty());
+    assert_eq!(stored(&secret_param).await, None);
+    stand_in.stop();
+}
+
+#[tokio::test]
+async fn an_endpoint_whose_secret_is_not_stored_is_refused_before_anything_changes() {
+    let stand_in = StandIn::start().await;
+    let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let ssm = ssm().await;
+    let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
+    register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    ssm.delete_parameter().name(&secret_param).send().await.unwrap();
+    let error = register_webhook(&stage, &api, &ssm, false).await.unwrap_err();
+    assert!(error.to_string().contains("register-webhook --rotate"), "{error}");
+    assert_eq!(stand_in.stripe.webhook_endpoints().len(), 1);
+    assert_eq!(stored(&secret_param).await, None);
+    stand_in.stop();
+}
