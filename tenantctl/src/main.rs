@@ -414,7 +414,21 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Doctor => {
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
-            let checks = tenantctl::stage::doctor::doctor(&stage, &secrets).await;
+            let mut checks = tenantctl::stage::doctor::doctor(&stage, &secrets).await;
+            // Stripe is asked only with a key that passed (the right mode).
+            if checks
+                .iter()
+                .any(|c| c.name == "Stripe key" && c.verdict == tenantctl::stage::doctor::Verdict::Pass)
+            {
+                let stripe = tenantctl::stage::events::stripe_client(
+                    &stage,
+                    &secrets,
+                    cli.stage.stripe_api_base.as_deref(),
+                )
+                .await?;
+                let catalog = tenancy::domain::Catalog::embedded()?;
+                checks.extend(tenantctl::stage::doctor::doctor_stripe(&stage, &stripe, &catalog).await);
+            }
             if cli.stage.json {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
             } else {

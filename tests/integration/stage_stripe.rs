@@ -310,3 +310,33 @@ async fn an_endpoint_whose_secret_is_not_stored_is_refused_before_anything_chang
     assert_eq!(stored(&secret_param).await, None);
     stand_in.stop();
 }
+
+#[tokio::test]
+async fn doctor_asks_stripe_for_the_catalog_and_the_webhook_and_names_the_command_that_fixes_each() {
+    use tenantctl::stage::doctor::{Verdict, doctor_stripe};
+    let stand_in = StandIn::start().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let ssm = ssm().await;
+    let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
+    // A catalog Stripe does not hold yet, and no endpoint.
+    let catalog = starter_catalog(900);
+    let before = doctor_stripe(&stage, &api, &catalog).await;
+    let verdicts: Vec<_> = before.iter().map(|c| (c.name, c.verdict)).collect();
+    assert_eq!(
+        verdicts,
+        [("catalog prices", Verdict::Fail), ("webhook endpoint", Verdict::Fail)],
+        "{before:?}"
+    );
+    assert_eq!(before[0].fix.as_deref(), Some("tenantctl --stage test stripe sync-catalog"));
+    assert_eq!(before[1].fix.as_deref(), Some("tenantctl --stage test stripe register-webhook"));
+    // After the two commands the doctor prescribes, both pass.
+    sync_catalog(&stage, &api, &catalog).await.unwrap();
+    register_webhook(&stage, &api, &ssm, false).await.unwrap();
+    let after = doctor_stripe(&stage, &api, &catalog).await;
+    assert!(after.iter().all(|c| c.verdict == Verdict::Pass), "{after:?}");
+    // A price changed in the catalog since: found, with the same fix.
+    let changed = doctor_stripe(&stage, &api, &starter_catalog(1200)).await;
+    assert_eq!(changed[0].verdict, Verdict::Fail);
+    assert!(changed[0].detail.contains("starter_monthly"), "{:?}", changed[0]);
+    stand_in.stop();
+}

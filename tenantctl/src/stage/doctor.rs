@@ -66,6 +66,110 @@ pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore) -> Vec<Check> {
     ]
 }
 
+/// The checks that ask Stripe (with the stage's key): every catalog price
+/// under its lookup key with the catalog's amount, currency and interval,
+/// and the webhook endpoint at the stack's URL, enabled, with exactly the
+/// events the system acts on and the API version the code is written for.
+pub async fn doctor_stripe(
+    stage: &Stage,
+    api: &tenancy::adapters::stripe::StripeApi,
+    catalog: &tenancy::domain::Catalog,
+) -> Vec<Check> {
+    vec![catalog_prices(stage, api, catalog).await, webhook_endpoint(stage, api).await]
+}
+
+async fn catalog_prices(
+    stage: &Stage,
+    api: &tenancy::adapters::stripe::StripeApi,
+    catalog: &tenancy::domain::Catalog,
+) -> Check {
+    const NAME: &str = "catalog prices";
+    let fix = format!("tenantctl --stage {} stripe sync-catalog", stage.name);
+    let wanted: Vec<(tenancy::domain::LookupKey, i64, &'static str)> = catalog
+        .priced_plans()
+        .flat_map(|(_, prices)| {
+            prices
+                .into_iter()
+                .map(|(billing, price)| {
+                    let interval = match billing {
+                        tenancy::domain::BillingPeriod::Monthly => "month",
+                        tenancy::domain::BillingPeriod::Annual => "year",
+                    };
+                    (price.lookup_key.clone(), price.amount, interval)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let keys: Vec<_> = wanted.iter().map(|(key, _, _)| key.clone()).collect();
+    let found = match api.prices_by_lookup_keys(&keys, true).await {
+        Ok(found) => found,
+        Err(error) => return Check::unknown(NAME, format!("Stripe could not be asked: {error}")),
+    };
+    let wrong: Vec<&str> = wanted
+        .iter()
+        .filter(|(key, amount, interval)| {
+            !found.iter().any(|p| {
+                p.lookup_key.as_ref() == Some(key)
+                    && p.unit_amount == Some(*amount)
+                    && p.currency == catalog.currency()
+                    && p.interval.as_deref() == Some(*interval)
+            })
+        })
+        .map(|(key, _, _)| key.as_str())
+        .collect();
+    if wrong.is_empty() {
+        Check::pass(NAME, format!("all {} prices match the catalog in {} mode", wanted.len(), stage.mode()))
+    } else {
+        Check::fail(NAME, format!("missing or different in Stripe: {}", wrong.join(", ")), fix)
+    }
+}
+
+async fn webhook_endpoint(stage: &Stage, api: &tenancy::adapters::stripe::StripeApi) -> Check {
+    const NAME: &str = "webhook endpoint";
+    let fix = format!("tenantctl --stage {} stripe register-webhook", stage.name);
+    let url = match stage.output("StripeWebhookUrl") {
+        Ok(url) => url.to_owned(),
+        Err(e) => return Check::from_stage(NAME, e),
+    };
+    let endpoints = match api.webhook_endpoints().await {
+        Ok(endpoints) => endpoints,
+        Err(error) => return Check::unknown(NAME, format!("Stripe could not be asked: {error}")),
+    };
+    let version = tenancy::adapters::stripe::transport::stripe_version();
+    let events = super::stripe::webhook_events();
+    let mut at_url: Vec<_> = endpoints.iter().filter(|e| e.url == url).collect();
+    if at_url.is_empty() {
+        return Check::fail(NAME, format!("no endpoint at {url}"), fix);
+    }
+    at_url.sort_by_key(|e| std::cmp::Reverse(e.created));
+    let good = at_url.iter().find(|e| {
+        let mut enabled = e.enabled_events.clone();
+        enabled.sort_unstable();
+        e.status == "enabled" && enabled == events && e.api_version.as_deref() == Some(version)
+    });
+    match good {
+        Some(endpoint) => Check::pass(
+            NAME,
+            format!("{} at {url}: enabled, {} events, {version}", endpoint.id, events.len()),
+        ),
+        None => {
+            let newest = at_url[0];
+            Check::fail(
+                NAME,
+                format!(
+                    "{} at {url} is {}, version {}, {} events (want enabled, {version}, {})",
+                    newest.id,
+                    newest.status,
+                    newest.api_version.as_deref().unwrap_or("account default"),
+                    newest.enabled_events.len(),
+                    events.len()
+                ),
+                fix,
+            )
+        }
+    }
+}
+
 /// Whether every check passed (a ⚠ does not fail the preflight).
 pub fn all_passed(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.verdict != Verdict::Fail)
