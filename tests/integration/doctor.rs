@@ -37,7 +37,7 @@ pub async fn stack_with(parameters: &[(&str, String)], outputs: &[(&str, String)
 }
 
 /// An SSM SecureString, as the operator puts it.
-async fn put(name: &str, value: &str) {
+pub async fn put(name: &str, value: &str) {
     aws_sdk_ssm::Client::new(&moto_config().await)
         .put_parameter()
         .name(name)

@@ -12,7 +12,7 @@ use tenantctl::stage::events::{ReplayError, replay, stripe_client};
 use tenantctl::stage::{Stage, StageName};
 use tokio::sync::oneshot;
 
-use crate::doctor::stack_with;
+use crate::doctor::{put, stack_with};
 
 async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
     let definition = r#"{"StartAt": "Replayed", "States": {"Replayed": {"Type": "Pass", "End": true}}}"#;
@@ -25,18 +25,6 @@ async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig,
         .await
         .expect("moto makes the state machine")
         .state_machine_arn
-}
-
-async fn put(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str, value: &str) {
-    aws_sdk_ssm::Client::new(sdk)
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .expect("moto stores the parameter");
 }
 
 #[tokio::test]
@@ -79,7 +67,7 @@ async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so
     // The stage on moto: its state machines, its test key in SSM.
     let sdk = moto_config().await;
     let key_parameter = format!("/{}/stripe-secret-key", unique_name("replay"));
-    put(&sdk, &key_parameter, "sk_test_51QReplayKey0000000000000001").await;
+    put(&key_parameter, "sk_test_51QReplayKey0000000000000001").await;
     let provision = state_machine(&sdk, &unique_name("provision")).await;
     let lifecycle = state_machine(&sdk, &unique_name("lifecycle")).await;
     let stack = stack_with(
@@ -114,7 +102,7 @@ async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so
     assert_eq!(missing.to_string(), "Stripe has no event evt_1QNoSuchEvent (it keeps events for 30 days)");
     assert!(matches!(replay(&stage, &stripe, "cus_123", 1).await.unwrap_err(), ReplayError::BadId(_)));
     // A live key where the test stage's should be: refused before any call.
-    put(&sdk, &key_parameter, "sk_live_51QReplayKey0000000000000001").await;
+    put(&key_parameter, "sk_live_51QReplayKey0000000000000001").await;
     let refused = stripe_client(&stage, &secrets, Some(&base)).await.unwrap_err();
     assert!(refused.to_string().contains("live"), "{refused}");
     assert!(!refused.to_string().contains("51QReplayKey"), "the key is never shown: {refused}");
