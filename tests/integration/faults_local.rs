@@ -264,7 +264,7 @@ async fn the_whole_local_workflow_under_faults_ends_active_with_one_of_each_or_f
         }
         assert!(state["faults"]["ports"]["workflow_starter"]["calls"].as_u64().unwrap_or_default() >= 1);
         assert!(state["faults"]["ports"]["event_queue"]["calls"].as_u64().unwrap_or_default() >= 2);
-        outcomes.push(format!("{:?}", run.status));
+        outcomes.push(format!("{:?} {}", run.status, run.error.as_deref().unwrap_or("")));
     }
     eprintln!("faults_local: whole workflow at rate 0.2, seeds 0..6: {outcomes:?}");
 }
