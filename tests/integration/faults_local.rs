@@ -231,9 +231,8 @@ async fn deliver_until_accepted(stack: &LocalStack, event: &Value) -> u32 {
 }
 
 #[tokio::test]
-async fn the_whole_local_workflow_under_faults_ends_active_with_one_of_each_or_failed_with_nothing() {
-    let mut outcomes = Vec::new();
-    for seed in 0..6 {
+async fn the_whole_local_workflow_with_a_fifth_of_all_calls_failing_ends_active_with_one_of_each() {
+    for seed in 0..24 {
         let plan = Arc::new(FaultPlan::new(0.2, seed).unwrap());
         let stack = faulty_stack(&plan);
         let event = checkout();
@@ -247,24 +246,19 @@ async fn the_whole_local_workflow_under_faults_ends_active_with_one_of_each_or_f
         let run = stack.workflows.execution("evt_1QAcmeCheckoutDone").expect("the execution");
         let tenants = &state["tenants"];
         assert_eq!(len(tenants), 1, "seed {seed}: {tenants:#}");
-        match run.status {
-            RunStatus::Succeeded => {
-                assert_eq!(tenants[0]["status"], "ACTIVE");
-                assert_eq!(len(&state["services"]), 1, "seed {seed}: {:#}", state["services"]);
-                assert_eq!(len(&state["dns_records"]), 1, "seed {seed}: {:#}", state["dns_records"]);
-            }
-            RunStatus::Failed => {
-                // Out of retries: compensation removed what was made.
-                assert_eq!(tenants[0]["status"], "FAILED", "seed {seed}: {:?}", run.cause);
-                assert_eq!(len(&state["services"]), 0, "seed {seed}: {:#}", state["services"]);
-                assert_eq!(len(&state["dns_records"]), 0, "seed {seed}: {:#}", state["dns_records"]);
-            }
-            RunStatus::Running => panic!("seed {seed}: still running"),
-            RunStatus::TimedOut => panic!("seed {seed}: timed out, which leaves what it made behind"),
-        }
+        // A fault in one call of five passes within the retries: the paid
+        // signup ends live, never compensated for faults that pass.
+        assert_eq!(
+            run.status,
+            RunStatus::Succeeded,
+            "seed {seed}: {:?} {:?}",
+            run.error,
+            run.states_passed()
+        );
+        assert_eq!(tenants[0]["status"], "ACTIVE");
+        assert_eq!(len(&state["services"]), 1, "seed {seed}: {:#}", state["services"]);
+        assert_eq!(len(&state["dns_records"]), 1, "seed {seed}: {:#}", state["dns_records"]);
         assert!(state["faults"]["ports"]["workflow_starter"]["calls"].as_u64().unwrap_or_default() >= 1);
         assert!(state["faults"]["ports"]["event_queue"]["calls"].as_u64().unwrap_or_default() >= 2);
-        outcomes.push(format!("{:?} {}", run.status, run.error.as_deref().unwrap_or("")));
     }
-    eprintln!("faults_local: whole workflow at rate 0.2, seeds 0..6: {outcomes:?}");
 }
