@@ -1,10 +1,13 @@
 //! Reconciliation (docs/architecture.md decision 11): tenant records ↔ what
-//! Stripe says ↔ what exists in ECS, the load balancer and Route 53,
-//! reported (it changes nothing). `tenantctl --stage … reconcile` runs it on
-//! demand and the `reconcile-tenants` function daily, alarming on findings. Drift: a tenant whose desired state differs from what Stripe
-//! says now, a tenant not converged to its newest generation, a resource
-//! its record names that does not exist. Orphans: a service, target group
-//! or DNS record no live tenant claims.
+//! Stripe says ↔ what exists in ECS, the load balancer and Route 53.
+//! `tenantctl --stage … reconcile` runs it on demand (`--fix` carries out
+//! each finding's [`Repair`]) and the `reconcile-tenants` function daily,
+//! alarming on findings (it only reports: repairs are an operator's call).
+//!
+//! Drift: a tenant whose desired state differs from what Stripe says now,
+//! or not converged to its newest generation. Missing: a resource its record
+//! names that does not exist. Orphans: a service, target group or DNS record
+//! no live tenant claims.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +16,7 @@ use serde::Serialize;
 
 use crate::adapters::aws::launcher::TenantNames;
 use crate::adapters::aws::sdk::{ecs, elbv2, route53};
-use crate::domain::{Catalog, TenantRecord, TenantStatus, desired_from};
+use crate::domain::{Catalog, TenantId, TenantRecord, TenantStatus, desired_from};
 use crate::ports::{StoreError, SubscriptionSource, TenantStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +53,27 @@ pub struct Finding {
     /// The tenant, or the resource for an orphan.
     pub subject: String,
     pub detail: String,
-    /// What repairs it.
+    /// What repairs it, for people.
     pub fix: String,
+    /// What `tenantctl reconcile --fix` does about it.
+    pub repair: Repair,
+}
+
+/// What `--fix` does about a finding.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Repair {
+    /// A lifecycle execution for the tenant: Stripe read again, the desired
+    /// state recorded, the infrastructure converged to it.
+    Converge { tenant: TenantId },
+    /// The service, listener rules, target group and task definitions named
+    /// for a tenant id no live tenant has.
+    RemoveTenantResources { tenant: TenantId },
+    /// A record under the tenant domain no live tenant names.
+    RemoveDnsRecord { name: String },
+    /// Left to a person (the `fix` says what to do): acting on it alone
+    /// could cancel or charge someone on a wrong reading.
+    ByHand,
 }
 
 impl Places {
@@ -193,30 +215,47 @@ pub async fn reconcile(
         findings.extend(stripe_drift(tenant, stripe, catalog).await);
     }
     for (name, arn) in &inventory.services {
-        if name.starts_with("tenant-tnt_") && !claimed_services.contains(name) {
-            findings.push(orphan(arn, "an ECS service no live tenant has"));
+        if let Some(hex) = name.strip_prefix("tenant-tnt_")
+            && !claimed_services.contains(name)
+        {
+            findings.push(orphan(arn, "an ECS service no live tenant has", removal(hex)));
         }
     }
     for (name, arn) in &inventory.target_groups {
-        if name.starts_with("t-") && !claimed_groups.contains(name) {
-            findings.push(orphan(arn, "a target group no live tenant has"));
+        if let Some(hex) = name.strip_prefix("t-")
+            && !claimed_groups.contains(name)
+        {
+            findings.push(orphan(arn, "a target group no live tenant has", removal(hex)));
         }
     }
     for name in &inventory.dns_names {
         if !claimed_names.contains(name) {
-            findings.push(orphan(name, "a DNS record no live tenant has"));
+            let repair = Repair::RemoveDnsRecord { name: name.clone() };
+            findings.push(orphan(name, "a DNS record no live tenant has", repair));
         }
     }
     findings.sort();
     Ok(findings)
 }
 
-fn orphan(subject: &str, detail: &str) -> Finding {
+/// A tenant's resources are named for its id (`TenantNames`), so the id is
+/// read back from the name; a name that only looks like ours is left alone.
+fn removal(hex: &str) -> Repair {
+    match TenantId::parse(&format!("tnt_{hex}")) {
+        Ok(tenant) => Repair::RemoveTenantResources { tenant },
+        Err(_) => Repair::ByHand,
+    }
+}
+
+fn orphan(subject: &str, detail: &str, repair: Repair) -> Finding {
+    // A tenant's record is written before anything is made for it, so a
+    // resource no record claims is not one a provisioning is making.
     Finding {
         kind: FindingKind::Orphan,
         subject: subject.to_owned(),
         detail: detail.to_owned(),
-        fix: "remove it (after checking no tenant is being provisioned onto it right now)".to_owned(),
+        fix: "remove it (tenantctl reconcile --fix)".to_owned(),
+        repair,
     }
 }
 
@@ -225,7 +264,8 @@ fn missing_resources(tenant: &TenantRecord, inventory: &Inventory, names: &Tenan
         kind: FindingKind::Missing,
         subject: tenant.id.to_string(),
         detail: format!("its record names {what}, which does not exist"),
-        fix: format!("converge it again: tenantctl events replay the newest event of {}", tenant.id),
+        fix: "converge it again (tenantctl reconcile --fix)".to_owned(),
+        repair: Repair::Converge { tenant: tenant.id.clone() },
     };
     let mut found = Vec::new();
     if tenant.resources.service_arn.is_some() && !inventory.services.contains_key(&names.service) {
@@ -249,17 +289,20 @@ async fn stripe_drift(
     stripe: &dyn SubscriptionSource,
     catalog: &Catalog,
 ) -> Vec<Finding> {
-    let drift = |detail: String, fix: &str| Finding {
+    let drift = |detail: String, fix: &str, repair: Repair| Finding {
         kind: FindingKind::Drift,
         subject: tenant.id.to_string(),
         detail,
         fix: fix.to_owned(),
+        repair,
     };
+    let converge = || Repair::Converge { tenant: tenant.id.clone() };
     let mut found = Vec::new();
     if tenant.status != TenantStatus::Failed && tenant.reached_generation < tenant.generation {
         found.push(drift(
             format!("reached generation {} of {}", tenant.reached_generation, tenant.generation),
-            "look for its failed or stuck execution (tenants show), or replay its newest event",
+            "look for its failed or stuck execution (tenants show), or converge it (reconcile --fix)",
+            converge(),
         ));
     }
     let (Some(signup), false) = (tenant.signup.as_ref(), tenant.status == TenantStatus::Failed) else {
@@ -269,6 +312,7 @@ async fn stripe_drift(
         Ok(None) => found.push(drift(
             format!("Stripe has no subscription {}", signup.subscription),
             "check the stage's Stripe key and mode; a tenant without a subscription should be cancelled",
+            Repair::ByHand,
         )),
         Ok(Some(subscription)) => match desired_from(&subscription, catalog) {
             Ok(desired) if tenant.desired.as_ref() != Some(&desired) => found.push(drift(
@@ -282,16 +326,20 @@ async fn stripe_drift(
                         .map(|d| format!("{} on {}", d.observed_status(), d.plan.key))
                         .unwrap_or_else(|| "nothing".into())
                 ),
-                "replay the subscription's newest event (tenantctl events replay EVT_ID)",
+                "converge it to what Stripe says (tenantctl reconcile --fix)",
+                converge(),
             )),
             Ok(_) => {}
-            Err(unusable) => found.push(drift(unusable.to_string(), "fix the subscription in Stripe")),
+            Err(unusable) => {
+                found.push(drift(unusable.to_string(), "fix the subscription in Stripe", Repair::ByHand))
+            }
         },
         Err(error) => found.push(Finding {
             kind: FindingKind::Drift,
             subject: tenant.id.to_string(),
             detail: format!("Stripe could not be read: {}", crate::telemetry::error_chain(&error)),
             fix: "run reconcile again".to_owned(),
+            repair: Repair::ByHand,
         }),
     }
     found

@@ -41,8 +41,15 @@ enum Command {
     Redrive,
     /// Tenant records ↔ what Stripe says ↔ what exists in ECS, the load
     /// balancer and Route 53 (--stage): drift, missing resources, orphans.
-    /// Changes nothing; exits non-zero when anything is found.
-    Reconcile,
+    /// Exits non-zero when anything is found (with --fix: when anything is
+    /// left unrepaired).
+    Reconcile {
+        /// Repair what was found: a lifecycle execution converges each
+        /// drifted tenant to Stripe; orphans are removed. What needs a person
+        /// (a tenant whose subscription Stripe does not have) is only listed.
+        #[arg(long)]
+        fix: bool,
+    },
     /// A deployed stage's mails (--stage).
     Mail {
         #[command(subcommand)]
@@ -356,7 +363,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Reconcile => {
+        Command::Reconcile { fix } => {
             use tenantctl::stage::{events, reconcile, tenants};
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
@@ -366,13 +373,29 @@ async fn run(cli: Cli) -> Result<()> {
             let inventory = reconcile::inventory(&stage).await?;
             let findings =
                 reconcile::reconcile(&tenants::store(&stage)?, &stripe, &catalog, &inventory).await?;
+            if !fix {
+                if cli.stage.json {
+                    println!("{}", serde_json::to_string_pretty(&findings)?);
+                } else {
+                    print!("{}", reconcile::render(&findings));
+                }
+                if !findings.is_empty() {
+                    bail!("{} finding(s); tenantctl reconcile --fix repairs them", findings.len());
+                }
+                return Ok(());
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let repaired = reconcile::fix(&stage, &findings, i64::try_from(now)?).await?;
             if cli.stage.json {
-                println!("{}", serde_json::to_string_pretty(&findings)?);
+                let both = serde_json::json!({ "findings": findings, "repairs": repaired });
+                println!("{}", serde_json::to_string_pretty(&both)?);
             } else {
                 print!("{}", reconcile::render(&findings));
+                print!("{}", reconcile::render_repairs(&repaired));
             }
-            if !findings.is_empty() {
-                bail!("{} finding(s)", findings.len());
+            let left = repaired.iter().filter(|r| r.done.is_none()).count();
+            if left > 0 {
+                bail!("{left} finding(s) not repaired");
             }
             Ok(())
         }

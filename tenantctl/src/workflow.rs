@@ -255,6 +255,13 @@ impl LocalWorkflows {
         true
     }
 
+    /// Starts an execution of any name (the dispatcher's are Stripe event
+    /// ids; `reconcile --fix` names its own), unless one of that name exists.
+    /// Returns whether it started.
+    pub fn start_named(self: &Arc<Self>, workflow: Workflow, name: &str, input: Value) -> bool {
+        self.spawn(workflow, name.to_owned(), input, false)
+    }
+
     /// Starts an execution unless one of that name exists (`restart` runs
     /// an interrupted one again). Returns whether it started.
     fn spawn(self: &Arc<Self>, workflow: Workflow, name: String, input: Value, restart: bool) -> bool {

@@ -424,3 +424,26 @@ async fn a_failed_tenant_that_stripe_still_charges_gets_its_money_back_once() {
     assert_eq!(refund_mails.len(), 1);
     assert!(refund_mails[0]["text"].as_str().unwrap().contains("charged for a workspace you do not have"));
 }
+
+#[tokio::test]
+async fn a_lifecycle_execution_started_for_a_tenant_converges_it_to_stripe_without_an_event() {
+    // What `reconcile --fix` starts for a drifted tenant: Stripe moved (a plan
+    // change whose events were never delivered), the record did not.
+    let world = World::active().await;
+    let undelivered = world.stripe_does(&change_plan("ultimate"));
+    assert!(!undelivered.is_empty());
+    assert_eq!(world.tenant().await["plan"]["key"], "pro");
+    let tenant_id = world.tenant().await["id"].as_str().unwrap().to_owned();
+    let name = format!("reconcile-{tenant_id}-1700000000");
+    let input = serde_json::json!({ "tenant_id": tenant_id });
+    assert!(world.stack.workflows.start_named(tenancy::ports::Workflow::Lifecycle, &name, input));
+    world.settle().await;
+    let run = world.run(&name);
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.cause);
+    assert_eq!(
+        run.states_passed(),
+        ["ApplySubscription", "ShouldConverge", "ConvergeTenant", "Cancelled", "Done"]
+    );
+    assert_eq!(world.tenant().await["plan"]["key"], "ultimate");
+    world.assert_as_stripe_says().await;
+}

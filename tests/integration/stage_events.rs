@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::doctor::{put, stack_with};
 
-async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
+pub async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
     let definition = r#"{"StartAt": "Replayed", "States": {"Replayed": {"Type": "Pass", "End": true}}}"#;
     sfn::Client::new(sdk)
         .create_state_machine()

@@ -157,13 +157,14 @@ async fn service_named(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig,
 }
 
 #[tokio::test]
-async fn reconcile_reports_drift_missing_resources_and_orphans_and_nothing_for_a_tenant_in_step() {
+async fn reconcile_reports_drift_missing_resources_and_orphans_and_fix_converges_and_removes_them() {
     use tenancy::adapters::aws::launcher::TenantNames;
+    use tenancy::adapters::aws::sdk::sfn;
     use tenancy::adapters::aws::sdk::{elbv2, route53};
     use tenancy::adapters::local::LocalStripe;
     use tenancy::domain::{Catalog, desired_from};
     use tenancy::ports::SubscriptionSource;
-    use tenantctl::stage::reconcile::{FindingKind, inventory, reconcile, render};
+    use tenantctl::stage::reconcile::{FindingKind, fix, inventory, reconcile, render, render_repairs};
 
     let resources = emulator().await;
     let sdk = moto_config().await;
@@ -237,13 +238,19 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_nothing_for_a
         .await
         .unwrap();
 
+    let lifecycle = crate::stage_events::state_machine(&sdk, &unique_name("lifecycle")).await;
     let stack = stack_with(
         &[
             ("StripeMode", "test".into()),
             ("HostedZoneId", resources.hosted_zone_id.clone()),
             ("TenantDomain", resources.domain.clone()),
+            ("AlbListenerArn", resources.listener_arn.clone()),
         ],
-        &[("TenantTableName", table), ("TenantClusterName", resources.cluster_arn.clone())],
+        &[
+            ("TenantTableName", table),
+            ("TenantClusterName", resources.cluster_arn.clone()),
+            ("LifecycleStateMachineArn", lifecycle.clone()),
+        ],
     )
     .await;
     let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
@@ -268,4 +275,32 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_nothing_for_a
     };
     let counted = tenancy::reconcile::scheduled(&sdk, &places, &store, &stripe, &catalog).await.unwrap();
     assert!(counted >= 5, "{counted} findings");
+
+    // --fix, on this test's findings only: the drifted tenant converged once
+    // (one lifecycle execution for its two findings), the ghost's service
+    // and target group removed once, the record deleted.
+    let subjects = [drifted.id.as_str(), &ghost.service, &ghost.target_group, &ghost_name];
+    let ours: Vec<_> =
+        findings.into_iter().filter(|f| subjects.iter().any(|s| f.subject.contains(s))).collect();
+    let repaired = fix(&stage, &ours, 1_700_000_000).await.unwrap();
+    let report = render_repairs(&repaired);
+    assert_eq!(repaired.len(), 3, "{report}");
+    assert!(repaired.iter().all(|r| r.done.is_some()), "{report}");
+    let converge = format!("reconcile-{}-1700000000", drifted.id);
+    assert!(report.contains(&converge), "{report}");
+    let started = sfn::Client::new(&sdk)
+        .describe_execution()
+        .execution_arn(format!("{}:{converge}", lifecycle.replace(":stateMachine:", ":execution:")))
+        .send()
+        .await
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(started.input().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({"tenant_id": drifted.id}));
+    let after = reconcile(&store, &stripe, &catalog, &inventory(&stage).await.unwrap()).await.unwrap();
+    for gone in [&ghost.service, &ghost.target_group, &ghost_name] {
+        assert!(!after.iter().any(|f| f.subject.contains(gone.as_str())), "{gone}: {}", render(&after));
+    }
+    // Again, later: every removal finds nothing left and says done.
+    let again = fix(&stage, &ours, 1_700_000_060).await.unwrap();
+    assert!(again.iter().all(|r| r.done.is_some()), "{}", render_repairs(&again));
 }

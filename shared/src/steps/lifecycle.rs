@@ -26,13 +26,37 @@ use crate::ports::{
 pub const OUR_METADATA_KEY: &str = "subdomain";
 
 /// What triggers an apply: a Stripe event (lifecycle executions) or a
-/// tenant whose subscription is read afresh (the end of provisioning).
+/// tenant whose subscription is read afresh (the end of provisioning, and
+/// `tenantctl reconcile --fix`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "ApplyTrigger")]
 pub struct ApplyInput {
-    #[serde(default)]
     pub event: Option<Value>,
-    #[serde(default)]
     pub tenant_id: Option<TenantId>,
+}
+
+/// As the state machines pass it: the fields themselves (provisioning's
+/// SyncSubscription), or a lifecycle execution's whole input under `trigger`
+/// (`{"event": …}` from the dispatcher, `{"tenant_id": …}` from reconcile),
+/// so the definition needs no path that one of them lacks.
+#[derive(Deserialize)]
+struct ApplyTrigger {
+    #[serde(default)]
+    event: Option<Value>,
+    #[serde(default)]
+    tenant_id: Option<TenantId>,
+    #[serde(default)]
+    trigger: Option<Box<ApplyTrigger>>,
+}
+
+impl From<ApplyTrigger> for ApplyInput {
+    fn from(raw: ApplyTrigger) -> Self {
+        let (event, tenant_id) = match raw.trigger {
+            Some(inner) => (raw.event.or(inner.event), raw.tenant_id.or(inner.tenant_id)),
+            None => (raw.event, raw.tenant_id),
+        };
+        ApplyInput { event, tenant_id }
+    }
 }
 
 /// The step's answer: the state machine's Choice reads `converge`.
@@ -302,4 +326,30 @@ pub async fn report_to_operator(
     );
     let message_id = mailer.send(&mail).await?;
     Ok(ProblemReport { recorded_unmatched: unmatched && parsed.is_some(), message_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_apply_input_is_read_from_its_fields_or_from_a_lifecycle_executions_whole_input() {
+        let tenant = "tnt_0123456789abcdef0123";
+        let direct: ApplyInput = serde_json::from_value(json!({"tenant_id": tenant})).unwrap();
+        assert_eq!(direct.tenant_id.as_ref().map(TenantId::as_str), Some(tenant));
+        let event = json!({"id": "evt_1", "type": "customer.subscription.updated"});
+        let dispatched: ApplyInput = serde_json::from_value(
+            json!({"event_id": "evt_1", "trigger": {"event_id": "evt_1", "event_type": "x", "event": event}}),
+        )
+        .unwrap();
+        assert_eq!((dispatched.event, dispatched.tenant_id), (Some(event), None));
+        let reconciled: ApplyInput =
+            serde_json::from_value(json!({"event_id": "reconcile-x", "trigger": {"tenant_id": tenant}}))
+                .unwrap();
+        assert_eq!(reconciled.tenant_id.as_ref().map(TenantId::as_str), Some(tenant));
+        assert!(reconciled.event.is_none());
+        let bad = serde_json::from_value::<ApplyInput>(json!({"trigger": {"tenant_id": "not a tenant"}}));
+        assert!(bad.is_err(), "a tenant id is parsed at the edge");
+    }
 }

@@ -73,6 +73,10 @@ pub(super) struct TenantServices<'a> {
 }
 
 impl TenantServices<'_> {
+    pub(super) fn in_cluster(&self) -> ClusterServices<'_> {
+        ClusterServices { ecs: self.ecs, cluster: &self.config.cluster }
+    }
+
     fn container(
         &self,
         spec: &LaunchSpec,
@@ -175,18 +179,6 @@ impl TenantServices<'_> {
         )
     }
 
-    pub(super) async fn describe_service(&self, name: &str) -> Result<Option<Service>, LauncherError> {
-        let output = self
-            .ecs
-            .describe_services()
-            .cluster(&self.config.cluster)
-            .services(name)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("ECS DescribeServices", e))?;
-        Ok(output.services().iter().find(|s| s.service_name() == Some(name)).cloned())
-    }
-
     pub(super) async fn ensure_service(
         &self,
         tenant: &TenantId,
@@ -197,7 +189,7 @@ impl TenantServices<'_> {
     ) -> Result<String, LauncherError> {
         let desired_count = i32::try_from(desired_count)
             .map_err(|_| LauncherError::Rejected("desired count too large".into()))?;
-        if let Some(existing) = self.describe_service(&names.service).await? {
+        if let Some(existing) = self.in_cluster().describe_service(&names.service).await? {
             match existing.status() {
                 Some("ACTIVE") => {
                     return self.converge_service(&existing, task_definition_arn, desired_count).await;
@@ -255,7 +247,7 @@ impl TenantServices<'_> {
             }
             Err(error) => {
                 // A concurrent launch may have created it since we looked.
-                if let Some(existing) = self.describe_service(&names.service).await?
+                if let Some(existing) = self.in_cluster().describe_service(&names.service).await?
                     && existing.status() == Some("ACTIVE")
                 {
                     return self.converge_service(&existing, task_definition_arn, desired_count).await;
@@ -323,6 +315,28 @@ impl TenantServices<'_> {
             Err(error) => Err(sdk_failure("ECS UpdateService", error)),
         }
     }
+}
+
+/// The ECS calls that need only the cluster: reading and removing a
+/// tenant's service, so an operator tool can remove one from the stack's
+/// outputs alone.
+pub(super) struct ClusterServices<'a> {
+    pub(super) ecs: &'a aws_sdk_ecs::Client,
+    pub(super) cluster: &'a str,
+}
+
+impl ClusterServices<'_> {
+    pub(super) async fn describe_service(&self, name: &str) -> Result<Option<Service>, LauncherError> {
+        let output = self
+            .ecs
+            .describe_services()
+            .cluster(self.cluster)
+            .services(name)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("ECS DescribeServices", e))?;
+        Ok(output.services().iter().find(|s| s.service_name() == Some(name)).cloned())
+    }
 
     pub(super) async fn remove_service(&self, names: &TenantNames) -> Result<(), LauncherError> {
         let Some(service) = self.describe_service(&names.service).await? else {
@@ -338,7 +352,7 @@ impl TenantServices<'_> {
             let scaled = self
                 .ecs
                 .update_service()
-                .cluster(&self.config.cluster)
+                .cluster(self.cluster)
                 .service(&names.service)
                 .desired_count(0)
                 .send()
@@ -349,14 +363,8 @@ impl TenantServices<'_> {
                 return Err(sdk_failure("ECS UpdateService", error));
             }
         }
-        let deleted = self
-            .ecs
-            .delete_service()
-            .cluster(&self.config.cluster)
-            .service(&names.service)
-            .force(true)
-            .send()
-            .await;
+        let deleted =
+            self.ecs.delete_service().cluster(self.cluster).service(&names.service).force(true).send().await;
         match deleted {
             Ok(_) => Ok(()),
             Err(error) if gone(super::error::code(&error)) => Ok(()),

@@ -91,19 +91,8 @@ pub(super) struct TenantRouting<'a> {
 }
 
 impl TenantRouting<'_> {
-    async fn find_target_group(&self, name: &str) -> Result<Option<String>, LauncherError> {
-        match self.elb.describe_target_groups().names(name).send().await {
-            Ok(output) => Ok(output
-                .target_groups()
-                .iter()
-                .find(|tg| tg.target_group_name() == Some(name))
-                .and_then(|tg| tg.target_group_arn())
-                .map(str::to_owned)),
-            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
-                Ok(None)
-            }
-            Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
-        }
+    pub(super) fn on_listener(&self) -> ListenerRouting<'_> {
+        ListenerRouting { elb: self.elb, listener_arn: &self.config.listener_arn }
     }
 
     pub(super) async fn ensure_target_group(
@@ -111,7 +100,7 @@ impl TenantRouting<'_> {
         tenant: &TenantId,
         names: &TenantNames,
     ) -> Result<String, LauncherError> {
-        if let Some(arn) = self.find_target_group(&names.target_group).await? {
+        if let Some(arn) = self.on_listener().find_target_group(&names.target_group).await? {
             return Ok(arn);
         }
         let created = self
@@ -142,32 +131,11 @@ impl TenantRouting<'_> {
             Err(SdkError::ServiceError(context))
                 if context.err().is_duplicate_target_group_name_exception() =>
             {
-                self.find_target_group(&names.target_group).await?.ok_or_else(|| {
+                self.on_listener().find_target_group(&names.target_group).await?.ok_or_else(|| {
                     LauncherError::Unavailable(unexpected("target group exists and cannot be found"))
                 })
             }
             Err(error) => Err(sdk_failure("ELB CreateTargetGroup", error)),
-        }
-    }
-
-    async fn listener_rules(&self) -> Result<Vec<Rule>, LauncherError> {
-        let mut rules = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .elb
-                .describe_rules()
-                .listener_arn(&self.config.listener_arn)
-                .page_size(400)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| sdk_failure("ELB DescribeRules", e))?;
-            rules.extend(page.rules().iter().cloned());
-            match page.next_marker() {
-                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
-                _ => return Ok(rules),
-            }
         }
     }
 
@@ -178,7 +146,7 @@ impl TenantRouting<'_> {
         target_group_arn: &str,
     ) -> Result<String, LauncherError> {
         for _ in 0..RULE_ATTEMPTS {
-            let rules = self.listener_rules().await?;
+            let rules = self.on_listener().listener_rules().await?;
             if let Some(rule) = rules.iter().find(|r| rule_hosts(r).any(|h| same_host(h, host))) {
                 if !forwards_to(rule, target_group_arn) {
                     return Err(LauncherError::Rejected(format!(
@@ -226,6 +194,71 @@ impl TenantRouting<'_> {
         ))))
     }
 
+    /// The ALB's verdict on the tenant's targets.
+    pub(super) async fn target_health(
+        &self,
+        target_group_arn: &str,
+        names: &TenantNames,
+    ) -> Result<ServiceHealth, LauncherError> {
+        let targets = match self.elb.describe_target_health().target_group_arn(target_group_arn).send().await
+        {
+            Ok(output) => output.target_health_descriptions().to_vec(),
+            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
+                return Ok(ServiceHealth::Broken {
+                    reason: format!("target group {} is gone", names.target_group),
+                });
+            }
+            Err(error) => return Err(sdk_failure("ELB DescribeTargetHealth", error)),
+        };
+        Ok(judge_targets(&targets))
+    }
+}
+
+/// The load balancer calls that need only the listener: finding and
+/// removing a tenant's rule and target group, so an operator tool can remove
+/// them from the stack's outputs alone.
+pub(super) struct ListenerRouting<'a> {
+    pub(super) elb: &'a aws_sdk_elasticloadbalancingv2::Client,
+    pub(super) listener_arn: &'a str,
+}
+
+impl ListenerRouting<'_> {
+    pub(super) async fn find_target_group(&self, name: &str) -> Result<Option<String>, LauncherError> {
+        match self.elb.describe_target_groups().names(name).send().await {
+            Ok(output) => Ok(output
+                .target_groups()
+                .iter()
+                .find(|tg| tg.target_group_name() == Some(name))
+                .and_then(|tg| tg.target_group_arn())
+                .map(str::to_owned)),
+            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
+                Ok(None)
+            }
+            Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
+        }
+    }
+
+    pub(super) async fn listener_rules(&self) -> Result<Vec<Rule>, LauncherError> {
+        let mut rules = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .elb
+                .describe_rules()
+                .listener_arn(self.listener_arn)
+                .page_size(400)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_failure("ELB DescribeRules", e))?;
+            rules.extend(page.rules().iter().cloned());
+            match page.next_marker() {
+                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(rules),
+            }
+        }
+    }
+
     pub(super) async fn remove_routing(&self, names: &TenantNames) -> Result<(), LauncherError> {
         let Some(target_group_arn) = self.find_target_group(&names.target_group).await? else {
             return Ok(());
@@ -257,25 +290,6 @@ impl TenantRouting<'_> {
             }
             Err(error) => Err(sdk_failure("ELB DeleteTargetGroup", error)),
         }
-    }
-
-    /// The ALB's verdict on the tenant's targets.
-    pub(super) async fn target_health(
-        &self,
-        target_group_arn: &str,
-        names: &TenantNames,
-    ) -> Result<ServiceHealth, LauncherError> {
-        let targets = match self.elb.describe_target_health().target_group_arn(target_group_arn).send().await
-        {
-            Ok(output) => output.target_health_descriptions().to_vec(),
-            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
-                return Ok(ServiceHealth::Broken {
-                    reason: format!("target group {} is gone", names.target_group),
-                });
-            }
-            Err(error) => return Err(sdk_failure("ELB DescribeTargetHealth", error)),
-        };
-        Ok(judge_targets(&targets))
     }
 }
 

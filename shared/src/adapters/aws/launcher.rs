@@ -20,8 +20,8 @@
 use async_trait::async_trait;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
-use super::ecs::{TenantServices, judge_service};
-use super::elb::TenantRouting;
+use super::ecs::{ClusterServices, TenantServices, judge_service};
+use super::elb::{ListenerRouting, TenantRouting};
 use super::error::{Fault, call_failed, classify, summary};
 use crate::config::{ConfigError, Lookup, required};
 use crate::domain::TenantId;
@@ -210,6 +210,37 @@ impl TenantNames {
     }
 }
 
+/// Removes a tenant's service, listener rules, target group and task
+/// definitions. It needs only the cluster and the listener, so
+/// `tenantctl reconcile --fix` removes an orphan with what the stack's
+/// outputs say; the launcher removes through it too.
+pub struct TenantRemover<'a> {
+    services: ClusterServices<'a>,
+    routing: ListenerRouting<'a>,
+}
+
+impl<'a> TenantRemover<'a> {
+    pub fn new(
+        ecs: &'a aws_sdk_ecs::Client,
+        elb: &'a aws_sdk_elasticloadbalancingv2::Client,
+        cluster: &'a str,
+        listener_arn: &'a str,
+    ) -> Self {
+        TenantRemover {
+            services: ClusterServices { ecs, cluster },
+            routing: ListenerRouting { elb, listener_arn },
+        }
+    }
+
+    /// Idempotent: what is already gone is skipped.
+    pub async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
+        let names = TenantNames::of(tenant);
+        self.services.remove_service(&names).await?;
+        self.routing.remove_routing(&names).await?;
+        self.services.deregister_task_definitions(&names).await
+    }
+}
+
 /// The tenant launcher on ECS Fargate and Elastic Load Balancing v2.
 #[derive(Debug, Clone)]
 pub struct EcsTenantLauncher {
@@ -271,7 +302,7 @@ impl TenantLauncher for EcsTenantLauncher {
 
     async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError> {
         let names = TenantNames::of(tenant);
-        let Some(service) = self.services().describe_service(&names.service).await? else {
+        let Some(service) = self.services().in_cluster().describe_service(&names.service).await? else {
             return Ok(ServiceHealth::Broken { reason: format!("service {} does not exist", names.service) });
         };
         let target_group_arn = match judge_service(&service) {
@@ -286,10 +317,9 @@ impl TenantLauncher for EcsTenantLauncher {
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
-        let names = TenantNames::of(tenant);
-        self.services().remove_service(&names).await?;
-        self.routing().remove_routing(&names).await?;
-        self.services().deregister_task_definitions(&names).await
+        TenantRemover::new(&self.ecs, &self.elb, &self.config.cluster, &self.config.listener_arn)
+            .remove(tenant)
+            .await
     }
 }
 

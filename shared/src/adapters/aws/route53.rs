@@ -69,6 +69,13 @@ fn check_dns_name(var: &'static str, raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// Deletes the A record `name` from the zone, if it is there: what removing
+/// an orphan record needs. Deleting reads the record's own values, never the
+/// balancer an alias would point at, so none is given.
+pub async fn delete_a_record(client: Client, hosted_zone_id: &str, name: &str) -> Result<(), DnsError> {
+    Route53Dns::new(client, hosted_zone_id, "", "").delete_alias(name).await
+}
+
 impl Route53Dns {
     pub fn new(
         client: Client,
