@@ -37,8 +37,18 @@ enum Command {
         command: EventsCommand,
     },
     /// The events in a deployed stage's dead-letter queue back on its queue
-    /// (--stage), where the dispatcher starts their executions again.
-    Redrive,
+    /// (--stage), where the dispatcher starts their executions again; and
+    /// its executions that failed in the last 14 days outside a Fail state,
+    /// redriven from the Task that failed (RedriveExecution). Both unless
+    /// one is chosen; non-zero when an execution could not be redriven.
+    Redrive {
+        /// Only the dead-letter queue.
+        #[arg(long, conflicts_with = "executions")]
+        dead_letters: bool,
+        /// Only the failed executions.
+        #[arg(long)]
+        executions: bool,
+    },
     /// Tenant records ↔ what Stripe says ↔ what exists in ECS, the load
     /// balancer and Route 53 (--stage): drift, missing resources, orphans.
     /// Exits non-zero when anything is found (with --fix: when anything is
@@ -399,13 +409,36 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Redrive => {
+        Command::Redrive { dead_letters, executions } => {
+            use tenantctl::stage::redrive;
             let stage = cli.stage.find().await?;
-            let redriven = tenantctl::stage::redrive::redrive_dead_letters(&stage).await?;
+            let moved = match executions {
+                true => None,
+                false => Some(redrive::redrive_dead_letters(&stage).await?),
+            };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let runs = match dead_letters {
+                true => Vec::new(),
+                false => redrive::redrive_executions(&stage, i64::try_from(now)?).await?,
+            };
             if cli.stage.json {
-                println!("{}", serde_json::to_string(&redriven)?);
+                let both = serde_json::json!({ "dead_letters": moved, "executions": runs });
+                println!("{}", serde_json::to_string_pretty(&both)?);
             } else {
-                println!("{} event(s) moved from the dead-letter queue back to the queue", redriven.moved);
+                if let Some(moved) = moved {
+                    println!("{} event(s) moved from the dead-letter queue back to the queue", moved.moved);
+                }
+                if !dead_letters {
+                    println!("{} failed execution(s) in the last 14 days", runs.len());
+                    print!("{}", redrive::render_executions(&runs));
+                }
+            }
+            let refused = runs
+                .iter()
+                .filter(|run| matches!(run.outcome, redrive::ExecutionOutcome::NotRedriven { .. }))
+                .count();
+            if refused > 0 {
+                bail!("{refused} execution(s) not redriven");
             }
             Ok(())
         }

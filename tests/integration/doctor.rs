@@ -10,7 +10,15 @@ use tenantctl::stage::{Stage, StageName};
 /// A stack on moto whose parameters are `parameters` (all strings) and whose
 /// outputs are `outputs`.
 pub async fn stack_with(parameters: &[(&str, String)], outputs: &[(&str, String)]) -> String {
-    let sdk = moto_config().await;
+    stack_on(&moto_config().await, parameters, outputs).await
+}
+
+/// [`stack_with`] on the moto server `sdk` points at.
+pub async fn stack_on(
+    sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig,
+    parameters: &[(&str, String)],
+    outputs: &[(&str, String)],
+) -> String {
     let name = unique_name("tenancy-doctor");
     let declared: Map<String, Value> =
         parameters.iter().map(|(key, _)| ((*key).to_owned(), json!({"Type": "String"}))).collect();
@@ -20,7 +28,7 @@ pub async fn stack_with(parameters: &[(&str, String)], outputs: &[(&str, String)
         "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-q")}}},
         "Outputs": outputs.iter().map(|(key, value)| ((*key).to_owned(), json!({"Value": value}))).collect::<Map<String, Value>>(),
     });
-    let mut create = aws_sdk_cloudformation::Client::new(&sdk)
+    let mut create = aws_sdk_cloudformation::Client::new(sdk)
         .create_stack()
         .stack_name(&name)
         .template_body(template.to_string());

@@ -176,3 +176,87 @@ async fn redrive_moves_every_dead_letter_back_to_the_queue_with_its_attributes()
     bodies.dedup();
     assert_eq!(bodies.len(), 13, "each dead letter back once");
 }
+
+/// A state machine whose executions fail as asked: `{"designed": true}` in
+/// its Fail state (a decided outcome), anything else in a state that breaks
+/// (what a Task out of retries looks like from outside).
+const FAILING: &str = r#"{"StartAt": "Which", "States": {
+    "Which": {"Type": "Choice", "Choices": [{"Variable": "$.designed", "BooleanEquals": true, "Next": "Refused"}], "Default": "Broken"},
+    "Refused": {"Type": "Fail", "Error": "Tenancy.SubdomainTaken", "Cause": "taken"},
+    "Broken": {"Type": "Pass", "Parameters": {"x.$": "$.missing"}, "End": true}}}"#;
+
+#[tokio::test]
+async fn redrive_takes_executions_that_failed_outside_a_fail_state_and_leaves_decided_outcomes() {
+    use tenantctl::stage::redrive::{ExecutionOutcome, redrive_executions, render_executions};
+    // Executions that really run (and really fail) need moto's
+    // execute_state_machine, which would change every other test's
+    // executions: a server of this test's own.
+    let moto = integration_tests::OwnMoto::start();
+    moto.configure(serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).await;
+    let sdk = moto.config().await;
+    let client = sfn::Client::new(&sdk);
+    let mut machines = Vec::new();
+    for name in ["tenancy-provision", "tenancy-lifecycle"] {
+        let created = client
+            .create_state_machine()
+            .name(name)
+            .definition(FAILING)
+            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
+            .send()
+            .await
+            .unwrap();
+        machines.push(created.state_machine_arn);
+    }
+    for (name, designed) in [("evt_taken", true), ("evt_broken", false)] {
+        client
+            .start_execution()
+            .state_machine_arn(&machines[0])
+            .name(name)
+            .input(serde_json::json!({ "designed": designed }).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let stack = crate::doctor::stack_on(
+        &sdk,
+        &[("StripeMode", "test".into())],
+        &[
+            ("ProvisionStateMachineArn", machines[0].clone()),
+            ("LifecycleStateMachineArn", machines[1].clone()),
+        ],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    // moto runs them in the background: both stopped before redrive looks.
+    for _ in 0..200 {
+        let running = client
+            .list_executions()
+            .state_machine_arn(&machines[0])
+            .status_filter(sfn::types::ExecutionStatus::Running)
+            .send()
+            .await
+            .unwrap();
+        if running.executions().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let runs = redrive_executions(&stage, now).await.unwrap();
+    let text = render_executions(&runs);
+    let by_name = |name: &str| runs.iter().find(|run| run.name == name).unwrap_or_else(|| panic!("{text}"));
+    let taken = by_name("evt_taken");
+    assert_eq!(taken.outcome, ExecutionOutcome::EndedAsDesigned { state: "Refused".into() }, "{text}");
+    assert_eq!(taken.error.as_deref(), Some("Tenancy.SubdomainTaken"));
+    // moto has no RedriveExecution: the call is made and its refusal shown.
+    let broken = by_name("evt_broken");
+    assert!(matches!(broken.outcome, ExecutionOutcome::NotRedriven { .. }), "{text}");
+    assert_eq!((broken.workflow, broken.error.as_deref()), ("provision", Some("States.Runtime")));
+    assert!(text.contains("✘ evt_broken (provision, States.Runtime): not redriven:"), "{text}");
+    assert_eq!(text.lines().count(), 2, "one line each: {text}");
+    // Nothing older than Step Functions' 14 days is looked at.
+    let later = now + tenantctl::stage::redrive::REDRIVABLE_SECONDS + 60;
+    assert!(redrive_executions(&stage, later).await.unwrap().is_empty());
+}

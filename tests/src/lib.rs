@@ -47,6 +47,61 @@ pub async fn moto_config() -> SdkConfig {
     tenancy::adapters::aws::sdk_config(Some(&moto_endpoint())).await
 }
 
+/// A moto server of one test's own, for a setting that would change what
+/// every other test sees on the shared one (`/moto-api/config`). Stopped
+/// when dropped.
+pub struct OwnMoto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl OwnMoto {
+    pub fn start() -> OwnMoto {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(repo_root().join(".venv/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("moto_server starts (make test installs it into .venv)");
+        let mut lines = BufReader::new(child.stderr.take().expect("its stderr")).lines();
+        let endpoint = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let at = line.find("http://127.0.0.1:")?;
+                Some(line[at..].split_whitespace().next()?.to_owned())
+            })
+            .expect("moto_server says where it listens");
+        // It logs every request: drained, so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        OwnMoto { child, endpoint }
+    }
+
+    pub async fn config(&self) -> SdkConfig {
+        tenancy::adapters::aws::sdk_config(Some(&self.endpoint)).await
+    }
+
+    /// Sets moto's own configuration (`POST /moto-api/config`).
+    pub async fn configure(&self, config: serde_json::Value) {
+        let request = http::Request::post(format!("{}/moto-api/config", self.endpoint))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(config.to_string().into()))
+            .expect("a request");
+        let (status, _) =
+            tenantctl::http_client::HttpClient::default().call(request).await.expect("moto answers");
+        assert!(status.is_success(), "moto refused its configuration: {status}");
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
