@@ -30,7 +30,11 @@ struct Cli {
 enum Command {
     /// The go-live preflight of a deployed stage (--stage): each check ✔ or
     /// ✘ with what fixes it; exits non-zero on any ✘.
-    Doctor,
+    Doctor {
+        /// How many more tenants the quotas must leave room for.
+        #[arg(long, default_value_t = 50)]
+        expected_tenants: u64,
+    },
     /// A deployed stage's Stripe events (--stage).
     Events {
         #[command(subcommand)]
@@ -387,7 +391,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if cli.stage.json {
                     println!("{}", serde_json::to_string_pretty(&findings)?);
                 } else {
-                    print!("{}", reconcile::render(&findings));
+                    tenantctl::stage::paint::print(&reconcile::render(&findings));
                 }
                 if !findings.is_empty() {
                     bail!("{} finding(s); tenantctl reconcile --fix repairs them", findings.len());
@@ -400,8 +404,8 @@ async fn run(cli: Cli) -> Result<()> {
                 let both = serde_json::json!({ "findings": findings, "repairs": repaired });
                 println!("{}", serde_json::to_string_pretty(&both)?);
             } else {
-                print!("{}", reconcile::render(&findings));
-                print!("{}", reconcile::render_repairs(&repaired));
+                tenantctl::stage::paint::print(&reconcile::render(&findings));
+                tenantctl::stage::paint::print(&reconcile::render_repairs(&repaired));
             }
             let left = repaired.iter().filter(|r| r.done.is_none()).count();
             if left > 0 {
@@ -430,7 +434,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 if !dead_letters {
                     println!("{} failed execution(s) in the last 14 days", runs.len());
-                    print!("{}", redrive::render_executions(&runs));
+                    tenantctl::stage::paint::print(&redrive::render_executions(&runs));
                 }
             }
             let refused = runs
@@ -453,7 +457,7 @@ async fn run(cli: Cli) -> Result<()> {
                     if cli.stage.json {
                         println!("{}", serde_json::to_string_pretty(&list)?);
                     } else {
-                        print!("{}", tenants::render_list(&list));
+                        tenantctl::stage::paint::print(&tenants::render_list(&list));
                     }
                 }
                 TenantsCommand::Show { tenant } => {
@@ -461,16 +465,16 @@ async fn run(cli: Cli) -> Result<()> {
                     if cli.stage.json {
                         println!("{}", serde_json::to_string_pretty(&view)?);
                     } else {
-                        print!("{}", tenants::render_show(&view));
+                        tenantctl::stage::paint::print(&tenants::render_show(&view));
                     }
                 }
             }
             Ok(())
         }
-        Command::Doctor => {
+        Command::Doctor { expected_tenants } => {
             let stage = cli.stage.find().await?;
             let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
-            let mut checks = tenantctl::stage::doctor::doctor(&stage, &secrets).await;
+            let mut checks = tenantctl::stage::doctor::doctor(&stage, &secrets, expected_tenants).await;
             // Stripe is asked only with a key that passed (the right mode).
             if checks
                 .iter()
@@ -489,7 +493,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
             } else {
                 println!("{} ({})", stage.stack, stage.name);
-                print!("{}", tenantctl::stage::doctor::render(&checks));
+                tenantctl::stage::paint::print(&tenantctl::stage::doctor::render(&checks));
             }
             if !tenantctl::stage::doctor::all_passed(&checks) {
                 bail!("the stage is not ready: fix each ✘ above");

@@ -119,9 +119,10 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("MailSender", resources.sender.to_string()),
         ("SesSandbox", "true".to_owned()),
     ];
-    let stack = stack_with(&ready, &[("AlarmTopicArn", topic(true).await)]).await;
+    let cluster = ("TenantClusterName", resources.cluster_arn.clone());
+    let stack = stack_with(&ready, &[("AlarmTopicArn", topic(true).await), cluster.clone()]).await;
     let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
-    let checks = doctor(&stage, &secrets).await;
+    let checks = doctor(&stage, &secrets, 1).await;
     let text = render(&checks);
     assert!(all_passed(&checks), "{text}");
     let passed = checks.iter().filter(|c| c.verdict == Verdict::Pass).count();
@@ -146,9 +147,10 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("MailSender", "nobody@unverified.example".to_owned()),
         ("SesSandbox", "true".to_owned()),
     ];
-    let stack = stack_with(&broken, &[("AlarmTopicArn", topic(false).await)]).await;
+    // And more tenants expected than any quota leaves room for.
+    let stack = stack_with(&broken, &[("AlarmTopicArn", topic(false).await), cluster]).await;
     let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
-    let checks = doctor(&stage, &secrets).await;
+    let checks = doctor(&stage, &secrets, 1_000_000).await;
     let text = render(&checks);
     assert!(!all_passed(&checks));
     let failed: Vec<&str> = checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name).collect();
@@ -161,7 +163,8 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
             "hosted zone",
             "load balancer",
             "SES identity",
-            "alarm topic"
+            "alarm topic",
+            "quotas"
         ],
         "{text}"
     );
@@ -169,5 +172,8 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
     assert!(fix("Stripe key").contains(&format!("--name {prefix}/live-key --value 'sk_test_…'")));
     assert_eq!(fix("webhook secrets"), "tenantctl --stage test stripe register-webhook");
     assert!(fix("alarm topic").contains("aws sns subscribe"));
+    let quotas = checks.iter().find(|c| c.name == "quotas").unwrap();
+    assert!(quotas.detail.contains("1000000 expected: rules per load balancer "), "{text}");
+    assert!(fix("quotas").contains("not adjustable") || fix("quotas").starts_with("request more"), "{text}");
     assert!(!text.contains("51QDoctorKey"), "no key is ever printed: {text}");
 }

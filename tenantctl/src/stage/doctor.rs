@@ -1,8 +1,8 @@
 //! `tenantctl --stage … doctor`: the go-live preflight as one command. Each
 //! check reads what the stage really has (SSM, Route 53, the load balancer,
-//! SES, SNS) and answers ✔ or ✘, each ✘ with the command or console page
-//! that fixes it. A check that could not be made says so (⚠) rather than
-//! guessing; only ✘ fails the command.
+//! SES, SNS, the quotas its tenants use) and answers ✔ or ✘, each ✘ with
+//! the command or console page that fixes it. A check that could not be
+//! made says so (⚠) rather than guessing; only ✘ fails the command.
 
 use serde::Serialize;
 use tenancy::adapters::aws::sdk::{elbv2, route53, sesv2};
@@ -34,26 +34,27 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    pub(crate) fn pass(name: &'static str, detail: impl Into<String>) -> Check {
         Check { name, verdict: Verdict::Pass, detail: detail.into(), fix: None }
     }
 
-    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
         Check { name, verdict: Verdict::Fail, detail: detail.into(), fix: Some(fix.into()) }
     }
 
-    fn unknown(name: &'static str, detail: impl Into<String>) -> Check {
+    pub(crate) fn unknown(name: &'static str, detail: impl Into<String>) -> Check {
         Check { name, verdict: Verdict::Unknown, detail: detail.into(), fix: None }
     }
 
     /// A check that could not start: the stack lacks what it reads.
-    fn from_stage(name: &'static str, error: StageError) -> Check {
+    pub(crate) fn from_stage(name: &'static str, error: StageError) -> Check {
         Check::fail(name, error.to_string(), "deploy the current template (sam deploy --config-env …)")
     }
 }
 
-/// Every check, in the order an operator would fix them.
-pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore) -> Vec<Check> {
+/// Every check, in the order an operator would fix them; the quotas must
+/// leave room for `expected_tenants` more.
+pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore, expected_tenants: u64) -> Vec<Check> {
     vec![
         stripe_key(stage, secrets).await,
         webhook_secrets(stage, secrets).await,
@@ -63,6 +64,7 @@ pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore) -> Vec<Check> {
         ses_identity(stage).await,
         ses_sandbox(stage).await,
         alarm_subscription(stage).await,
+        super::quotas::quotas(stage, expected_tenants).await,
     ]
 }
 

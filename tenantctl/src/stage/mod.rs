@@ -16,6 +16,8 @@ use tenancy::stripe::StripeMode;
 pub mod doctor;
 pub mod events;
 pub mod mail;
+pub mod paint;
+pub mod quotas;
 pub mod reconcile;
 pub mod redrive;
 pub mod tenants;

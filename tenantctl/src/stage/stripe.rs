@@ -583,7 +583,7 @@ pub async fn main(args: &StageArgs, command: &StripeCommand) -> i32 {
             }
         },
         Ok(report) => {
-            print!("{report}");
+            super::paint::print(&report.to_string());
             0
         }
         Err(error) => {
