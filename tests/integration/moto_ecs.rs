@@ -94,6 +94,26 @@ impl Fixture {
         described.services().first().cloned()
     }
 
+    /// The tags ECS holds for a task definition or service.
+    async fn ecs_tags(&self, arn: &str) -> Vec<(String, String)> {
+        let listed = self.ecs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        listed
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    /// The tags the load balancer holds for a target group or listener rule.
+    async fn elb_tags(&self, arn: &str) -> Vec<(String, String)> {
+        let described = self.elb.describe_tags().resource_arns(arn).send().await.unwrap();
+        described.tag_descriptions()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
     async fn target_group_exists(&self, name: &str) -> bool {
         match self.elb.describe_target_groups().names(name).send().await {
             Ok(found) => !found.target_groups().is_empty(),
@@ -146,18 +166,12 @@ async fn launching_twice_makes_one_task_definition_target_group_rule_and_service
     assert_eq!(group.health_check_path(), Some("/health"));
     assert_eq!(group.vpc_id(), Some(f.resources.network.vpc_id.as_str()));
 
-    // One rule for the host, forwarding to the target group, tagged with the tenant.
+    // One rule for the host, forwarding to the target group.
     let rules = f.rules_for(&spec.host).await;
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0].rule_arn(), Some(first.listener_rule_arn.as_str()));
     let action = &rules[0].actions()[0];
     assert_eq!(action.target_group_arn(), Some(first.target_group_arn.as_str()));
-    let tags = f.elb.describe_tags().resource_arns(&first.listener_rule_arn).send().await.unwrap();
-    let tags = tags.tag_descriptions()[0].tags();
-    assert!(
-        tags.iter().any(|t| t.key() == Some(TENANT_TAG) && t.value() == Some(spec.tenant.as_str())),
-        "{tags:?}"
-    );
 
     // One Fargate service with the network and the load balancer mapping.
     let listed = f.ecs.list_services().cluster(&f.resources.cluster_arn).send().await.unwrap();
@@ -176,6 +190,14 @@ async fn launching_twice_makes_one_task_definition_target_group_rule_and_service
     let balancer = &service.load_balancers()[0];
     assert_eq!(balancer.target_group_arn(), Some(first.target_group_arn.as_str()));
     assert_eq!((balancer.container_name(), balancer.container_port()), (Some("app"), Some(8080)));
+
+    // Each carries the tenant's tag and no other: the stack's IAM policy lets
+    // the create calls through only with that one tag key in the request.
+    let tagged = vec![(TENANT_TAG.to_owned(), spec.tenant.as_str().to_owned())];
+    assert_eq!(f.ecs_tags(&revisions[0]).await, tagged, "task definition");
+    assert_eq!(f.ecs_tags(&first.service_arn).await, tagged, "service");
+    assert_eq!(f.elb_tags(&first.target_group_arn).await, tagged, "target group");
+    assert_eq!(f.elb_tags(&first.listener_rule_arn).await, tagged, "listener rule");
 }
 
 #[tokio::test]
@@ -195,6 +217,9 @@ async fn new_settings_register_a_new_revision_and_move_the_service_to_it() {
     let latest = revisions.iter().find(|arn| arn.ends_with(":2")).unwrap();
     let service = f.service(&names.service).await.unwrap();
     assert_eq!(service.task_definition(), Some(latest.as_str()));
+    // Every revision is registered tagged, not only a family's first.
+    let tagged = vec![(TENANT_TAG.to_owned(), spec.tenant.as_str().to_owned())];
+    assert_eq!(f.ecs_tags(latest).await, tagged);
     assert_eq!(f.rules_for(&spec.host).await.len(), 1);
 }
 
