@@ -57,7 +57,7 @@ pub async fn put(name: &str, value: &str) {
         .expect("moto stores the parameter");
 }
 
-async fn topic(subscribed: bool) -> String {
+pub async fn topic(subscribed: bool) -> String {
     let sns = aws_sdk_sns::Client::new(&moto_config().await);
     let arn = sns.create_topic().name(unique_name("alarms")).send().await.unwrap().topic_arn.unwrap();
     if subscribed {
@@ -68,7 +68,7 @@ async fn topic(subscribed: bool) -> String {
 
 /// An HTTPS:443 listener on the emulator's load balancer with an ACM
 /// certificate for `*.{domain}`.
-async fn https_listener(domain: &str) -> String {
+pub async fn https_listener(domain: &str) -> String {
     let resources = emulator().await;
     let sdk = moto_config().await;
     let certificate = aws_sdk_acm::Client::new(&sdk)

@@ -16,6 +16,7 @@ mod moto_sfn;
 mod moto_sqs;
 mod moto_ssm;
 mod stage;
+mod stage_all;
 mod stage_events;
 mod stage_stripe;
 mod stage_tenants;

@@ -27,14 +27,14 @@ const LIVE_KEY: &str = "sk_live_stage_stripe_commands_01";
 const WEBHOOK_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/stripe/webhook";
 
 /// The stand-in on a loopback port.
-struct StandIn {
-    base: String,
-    stripe: Arc<LocalStripe>,
+pub struct StandIn {
+    pub base: String,
+    pub stripe: Arc<LocalStripe>,
     stop: oneshot::Sender<()>,
 }
 
 impl StandIn {
-    async fn start() -> StandIn {
+    pub async fn start() -> StandIn {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let base = format!("http://{addr}");
@@ -72,7 +72,7 @@ impl StandIn {
         StandIn { base, stripe, stop }
     }
 
-    fn stop(self) {
+    pub fn stop(self) {
         let _ = self.stop.send(());
     }
 }
