@@ -167,26 +167,16 @@ pub async fn inventory(sdk: &SdkConfig, places: &Places) -> Result<Inventory, Re
     }
     let zone = places.hosted_zone_id.as_str();
     let domain = places.tenant_domain.trim_end_matches('.').to_ascii_lowercase();
-    let route53 = route53::Client::new(sdk);
-    // Route 53 pages by the next record's name and type, not a token.
-    let mut next: Option<(String, route53::types::RrType)> = None;
-    loop {
-        let mut request = route53.list_resource_record_sets().hosted_zone_id(zone);
-        if let Some((name, kind)) = next.take() {
-            request = request.start_record_name(name).start_record_type(kind);
-        }
-        let page = request.send().await.map_err(|e| listing("DNS records")(&e))?;
-        for record in page.resource_record_sets() {
-            let name = record.name().trim_end_matches('.').to_ascii_lowercase();
-            if record.r#type().as_str() == "A" && name.ends_with(&format!(".{domain}")) {
-                found.dns_names.insert(name);
-            }
-        }
-        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
-            (true, Some(name), Some(kind)) => next = Some((name.to_owned(), kind.clone())),
-            _ => return Ok(found),
+    let records = crate::adapters::aws::route53::all_records(&route53::Client::new(sdk), zone)
+        .await
+        .map_err(|e| listing("DNS records")(&e))?;
+    for record in records {
+        let name = record.name().trim_end_matches('.').to_ascii_lowercase();
+        if record.r#type().as_str() == "A" && name.ends_with(&format!(".{domain}")) {
+            found.dns_names.insert(name);
         }
     }
+    Ok(found)
 }
 
 /// Compares the records, Stripe and the inventory; findings sorted by kind.

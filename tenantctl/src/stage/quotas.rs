@@ -159,7 +159,10 @@ async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {
         .await
         .map_err(|e| call("the cluster's services")(&e))?
         .len() as u64;
-    let records = count_records(&route53::Client::new(&stage.sdk), zone).await?;
+    let records = tenancy::adapters::aws::route53::all_records(&route53::Client::new(&stage.sdk), zone)
+        .await
+        .map_err(|e| call("the hosted zone's records")(&e))?
+        .len() as u64;
 
     Ok(vec![
         Quota {
@@ -193,24 +196,6 @@ async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {
             raise: Some("Service Quotas console → Amazon Route 53"),
         },
     ])
-}
-
-/// Route 53 pages by the next record's name and type.
-async fn count_records(client: &route53::Client, zone: &str) -> Result<u64, Unmeasured> {
-    let mut count = 0;
-    let mut next: Option<(String, route53::types::RrType)> = None;
-    loop {
-        let mut request = client.list_resource_record_sets().hosted_zone_id(zone);
-        if let Some((name, kind)) = next.take() {
-            request = request.start_record_name(name).start_record_type(kind);
-        }
-        let page = request.send().await.map_err(|e| call("the hosted zone's records")(&e))?;
-        count += page.resource_record_sets().len() as u64;
-        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
-            (true, Some(name), Some(kind)) => next = Some((name.to_owned(), kind.clone())),
-            _ => return Ok(count),
-        }
-    }
 }
 
 #[cfg(test)]

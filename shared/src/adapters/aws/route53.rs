@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::SdkError;
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
+use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsError;
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 
 use super::error::{Fault, call_failed, classify, summary};
@@ -66,6 +67,28 @@ fn check_dns_name(var: &'static str, raw: &str) -> Result<String, ConfigError> {
             var,
             reason: "expected a DNS name such as my-alb-123.us-east-1.elb.amazonaws.com".into(),
         })
+    }
+}
+
+/// Every record set of the zone. Route 53 pages by the next record's name
+/// and type, not a token.
+pub async fn all_records(
+    client: &Client,
+    hosted_zone_id: &str,
+) -> Result<Vec<ResourceRecordSet>, SdkError<ListResourceRecordSetsError>> {
+    let mut records = Vec::new();
+    let mut next: Option<(String, RrType)> = None;
+    loop {
+        let mut request = client.list_resource_record_sets().hosted_zone_id(hosted_zone_id);
+        if let Some((name, kind)) = next.take() {
+            request = request.start_record_name(name).start_record_type(kind);
+        }
+        let page = request.send().await?;
+        records.extend(page.resource_record_sets().iter().cloned());
+        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+            (true, Some(name), Some(kind)) => next = Some((name.to_owned(), kind.clone())),
+            _ => return Ok(records),
+        }
     }
 }
 
