@@ -18,6 +18,7 @@ use crate::adapters::aws::launcher::TenantNames;
 use crate::adapters::aws::sdk::{ecs, elbv2, route53};
 use crate::domain::{Catalog, TenantId, TenantRecord, TenantStatus, desired_from};
 use crate::ports::{StoreError, SubscriptionSource, TenantStore};
+use crate::steps::lifecycle::OUR_METADATA_KEY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -204,6 +205,7 @@ pub async fn reconcile(
         findings.extend(missing_resources(tenant, inventory, &names));
         findings.extend(stripe_drift(tenant, stripe, catalog).await);
     }
+    findings.extend(unclaimed_subscriptions(&tenants, stripe).await);
     for (name, arn) in &inventory.services {
         if let Some(hex) = name.strip_prefix("tenant-tnt_")
             && !claimed_services.contains(name)
@@ -226,6 +228,44 @@ pub async fn reconcile(
     }
     findings.sort();
     Ok(findings)
+}
+
+/// Our subscriptions (they carry the checkout's `subdomain`) that Stripe
+/// holds live and no tenant record names: a customer charged for nothing,
+/// the one thing this system must never leave. Left to a person: whether to
+/// provision it (replay its checkout) or refund it is theirs to decide.
+async fn unclaimed_subscriptions(tenants: &[TenantRecord], stripe: &dyn SubscriptionSource) -> Vec<Finding> {
+    let claimed: BTreeSet<&str> =
+        tenants.iter().filter_map(TenantRecord::subscription).map(|id| id.as_str()).collect();
+    let live = match stripe.live_subscriptions_with(OUR_METADATA_KEY).await {
+        Ok(live) => live,
+        Err(error) => {
+            return vec![Finding {
+                kind: FindingKind::Drift,
+                subject: "Stripe subscriptions".to_owned(),
+                detail: format!("could not be listed: {}", crate::telemetry::error_chain(&error)),
+                fix: "run reconcile again".to_owned(),
+                repair: Repair::ByHand,
+            }];
+        }
+    };
+    live.into_iter()
+        .filter(|subscription| !claimed.contains(subscription.id.as_str()))
+        .map(|subscription| Finding {
+            kind: FindingKind::Orphan,
+            subject: subscription.id.to_string(),
+            detail: format!(
+                "a {} subscription for `{}` no tenant has: a customer charged for nothing \
+                 (unless it was bought minutes ago and its provisioning is starting)",
+                subscription.status.as_str(),
+                subscription.metadata.get(OUR_METADATA_KEY).map(String::as_str).unwrap_or_default()
+            ),
+            fix: "replay its checkout.session.completed (tenantctl events replay EVT_ID), \
+                  or cancel and refund it in the Stripe Dashboard"
+                .to_owned(),
+            repair: Repair::ByHand,
+        })
+        .collect()
 }
 
 /// A tenant's resources are named for its id (`TenantNames`), so the id is

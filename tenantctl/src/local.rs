@@ -407,6 +407,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/local/stripe/subscriptions/{id}/{action}", post(stripe_standin::act))
         .route("/v1/checkout/sessions", post(stripe_api_checkout_session))
         .route("/v1/billing_portal/sessions", post(stripe_api_portal_session))
+        .route("/v1/subscriptions", get(stripe_standin::list_subscriptions_api))
         .route(
             "/v1/subscriptions/{id}",
             get(stripe_standin::get_subscription).delete(stripe_standin::cancel_subscription),

@@ -175,6 +175,35 @@ pub async fn list_invoices(
     })
 }
 
+/// `GET /v1/subscriptions?status=…&limit=…&starting_after=…` (a limit
+/// of 10 unless given, as at Stripe).
+pub async fn list_subscriptions_api(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = uri.query();
+    let status = query_value(query, "status");
+    let limit = match query_value(query, "limit").map(|raw| raw.parse::<usize>()) {
+        None => 10,
+        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+        Some(_) => {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "Invalid integer: limit must be between 1 and 100.",
+                Some("limit"),
+            );
+        }
+    };
+    let after = query_value(query, "starting_after");
+    let version = api_version(&headers);
+    read_list(&stack, &headers, |stripe| {
+        stripe.subscription_list_json(status.as_deref(), limit, after.as_deref(), &version)
+    })
+}
+
 /// `GET /v1/invoice_payments?invoice=…` (Stripe requires the invoice here).
 pub async fn list_invoice_payments(
     State(stack): State<Arc<LocalStack>>,
@@ -574,7 +603,7 @@ pub async fn act(
     axum::Json(json!({
         "subscription": id,
         "action": action,
-        "status": status.as_ref().map(tenancy::adapters::local::status_str),
+        "status": status.as_ref().map(tenancy::domain::SubscriptionStatus::as_str),
         "events": events.iter().map(|e| json!({"id": e["id"], "type": e["type"]})).collect::<Vec<_>>(),
         "deliveries": deliveries,
         "seed": seed,
@@ -598,7 +627,7 @@ pub fn subscription_list(stripe: &LocalStripe) -> Value {
             json!({
                 "id": s.id,
                 "customer": s.customer,
-                "status": tenancy::adapters::local::status_str(&s.status),
+                "status": s.status.as_str(),
                 "subdomain": s.metadata.get("subdomain"),
                 "price": s.price.id,
                 "lookup_key": s.price.lookup_key,

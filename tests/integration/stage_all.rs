@@ -208,5 +208,20 @@ async fn every_stage_command_runs_against_one_stage_found_from_its_stack() {
     let repaired = reconcile::fix(&stage, &found, 1_800_000_000).await.unwrap();
     assert!(repaired.iter().all(|r| r.done.is_some()), "{}", reconcile::render_repairs(&repaired));
 
+    // A customer charged with no tenant (their checkout never provisioned):
+    // found by listing Stripe's subscriptions, and left to a person.
+    let forgotten = unique_name("forgotten").replace('_', "-");
+    paid_checkout(&stand_in.base, &forgotten).await;
+    let all = reconcile::reconcile(&store, &stripe_client, &catalog, &inventory).await.unwrap();
+    let unclaimed: Vec<_> =
+        all.into_iter().filter(|f| f.detail.contains(&format!("`{forgotten}`"))).collect();
+    assert_eq!(unclaimed.len(), 1, "{}", reconcile::render(&unclaimed));
+    assert_eq!((unclaimed[0].kind, &unclaimed[0].repair), (FindingKind::Orphan, &Repair::ByHand));
+    assert!(unclaimed[0].subject.starts_with("sub_") && unclaimed[0].detail.contains("charged for nothing"));
+    let left = reconcile::fix(&stage, &unclaimed, 1_800_000_000).await.unwrap();
+    assert!(
+        left[0].done.is_none() && left[0].not_done.as_deref().unwrap_or_default().starts_with("left to you")
+    );
+
     stand_in.stop();
 }

@@ -655,6 +655,14 @@ impl SubscriptionSource for Faulty<dyn SubscriptionSource> {
     ) -> Result<Option<SubscriptionSnapshot>, StripeApiError> {
         self.run("subscription", StripeApiError::Unavailable, self.inner.subscription(id)).await
     }
+
+    async fn live_subscriptions_with(
+        &self,
+        metadata_key: &str,
+    ) -> Result<Vec<SubscriptionSnapshot>, StripeApiError> {
+        let call = self.inner.live_subscriptions_with(metadata_key);
+        self.run("live_subscriptions_with", StripeApiError::Unavailable, call).await
+    }
 }
 
 #[async_trait]

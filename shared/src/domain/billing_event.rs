@@ -26,6 +26,21 @@ pub enum SubscriptionStatus {
 }
 
 impl SubscriptionStatus {
+    /// As Stripe spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::Trialing => "trialing",
+            SubscriptionStatus::PastDue => "past_due",
+            SubscriptionStatus::Unpaid => "unpaid",
+            SubscriptionStatus::Paused => "paused",
+            SubscriptionStatus::Canceled => "canceled",
+            SubscriptionStatus::Incomplete => "incomplete",
+            SubscriptionStatus::IncompleteExpired => "incomplete_expired",
+            SubscriptionStatus::Other(other) => other,
+        }
+    }
+
     pub fn parse(raw: &str) -> Self {
         match raw {
             "active" => Self::Active,

@@ -51,4 +51,12 @@ pub trait SubscriptionSource: Send + Sync {
     /// no such subscription (404 `resource_missing`).
     async fn subscription(&self, id: &SubscriptionId)
     -> Result<Option<SubscriptionSnapshot>, StripeApiError>;
+
+    /// Every subscription not canceled that carries `metadata_key` (ours
+    /// carry `subdomain`), newest first: what reconciliation holds the
+    /// tenant records against, so a customer charged with no tenant is found.
+    async fn live_subscriptions_with(
+        &self,
+        metadata_key: &str,
+    ) -> Result<Vec<SubscriptionSnapshot>, StripeApiError>;
 }

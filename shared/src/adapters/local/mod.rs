@@ -18,6 +18,6 @@ pub use secrets::InMemorySecretStore;
 pub use stripe::{
     Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice,
     LocalProduct, LocalStripe, LocalStripeError, LocalSubscription, LocalWebhookEndpoint, PauseCollection,
-    PayError, PayOptions, StoredPrice, SubscriptionAction, TrialOutcome, status_str,
+    PayError, PayOptions, StoredPrice, SubscriptionAction, TrialOutcome,
 };
 pub use tenants::{LocalTenantStore, SubdomainClaim};

@@ -530,7 +530,7 @@ impl LocalStripe {
                         if !matches!(status, S::Active | S::Trialing) {
                             return Err(refuse(format!(
                                 "it is {}; only an active or trialing subscription changes plan",
-                                status_str(&status)
+                                status.as_str()
                             )));
                         }
                         let current = a.subscriptions[index].price.clone();
@@ -569,18 +569,18 @@ impl LocalStripe {
                         S::PastDue => Ok(retry_fails(a, index, now)),
                         _ => Err(refuse(format!(
                             "it is {}; a renewal is charged only while active",
-                            status_str(&status)
+                            status.as_str()
                         ))),
                     },
                     SubscriptionAction::CardRecovers => match status {
                         S::PastDue | S::Unpaid => Ok(recover(a, index, now)),
-                        _ => Err(refuse(format!("it is {}; nothing is owed", status_str(&status)))),
+                        _ => Err(refuse(format!("it is {}; nothing is owed", status.as_str()))),
                     },
                     SubscriptionAction::Unpaid => match status {
                         S::PastDue => Ok(set_status(a, index, S::Unpaid, now)),
                         _ => Err(refuse(format!(
                             "it is {}; only a past_due subscription runs out of retries",
-                            status_str(&status)
+                            status.as_str()
                         ))),
                     },
                     SubscriptionAction::Pause | SubscriptionAction::TrialEnds(TrialOutcome::Pause) => {
@@ -595,23 +595,23 @@ impl LocalStripe {
                             _ => Err(refuse(format!(
                                 "it is {}; Stripe pauses a subscription only when its trial ends without a \
                              payment method (pay with a trial to start one)",
-                                status_str(&status)
+                                status.as_str()
                             ))),
                         }
                     }
                     SubscriptionAction::Resume => match status {
                         S::Paused => Ok(resume(a, index, now)),
-                        _ => Err(refuse(format!("it is {}, not paused", status_str(&status)))),
+                        _ => Err(refuse(format!("it is {}, not paused", status.as_str()))),
                     },
                     SubscriptionAction::Cancel => match status {
                         S::Canceled | S::IncompleteExpired => {
-                            Err(refuse(format!("it is already {}", status_str(&status))))
+                            Err(refuse(format!("it is already {}", status.as_str())))
                         }
                         _ => Ok(cancel(a, index, now)),
                     },
                     SubscriptionAction::TrialEnds(outcome) => match status {
                         S::Trialing => Ok(end_trial(a, index, *outcome, now, true)),
-                        _ => Err(refuse(format!("it is {}, not trialing", status_str(&status)))),
+                        _ => Err(refuse(format!("it is {}, not trialing", status.as_str()))),
                     },
                 }
             })
@@ -644,6 +644,34 @@ impl LocalStripe {
 
     pub fn event_json(&self, id: &str) -> Option<Value> {
         self.account.read(|a| a.events.iter().find(|e| e["id"] == id).cloned())
+    }
+
+    /// `GET /v1/subscriptions?status=…&limit=…&starting_after=…`, newest
+    /// first as at Stripe; without `status`, every one but the canceled.
+    pub fn subscription_list_json(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+        starting_after: Option<&str>,
+        api_version: &str,
+    ) -> Value {
+        self.account.read(|a| {
+            let newest_first = a.subscriptions.iter().rev().filter(|s| match status {
+                None => s.status != SubscriptionStatus::Canceled,
+                Some("all") => true,
+                Some(wanted) => s.status == SubscriptionStatus::parse(wanted),
+            });
+            let after: Vec<&LocalSubscription> = match starting_after {
+                Some(id) => newest_first.skip_while(|s| s.id != id).skip(1).collect(),
+                None => newest_first.collect(),
+            };
+            let limit = limit.clamp(1, 100);
+            let data: Vec<Value> =
+                after.iter().take(limit).map(|s| subscription_wire(s, api_version)).collect();
+            let mut list = list_wire("/v1/subscriptions", data);
+            list["has_more"] = json!(after.len() > limit);
+            list
+        })
     }
 
     /// `GET /v1/invoices?subscription=…&status=…`, newest first as at Stripe.
@@ -783,20 +811,6 @@ fn billing_of(price: &LocalPrice) -> Result<BillingPeriod, LocalStripeError> {
     }
 }
 
-pub fn status_str(status: &SubscriptionStatus) -> &str {
-    match status {
-        SubscriptionStatus::Active => "active",
-        SubscriptionStatus::Trialing => "trialing",
-        SubscriptionStatus::PastDue => "past_due",
-        SubscriptionStatus::Unpaid => "unpaid",
-        SubscriptionStatus::Paused => "paused",
-        SubscriptionStatus::Canceled => "canceled",
-        SubscriptionStatus::Incomplete => "incomplete",
-        SubscriptionStatus::IncompleteExpired => "incomplete_expired",
-        SubscriptionStatus::Other(other) => other,
-    }
-}
-
 fn is_period_on_items(api_version: &str) -> bool {
     // Versions are dates first (`2025-03-31.basil`), so they sort as text.
     api_version >= PERIOD_ON_ITEMS_SINCE
@@ -859,7 +873,7 @@ fn subscription_wire(sub: &LocalSubscription, api_version: &str) -> Value {
         "metadata": sub.metadata,
         "pause_collection": sub.pause_collection.as_ref().map(|p| json!({"behavior": p.behavior, "resumes_at": p.resumes_at})),
         "start_date": sub.created,
-        "status": status_str(&sub.status),
+        "status": sub.status.as_str(),
         "trial_end": sub.trial_end,
         "trial_start": sub.trial_start,
     });
@@ -1339,6 +1353,20 @@ impl SubscriptionSource for LocalStripe {
             a.subscriptions.iter().find(|s| s.id == id.as_str()).map(|sub| snapshot(a, sub)).transpose()
         })
     }
+
+    async fn live_subscriptions_with(
+        &self,
+        metadata_key: &str,
+    ) -> Result<Vec<SubscriptionSnapshot>, StripeApiError> {
+        self.account.read(|a| {
+            a.subscriptions
+                .iter()
+                .rev()
+                .filter(|s| s.status != SubscriptionStatus::Canceled && s.metadata.contains_key(metadata_key))
+                .map(|sub| snapshot(a, sub))
+                .collect()
+        })
+    }
 }
 
 #[async_trait]
@@ -1730,6 +1758,33 @@ mod tests {
             other.act(&id, &SubscriptionAction::TrialEnds(TrialOutcome::Pay)),
             Err(LocalStripeError::Refused { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_listed_newest_first_in_pages_without_the_canceled_unless_asked() {
+        let stripe = stripe();
+        let mut ids = Vec::new();
+        for key in ["k1", "k2", "k3"] {
+            let session = session(&stripe, "price_1QBasicMonthlyCAD", key).await;
+            let events = stripe.pay(&session).unwrap();
+            ids.push(events[1]["data"]["object"]["id"].as_str().unwrap().to_owned());
+        }
+        stripe.act(&ids[0], &SubscriptionAction::Cancel).unwrap();
+        let page_ids = |page: &Value| -> Vec<String> {
+            page["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+        };
+        let first = stripe.subscription_list_json(None, 1, None, "2026-09-30.endive");
+        assert_eq!((page_ids(&first), first["has_more"].as_bool()), (vec![ids[2].clone()], Some(true)));
+        let second = stripe.subscription_list_json(None, 1, Some(&ids[2]), "2026-09-30.endive");
+        assert_eq!((page_ids(&second), second["has_more"].as_bool()), (vec![ids[1].clone()], Some(false)));
+        let all = stripe.subscription_list_json(Some("all"), 100, None, "2026-09-30.endive");
+        assert_eq!(page_ids(&all), [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+        let live = stripe.live_subscriptions_with("subdomain").await.unwrap();
+        assert_eq!(
+            live.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+            [ids[2].clone(), ids[1].clone()]
+        );
+        assert!(stripe.live_subscriptions_with("course").await.unwrap().is_empty(), "only ours");
     }
 
     #[tokio::test]

@@ -305,6 +305,43 @@ impl SubscriptionSource for StripeApi {
             StripeApiError::Unavailable(Box::new(CallFailed(format!("unreadable answer from Stripe: {e}"))))
         })
     }
+
+    async fn live_subscriptions_with(
+        &self,
+        metadata_key: &str,
+    ) -> Result<Vec<SubscriptionSnapshot>, StripeApiError> {
+        // Stripe's list leaves out the canceled ones unless asked; it pages
+        // by the last id read.
+        let unreadable = |what: String| StripeApiError::Unavailable(Box::new(CallFailed(what)));
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let query = match &after {
+                Some(id) => format!("limit=100&starting_after={id}"),
+                None => "limit=100".to_owned(),
+            };
+            let answer = self
+                .read_json(&AsJson::get("/subscriptions".to_owned(), &query))
+                .await
+                .map_err(|e| self.error(e))?;
+            let data = answer
+                .get("data")
+                .and_then(serde_json::Value::as_array)
+                .ok_or_else(|| unreadable("Stripe answered /subscriptions without `data`".into()))?;
+            for wire in data {
+                let snapshot = snapshot_from_wire(wire)
+                    .map_err(|e| unreadable(format!("unreadable subscription from Stripe: {e}")))?;
+                if snapshot.metadata.contains_key(metadata_key) {
+                    found.push(snapshot);
+                }
+            }
+            let more = answer.get("has_more").and_then(serde_json::Value::as_bool) == Some(true);
+            match (more, data.last().and_then(|last| last.get("id")).and_then(serde_json::Value::as_str)) {
+                (true, Some(last)) => after = Some(last.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
 }
 
 #[async_trait]
