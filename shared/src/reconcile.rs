@@ -46,6 +46,19 @@ pub enum FindingKind {
     Missing,
     /// A resource no live tenant claims.
     Orphan,
+    /// An execution running far longer than its work takes.
+    Stuck,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Drift => "drift",
+            FindingKind::Missing => "missing",
+            FindingKind::Orphan => "orphan",
+            FindingKind::Stuck => "stuck",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -103,11 +116,7 @@ pub async fn scheduled(
     let inventory = inventory(sdk, places).await?;
     let findings = reconcile(store, stripe, catalog, &inventory).await?;
     for finding in &findings {
-        let kind = match finding.kind {
-            FindingKind::Drift => "drift",
-            FindingKind::Missing => "missing",
-            FindingKind::Orphan => "orphan",
-        };
+        let kind = finding.kind.as_str();
         tracing::warn!(finding = kind, subject = %finding.subject, fix = %finding.fix, "{}", finding.detail);
     }
     tracing::info!(findings = findings.len(), tenants_domain = %places.tenant_domain, "reconciled");
@@ -382,11 +391,7 @@ pub fn render(findings: &[Finding]) -> String {
     }
     let mut out = String::new();
     for finding in findings {
-        let kind = match finding.kind {
-            FindingKind::Drift => "drift",
-            FindingKind::Missing => "missing",
-            FindingKind::Orphan => "orphan",
-        };
+        let kind = finding.kind.as_str();
         out.push_str(&format!(
             "✘ {kind:<8} {} — {}\n  {:<8} fix: {}\n",
             finding.subject, finding.detail, "", finding.fix

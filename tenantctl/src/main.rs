@@ -54,7 +54,8 @@ enum Command {
         executions: bool,
     },
     /// Tenant records ↔ what Stripe says ↔ what exists in ECS, the load
-    /// balancer and Route 53 (--stage): drift, missing resources, orphans.
+    /// balancer and Route 53 (--stage): drift, missing resources, orphans
+    /// (our live subscriptions no tenant has among them), stuck executions.
     /// Exits non-zero when anything is found (with --fix: when anything is
     /// left unrepaired).
     Reconcile {
@@ -385,8 +386,11 @@ async fn run(cli: Cli) -> Result<()> {
                 events::stripe_client(&stage, &secrets, cli.stage.stripe_api_base.as_deref()).await?;
             let catalog = tenancy::domain::Catalog::embedded()?;
             let inventory = reconcile::inventory(&stage).await?;
-            let findings =
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let now = i64::try_from(now)?;
+            let mut findings =
                 reconcile::reconcile(&tenants::store(&stage)?, &stripe, &catalog, &inventory).await?;
+            findings.extend(reconcile::stuck_executions(&stage, now).await?);
             if !fix {
                 if cli.stage.json {
                     println!("{}", serde_json::to_string_pretty(&findings)?);
@@ -398,8 +402,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let repaired = reconcile::fix(&stage, &findings, i64::try_from(now)?).await?;
+            let repaired = reconcile::fix(&stage, &findings, now).await?;
             if cli.stage.json {
                 let both = serde_json::json!({ "findings": findings, "repairs": repaired });
                 println!("{}", serde_json::to_string_pretty(&both)?);

@@ -260,3 +260,69 @@ async fn redrive_takes_executions_that_failed_outside_a_fail_state_and_leaves_de
     let later = now + tenantctl::stage::redrive::REDRIVABLE_SECONDS + 60;
     assert!(redrive_executions(&stage, later).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn reconcile_calls_an_execution_stuck_after_two_hours_unless_it_waits_in_a_wait_state() {
+    use tenantctl::stage::reconcile::{FindingKind, Repair, STUCK_AFTER_SECONDS, stuck_executions};
+    let moto = integration_tests::OwnMoto::start();
+    moto.configure(serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).await;
+    let sdk = moto.config().await;
+    let client = sfn::Client::new(&sdk);
+    let queue = tenancy::adapters::aws::sdk::sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name("task-tokens")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    // A grace period (waits by design), and a Task whose answer never comes.
+    let waits = r#"{"StartAt": "WaitGracePeriod", "States": {"WaitGracePeriod": {"Type": "Wait", "Seconds": 86400, "End": true}}}"#;
+    let hangs = serde_json::json!({"StartAt": "Hangs", "States": {"Hangs": {"Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}}, "End": true}}})
+    .to_string();
+    let mut machines = Vec::new();
+    for (name, definition) in [("tenancy-provision", waits.to_owned()), ("tenancy-lifecycle", hangs)] {
+        let arn = client
+            .create_state_machine()
+            .name(name)
+            .definition(definition)
+            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
+            .send()
+            .await
+            .unwrap()
+            .state_machine_arn;
+        client.start_execution().state_machine_arn(&arn).name(format!("evt_{name}")).send().await.unwrap();
+        machines.push(arn);
+    }
+    let stack = crate::doctor::stack_on(
+        &sdk,
+        &[("StripeMode", "test".into())],
+        &[
+            ("ProvisionStateMachineArn", machines[0].clone()),
+            ("LifecycleStateMachineArn", machines[1].clone()),
+        ],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    // The Task reaches its wait for the token in the background.
+    let mut stuck = Vec::new();
+    for _ in 0..100 {
+        stuck = stuck_executions(&stage, now + STUCK_AFTER_SECONDS + 3600).await.unwrap();
+        if stuck.iter().any(|f| f.detail.contains("TaskSubmitted")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stuck.len(), 1, "{}", tenantctl::stage::reconcile::render(&stuck));
+    assert_eq!((stuck[0].kind, &stuck[0].repair), (FindingKind::Stuck, &Repair::ByHand));
+    assert_eq!(stuck[0].subject, "evt_tenancy-lifecycle");
+    assert!(stuck[0].detail.starts_with("running for 3 h"), "{}", stuck[0].detail);
+    assert!(stuck[0].fix.contains("console.aws.amazon.com/states/home?region=us-east-1"), "{}", stuck[0].fix);
+    // Younger than two hours, nothing is stuck.
+    assert!(stuck_executions(&stage, now + 60).await.unwrap().is_empty());
+}

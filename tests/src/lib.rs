@@ -59,8 +59,15 @@ impl OwnMoto {
     pub fn start() -> OwnMoto {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
+        // A port of its own, not 0: moto calls itself (a Task's SQS
+        // integration) at the port it was told.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port()
+            .to_string();
         let mut child = Command::new(repo_root().join(".venv/bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", "0"])
+            .args(["-H", "127.0.0.1", "-p", &port])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -202,15 +202,11 @@ fn execution_link(stage: &Stage, entry: &TrailEntry) -> Option<ExecutionLink> {
     let machine = stage.output(key).ok()?;
     // arn:aws:states:REGION:ACCOUNT:stateMachine:NAME → …:execution:NAME:EVENT
     let arn = format!("{}:{}", machine.replacen(":stateMachine:", ":execution:", 1), entry.event_id);
-    let region = machine.split(':').nth(3).unwrap_or("us-east-1");
-    let console = format!(
-        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
-    );
     Some(ExecutionLink {
         event_id: entry.event_id.clone(),
         event_type: entry.event_type.clone(),
+        console: super::console_link(&arn),
         arn,
-        console,
     })
 }
 
