@@ -166,6 +166,32 @@ fn save(dir: Option<&Path>, record: &ExecutionRecord) {
     }
 }
 
+/// `event` without the state document a state's entry or exit carries
+/// (its `input` or `output`); a Task's own events (a step's result, an
+/// error and its cause) are kept whole. Thousands of executions then fit in
+/// a local process: a provisioning's state documents are most of its
+/// history, and each is the previous state's output again.
+fn without_state_documents(event: &HistoryEvent) -> HistoryEvent {
+    let carries_document = event.kind.ends_with("StateEntered") || event.kind.ends_with("StateExited");
+    let detail = match (&event.detail, carries_document) {
+        (Value::Object(fields), true) => Value::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "input" | "output"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        (detail, _) => detail.clone(),
+    };
+    HistoryEvent {
+        id: event.id,
+        timestamp: event.timestamp.clone(),
+        kind: event.kind.clone(),
+        state: event.state.clone(),
+        detail,
+    }
+}
+
 impl LocalWorkflows {
     /// Loads earlier executions from `state/executions/`; ones a stopped
     /// process left RUNNING are started again from the top, which is safe
@@ -184,8 +210,11 @@ impl LocalWorkflows {
             for entry in std::fs::read_dir(dir)? {
                 let path = entry?.path();
                 if path.extension().is_some_and(|ext| ext == "json") {
-                    let record: ExecutionRecord = serde_json::from_slice(&std::fs::read(&path)?)
+                    let mut record: ExecutionRecord = serde_json::from_slice(&std::fs::read(&path)?)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    if record.status == RunStatus::Succeeded {
+                        record.history = record.history.iter().map(without_state_documents).collect();
+                    }
                     executions.insert(record.name.clone(), record);
                 }
             }
@@ -298,7 +327,7 @@ impl LocalWorkflows {
                         if record.history.is_empty() {
                             record.started_at = event.timestamp.clone();
                         }
-                        record.history.push(event.clone());
+                        record.history.push(without_state_documents(event));
                     }
                 }
             };
@@ -329,6 +358,7 @@ impl LocalWorkflows {
     fn record_finished(&self, name: &str, finished: asl::Execution) {
         let mut executions = lock(&self.executions);
         if let Some(record) = executions.get_mut(name) {
+            let succeeded = matches!(finished.status, asl::ExecutionStatus::Succeeded);
             record.history = finished.history;
             record.started_at = finished.started_at;
             record.stopped_at = Some(finished.stopped_at);
@@ -346,7 +376,13 @@ impl LocalWorkflows {
                     record.cause = Some(cause);
                 }
             }
+            // Whole on disk; in memory, a succeeded execution keeps its
+            // history without the state documents (each state's input and
+            // output: the bulk of it, and what a failure is read from).
             save(self.dir.as_deref(), record);
+            if succeeded {
+                record.history = record.history.iter().map(without_state_documents).collect();
+            }
             tracing::info!(execution = %name, status = ?record.status, "execution finished");
         }
     }
@@ -418,6 +454,35 @@ impl WorkflowStarter for LocalStarter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_history_drops_state_documents_and_keeps_each_tasks_result_and_errors() {
+        let event = |kind: &str, detail: Value| HistoryEvent {
+            id: 1,
+            timestamp: "2026-11-27T00:00:00.000Z".into(),
+            kind: kind.into(),
+            state: Some("LaunchTenant".into()),
+            detail,
+        };
+        let document = serde_json::json!({"event": {"id": "evt_1"}, "tenant": {"tenant_id": "tnt_1"}});
+        let entered =
+            event("TaskStateEntered", serde_json::json!({"name": "LaunchTenant", "input": document}));
+        assert_eq!(without_state_documents(&entered).detail, serde_json::json!({"name": "LaunchTenant"}));
+        let exited = event(
+            "TaskStateExited",
+            serde_json::json!({"name": "LaunchTenant", "output": document, "next": "Wait"}),
+        );
+        assert_eq!(
+            without_state_documents(&exited).detail,
+            serde_json::json!({"name": "LaunchTenant", "next": "Wait"})
+        );
+        for kept in [
+            event("TaskSucceeded", serde_json::json!({"resource": "arn", "output": {"service_arn": "x"}})),
+            event("TaskFailed", serde_json::json!({"error": "Tenancy.Transient", "cause": "later"})),
+        ] {
+            assert_eq!(without_state_documents(&kept), kept);
+        }
+    }
 
     /// A failed Lambda's Cause, as a catcher sees it, is the function's error
     /// object as JSON text (LocalStack's
