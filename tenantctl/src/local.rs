@@ -353,19 +353,7 @@ impl LocalStack {
             }
             Err(error) => json!({ "error": error_chain(&error) }),
         };
-        let executions: Vec<Value> = self.workflows.each_execution(|e| {
-            json!({
-                "name": e.name,
-                "workflow": e.workflow,
-                "status": e.status,
-                "error": e.error,
-                "cause": e.cause,
-                "started_at": e.started_at,
-                "stopped_at": e.stopped_at,
-                "states": e.states_passed(),
-                "cleanup": e.cleanup,
-            })
-        });
+        let executions = self.workflows.summaries();
         let queue: Vec<Value> = self
             .queue
             .snapshot()

@@ -131,7 +131,7 @@ pub struct LocalWorkflows {
     machines: HashMap<Workflow, Arc<StateMachine>>,
     tasks: Arc<LocalTasks>,
     options: RunOptions,
-    executions: Arc<Mutex<BTreeMap<String, ExecutionRecord>>>,
+    executions: Arc<Mutex<BTreeMap<String, Kept>>>,
     dir: Option<PathBuf>,
     /// Executions that may run at once in this process; the rest wait their
     /// turn (listed RUNNING, with no history yet).
@@ -148,7 +148,7 @@ pub struct LocalWorkflows {
 /// and steps that are CPU-bound by design (argon2id in RecordSignup) must
 /// still finish within their Task timeouts, which are real time. Executions
 /// mostly wait (Wait states, simulated AWS delays), so this is generous.
-pub const MAX_RUNNING_EXECUTIONS: usize = 256;
+pub const MAX_RUNNING_EXECUTIONS: usize = 64;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -192,6 +192,81 @@ fn without_state_documents(event: &HistoryEvent) -> HistoryEvent {
     }
 }
 
+/// One execution as the console lists it: no history, the states it passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionSummary {
+    pub name: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+    pub states: Vec<String>,
+    pub cleanup: Option<String>,
+}
+
+/// An execution as this process keeps it: a finished one that succeeded
+/// holds its (compact) history as JSON text, a third of its size as values,
+/// read back when someone looks.
+struct Kept {
+    record: ExecutionRecord,
+    packed_history: Option<Box<str>>,
+    /// The states a packed history passed, for summaries without unpacking.
+    packed_states: Vec<String>,
+}
+
+impl Kept {
+    fn new(record: ExecutionRecord) -> Kept {
+        let mut kept = Kept { record, packed_history: None, packed_states: Vec::new() };
+        kept.pack_if_succeeded();
+        kept
+    }
+
+    /// A succeeded execution's history, without its state documents, packed.
+    fn pack_if_succeeded(&mut self) {
+        if self.record.status != RunStatus::Succeeded || self.packed_history.is_some() {
+            return;
+        }
+        let compact: Vec<HistoryEvent> = self.record.history.iter().map(without_state_documents).collect();
+        if let Ok(text) = serde_json::to_string(&compact) {
+            self.packed_states = self.record.states_passed();
+            self.packed_history = Some(text.into_boxed_str());
+            self.record.history = Vec::new();
+        }
+    }
+
+    fn summary(&self) -> ExecutionSummary {
+        let record = &self.record;
+        ExecutionSummary {
+            name: record.name.clone(),
+            workflow: record.workflow.clone(),
+            status: record.status,
+            error: record.error.clone(),
+            cause: record.cause.clone(),
+            started_at: record.started_at.clone(),
+            stopped_at: record.stopped_at.clone(),
+            states: match self.packed_history {
+                Some(_) => self.packed_states.clone(),
+                None => record.states_passed(),
+            },
+            cleanup: record.cleanup.clone(),
+        }
+    }
+
+    /// `view` of the record with its whole history.
+    fn view<R>(&self, view: impl FnOnce(&ExecutionRecord) -> R) -> R {
+        match &self.packed_history {
+            None => view(&self.record),
+            Some(text) => {
+                let mut record = self.record.clone();
+                record.history = serde_json::from_str(text).unwrap_or_default();
+                view(&record)
+            }
+        }
+    }
+}
+
 impl LocalWorkflows {
     /// Loads earlier executions from `state/executions/`; ones a stopped
     /// process left RUNNING are started again from the top, which is safe
@@ -210,12 +285,9 @@ impl LocalWorkflows {
             for entry in std::fs::read_dir(dir)? {
                 let path = entry?.path();
                 if path.extension().is_some_and(|ext| ext == "json") {
-                    let mut record: ExecutionRecord = serde_json::from_slice(&std::fs::read(&path)?)
+                    let record: ExecutionRecord = serde_json::from_slice(&std::fs::read(&path)?)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                    if record.status == RunStatus::Succeeded {
-                        record.history = record.history.iter().map(without_state_documents).collect();
-                    }
-                    executions.insert(record.name.clone(), record);
+                    executions.insert(record.name.clone(), Kept::new(record));
                 }
             }
         }
@@ -231,8 +303,8 @@ impl LocalWorkflows {
         });
         let interrupted: Vec<ExecutionRecord> = lock(&workflows.executions)
             .values()
-            .filter(|r| r.status == RunStatus::Running)
-            .cloned()
+            .filter(|kept| kept.record.status == RunStatus::Running)
+            .map(|kept| kept.record.clone())
             .collect();
         for record in interrupted {
             let workflow = workflows.machines.keys().find(|w| w.as_str() == record.workflow).copied();
@@ -258,18 +330,30 @@ impl LocalWorkflows {
     /// histories (a state page over thousands of executions stays cheap).
     pub fn each_execution<R>(&self, view: impl Fn(&ExecutionRecord) -> R) -> Vec<R> {
         let executions = lock(&self.executions);
-        let mut all: Vec<&ExecutionRecord> = executions.values().collect();
+        let mut all: Vec<&Kept> = executions.values().collect();
+        all.sort_by(|a, b| {
+            a.record.started_at.cmp(&b.record.started_at).then(a.record.name.cmp(&b.record.name))
+        });
+        all.into_iter().map(|kept| kept.view(&view)).collect()
+    }
+
+    /// Every execution's summary, oldest first, without reading a history
+    /// back (the state page polls this over thousands of executions).
+    pub fn summaries(&self) -> Vec<ExecutionSummary> {
+        let executions = lock(&self.executions);
+        let mut all: Vec<ExecutionSummary> = executions.values().map(Kept::summary).collect();
         all.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.name.cmp(&b.name)));
-        all.into_iter().map(view).collect()
+        all
     }
 
     pub fn execution(&self, name: &str) -> Option<ExecutionRecord> {
-        lock(&self.executions).get(name).cloned()
+        lock(&self.executions).get(name).map(|kept| kept.view(ExecutionRecord::clone))
     }
 
     pub fn running(&self) -> usize {
         let cleanups = self.cleanups.load(std::sync::atomic::Ordering::SeqCst);
-        cleanups + lock(&self.executions).values().filter(|r| r.status == RunStatus::Running).count()
+        cleanups
+            + lock(&self.executions).values().filter(|kept| kept.record.status == RunStatus::Running).count()
     }
 
     /// Waits until no execution is running, or `limit` passes.
@@ -314,7 +398,7 @@ impl LocalWorkflows {
                 return false;
             }
             save(self.dir.as_deref(), &record);
-            executions.insert(name.clone(), record);
+            executions.insert(name.clone(), Kept::new(record));
         }
         let this = Arc::clone(self);
         let run = async move {
@@ -323,7 +407,7 @@ impl LocalWorkflows {
             let sink = {
                 let executions = Arc::clone(&this.executions);
                 move |execution: &str, event: &HistoryEvent| {
-                    if let Some(record) = lock(&executions).get_mut(execution) {
+                    if let Some(Kept { record, .. }) = lock(&executions).get_mut(execution) {
                         if record.history.is_empty() {
                             record.started_at = event.timestamp.clone();
                         }
@@ -342,7 +426,7 @@ impl LocalWorkflows {
             if timed_out {
                 let cleanup = this.clean_up(workflow, &name, &input).await;
                 this.cleanups.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                if let Some(record) = lock(&this.executions).get_mut(&name) {
+                if let Some(Kept { record, .. }) = lock(&this.executions).get_mut(&name) {
                     record.cleanup = Some(cleanup);
                     save(this.dir.as_deref(), record);
                 }
@@ -357,8 +441,8 @@ impl LocalWorkflows {
 
     fn record_finished(&self, name: &str, finished: asl::Execution) {
         let mut executions = lock(&self.executions);
-        if let Some(record) = executions.get_mut(name) {
-            let succeeded = matches!(finished.status, asl::ExecutionStatus::Succeeded);
+        if let Some(kept) = executions.get_mut(name) {
+            let record = &mut kept.record;
             record.history = finished.history;
             record.started_at = finished.started_at;
             record.stopped_at = Some(finished.stopped_at);
@@ -377,13 +461,11 @@ impl LocalWorkflows {
                 }
             }
             // Whole on disk; in memory, a succeeded execution keeps its
-            // history without the state documents (each state's input and
-            // output: the bulk of it, and what a failure is read from).
+            // history packed and without the state documents (each state's
+            // input and output: the bulk of it, and what a failure is read from).
             save(self.dir.as_deref(), record);
-            if succeeded {
-                record.history = record.history.iter().map(without_state_documents).collect();
-            }
             tracing::info!(execution = %name, status = ?record.status, "execution finished");
+            kept.pack_if_succeeded();
         }
     }
 
