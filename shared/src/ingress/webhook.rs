@@ -1,15 +1,16 @@
 //! The webhook handler, independent of how the request arrived (API Gateway
 //! through `lambda_http`, or `tenantctl local serve`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use tracing::{Instrument, field};
 
 use crate::clock::Clock;
-use crate::ports::{EventQueue, QueuedEvent};
-use crate::stripe::{EventEnvelope, SignatureVerifier, StripeMode};
+use crate::config::WebhookConfig;
+use crate::ports::{EventQueue, QueuedEvent, SecretStore};
+use crate::stripe::{EventEnvelope, SignatureError, SignatureVerifier, StripeMode};
 use crate::telemetry::error_chain;
 
 /// Bodies above this are refused with 413. Stripe events are a few KB; an
@@ -35,12 +36,32 @@ impl WebhookAnswer {
     }
 }
 
+/// A warm instance reads its signing secrets again when a delivery matches
+/// none it holds (the operator rotated with `stripe register-webhook
+/// --rotate`), at most this often, so forged deliveries cost at most one
+/// read per window.
+pub const RELOAD_AFTER_NO_MATCH_SECONDS: i64 = 60;
+
+/// And when the ones it holds are this old, so a secret dropped from the
+/// parameter (`stripe drop-webhook-secret`, after a leak) stops being
+/// accepted within this long.
+pub const RELOAD_AFTER_AGE_SECONDS: i64 = 15 * 60;
+
 /// Verifies, filters and enqueues Stripe webhook deliveries.
 pub struct WebhookIngress {
-    verifier: SignatureVerifier,
+    verifier: RwLock<Arc<SignatureVerifier>>,
+    reload: Option<SecretsReload>,
     mode: StripeMode,
     queue: Arc<dyn EventQueue>,
     clock: Arc<dyn Clock>,
+}
+
+/// Where the secrets are read again from.
+struct SecretsReload {
+    config: WebhookConfig,
+    store: Arc<dyn SecretStore>,
+    /// When they were last read (Unix seconds).
+    read_at: Mutex<i64>,
 }
 
 impl WebhookIngress {
@@ -50,7 +71,63 @@ impl WebhookIngress {
         queue: Arc<dyn EventQueue>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        WebhookIngress { verifier, mode, queue, clock }
+        WebhookIngress { verifier: RwLock::new(Arc::new(verifier)), reload: None, mode, queue, clock }
+    }
+
+    /// Reads the secrets again from where `config` says (its SSM parameter)
+    /// when a delivery matches none held, or they are old (see
+    /// [`RELOAD_AFTER_NO_MATCH_SECONDS`], [`RELOAD_AFTER_AGE_SECONDS`]).
+    pub fn reloading_secrets(mut self, config: WebhookConfig, store: Arc<dyn SecretStore>) -> Self {
+        let read_at = Mutex::new(self.clock.now_unix());
+        self.reload = Some(SecretsReload { config, store, read_at });
+        self
+    }
+
+    fn verifier(&self) -> Arc<SignatureVerifier> {
+        Arc::clone(&self.verifier.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The secrets read again, if a reload is due `because` of a mismatch or
+    /// their age; the new verifier, if the read succeeded.
+    async fn reloaded(&self, now: i64, after: i64) -> Option<Arc<SignatureVerifier>> {
+        let reload = self.reload.as_ref()?;
+        {
+            let mut read_at = reload.read_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if now.saturating_sub(*read_at) < after {
+                return None;
+            }
+            // Claimed before the read: concurrent deliveries do not all read.
+            *read_at = now;
+        }
+        match reload.config.verifier(reload.store.as_ref()).await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.verifier.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
+                tracing::info!(secrets = fresh.secret_count(), "webhook signing secrets read again");
+                Some(fresh)
+            }
+            Err(error) => {
+                // The secrets held stay in use; the next window tries again.
+                tracing::warn!(error = %error_chain(&error), "webhook signing secrets could not be read again");
+                None
+            }
+        }
+    }
+
+    /// Checks the signature against the secrets held, and against the ones
+    /// in the store when none matches and a reload is due.
+    async fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<i64, SignatureError> {
+        let verifier = match self.reloaded(now, RELOAD_AFTER_AGE_SECONDS).await {
+            Some(fresh) => fresh,
+            None => self.verifier(),
+        };
+        match verifier.verify(header, body, now) {
+            Err(SignatureError::NoMatch) => match self.reloaded(now, RELOAD_AFTER_NO_MATCH_SECONDS).await {
+                Some(fresh) => fresh.verify(header, body, now),
+                None => Err(SignatureError::NoMatch),
+            },
+            verdict => verdict,
+        }
     }
 
     /// Handles one delivery: the request headers and the raw body bytes.
@@ -74,8 +151,8 @@ impl WebhookIngress {
             }
             Some(Ok(header)) => header,
         };
-        self.verifier
-            .verify(header, body, self.clock.now_unix())
+        self.verify(header, body, self.clock.now_unix())
+            .await
             .map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
 
         let envelope =
@@ -154,6 +231,63 @@ mod tests {
         let verifier =
             SignatureVerifier::new(WebhookSecrets::parse_list(SECRET).unwrap(), Duration::from_secs(300));
         WebhookIngress::new(verifier, mode, queue, Arc::new(FixedClock(NOW)))
+    }
+
+    /// A clock the test moves.
+    struct SettableClock(std::sync::atomic::AtomicI64);
+
+    impl Clock for SettableClock {
+        fn now_unix(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_read_again_once_and_a_dropped_one_stops_after_its_age() {
+        use crate::adapters::local::InMemorySecretStore;
+        use crate::config::SecretsSource;
+        const PARAMETER: &str = "/tenancy/test/stripe-webhook-secrets";
+        const ROTATED: &str = "whsec_unit_test_rotated";
+        let store = Arc::new(InMemorySecretStore::default());
+        store.put(PARAMETER, SECRET);
+        let config = WebhookConfig {
+            mode: StripeMode::Test,
+            tolerance: Duration::from_secs(300),
+            secrets: SecretsSource::Parameter(PARAMETER.into()),
+        };
+        let clock = Arc::new(SettableClock(NOW.into()));
+        let verifier = config.verifier(store.as_ref()).await.unwrap();
+        let queue = Arc::new(LocalEventQueue::default());
+        let ingress = WebhookIngress::new(verifier, StripeMode::Test, queue.clone(), clock.clone())
+            .reloading_secrets(config, store.clone());
+        let delivery = |secret: &str, at: i64, id: &str| {
+            let body = body("checkout.session.completed", false).replace("evt_unit1", id);
+            let mut headers = HeaderMap::new();
+            let value = WebhookSecret::parse(secret).unwrap().sign_header(at, body.as_bytes());
+            headers.insert("Stripe-Signature", value.parse().unwrap());
+            (headers, body)
+        };
+        // A minute after the cold start, the operator rotates: the new
+        // secret first, the old one kept.
+        let rotated_at = NOW + RELOAD_AFTER_NO_MATCH_SECONDS;
+        clock.0.store(rotated_at, std::sync::atomic::Ordering::SeqCst);
+        store.put(PARAMETER, &format!("{ROTATED},{SECRET}"));
+        let (headers, body) = delivery(ROTATED, rotated_at, "evt_rotated1");
+        assert_eq!(ingress.handle(&headers, body.as_bytes()).await.status, StatusCode::OK);
+        // A forged delivery within the next minute is refused without a read.
+        store.put(PARAMETER, "whsec_unit_test_forger");
+        let (headers, body) = delivery("whsec_unit_test_forger", rotated_at, "evt_forged1");
+        assert_eq!(ingress.handle(&headers, body.as_bytes()).await.status, StatusCode::BAD_REQUEST);
+        // The old secret is dropped; it is refused once the held ones are old.
+        store.put(PARAMETER, ROTATED);
+        let later = rotated_at + RELOAD_AFTER_AGE_SECONDS;
+        clock.0.store(later, std::sync::atomic::Ordering::SeqCst);
+        let (headers, body) = delivery(SECRET, later, "evt_old1");
+        assert_eq!(ingress.handle(&headers, body.as_bytes()).await.status, StatusCode::BAD_REQUEST);
+        let (headers, body) = delivery(ROTATED, later, "evt_rotated2");
+        assert_eq!(ingress.handle(&headers, body.as_bytes()).await.status, StatusCode::OK);
+        let queued: Vec<String> = queue.snapshot().iter().map(|e| e.event_id.to_string()).collect();
+        assert_eq!(queued, ["evt_rotated1", "evt_rotated2"]);
     }
 
     #[tokio::test]

@@ -212,6 +212,11 @@ impl SignatureVerifier {
         self.tolerance
     }
 
+    /// How many secrets a signature is checked against.
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
+    }
+
     /// Verifies `header` for the raw `body` at time `now` (Unix seconds) and
     /// returns the signed timestamp.
     pub fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<i64, SignatureError> {
