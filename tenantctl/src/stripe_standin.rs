@@ -670,7 +670,7 @@ fn write_object(
     }
 }
 
-/// `GET /v1/prices?lookup_keys[]=…&active=true|false`.
+/// `GET /v1/prices?lookup_keys[]=…&product=…&active=true|false`.
 pub async fn list_prices(
     State(stack): State<Arc<LocalStack>>,
     uri: axum::http::Uri,
@@ -684,7 +684,8 @@ pub async fn list_prices(
         .map(|(_, value)| value.clone())
         .collect();
     let active = query.iter().find(|(key, _)| key == "active").map(|(_, value)| value == "true");
-    read_list(&stack, &headers, |stripe| stripe.price_list_json(&keys, active))
+    let product = query.iter().find(|(key, _)| key == "product").map(|(_, value)| value.as_str());
+    read_list(&stack, &headers, |stripe| stripe.price_list_json(&keys, product, active))
 }
 
 /// `POST /v1/prices`.

@@ -158,6 +158,33 @@ async fn sync_catalog_twice_creates_products_and_prices_once_and_their_lookup_ke
 }
 
 #[tokio::test]
+async fn a_price_an_interrupted_run_left_active_is_archived_by_the_next() {
+    let stand_in = StandIn::start().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
+    sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    // What a run stopped between taking the key and archiving leaves: an
+    // active price of our product that holds no key.
+    let form: Vec<(String, String)> = [
+        ("product", "tenancy_starter"),
+        ("currency", "cad"),
+        ("unit_amount", "800"),
+        ("recurring[interval]", "month"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    let left = stand_in.stripe.create_price(&form).unwrap()["id"].as_str().unwrap().to_owned();
+    let next = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    let archived: Vec<_> =
+        next.changes.iter().filter(|c| c.action == Action::Archived).map(|c| c.id.as_str()).collect();
+    assert_eq!(archived, [left.as_str()], "{next}");
+    assert!(!stand_in.stripe.prices().iter().any(|p| p.price.id == left && p.active));
+    let again = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
+    assert!(again.changes.iter().all(|c| c.action == Action::Unchanged), "{again}");
+    stand_in.stop();
+}
+
+#[tokio::test]
 async fn the_shipped_catalog_is_already_what_a_fresh_stand_in_holds() {
     let stand_in = StandIn::start().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;

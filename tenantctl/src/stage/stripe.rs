@@ -282,6 +282,8 @@ pub async fn sync_catalog(
                 report.push("product", plan.key.as_str(), &product, Action::Unchanged, plan.name.clone())
             }
         }
+        // The prices that hold the plan's lookup keys once this run is done.
+        let mut holding = Vec::new();
         for (billing, price) in prices {
             let interval = interval_of(*billing);
             let detail = format!("{} {} / {interval}", price.amount, currency.to_uppercase());
@@ -295,6 +297,7 @@ pub async fn sync_catalog(
                     && p.product == product
             };
             if let Some(found) = held.filter(|p| same(p)) {
+                holding.push(found.id.clone());
                 report.push("price", key.as_str(), &found.id, Action::Unchanged, detail);
                 continue;
             }
@@ -308,6 +311,7 @@ pub async fn sync_catalog(
                 metadata: &meta,
             };
             let created = api.create_price(&new).await.map_err(stripe(format!("creating price {key}")))?;
+            holding.push(created.id.clone());
             match held {
                 None => report.push("price", key.as_str(), &created.id, Action::Created, detail),
                 Some(old) => {
@@ -324,6 +328,14 @@ pub async fn sync_catalog(
                     report.push("price", "", &old.id, Action::Archived, format!("no longer holds {key}"));
                 }
             }
+        }
+        // A run stopped between taking a key and archiving the old price
+        // left that one active: the next run archives it.
+        let active =
+            api.active_prices_of(&product).await.map_err(stripe(format!("listing prices of {product}")))?;
+        for left in active.iter().filter(|p| !holding.contains(&p.id)) {
+            api.archive_price(&left.id).await.map_err(stripe(format!("archiving price {}", left.id)))?;
+            report.push("price", "", &left.id, Action::Archived, "holds no catalog lookup key".to_owned());
         }
     }
     Ok(report)

@@ -163,6 +163,17 @@ impl StripeApi {
         Ok(prices)
     }
 
+    /// The active prices of `product` (one page: a product holds a price per
+    /// billing period, and a few an interrupted change left).
+    pub async fn active_prices_of(&self, product: &str) -> Result<Vec<StripePrice>, StripeApiError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("product", product)
+            .append_pair("active", "true")
+            .finish();
+        let listed = self.list("/prices", &query).await?;
+        listed.iter().map(|price| price_from_wire(price).ok_or_else(|| unreadable("price"))).collect()
+    }
+
     /// The product `id`, if there is one.
     pub async fn product(&self, id: &str) -> Result<Option<StripeProduct>, StripeApiError> {
         match self.read_json(&AsJson::get(format!("/products/{id}"), "")).await {

@@ -190,8 +190,13 @@ impl LocalStripe {
         self.account.read(|a| a.webhook_endpoints.clone())
     }
 
-    /// `GET /v1/prices?lookup_keys[]=…&active=…`.
-    pub fn price_list_json(&self, lookup_keys: &[String], active: Option<bool>) -> Value {
+    /// `GET /v1/prices?lookup_keys[]=…&product=…&active=…`.
+    pub fn price_list_json(
+        &self,
+        lookup_keys: &[String],
+        product: Option<&str>,
+        active: Option<bool>,
+    ) -> Value {
         self.account.read(|a| {
             let data = a
                 .prices
@@ -200,6 +205,7 @@ impl LocalStripe {
                     lookup_keys.is_empty()
                         || p.price.lookup_key.as_ref().is_some_and(|k| lookup_keys.contains(k))
                 })
+                .filter(|p| product.is_none_or(|product| p.product == product))
                 .filter(|p| active.is_none_or(|active| p.active == active))
                 .map(stored_price_wire)
                 .collect();
@@ -465,7 +471,7 @@ mod tests {
         let stripe = stripe();
         assert_eq!(stripe.products().len(), 3);
         assert!(stripe.prices().iter().any(|p| p.price.id == "price_1QProMonthlyCAD"));
-        let listed = stripe.price_list_json(&["pro_monthly".into()], Some(true));
+        let listed = stripe.price_list_json(&["pro_monthly".into()], None, Some(true));
         assert_eq!(listed["data"][0]["id"], "price_1QProMonthlyCAD");
         assert_eq!(listed["data"][0]["product"], "tenancy_pro");
     }
@@ -486,7 +492,7 @@ mod tests {
         moved.push(("transfer_lookup_key", "true"));
         let created = stripe.create_price(&form(&moved)).unwrap();
         stripe.update_price("price_1QProMonthlyCAD", &form(&[("active", "false")])).unwrap();
-        let active = stripe.price_list_json(&["pro_monthly".into()], Some(true));
+        let active = stripe.price_list_json(&["pro_monthly".into()], None, Some(true));
         assert_eq!(active["data"].as_array().unwrap().len(), 1);
         assert_eq!(active["data"][0]["id"], created["id"]);
         let old = stripe.prices().into_iter().find(|p| p.price.id == "price_1QProMonthlyCAD").unwrap();
