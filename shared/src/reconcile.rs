@@ -103,6 +103,16 @@ impl Places {
     }
 }
 
+/// The state machines whose executions are looked at for stuck ones: from
+/// `PROVISION_STATE_MACHINE_ARN` and `LIFECYCLE_STATE_MACHINE_ARN`.
+pub fn state_machines(env: &dyn crate::config::Lookup) -> Result<Vec<String>, crate::config::ConfigError> {
+    use crate::adapters::aws::sfn::{LIFECYCLE_STATE_MACHINE_ARN, PROVISION_STATE_MACHINE_ARN};
+    [PROVISION_STATE_MACHINE_ARN, LIFECYCLE_STATE_MACHINE_ARN]
+        .into_iter()
+        .map(|var| crate::config::required(env, var))
+        .collect()
+}
+
 /// The scheduled reconciliation: every finding logged as a warning with
 /// its `finding` kind (a metric filter counts them and alarms), the count
 /// returned.
@@ -112,15 +122,94 @@ pub async fn scheduled(
     store: &dyn TenantStore,
     stripe: &dyn SubscriptionSource,
     catalog: &Catalog,
+    watched: &[String],
+    now: i64,
 ) -> Result<usize, ReconcileError> {
     let inventory = inventory(sdk, places).await?;
-    let findings = reconcile(store, stripe, catalog, &inventory).await?;
+    let mut findings = reconcile(store, stripe, catalog, &inventory).await?;
+    findings.extend(stuck_executions(sdk, watched, now).await?);
     for finding in &findings {
         let kind = finding.kind.as_str();
         tracing::warn!(finding = kind, subject = %finding.subject, fix = %finding.fix, "{}", finding.detail);
     }
     tracing::info!(findings = findings.len(), tenants_domain = %places.tenant_domain, "reconciled");
     Ok(findings.len())
+}
+
+/// How long an execution may run before it is called stuck, unless it is
+/// waiting in a Wait state (a cancelled tenant's grace period): every Task's
+/// retries together end well within it.
+pub const STUCK_AFTER_SECONDS: i64 = 2 * 3600;
+
+/// An execution's page in the Step Functions console (its region is in
+/// its ARN: `arn:aws:states:REGION:…`).
+pub fn console_link(execution_arn: &str) -> String {
+    let region = execution_arn.split(':').nth(3).unwrap_or("us-east-1");
+    format!(
+        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+    )
+}
+
+/// Executions of `state_machines` RUNNING for longer than
+/// [`STUCK_AFTER_SECONDS`] and not in a Wait state. Left to a person:
+/// stopping one hands what it made to the clean-up function, which for a
+/// provisioning means compensation and a refund.
+pub async fn stuck_executions(
+    sdk: &SdkConfig,
+    state_machines: &[String],
+    now: i64,
+) -> Result<Vec<Finding>, ReconcileError> {
+    use crate::adapters::aws::sdk::sfn;
+    let listing = |what: &'static str| {
+        move |e: &dyn std::error::Error| ReconcileError::Listing {
+            what,
+            reason: crate::telemetry::error_chain(e),
+        }
+    };
+    let client = sfn::Client::new(sdk);
+    let mut found = Vec::new();
+    for machine in state_machines {
+        let mut pages = client
+            .list_executions()
+            .state_machine_arn(machine)
+            .status_filter(sfn::types::ExecutionStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for execution in page.map_err(|e| listing("running executions")(&e))?.executions() {
+                let running_for = now.saturating_sub(execution.start_date().secs());
+                if running_for <= STUCK_AFTER_SECONDS {
+                    continue;
+                }
+                let arn = execution.execution_arn();
+                let newest = client
+                    .get_execution_history()
+                    .execution_arn(arn)
+                    .reverse_order(true)
+                    .max_results(3)
+                    .send()
+                    .await
+                    .map_err(|e| listing("execution histories")(&e))?;
+                // The newest is the highest id (whatever order the answer is in).
+                let last = newest.events().iter().max_by_key(|event| event.id()).map(|event| event.r#type());
+                if last == Some(&sfn::types::HistoryEventType::WaitStateEntered) {
+                    continue;
+                }
+                let last = last.map(|kind| kind.as_str().to_owned()).unwrap_or_else(|| "nothing".into());
+                found.push(Finding {
+                    kind: FindingKind::Stuck,
+                    subject: execution.name().to_owned(),
+                    detail: format!("running for {} h; its newest event: {last}", running_for / 3600),
+                    fix: format!(
+                        "look at {}; if it cannot go on, stop it (the clean-up function then removes or converges what it made)",
+                        console_link(arn)
+                    ),
+                    repair: Repair::ByHand,
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Everything that exists, by the tenant its name says it is for.

@@ -273,7 +273,11 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_fix_converges
         hosted_zone_id: resources.hosted_zone_id.clone(),
         tenant_domain: resources.domain.clone(),
     };
-    let counted = tenancy::reconcile::scheduled(&sdk, &places, &store, &stripe, &catalog).await.unwrap();
+    let watched = [lifecycle.clone()];
+    let counted =
+        tenancy::reconcile::scheduled(&sdk, &places, &store, &stripe, &catalog, &watched, 1_700_000_000)
+            .await
+            .unwrap();
     assert!(counted >= 5, "{counted} findings");
 
     // --fix, on this test's findings only: the drifted tenant converged once

@@ -168,15 +168,6 @@ impl Stage {
     }
 }
 
-/// An execution's page in the Step Functions console (its region is in
-/// its ARN: `arn:aws:states:REGION:…`).
-pub(crate) fn console_link(execution_arn: &str) -> String {
-    let region = execution_arn.split(':').nth(3).unwrap_or("us-east-1");
-    format!(
-        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
-    )
-}
-
 pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

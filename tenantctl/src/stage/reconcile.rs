@@ -7,7 +7,9 @@ use serde_json::json;
 use tenancy::adapters::aws::launcher::TenantRemover;
 use tenancy::adapters::aws::route53::delete_a_record;
 use tenancy::adapters::aws::sdk::{ecs, elbv2, route53, sfn};
-pub use tenancy::reconcile::{Finding, FindingKind, Inventory, Repair, reconcile, render};
+pub use tenancy::reconcile::{
+    Finding, FindingKind, Inventory, Repair, STUCK_AFTER_SECONDS, reconcile, render,
+};
 use tenancy::reconcile::{Places, ReconcileError};
 use tenancy::telemetry::error_chain;
 
@@ -19,71 +21,15 @@ pub enum StageReconcileError {
     Stage(#[from] StageError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
-    #[error("Step Functions {operation} failed: {reason}")]
-    StepFunctions { operation: &'static str, reason: String },
 }
 
-/// How long an execution may run before it is called stuck, unless it is
-/// waiting in a Wait state (a cancelled tenant's grace period): every Task's
-/// retries together end well within it.
-pub const STUCK_AFTER_SECONDS: i64 = 2 * 3600;
-
-/// Executions of the stage's state machines RUNNING for longer than
-/// [`STUCK_AFTER_SECONDS`] and not in a Wait state, newest events read
-/// first. Left to a person: stopping one hands what it made to the clean-up
-/// function, which for a provisioning means compensation and a refund.
+/// [`tenancy::reconcile::stuck_executions`] on the stage's two state machines.
 pub async fn stuck_executions(stage: &Stage, now: i64) -> Result<Vec<Finding>, StageReconcileError> {
-    let client = sfn::Client::new(&stage.sdk);
-    let failed = |operation: &'static str| {
-        move |e: &dyn std::error::Error| StageReconcileError::StepFunctions {
-            operation,
-            reason: super::one_line(&error_chain(e)),
-        }
-    };
-    let mut found = Vec::new();
-    for output in ["ProvisionStateMachineArn", "LifecycleStateMachineArn"] {
-        let machine = stage.output(output)?;
-        let mut pages = client
-            .list_executions()
-            .state_machine_arn(machine)
-            .status_filter(sfn::types::ExecutionStatus::Running)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            for execution in page.map_err(|e| failed("ListExecutions")(&e))?.executions() {
-                let running_for = now.saturating_sub(execution.start_date().secs());
-                if running_for <= STUCK_AFTER_SECONDS {
-                    continue;
-                }
-                let arn = execution.execution_arn();
-                let newest = client
-                    .get_execution_history()
-                    .execution_arn(arn)
-                    .reverse_order(true)
-                    .max_results(3)
-                    .send()
-                    .await
-                    .map_err(|e| failed("GetExecutionHistory")(&e))?;
-                // The newest is the highest id (whatever order the answer is in).
-                let last = newest.events().iter().max_by_key(|event| event.id()).map(|event| event.r#type());
-                if last == Some(&sfn::types::HistoryEventType::WaitStateEntered) {
-                    continue;
-                }
-                let last = last.map(|kind| kind.as_str().to_owned()).unwrap_or_else(|| "nothing".into());
-                found.push(Finding {
-                    kind: FindingKind::Stuck,
-                    subject: execution.name().to_owned(),
-                    detail: format!("running for {} h; its newest event: {last}", running_for / 3600),
-                    fix: format!(
-                        "look at {}; if it cannot go on, stop it (the clean-up function then removes or converges what it made)",
-                        super::console_link(arn)
-                    ),
-                    repair: Repair::ByHand,
-                });
-            }
-        }
-    }
-    Ok(found)
+    let machines: Vec<String> = ["ProvisionStateMachineArn", "LifecycleStateMachineArn"]
+        .into_iter()
+        .map(|output| stage.output(output).map(str::to_owned))
+        .collect::<Result<_, _>>()?;
+    Ok(tenancy::reconcile::stuck_executions(&stage.sdk, &machines, now).await?)
 }
 
 fn places(stage: &Stage) -> Result<Places, StageError> {

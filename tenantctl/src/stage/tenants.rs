@@ -205,7 +205,7 @@ fn execution_link(stage: &Stage, entry: &TrailEntry) -> Option<ExecutionLink> {
     Some(ExecutionLink {
         event_id: entry.event_id.clone(),
         event_type: entry.event_type.clone(),
-        console: super::console_link(&arn),
+        console: tenancy::reconcile::console_link(&arn),
         arn,
     })
 }
