@@ -177,6 +177,51 @@ async fn redrive_moves_every_dead_letter_back_to_the_queue_with_its_attributes()
     assert_eq!(bodies.len(), 13, "each dead letter back once");
 }
 
+/// A moto server of the test's own that really runs state machines
+/// (`execute_state_machine`, which would change every other test's
+/// executions on the shared one).
+async fn executing_moto() -> (integration_tests::OwnMoto, tenancy::adapters::aws::sdk::aws_config::SdkConfig)
+{
+    let moto = integration_tests::OwnMoto::start();
+    moto.configure(serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).await;
+    let sdk = moto.config().await;
+    (moto, sdk)
+}
+
+/// A stage on `sdk`'s moto whose provisioning and lifecycle state machines
+/// have these definitions; their ARNs, in that order.
+async fn stage_running(
+    sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig,
+    provision: &str,
+    lifecycle: &str,
+) -> (Stage, [String; 2]) {
+    let client = sfn::Client::new(sdk);
+    let mut machines = Vec::new();
+    for (name, definition) in [("tenancy-provision", provision), ("tenancy-lifecycle", lifecycle)] {
+        let created = client
+            .create_state_machine()
+            .name(name)
+            .definition(definition)
+            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
+            .send()
+            .await
+            .unwrap();
+        machines.push(created.state_machine_arn);
+    }
+    let machines: [String; 2] = machines.try_into().unwrap();
+    let outputs = [
+        ("ProvisionStateMachineArn", machines[0].clone()),
+        ("LifecycleStateMachineArn", machines[1].clone()),
+    ];
+    let stack = crate::doctor::stack_on(sdk, &[("StripeMode", "test".into())], &outputs).await;
+    (Stage::find(StageName::Test, &stack, sdk).await.unwrap(), machines)
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
 /// A state machine whose executions fail as asked: `{"designed": true}` in
 /// its Fail state (a decided outcome), anything else in a state that breaks
 /// (what a Task out of retries looks like from outside).
@@ -188,25 +233,9 @@ const FAILING: &str = r#"{"StartAt": "Which", "States": {
 #[tokio::test]
 async fn redrive_takes_executions_that_failed_outside_a_fail_state_and_leaves_decided_outcomes() {
     use tenantctl::stage::redrive::{ExecutionOutcome, redrive_executions, render_executions};
-    // Executions that really run (and really fail) need moto's
-    // execute_state_machine, which would change every other test's
-    // executions: a server of this test's own.
-    let moto = integration_tests::OwnMoto::start();
-    moto.configure(serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).await;
-    let sdk = moto.config().await;
+    let (_moto, sdk) = executing_moto().await;
+    let (stage, machines) = stage_running(&sdk, FAILING, FAILING).await;
     let client = sfn::Client::new(&sdk);
-    let mut machines = Vec::new();
-    for name in ["tenancy-provision", "tenancy-lifecycle"] {
-        let created = client
-            .create_state_machine()
-            .name(name)
-            .definition(FAILING)
-            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
-            .send()
-            .await
-            .unwrap();
-        machines.push(created.state_machine_arn);
-    }
     for (name, designed) in [("evt_taken", true), ("evt_broken", false)] {
         client
             .start_execution()
@@ -217,19 +246,7 @@ async fn redrive_takes_executions_that_failed_outside_a_fail_state_and_leaves_de
             .await
             .unwrap();
     }
-    let stack = crate::doctor::stack_on(
-        &sdk,
-        &[("StripeMode", "test".into())],
-        &[
-            ("ProvisionStateMachineArn", machines[0].clone()),
-            ("LifecycleStateMachineArn", machines[1].clone()),
-        ],
-    )
-    .await;
-    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
-    let now =
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-            .unwrap();
+    let now = unix_now();
     // moto runs them in the background: both stopped before redrive looks.
     for _ in 0..200 {
         let running = client
@@ -264,10 +281,7 @@ async fn redrive_takes_executions_that_failed_outside_a_fail_state_and_leaves_de
 #[tokio::test]
 async fn reconcile_calls_an_execution_stuck_after_two_hours_unless_it_waits_in_a_wait_state() {
     use tenantctl::stage::reconcile::{FindingKind, Repair, STUCK_AFTER_SECONDS, stuck_executions};
-    let moto = integration_tests::OwnMoto::start();
-    moto.configure(serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).await;
-    let sdk = moto.config().await;
-    let client = sfn::Client::new(&sdk);
+    let (_moto, sdk) = executing_moto().await;
     let queue = tenancy::adapters::aws::sdk::sqs::Client::new(&sdk)
         .create_queue()
         .queue_name("task-tokens")
@@ -282,33 +296,12 @@ async fn reconcile_calls_an_execution_stuck_after_two_hours_unless_it_waits_in_a
         "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
         "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}}, "End": true}}})
     .to_string();
-    let mut machines = Vec::new();
-    for (name, definition) in [("tenancy-provision", waits.to_owned()), ("tenancy-lifecycle", hangs)] {
-        let arn = client
-            .create_state_machine()
-            .name(name)
-            .definition(definition)
-            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
-            .send()
-            .await
-            .unwrap()
-            .state_machine_arn;
-        client.start_execution().state_machine_arn(&arn).name(format!("evt_{name}")).send().await.unwrap();
-        machines.push(arn);
+    let (stage, machines) = stage_running(&sdk, waits, &hangs).await;
+    let client = sfn::Client::new(&sdk);
+    for (machine, name) in machines.iter().zip(["evt_tenancy-provision", "evt_tenancy-lifecycle"]) {
+        client.start_execution().state_machine_arn(machine).name(name).send().await.unwrap();
     }
-    let stack = crate::doctor::stack_on(
-        &sdk,
-        &[("StripeMode", "test".into())],
-        &[
-            ("ProvisionStateMachineArn", machines[0].clone()),
-            ("LifecycleStateMachineArn", machines[1].clone()),
-        ],
-    )
-    .await;
-    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
-    let now =
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-            .unwrap();
+    let now = unix_now();
     // The Task reaches its wait for the token in the background.
     let mut stuck = Vec::new();
     for _ in 0..100 {
