@@ -649,11 +649,13 @@ pub async fn list_subscriptions(State(stack): State<Arc<LocalStack>>) -> Respons
     axum::Json(subscription_list(&stack.stripe)).into_response()
 }
 
-/// A write to the stand-in's account (`POST`/`DELETE /v1/…`): its form,
-/// Stripe's answer or Stripe's refusal.
+/// A write to the stand-in's account (`POST`/`DELETE /v1/…`, named by
+/// `request`): its form, Stripe's answer or Stripe's refusal; once per
+/// `Idempotency-Key`, as at Stripe.
 fn write_object(
     stack: &LocalStack,
     headers: &HeaderMap,
+    request: &str,
     body: &[u8],
     write: impl FnOnce(&LocalStripe, &[(String, String)]) -> Result<Value, LocalStripeError>,
 ) -> Response {
@@ -664,7 +666,8 @@ fn write_object(
         return invalid_key();
     }
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    match write(&stack.stripe, &form) {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    match stack.stripe.idempotent_write(key, request, &form, |stripe| write(stripe, &form)) {
         Ok(object) => axum::Json(object).into_response(),
         Err(error) => stripe_refusal(&error, "id"),
     }
@@ -694,7 +697,7 @@ pub async fn create_price(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.create_price(form))
+    write_object(&stack, &headers, "POST /v1/prices", &body, |stripe, form| stripe.create_price(form))
 }
 
 /// `POST /v1/prices/{id}`.
@@ -704,7 +707,9 @@ pub async fn update_price(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.update_price(&id, form))
+    write_object(&stack, &headers, &format!("POST /v1/prices/{id}"), &body, |stripe, form| {
+        stripe.update_price(&id, form)
+    })
 }
 
 /// `GET /v1/products`.
@@ -718,7 +723,7 @@ pub async fn create_product(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.create_product(form))
+    write_object(&stack, &headers, "POST /v1/products", &body, |stripe, form| stripe.create_product(form))
 }
 
 /// `GET /v1/products/{id}`.
@@ -737,7 +742,9 @@ pub async fn update_product(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.update_product(&id, form))
+    write_object(&stack, &headers, &format!("POST /v1/products/{id}"), &body, |stripe, form| {
+        stripe.update_product(&id, form)
+    })
 }
 
 /// `GET /v1/webhook_endpoints`.
@@ -751,7 +758,9 @@ pub async fn create_webhook_endpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.create_webhook_endpoint(form))
+    write_object(&stack, &headers, "POST /v1/webhook_endpoints", &body, |stripe, form| {
+        stripe.create_webhook_endpoint(form)
+    })
 }
 
 /// `POST /v1/webhook_endpoints/{id}`.
@@ -761,7 +770,9 @@ pub async fn update_webhook_endpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    write_object(&stack, &headers, &body, |stripe, form| stripe.update_webhook_endpoint(&id, form))
+    write_object(&stack, &headers, &format!("POST /v1/webhook_endpoints/{id}"), &body, |stripe, form| {
+        stripe.update_webhook_endpoint(&id, form)
+    })
 }
 
 /// `DELETE /v1/webhook_endpoints/{id}`.
@@ -770,7 +781,9 @@ pub async fn delete_webhook_endpoint(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    write_object(&stack, &headers, &[], |stripe, _| stripe.delete_webhook_endpoint(&id))
+    write_object(&stack, &headers, &format!("DELETE /v1/webhook_endpoints/{id}"), &[], |stripe, _| {
+        stripe.delete_webhook_endpoint(&id)
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ const PERIOD_ON_ITEMS_SINCE: &str = "2025-03-31";
 const DAY: i64 = 24 * 60 * 60;
 
 mod admin;
+use admin::IdempotentWrite;
 pub use admin::{LocalProduct, LocalWebhookEndpoint, StoredPrice};
 
 /// A Checkout Session as the local Stripe keeps it.
@@ -178,6 +179,10 @@ struct Account {
     prices: Vec<StoredPrice>,
     #[serde(default)]
     webhook_endpoints: Vec<LocalWebhookEndpoint>,
+    /// The admin writes made with an `Idempotency-Key` (Stripe keeps them
+    /// 24 hours; these are few, so kept).
+    #[serde(default)]
+    idempotent_writes: Vec<IdempotentWrite>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,15 @@ pub struct LocalProduct {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// An admin write made with an `Idempotency-Key`: what a repeat answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct IdempotentWrite {
+    key: String,
+    /// Method, path and sorted form: a repeat must be this request.
+    request: String,
+    answer: Value,
+}
+
 /// A price of the stand-in's account: what a subscription item copies,
 /// and whether it is still sold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +197,34 @@ impl LocalStripe {
 
     pub fn webhook_endpoints(&self) -> Vec<LocalWebhookEndpoint> {
         self.account.read(|a| a.webhook_endpoints.clone())
+    }
+
+    /// `write` once per idempotency key, as Stripe does: a repeat of the
+    /// same request (method, path and form) answers what the first did, and
+    /// another request under the key is refused. A refused write is not
+    /// kept, so it may be tried again.
+    pub fn idempotent_write(
+        &self,
+        key: Option<&str>,
+        request: &str,
+        form: &Form,
+        write: impl FnOnce(&LocalStripe) -> Result<Value, LocalStripeError>,
+    ) -> Result<Value, LocalStripeError> {
+        let Some(key) = key else { return write(self) };
+        let mut fields: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        fields.sort_unstable();
+        let request = format!("{request}?{}", fields.join("&"));
+        let earlier = self.account.read(|a| a.idempotent_writes.iter().find(|w| w.key == key).cloned());
+        if let Some(earlier) = earlier {
+            return match earlier.request == request {
+                true => Ok(earlier.answer),
+                false => Err(LocalStripeError::IdempotencyMismatch),
+            };
+        }
+        let answer = write(self)?;
+        let kept = IdempotentWrite { key: key.to_owned(), request, answer: answer.clone() };
+        self.account.update(|a| a.idempotent_writes.push(kept)).map_err(LocalStripeError::Io)?;
+        Ok(answer)
     }
 
     /// `GET /v1/prices?lookup_keys[]=…&product=…&active=…`.
@@ -464,6 +501,24 @@ mod tests {
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_write_under_an_idempotency_key_happens_once_and_only_for_the_same_request() {
+        let stripe = stripe();
+        let product = form(&[("id", "tenancy_starter"), ("name", "Starter")]);
+        let create = |key: Option<&str>, form: &Form| {
+            stripe.idempotent_write(key, "POST /v1/products", form, |s| s.create_product(form))
+        };
+        let first = create(Some("k-starter"), &product).unwrap();
+        // Retried after a lost answer: the same answer, nothing made twice.
+        assert_eq!(create(Some("k-starter"), &product).unwrap(), first);
+        assert_eq!(stripe.products().len(), 4);
+        let other = form(&[("id", "tenancy_other"), ("name", "Other")]);
+        assert!(matches!(create(Some("k-starter"), &other), Err(LocalStripeError::IdempotencyMismatch)));
+        // Without a key, Stripe runs every request (this one is refused: the id is taken).
+        assert!(create(None, &product).is_err());
+        assert_eq!(stripe.products().len(), 4);
     }
 
     #[test]
