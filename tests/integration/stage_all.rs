@@ -6,15 +6,12 @@
 //! register-webhook, doctor (ready); then a tenant is operated on with
 //! tenants, mail, events, redrive and reconcile.
 
-use http::StatusCode;
 use integration_tests::{emulator, moto_config, unique_name};
-use serde_json::{Value, json};
 use tenancy::adapters::aws::DynamoTenantStore;
 use tenancy::adapters::aws::dynamodb::create_table;
 use tenancy::adapters::aws::sdk::{dynamodb, sqs};
 use tenancy::domain::{Catalog, CheckoutSignup, TenantRecord, TenantStatus, desired_from};
 use tenancy::ports::{SubscriptionSource, TenantStore};
-use tenantctl::http_client::HttpClient;
 use tenantctl::stage::doctor::{Verdict, all_passed, doctor, doctor_stripe, render};
 use tenantctl::stage::reconcile::{FindingKind, Repair};
 use tenantctl::stage::{Stage, StageName, events, mail, reconcile, redrive, stripe, tenants};
@@ -22,26 +19,6 @@ use tenantctl::stage::{Stage, StageName, events, mail, reconcile, redrive, strip
 use crate::doctor::{https_listener, put, stack_with, topic};
 use crate::stage_events::state_machine;
 use crate::stage_stripe::StandIn;
-
-/// A paid checkout through the stand-in: its `checkout.session.completed`.
-async fn paid_checkout(base: &str, subdomain: &str) -> Value {
-    let client = HttpClient::default();
-    let post = |url: String, body: String| {
-        http::Request::post(url)
-            .header("content-type", "application/json")
-            .header("origin", "https://www.example.com")
-            .body(http_body_util::Full::new(body.into()))
-            .unwrap()
-    };
-    let form = json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain,
-        "organization": "Go Live Co", "email": "owner@golive.example"});
-    let (status, body) = client.call(post(format!("{base}/checkout"), form.to_string())).await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let session: Value = serde_json::from_slice(&body).unwrap();
-    let pay = format!("{base}/local/stripe/checkout/{}/pay", session["id"].as_str().unwrap());
-    assert_eq!(client.call(post(pay, String::new())).await.unwrap().0, StatusCode::OK);
-    session
-}
 
 async fn queue(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
     sqs::Client::new(sdk).create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap()
@@ -121,7 +98,7 @@ async fn every_stage_command_runs_against_one_stage_found_from_its_stack() {
 
     // A customer pays; the stage's table holds their tenant, as Stripe says.
     let subdomain = unique_name("golive").replace('_', "-");
-    paid_checkout(&stand_in.base, &subdomain).await;
+    stand_in.paid_checkout(&subdomain).await;
     let stripe_events = stand_in.stripe.events();
     let completed = stripe_events
         .iter()
@@ -211,7 +188,7 @@ async fn every_stage_command_runs_against_one_stage_found_from_its_stack() {
     // A customer charged with no tenant (their checkout never provisioned):
     // found by listing Stripe's subscriptions, and left to a person.
     let forgotten = unique_name("forgotten").replace('_', "-");
-    paid_checkout(&stand_in.base, &forgotten).await;
+    stand_in.paid_checkout(&forgotten).await;
     let all = reconcile::reconcile(&store, &stripe_client, &catalog, &inventory).await.unwrap();
     let unclaimed: Vec<_> =
         all.into_iter().filter(|f| f.detail.contains(&format!("`{forgotten}`"))).collect();

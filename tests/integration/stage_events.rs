@@ -2,15 +2,10 @@
 //! state machines, its Stripe key in SSM) and the local Stripe stand-in
 //! served over HTTP (the Events API).
 
-use http::StatusCode;
-use integration_tests::{FIXTURE_SECRET, moto_config, unique_name};
+use integration_tests::{moto_config, unique_name};
 use tenancy::adapters::aws::sdk::sfn;
-use tenantctl::http_client::HttpClient;
-use tenantctl::local::{LocalOptions, serve};
-use tenantctl::server::{ServerOptions, build};
 use tenantctl::stage::events::{ReplayError, replay, stripe_client};
 use tenantctl::stage::{Stage, StageName};
-use tokio::sync::oneshot;
 
 use crate::doctor::{put, stack_with};
 
@@ -29,38 +24,11 @@ pub async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkCon
 
 #[tokio::test]
 async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so() {
-    // The local server's Stripe stand-in, with a paid checkout's events.
-    let vars = std::collections::BTreeMap::from([
-        ("STRIPE_MODE", "test"),
-        ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
-    ]);
-    let env = integration_tests::lookup(&vars);
-    let options = ServerOptions {
-        local: LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None },
-        emulator: None,
-        faults: None,
-    };
-    let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
-    let (base, stack_here) = (format!("http://{}", server.bound), server.stack.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(server.listener, stack_here.clone(), async {
-        let _ = stopped.await;
-    }));
-    let client = HttpClient::default();
-    let form = r#"{"plan":"basic","billing":"monthly","subdomain":"replayed","organization":"Replay Co","email":"ops@replay.example"}"#;
-    let post = |url: String, body: &str| {
-        http::Request::post(url)
-            .header("content-type", "application/json")
-            .header("origin", "http://localhost:3000")
-            .body(http_body_util::Full::new(body.to_owned().into()))
-            .unwrap()
-    };
-    let (status, body) = client.call(post(format!("{base}/checkout"), form)).await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let pay = format!("{base}/local/stripe/checkout/{}/pay", session["id"].as_str().unwrap());
-    assert_eq!(client.call(post(pay, "")).await.unwrap().0, StatusCode::OK);
-    let events = stack_here.stripe.events();
+    // The Stripe stand-in, with a paid checkout's events.
+    let stand_in = crate::stage_stripe::StandIn::start().await;
+    stand_in.paid_checkout(&unique_name("replayed").replace('_', "-")).await;
+    let base = stand_in.base.clone();
+    let events = stand_in.stripe.events();
     let id_of =
         |kind: &str| events.iter().find(|e| e["type"] == kind).unwrap()["id"].as_str().unwrap().to_owned();
 
@@ -107,8 +75,7 @@ async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so
     assert!(refused.to_string().contains("live"), "{refused}");
     assert!(!refused.to_string().contains("51QReplayKey"), "the key is never shown: {refused}");
 
-    task.abort();
-    let _ = stop.send(());
+    stand_in.stop();
 }
 
 #[tokio::test]

@@ -75,6 +75,28 @@ impl StandIn {
     pub fn stop(self) {
         let _ = self.stop.send(());
     }
+
+    /// A checkout of `subdomain` through the stand-in's `POST /checkout`,
+    /// paid: the session, and the stand-in holds its events and subscription.
+    pub async fn paid_checkout(&self, subdomain: &str) -> serde_json::Value {
+        let client = tenantctl::http_client::HttpClient::default();
+        let post = |url: String, body: String| {
+            http::Request::post(url)
+                .header("content-type", "application/json")
+                .header("origin", "https://www.example.com")
+                .body(http_body_util::Full::new(body.into()))
+                .unwrap()
+        };
+        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain,
+            "organization": "Go Live Co", "email": "owner@golive.example"});
+        let (status, body) =
+            client.call(post(format!("{}/checkout", self.base), form.to_string())).await.unwrap();
+        assert_eq!(status, http::StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let pay = format!("{}/local/stripe/checkout/{}/pay", self.base, session["id"].as_str().unwrap());
+        assert_eq!(client.call(post(pay, String::new())).await.unwrap().0, http::StatusCode::OK);
+        session
+    }
 }
 
 /// A test stage on moto whose SSM parameters hold `key` (and no webhook
