@@ -11,6 +11,15 @@ use crate::doctor::{put, stack_with};
 
 pub async fn state_machine(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
     let definition = r#"{"StartAt": "Replayed", "States": {"Replayed": {"Type": "Pass", "End": true}}}"#;
+    state_machine_of(sdk, name, definition).await
+}
+
+/// A state machine on `sdk`'s moto with this definition; its ARN.
+async fn state_machine_of(
+    sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig,
+    name: &str,
+    definition: &str,
+) -> String {
     sfn::Client::new(sdk)
         .create_state_machine()
         .name(name)
@@ -162,20 +171,10 @@ async fn stage_running(
     provision: &str,
     lifecycle: &str,
 ) -> (Stage, [String; 2]) {
-    let client = sfn::Client::new(sdk);
-    let mut machines = Vec::new();
-    for (name, definition) in [("tenancy-provision", provision), ("tenancy-lifecycle", lifecycle)] {
-        let created = client
-            .create_state_machine()
-            .name(name)
-            .definition(definition)
-            .role_arn("arn:aws:iam::123456789012:role/tenancy-states")
-            .send()
-            .await
-            .unwrap();
-        machines.push(created.state_machine_arn);
-    }
-    let machines: [String; 2] = machines.try_into().unwrap();
+    let machines = [
+        state_machine_of(sdk, "tenancy-provision", provision).await,
+        state_machine_of(sdk, "tenancy-lifecycle", lifecycle).await,
+    ];
     let outputs = [
         ("ProvisionStateMachineArn", machines[0].clone()),
         ("LifecycleStateMachineArn", machines[1].clone()),
