@@ -139,51 +139,17 @@ async fn each_class_of_bad_request_gets_its_answer_over_http() {
 /// and Stripe's signed event provisions the tenant.
 #[tokio::test]
 async fn a_signup_goes_from_the_form_to_an_active_tenant() {
-    use tenancy::adapters::local::LocalStripe;
-    use tenancy::checkout::{CheckoutApi, CheckoutSettings};
     use tenancy::clock::{Clock, FixedClock};
-    use tenancy::domain::Catalog;
-    use tenancy::stripe::StripeMode;
-    use tenantctl::local::{LocalSignup, LocalStack};
 
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
-    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let base = format!("http://{addr}");
-    let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
-    let adapters = integration_tests::local_adapters_on(stripe.clone());
-    let settings = CheckoutSettings {
-        mode: StripeMode::Test,
-        success_url: "https://www.example.com/welcome".into(),
-        cancel_url: "https://www.example.com/pricing".into(),
-        hold_seconds: 1800,
-        hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
-        max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
-        max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
-        requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
-        allowed_origins: vec!["https://www.example.com".into()],
-    };
     // Through the real async-stripe adapter, over HTTP, to the server's own
     // Stripe stand-in.
-    let key = tenancy::stripe::StripeSecretKey::parse("sk_test_integration_0000").unwrap();
-    let client = tenancy::adapters::stripe::StripeApi::new(key, Some(&base), &format!("{base}/")).unwrap();
-    let api = CheckoutApi::new(
-        adapters.steps.store.clone(),
-        Arc::new(client),
-        Catalog::embedded().unwrap(),
-        settings,
-        clock.clone(),
-    );
-    let secret = WebhookSecret::parse(FIXTURE_SECRET).unwrap();
-    let signup = LocalSignup { api, webhook_secret: secret, clock };
-    let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
-    let ingress = integration_tests::ingress_at(NOW, queue.clone());
-    let stack =
-        LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
-            .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, stack.clone(), async {
-        let _ = stopped.await;
-    }));
+    let served = integration_tests::ServedStack::start(clock, |base, _| {
+        let key = tenancy::stripe::StripeSecretKey::parse("sk_test_integration_0000").unwrap();
+        Arc::new(tenancy::adapters::stripe::StripeApi::new(key, Some(base), &format!("{base}/")).unwrap())
+    })
+    .await;
+    let (base, stripe, stack) = (served.base.clone(), served.stripe.clone(), served.stack.clone());
     let client = HttpClient::default();
     let post = |url: String, body: &str| {
         http::Request::post(url)
@@ -238,8 +204,7 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     assert_eq!(tenant["plan"]["key"], "basic");
     let (_, body) = client.get(&format!("{base}/subdomains/initrode")).await.unwrap();
     assert_eq!(body.as_ref(), br#"{"available":false,"reason":"taken"}"#.as_slice());
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 /// `tenantctl local serve`'s own stack ([`tenantctl::server::build`]) over

@@ -6,107 +6,57 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use integration_tests::{FIXTURE_SECRET, StripeStub, StubResponse};
-use tenancy::adapters::local::{LocalStripe, PayOptions};
+use integration_tests::{ServedStack, StripeStub, StubResponse};
+use tenancy::adapters::local::PayOptions;
 use tenancy::adapters::stripe::{RateLimit, RetryPolicy, StripeApi};
-use tenancy::checkout::{CheckoutApi, CheckoutSettings};
 use tenancy::clock::{Clock, FixedClock};
-use tenancy::domain::{Catalog, EmailAddress, SubscriptionId, SubscriptionStatus};
+use tenancy::domain::{EmailAddress, SubscriptionId, SubscriptionStatus};
 use tenancy::ports::{CheckoutSessionRequest, MoneyBack, StripeApiError, StripeGateway, SubscriptionSource};
-use tenancy::stripe::{StripeMode, StripeSecretKey, WebhookSecret};
+use tenancy::stripe::{StripeMode, StripeSecretKey};
 use tenantctl::http_client::HttpClient;
-use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
-use tokio::sync::oneshot;
 
 const NOW: i64 = 1_763_800_100;
 const KEY: &str = "sk_test_local_stripe_reads_0001";
 
-struct Server {
-    base: String,
-    stripe: Arc<LocalStripe>,
-    stack: Arc<LocalStack>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+/// The stack served on a loopback port; its checkout reaches the stand-in
+/// over HTTP, through the real adapter.
+async fn start() -> ServedStack {
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+    ServedStack::start(clock, |base, _| Arc::new(reader(base))).await
 }
 
-impl Server {
-    async fn start() -> Server {
-        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
-        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = format!("http://{addr}");
-        let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
-        let adapters = integration_tests::local_adapters_on(stripe.clone());
-        let settings = CheckoutSettings {
-            mode: StripeMode::Test,
-            success_url: "https://www.example.com/welcome".into(),
-            cancel_url: "https://www.example.com/pricing".into(),
-            hold_seconds: 1800,
-            hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
-            max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
-            max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
-            requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
-            allowed_origins: vec!["https://www.example.com".into()],
-        };
-        let api = CheckoutApi::new(
-            adapters.steps.store.clone(),
-            Arc::new(reader(&base)),
-            Catalog::embedded().unwrap(),
-            settings,
-            clock.clone(),
-        );
-        let signup =
-            LocalSignup { api, webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(), clock };
-        let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
-        let ingress = integration_tests::ingress_at(NOW, queue.clone());
-        let stack =
-            LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
-                .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, stack.clone(), async {
-            let _ = stopped.await;
-        }));
-        Server { base, stripe, stack, stop, task }
-    }
+/// A paid checkout: the new subscription's id.
+async fn paid_subscription(server: &ServedStack, options: PayOptions) -> SubscriptionId {
+    let request = CheckoutSessionRequest {
+        price_id: "price_1QBasicMonthlyCAD".into(),
+        customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
+        success_url: "https://www.example.com/welcome".into(),
+        cancel_url: "https://www.example.com/pricing".into(),
+        metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        allow_promotion_codes: false,
+        expires_at: None,
+        idempotency_key: format!("checkout-{}", server.stripe.sessions().len()),
+    };
+    let session = server.stripe.create_checkout_session(&request).await.unwrap();
+    let events = server.stripe.pay_with(&session.id, options).unwrap();
+    let completed = events.last().unwrap();
+    SubscriptionId::parse(completed["data"]["object"]["subscription"].as_str().unwrap()).unwrap()
+}
 
-    async fn stop(self) {
-        assert!(self.stack.workflows.wait_idle(Duration::from_secs(30)).await);
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-
-    /// A paid checkout: the new subscription's id.
-    async fn paid_subscription(&self, options: PayOptions) -> SubscriptionId {
-        let request = CheckoutSessionRequest {
-            price_id: "price_1QBasicMonthlyCAD".into(),
-            customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
-            success_url: "https://www.example.com/welcome".into(),
-            cancel_url: "https://www.example.com/pricing".into(),
-            metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .into(),
-            allow_promotion_codes: false,
-            expires_at: None,
-            idempotency_key: format!("checkout-{}", self.stripe.sessions().len()),
-        };
-        let session = self.stripe.create_checkout_session(&request).await.unwrap();
-        let events = self.stripe.pay_with(&session.id, options).unwrap();
-        let completed = events.last().unwrap();
-        SubscriptionId::parse(completed["data"]["object"]["subscription"].as_str().unwrap()).unwrap()
-    }
-
-    async fn act(
-        &self,
-        id: &SubscriptionId,
-        action: &str,
-        body: serde_json::Value,
-    ) -> (StatusCode, serde_json::Value) {
-        let request = http::Request::post(format!("{}/local/stripe/subscriptions/{id}/{action}", self.base))
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(body.to_string().into()))
-            .unwrap();
-        let (status, answer) = HttpClient::default().call(request).await.unwrap();
-        (status, serde_json::from_slice(&answer).unwrap())
-    }
+async fn act(
+    server: &ServedStack,
+    id: &SubscriptionId,
+    action: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let request = http::Request::post(format!("{}/local/stripe/subscriptions/{id}/{action}", server.base))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(body.to_string().into()))
+        .unwrap();
+    let (status, answer) = HttpClient::default().call(request).await.unwrap();
+    (status, serde_json::from_slice(&answer).unwrap())
 }
 
 fn reader(base: &str) -> StripeApi {
@@ -115,7 +65,10 @@ fn reader(base: &str) -> StripeApi {
 }
 
 /// The real adapter over HTTP and the stand-in's own state agree.
-async fn assert_reads_back(server: &Server, id: &SubscriptionId) -> tenancy::ports::SubscriptionSnapshot {
+async fn assert_reads_back(
+    server: &ServedStack,
+    id: &SubscriptionId,
+) -> tenancy::ports::SubscriptionSnapshot {
     let over_http = reader(&server.base).subscription(id).await.unwrap().expect("the subscription exists");
     let held = server.stripe.subscription(id).await.unwrap().expect("the stand-in holds it");
     assert_eq!(over_http, held);
@@ -124,19 +77,19 @@ async fn assert_reads_back(server: &Server, id: &SubscriptionId) -> tenancy::por
 
 #[tokio::test]
 async fn stripe_api_reads_back_what_the_stand_in_holds_through_a_lifecycle() {
-    let server = Server::start().await;
-    let id = server.paid_subscription(PayOptions::default()).await;
+    let server = start().await;
+    let id = paid_subscription(&server, PayOptions::default()).await;
     let snapshot = assert_reads_back(&server, &id).await;
     assert_eq!(snapshot.status, SubscriptionStatus::Active);
     assert_eq!(snapshot.metadata["subdomain"], "initrode");
     assert_eq!(snapshot.price_lookup_key.as_deref(), Some("basic_monthly"));
     assert_eq!(snapshot.latest_invoice.as_ref().and_then(|i| i.status.as_deref()), Some("paid"));
 
-    let (status, answer) = server.act(&id, "upgrade", serde_json::json!({"plan": "pro"})).await;
+    let (status, answer) = act(&server, &id, "upgrade", serde_json::json!({"plan": "pro"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(assert_reads_back(&server, &id).await.price_id.as_deref(), Some("price_1QProMonthlyCAD"));
 
-    let (status, answer) = server.act(&id, "card-fails", serde_json::json!({"duplicate": 1})).await;
+    let (status, answer) = act(&server, &id, "card-fails", serde_json::json!({"duplicate": 1})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let delivered: Vec<&str> =
         answer["deliveries"].as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap()).collect();
@@ -156,7 +109,8 @@ async fn stripe_api_reads_back_what_the_stand_in_holds_through_a_lifecycle() {
     assert_eq!(snapshot.latest_invoice.as_ref().and_then(|i| i.status.as_deref()), Some("open"));
 
     for action in ["unpaid", "card-recovers", "cancel"] {
-        let (status, answer) = server.act(&id, action, serde_json::json!({"reorder": true, "seed": 7})).await;
+        let (status, answer) =
+            act(&server, &id, action, serde_json::json!({"reorder": true, "seed": 7})).await;
         assert_eq!(status, StatusCode::OK, "{action}: {answer}");
         assert_eq!(answer["seed"], 7);
         assert_reads_back(&server, &id).await;
@@ -164,24 +118,24 @@ async fn stripe_api_reads_back_what_the_stand_in_holds_through_a_lifecycle() {
     let snapshot = assert_reads_back(&server, &id).await;
     assert_eq!((snapshot.status, snapshot.ended_at), (SubscriptionStatus::Canceled, Some(NOW)));
 
-    let (status, answer) = server.act(&id, "resume", serde_json::json!({})).await;
+    let (status, answer) = act(&server, &id, "resume", serde_json::json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(answer["error"].as_str().unwrap().contains("not paused"), "{answer}");
-    let (status, _) = server.act(&id, "explode", serde_json::json!({})).await;
+    let (status, _) = act(&server, &id, "explode", serde_json::json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
-    let server = Server::start().await;
-    let id = server.paid_subscription(PayOptions { trial_days: Some(14) }).await;
+    let server = start().await;
+    let id = paid_subscription(&server, PayOptions { trial_days: Some(14) }).await;
     let snapshot = assert_reads_back(&server, &id).await;
     assert_eq!(
         (snapshot.status, snapshot.trial_end),
         (SubscriptionStatus::Trialing, Some(NOW + 14 * 86_400))
     );
-    let (status, _) = server.act(&id, "trial-ends", serde_json::json!({"then": "pause"})).await;
+    let (status, _) = act(&server, &id, "trial-ends", serde_json::json!({"then": "pause"})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Paused);
 
@@ -242,9 +196,9 @@ async fn a_trial_reads_back_and_a_missing_subscription_is_none() {
 
 #[tokio::test]
 async fn stripe_api_cancels_and_refunds_through_the_stand_in_once_however_often_asked() {
-    let server = Server::start().await;
-    let id = server.paid_subscription(PayOptions::default()).await;
-    let (status, _) = server.act(&id, "upgrade", serde_json::json!({"plan": "pro"})).await;
+    let server = start().await;
+    let id = paid_subscription(&server, PayOptions::default()).await;
+    let (status, _) = act(&server, &id, "upgrade", serde_json::json!({"plan": "pro"})).await;
     assert_eq!(status, StatusCode::OK);
     let api = reader(&server.base);
     // Run twice, and a third time as a concurrent pair: one effect.

@@ -18,7 +18,6 @@ use tenantctl::stage::{Stage, StageName, events, mail, reconcile, redrive, strip
 
 use crate::doctor::{https_listener, put, stack_with, topic};
 use crate::stage_events::state_machine;
-use crate::stage_stripe::StandIn;
 
 async fn queue(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &str) -> String {
     sqs::Client::new(sdk).create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap()
@@ -28,7 +27,7 @@ async fn queue(sdk: &tenancy::adapters::aws::sdk::aws_config::SdkConfig, name: &
 async fn every_stage_command_runs_against_one_stage_found_from_its_stack() {
     let resources = emulator().await;
     let sdk = moto_config().await;
-    let stand_in = StandIn::start().await;
+    let stand_in = crate::stage_stripe::stand_in().await;
     let secrets = tenancy::adapters::aws::secret_store(&sdk);
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let catalog = Catalog::embedded().unwrap();
@@ -200,5 +199,5 @@ async fn every_stage_command_runs_against_one_stage_found_from_its_stack() {
         left[0].done.is_none() && left[0].not_done.as_deref().unwrap_or_default().starts_with("left to you")
     );
 
-    stand_in.stop();
+    stand_in.stop().await;
 }

@@ -34,7 +34,7 @@ async fn state_machine_of(
 #[tokio::test]
 async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so() {
     // The Stripe stand-in, with a paid checkout's events.
-    let stand_in = crate::stage_stripe::StandIn::start().await;
+    let stand_in = crate::stage_stripe::stand_in().await;
     stand_in.paid_checkout(&unique_name("replayed").replace('_', "-")).await;
     let base = stand_in.base.clone();
     let events = stand_in.stripe.events();
@@ -84,7 +84,7 @@ async fn an_event_is_fetched_from_stripe_and_run_again_under_a_name_that_says_so
     assert!(refused.to_string().contains("live"), "{refused}");
     assert!(!refused.to_string().contains("51QReplayKey"), "the key is never shown: {refused}");
 
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]

@@ -5,20 +5,16 @@
 
 use std::sync::Arc;
 
-use integration_tests::{FIXTURE_SECRET, moto_config, unique_name};
-use tenancy::adapters::local::LocalStripe;
+use integration_tests::{moto_config, unique_name};
 use tenancy::adapters::stripe::transport::stripe_version;
-use tenancy::checkout::{CheckoutApi, CheckoutSettings};
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::domain::{Catalog, LookupKey};
 use tenancy::ports::StripeGateway;
-use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
-use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
+use tenancy::stripe::{SignatureVerifier, WebhookSecret, WebhookSecrets};
 use tenantctl::stage::stripe::{
     Action, StripeCommandError, connect, drop_webhook_secret, register_webhook, sync_catalog, webhook_events,
 };
 use tenantctl::stage::{Stage, StageName};
-use tokio::sync::oneshot;
 
 use crate::stage::stage_stack_with;
 
@@ -26,77 +22,12 @@ const TEST_KEY: &str = "sk_test_stage_stripe_commands_01";
 const LIVE_KEY: &str = "sk_live_stage_stripe_commands_01";
 const WEBHOOK_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/stripe/webhook";
 
-/// The stand-in on a loopback port.
-pub struct StandIn {
-    pub base: String,
-    pub stripe: Arc<LocalStripe>,
-    stop: oneshot::Sender<()>,
-}
+/// The stand-in on a loopback port; the checkout reaches it directly.
+pub type StandIn = integration_tests::ServedStack;
 
-impl StandIn {
-    pub async fn start() -> StandIn {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = format!("http://{addr}");
-        let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).unwrap());
-        let adapters = integration_tests::local_adapters_on(stripe.clone());
-        let settings = CheckoutSettings {
-            mode: StripeMode::Test,
-            success_url: "https://www.example.com/welcome".into(),
-            cancel_url: "https://www.example.com/pricing".into(),
-            hold_seconds: 1800,
-            hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
-            max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
-            max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
-            requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
-            allowed_origins: vec!["https://www.example.com".into()],
-        };
-        let api = CheckoutApi::new(
-            adapters.steps.store.clone(),
-            stripe.clone(),
-            Catalog::embedded().unwrap(),
-            settings,
-            clock.clone(),
-        );
-        let signup =
-            LocalSignup { api, webhook_secret: WebhookSecret::parse(FIXTURE_SECRET).unwrap(), clock };
-        let queue = Arc::new(tenancy::adapters::local::LocalEventQueue::default());
-        let ingress = integration_tests::ingress_at(0, queue.clone());
-        let stack =
-            LocalStack::new(ingress, queue, adapters, &integration_tests::instant_options(), Some(signup))
-                .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(listener, stack, async {
-            let _ = stopped.await;
-        }));
-        StandIn { base, stripe, stop }
-    }
-
-    pub fn stop(self) {
-        let _ = self.stop.send(());
-    }
-
-    /// A checkout of `subdomain` through the stand-in's `POST /checkout`,
-    /// paid: the session, and the stand-in holds its events and subscription.
-    pub async fn paid_checkout(&self, subdomain: &str) -> serde_json::Value {
-        let client = tenantctl::http_client::HttpClient::default();
-        let post = |url: String, body: String| {
-            http::Request::post(url)
-                .header("content-type", "application/json")
-                .header("origin", "https://www.example.com")
-                .body(http_body_util::Full::new(body.into()))
-                .unwrap()
-        };
-        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain,
-            "organization": "Go Live Co", "email": "owner@golive.example"});
-        let (status, body) =
-            client.call(post(format!("{}/checkout", self.base), form.to_string())).await.unwrap();
-        assert_eq!(status, http::StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-        let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let pay = format!("{}/local/stripe/checkout/{}/pay", self.base, session["id"].as_str().unwrap());
-        assert_eq!(client.call(post(pay, String::new())).await.unwrap().0, http::StatusCode::OK);
-        session
-    }
+pub async fn stand_in() -> StandIn {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    StandIn::start(clock, |_, stripe| stripe.clone()).await
 }
 
 /// A test stage on moto whose SSM parameters hold `key` (and no webhook
@@ -148,7 +79,7 @@ fn actions(report: &tenantctl::stage::stripe::Report) -> Vec<(&str, &str, Action
 
 #[tokio::test]
 async fn sync_catalog_twice_creates_products_and_prices_once_and_their_lookup_keys_resolve() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
     let (products_before, prices_before) = (stand_in.stripe.products().len(), stand_in.stripe.prices().len());
@@ -176,12 +107,12 @@ async fn sync_catalog_twice_creates_products_and_prices_once_and_their_lookup_ke
         (900, "month", "tenancy_starter")
     );
     assert_eq!(first.changes[1].id, resolved);
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn a_price_an_interrupted_run_left_active_is_archived_by_the_next() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
     sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
@@ -203,12 +134,12 @@ async fn a_price_an_interrupted_run_left_active_is_archived_by_the_next() {
     assert!(!stand_in.stripe.prices().iter().any(|p| p.price.id == left && p.active));
     let again = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
     assert!(again.changes.iter().all(|c| c.action == Action::Unchanged), "{again}");
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn the_shipped_catalog_is_already_what_a_fresh_stand_in_holds() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
     let report = sync_catalog(&stage, &api, &Catalog::embedded().unwrap()).await.unwrap();
@@ -216,12 +147,12 @@ async fn the_shipped_catalog_is_already_what_a_fresh_stand_in_holds() {
     assert!(report.changes.iter().all(|c| c.action == Action::Unchanged), "{report}");
     let pro = LookupKey::parse("pro_monthly").unwrap();
     assert_eq!(api.price_by_lookup_key(&pro).await.unwrap().as_deref(), Some("price_1QProMonthlyCAD"));
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn a_changed_amount_makes_a_new_price_that_takes_the_lookup_key_and_archives_the_old() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
     let first = sync_catalog(&stage, &api, &starter_catalog(900)).await.unwrap();
@@ -244,12 +175,12 @@ async fn a_changed_amount_makes_a_new_price_that_takes_the_lookup_key_and_archiv
     assert!(!archived.active && archived.price.lookup_key.is_none(), "{archived:?}");
     let again = sync_catalog(&stage, &api, &starter_catalog(1100)).await.unwrap();
     assert!(again.changes.iter().all(|c| c.action == Action::Unchanged), "{again}");
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn register_webhook_twice_makes_one_endpoint_and_stores_its_secret() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
     let ssm = ssm().await;
     let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
@@ -281,7 +212,7 @@ async fn register_webhook_twice_makes_one_endpoint_and_stores_its_secret() {
         Some(endpoint.secret.as_str()),
         "no needless new secret"
     );
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 /// Whether a delivery signed with `secret` passes the webhook's check with
@@ -299,7 +230,7 @@ async fn accepted(param: &str, secret: &str) -> bool {
 
 #[tokio::test]
 async fn a_rotation_puts_the_new_secret_first_and_keeps_the_old_accepted_until_dropped() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
     let ssm = ssm().await;
     let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
@@ -324,12 +255,12 @@ async fn a_rotation_puts_the_new_secret_first_and_keeps_the_old_accepted_until_d
     assert!(!accepted(&secret_param, &old.secret).await && accepted(&secret_param, &new.secret).await);
     let twice = drop_webhook_secret(&stage, &api, &ssm).await.unwrap();
     assert!(twice.changes.iter().all(|c| c.action == Action::Unchanged), "{twice}");
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn a_live_key_on_a_test_stage_is_one_clear_line_and_nothing_is_written() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, key_param, secret_param) = stage_with_key(StageName::Test, LIVE_KEY).await;
     let (products, prices) = (stand_in.stripe.products(), stand_in.stripe.prices());
     let error = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap_err();
@@ -342,12 +273,12 @@ async fn a_live_key_on_a_test_stage_is_one_clear_line_and_nothing_is_written() {
     assert_eq!((stand_in.stripe.products(), stand_in.stripe.prices()), (products, prices));
     assert!(stand_in.stripe.webhook_endpoints().is_empty());
     assert_eq!(stored(&secret_param).await, None);
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn an_endpoint_whose_secret_is_not_stored_is_refused_before_anything_changes() {
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, _, secret_param) = stage_with_key(StageName::Test, TEST_KEY).await;
     let ssm = ssm().await;
     let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
@@ -357,13 +288,13 @@ async fn an_endpoint_whose_secret_is_not_stored_is_refused_before_anything_chang
     assert!(error.to_string().contains("register-webhook --rotate"), "{error}");
     assert_eq!(stand_in.stripe.webhook_endpoints().len(), 1);
     assert_eq!(stored(&secret_param).await, None);
-    stand_in.stop();
+    stand_in.stop().await;
 }
 
 #[tokio::test]
 async fn doctor_asks_stripe_for_the_catalog_and_the_webhook_and_names_the_command_that_fixes_each() {
     use tenantctl::stage::doctor::{Verdict, doctor_stripe};
-    let stand_in = StandIn::start().await;
+    let stand_in = stand_in().await;
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let ssm = ssm().await;
     let api = connect(&stage, &ssm, Some(&stand_in.base)).await.unwrap();
@@ -387,5 +318,5 @@ async fn doctor_asks_stripe_for_the_catalog_and_the_webhook_and_names_the_comman
     let changed = doctor_stripe(&stage, &api, &starter_catalog(1200)).await;
     assert_eq!(changed[0].verdict, Verdict::Fail);
     assert!(changed[0].detail.contains("starter_monthly"), "{:?}", changed[0]);
-    stand_in.stop();
+    stand_in.stop().await;
 }

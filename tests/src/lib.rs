@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use tenancy::clock::FixedClock;
 use tenancy::ingress::WebhookIngress;
 use tenancy::ports::EventQueue;
-use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecrets};
+use tenancy::stripe::{SignatureVerifier, StripeMode, WebhookSecret, WebhookSecrets};
 
 /// The secret the committed fixtures are signed with.
 pub const FIXTURE_SECRET: &str = "whsec_integration_fixture_secret";
@@ -45,6 +45,104 @@ pub fn moto_endpoint() -> String {
 /// SDK configuration pointing at moto's server.
 pub async fn moto_config() -> SdkConfig {
     tenancy::adapters::aws::sdk_config(Some(&moto_endpoint())).await
+}
+
+/// The local stack with its signup form and Stripe stand-in, served on a
+/// loopback port, as `tenantctl local serve` serves it (minus the
+/// dispatcher, which a test spawns if it wants executions to run).
+pub struct ServedStack {
+    /// `http://127.0.0.1:PORT`: the stand-in's API base and the form's.
+    pub base: String,
+    pub stripe: Arc<tenancy::adapters::local::LocalStripe>,
+    pub stack: Arc<tenantctl::local::LocalStack>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The checkout settings the served stacks use: the marketing site is
+/// `https://www.example.com`.
+pub fn checkout_settings() -> tenancy::checkout::CheckoutSettings {
+    tenancy::checkout::CheckoutSettings {
+        mode: StripeMode::Test,
+        success_url: "https://www.example.com/welcome".into(),
+        cancel_url: "https://www.example.com/pricing".into(),
+        hold_seconds: 1800,
+        hold_margin_seconds: tenancy::checkout::HOLD_MARGIN_SECONDS,
+        max_holds_per_email: tenancy::checkout::DEFAULT_MAX_HOLDS,
+        max_holds_per_ip: tenancy::checkout::DEFAULT_MAX_HOLDS,
+        requests_per_minute: tenancy::checkout::DEFAULT_REQUESTS_PER_MINUTE,
+        allowed_origins: vec!["https://www.example.com".into()],
+    }
+}
+
+impl ServedStack {
+    /// Served with `clock`; the checkout reaches Stripe through what
+    /// `gateway` makes of the base URL and the stand-in (the stand-in itself,
+    /// or a real client over HTTP to it).
+    pub async fn start(
+        clock: Arc<dyn tenancy::clock::Clock>,
+        gateway: impl FnOnce(
+            &str,
+            &Arc<tenancy::adapters::local::LocalStripe>,
+        ) -> Arc<dyn tenancy::ports::StripeGateway>,
+    ) -> ServedStack {
+        use tenancy::adapters::local::{LocalEventQueue, LocalStripe};
+        use tenantctl::local::{LocalSignup, LocalStack, bind, serve};
+        let (listener, addr) =
+            bind("127.0.0.1:0".parse().expect("an address")).await.expect("a loopback port");
+        let base = format!("http://{addr}");
+        let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).expect("the stand-in"));
+        let adapters = local_adapters_on(stripe.clone());
+        let api = tenancy::checkout::CheckoutApi::new(
+            adapters.steps.store.clone(),
+            gateway(&base, &stripe),
+            tenancy::domain::Catalog::embedded().expect("the catalog"),
+            checkout_settings(),
+            clock.clone(),
+        );
+        let secret = WebhookSecret::parse(FIXTURE_SECRET).expect("the fixture secret");
+        let signup = LocalSignup { api, webhook_secret: secret, clock: clock.clone() };
+        let queue = Arc::new(LocalEventQueue::default());
+        let ingress = ingress_at(clock.now_unix(), queue.clone());
+        let stack =
+            LocalStack::new(ingress, queue, adapters, &instant_options(), Some(signup)).expect("the stack");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, stack.clone(), async {
+            let _ = stopped.await;
+        }));
+        ServedStack { base, stripe, stack, stop, task }
+    }
+
+    /// A checkout of `subdomain` through `POST /checkout`, paid: the
+    /// session; the stand-in then holds its events and subscription.
+    pub async fn paid_checkout(&self, subdomain: &str) -> serde_json::Value {
+        let client = tenantctl::http_client::HttpClient::default();
+        let post = |url: String, body: String| {
+            http::Request::post(url)
+                .header("content-type", "application/json")
+                .header("origin", "https://www.example.com")
+                .body(http_body_util::Full::new(body.into()))
+                .expect("a request")
+        };
+        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain,
+            "organization": "Go Live Co", "email": "owner@golive.example"});
+        let (status, body) =
+            client.call(post(format!("{}/checkout", self.base), form.to_string())).await.expect("an answer");
+        assert_eq!(status, http::StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let session: serde_json::Value = serde_json::from_slice(&body).expect("a session");
+        let id = session["id"].as_str().expect("its id");
+        let pay = format!("{}/local/stripe/checkout/{id}/pay", self.base);
+        assert_eq!(client.call(post(pay, String::new())).await.expect("an answer").0, http::StatusCode::OK);
+        session
+    }
+
+    /// Stops serving once every execution has finished, and checks the
+    /// server stopped cleanly.
+    pub async fn stop(self) {
+        assert!(self.stack.workflows.wait_idle(Duration::from_secs(30)).await);
+        let _ = self.stop.send(());
+        self.task.await.expect("the server task").expect("the server stops cleanly");
+    }
 }
 
 /// A moto server of one test's own, for a setting that would change what
