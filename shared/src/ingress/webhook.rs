@@ -1,7 +1,8 @@
 //! The webhook handler, independent of how the request arrived (API Gateway
 //! through `lambda_http`, or `tenantctl local serve`).
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
@@ -61,7 +62,7 @@ struct SecretsReload {
     config: WebhookConfig,
     store: Arc<dyn SecretStore>,
     /// When they were last read (Unix seconds).
-    read_at: Mutex<i64>,
+    read_at: AtomicI64,
 }
 
 impl WebhookIngress {
@@ -78,7 +79,7 @@ impl WebhookIngress {
     /// when a delivery matches none held, or they are old (see
     /// [`RELOAD_AFTER_NO_MATCH_SECONDS`], [`RELOAD_AFTER_AGE_SECONDS`]).
     pub fn reloading_secrets(mut self, config: WebhookConfig, store: Arc<dyn SecretStore>) -> Self {
-        let read_at = Mutex::new(self.clock.now_unix());
+        let read_at = AtomicI64::new(self.clock.now_unix());
         self.reload = Some(SecretsReload { config, store, read_at });
         self
     }
@@ -91,13 +92,14 @@ impl WebhookIngress {
     /// their age; the new verifier, if the read succeeded.
     async fn reloaded(&self, now: i64, after: i64) -> Option<Arc<SignatureVerifier>> {
         let reload = self.reload.as_ref()?;
-        {
-            let mut read_at = reload.read_at.lock().unwrap_or_else(PoisonError::into_inner);
-            if now.saturating_sub(*read_at) < after {
-                return None;
-            }
-            // Claimed before the read: concurrent deliveries do not all read.
-            *read_at = now;
+        // Every delivery passes here: one atomic load, no lock.
+        let read_at = reload.read_at.load(Ordering::Acquire);
+        if now.saturating_sub(read_at) < after {
+            return None;
+        }
+        // Claimed before the read: of concurrent deliveries, one reads.
+        if reload.read_at.compare_exchange(read_at, now, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return None;
         }
         match reload.config.verifier(reload.store.as_ref()).await {
             Ok(fresh) => {
