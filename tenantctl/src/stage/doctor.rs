@@ -10,7 +10,7 @@ use tenancy::domain::password::PasswordKey;
 use tenancy::ports::{SecretStore, SecretStoreError};
 use tenancy::stripe::{StripeSecretKey, WebhookSecrets};
 
-use super::{Stage, StageError};
+use super::{Stage, StageError, one_line};
 
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -291,7 +291,7 @@ async fn hosted_zone(stage: &Stage) -> Check {
         }
         Err(error) => Check::fail(
             NAME,
-            format!("hosted zone {zone} could not be read: {}", summary(&error)),
+            format!("hosted zone {zone} could not be read: {}", one_line(&error)),
             format!("create the public hosted zone of {domain} and deploy with its id as HostedZoneId"),
         ),
     }
@@ -314,7 +314,7 @@ async fn listener(stage: &Stage) -> Check {
             None => return Check::fail(NAME, format!("no listener {arn}"), fix),
         },
         Err(error) => {
-            return Check::fail(NAME, format!("listener {arn} could not be read: {}", summary(&error)), fix);
+            return Check::fail(NAME, format!("listener {arn} could not be read: {}", one_line(&error)), fix);
         }
     };
     let protocol = listener.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default();
@@ -378,7 +378,7 @@ async fn ses_sandbox(stage: &Stage) -> Check {
             "the SES account is in the sandbox: mail to customers is refused",
             "request production access (SES console → Account dashboard), or deploy with SesSandbox=true for a test stage",
         ),
-        Err(error) => Check::unknown(NAME, format!("SES GetAccount could not be read: {}", summary(&error))),
+        Err(error) => Check::unknown(NAME, format!("SES GetAccount could not be read: {}", one_line(&error))),
     }
 }
 
@@ -408,17 +408,8 @@ async fn alarm_subscription(stage: &Stage) -> Check {
                 Check::fail(NAME, "its subscription is not confirmed yet: alarms reach no one", fix)
             }
         }
-        Err(error) => Check::fail(NAME, format!("topic {topic} could not be read: {}", summary(&error)), fix),
+        Err(error) => {
+            Check::fail(NAME, format!("topic {topic} could not be read: {}", one_line(&error)), fix)
+        }
     }
-}
-
-/// `Code: message` of an SDK error, one line.
-fn summary<E: std::error::Error + 'static>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -115,8 +115,7 @@ impl Stage {
             if message.contains("does not exist") {
                 StageError::NoStack(stack.to_owned())
             } else {
-                let reason = tenancy::telemetry::error_chain(&error);
-                StageError::Unavailable { stack: stack.to_owned(), reason: one_line(&reason) }
+                StageError::Unavailable { stack: stack.to_owned(), reason: one_line(&error) }
             }
         })?;
         let Some(found) = described.stacks().first() else {
@@ -168,6 +167,8 @@ impl Stage {
     }
 }
 
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An error and its causes on one line (an SDK error's message may hold
+/// newlines, an emulator's an HTML page).
+pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
+    tenancy::telemetry::error_chain(error).split_whitespace().collect::<Vec<_>>().join(" ")
 }

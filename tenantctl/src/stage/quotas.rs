@@ -80,12 +80,7 @@ impl From<StageError> for Unmeasured {
 }
 
 fn call(what: &'static str) -> impl Fn(&dyn std::error::Error) -> Unmeasured {
-    move |error| {
-        Unmeasured::Call(format!(
-            "{what} could not be read: {}",
-            super::one_line(&tenancy::telemetry::error_chain(error))
-        ))
-    }
+    move |error| Unmeasured::Call(format!("{what} could not be read: {}", super::one_line(error)))
 }
 
 async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {

@@ -146,16 +146,14 @@ pub async fn redrive_executions(stage: &Stage, now: i64) -> Result<Vec<Execution
                 .send()
                 .await
                 .map_err(|e| failed("DescribeExecution")(&e))?;
-            let outcome = match fail_state_of(&client, &arn)
-                .await
-                .map_err(|e| failed("GetExecutionHistory")(&e))?
-            {
-                Some(state) => ExecutionOutcome::EndedAsDesigned { state },
-                None => match client.redrive_execution().execution_arn(&arn).send().await {
-                    Ok(_) => ExecutionOutcome::Redriven,
-                    Err(error) => ExecutionOutcome::NotRedriven { reason: one_line(&error_chain(&error)) },
-                },
-            };
+            let outcome =
+                match fail_state_of(&client, &arn).await.map_err(|e| failed("GetExecutionHistory")(&e))? {
+                    Some(state) => ExecutionOutcome::EndedAsDesigned { state },
+                    None => match client.redrive_execution().execution_arn(&arn).send().await {
+                        Ok(_) => ExecutionOutcome::Redriven,
+                        Err(error) => ExecutionOutcome::NotRedriven { reason: one_line(&error) },
+                    },
+                };
             redriven.push(ExecutionRedrive {
                 workflow,
                 name: execution.name().to_owned(),
