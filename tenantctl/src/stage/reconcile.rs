@@ -78,13 +78,13 @@ pub async fn fix(stage: &Stage, findings: &[Finding], now: i64) -> Result<Vec<Re
     let (ecs, elb) = (ecs::Client::new(&stage.sdk), elbv2::Client::new(&stage.sdk));
     let remover = TenantRemover::new(&ecs, &elb, &places.cluster, &listener);
     let sfn = sfn::Client::new(&stage.sdk);
-    let mut seen = Vec::<&Repair>::new();
+    let mut seen = std::collections::BTreeSet::<&Repair>::new();
     let mut repaired = Vec::new();
     for finding in findings {
-        if seen.contains(&&finding.repair) && finding.repair != Repair::ByHand {
+        // Each repair once (a person's are each listed).
+        if finding.repair != Repair::ByHand && !seen.insert(&finding.repair) {
             continue;
         }
-        seen.push(&finding.repair);
         let outcome = match &finding.repair {
             Repair::Converge { tenant } => {
                 let name = format!("reconcile-{tenant}-{now}");
