@@ -60,7 +60,7 @@ impl Receiver {
     /// The measured operation. Reads the clock per call, as the ingress does.
     pub fn receive(&self, header: &str, body: &[u8]) -> Result<Workflow, Refused> {
         self.verifier.verify(header, body, SystemClock.now_unix())?;
-        let envelope = EventEnvelope::parse(body)?;
+        let (envelope, _text) = EventEnvelope::skim(body)?;
         if !self.mode.accepts_livemode(envelope.livemode) {
             return Err(Refused::Mode(envelope.livemode));
         }

@@ -10,7 +10,7 @@ use tracing::{Instrument, field};
 
 use crate::clock::Clock;
 use crate::config::WebhookConfig;
-use crate::ports::{EventQueue, QueuedEvent, SecretStore};
+use crate::ports::{EventQueue, QueueError, QueuedEvent, SecretStore};
 use crate::stripe::{EventEnvelope, SignatureError, SignatureVerifier, StripeMode};
 use crate::telemetry::error_chain;
 
@@ -157,8 +157,9 @@ impl WebhookIngress {
             .await
             .map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
 
-        let envelope =
-            EventEnvelope::parse(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        // The top level only: the dispatcher parses the whole body.
+        let (envelope, text) =
+            EventEnvelope::skim(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
         let span = tracing::Span::current();
         span.record("event_id", envelope.id.as_str());
         span.record("event_type", envelope.event_type.as_str());
@@ -174,15 +175,14 @@ impl WebhookIngress {
             tracing::info!(status = 200, "event type not acted on; ignored");
             return Ok(WebhookAnswer::received(true));
         }
-        // serde_json accepted the body, so it is UTF-8; kept byte for byte.
-        let Ok(text) = std::str::from_utf8(body) else {
-            return Err(refuse(StatusCode::BAD_REQUEST, "body is not UTF-8"));
-        };
         let event = QueuedEvent::new(&envelope, text.to_owned());
         match self.queue.enqueue(&event).await {
             Ok(()) => {
                 tracing::info!(status = 200, created = envelope.created, "event enqueued");
                 Ok(WebhookAnswer::received(false))
+            }
+            Err(refused @ QueueError::Refused(_)) => {
+                Err(refuse(StatusCode::BAD_REQUEST, &refused.to_string()))
             }
             Err(error) => {
                 // 5xx makes Stripe retry with backoff for up to three days.
@@ -372,6 +372,13 @@ mod tests {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         assert!(answer.body.contains("not a Stripe event"), "{}", answer.body);
 
+        // Signed, but with a character SQS refuses: the queue says so, for
+        // good, so it is a 400 and Stripe is not told to retry.
+        let unqueueable = good.replace(r#"{"id":"x"}"#, "{\"id\":\"x\u{1}\"}");
+        let refused = ingress.handle(&signed(&unqueueable), unqueueable.as_bytes()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.body.contains("refuses the message: character U+0001 at byte"), "{}", refused.body);
+
         let huge = "x".repeat(MAX_BODY_BYTES + 1);
         assert_eq!(ingress.handle(&headers, huge.as_bytes()).await.status, StatusCode::PAYLOAD_TOO_LARGE);
 
@@ -384,7 +391,7 @@ mod tests {
         let stale = stale_ingress.handle(&headers, good.as_bytes()).await;
         assert!(stale.body.contains("301s old"), "{}", stale.body);
 
-        for answer in [&missing, &malformed, &bad_sig, &stale] {
+        for answer in [&missing, &malformed, &bad_sig, &refused, &stale] {
             assert_eq!(answer.status, StatusCode::BAD_REQUEST);
             assert!(!answer.body.contains('\n') && !answer.body.contains(SECRET));
         }

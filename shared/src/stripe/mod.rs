@@ -4,6 +4,7 @@ pub mod event;
 pub mod key;
 pub mod mode;
 pub mod signature;
+pub mod skim;
 
 pub use event::{EventEnvelope, EventType, StripeEventId};
 pub use key::{InvalidStripeKey, StripeSecretKey};

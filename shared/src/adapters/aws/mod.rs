@@ -4,6 +4,7 @@ pub mod dynamodb;
 pub mod ecs;
 pub mod elb;
 mod error;
+mod https;
 pub mod launcher;
 pub mod route53;
 pub mod sesv2;
@@ -12,6 +13,7 @@ mod sqs;
 mod ssm;
 
 pub use dynamodb::DynamoTenantStore;
+pub use https::{OS_CA_BUNDLES, shared_https_client};
 pub use launcher::{EcsTenantLauncher, LauncherConfig};
 pub use route53::Route53Dns;
 pub use sesv2::SesMailer;
@@ -49,7 +51,12 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(5))
         .build();
-    let loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    match shared_https_client() {
+        Ok(client) => loader = loader.http_client(client),
+        // Each client then makes its own, as the SDK does by default.
+        Err(error) => tracing::warn!(%error, "shared HTTPS client not built"),
+    }
     match endpoint {
         None => loader.load().await,
         Some(url) => {

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use crate::config::QueueUrl;
@@ -39,7 +40,12 @@ impl EventQueue for SqsEventQueue {
             .message_attributes(ATTR_CREATED, attribute("Number", &event.created.to_string())?)
             .send()
             .await
-            .map_err(|e| QueueError::Unavailable(e.into()))?;
+            .map_err(|error| match error.as_service_error() {
+                Some(SendMessageError::InvalidMessageContents(refused)) => {
+                    QueueError::Refused(refused.message().unwrap_or("invalid message contents").to_owned())
+                }
+                _ => QueueError::Unavailable(error.into()),
+            })?;
         Ok(())
     }
 }

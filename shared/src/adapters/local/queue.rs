@@ -4,6 +4,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::ports::queue::sqs_refuses;
 use crate::ports::{EventQueue, QueueError, QueuedEvent};
 
 /// A first-in, first-out queue in memory, standing in for SQS.
@@ -74,6 +75,9 @@ impl LocalEventQueue {
 #[async_trait]
 impl EventQueue for LocalEventQueue {
     async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+        if let Some(reason) = sqs_refuses(&event.body) {
+            return Err(QueueError::Refused(reason));
+        }
         self.messages().waiting.push_back(event.clone());
         self.arrived.notify_one();
         Ok(())

@@ -1,0 +1,106 @@
+//! The one HTTPS client all of a process's AWS SDK clients share.
+//!
+//! Left to themselves, each SDK client (SSM, SQS, …) builds a connector of
+//! its own, and each connector parses every CA certificate the OS keeps: on
+//! Debian the bundle file, then a folder of one file per certificate holding
+//! the same ones again. At a cold start that was most of the webhook's own
+//! time (BENCHMARKS.md, section 2). Here they are read once per process, from
+//! one bundle file where the OS has one (Amazon Linux, Lambda's OS, does:
+//! /etc/pki/tls/certs/ca-bundle.crt), or the file `SSL_CERT_FILE` names.
+//! Without either, the SDK's own search of the OS's store is kept.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_ssm::config::SharedHttpClient;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder, HttpClientError};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Where operating systems keep their CA bundle file, most common first:
+/// Debian and Ubuntu, Amazon Linux / RHEL / Fedora (and its extracted
+/// form), SUSE, Alpine.
+pub const OS_CA_BUNDLES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The HTTPS client for an [`aws_config::SdkConfig`], so every client made
+/// from it shares one connector, its certificates and its connections.
+pub fn shared_https_client() -> Result<SharedHttpClient, HttpClientError> {
+    let context = TlsContext::builder().with_trust_store(trust_store()).build()?;
+    Ok(Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
+/// The bundle file to trust: `SSL_CERT_FILE`'s, else the OS's.
+fn bundle_path() -> Option<PathBuf> {
+    match std::env::var_os("SSL_CERT_FILE") {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => OS_CA_BUNDLES.iter().map(Path::new).find(|path| path.is_file()).map(Path::to_path_buf),
+    }
+}
+
+fn trust_store() -> TrustStore {
+    let Some(path) = bundle_path() else { return TrustStore::default() };
+    match std::fs::read(&path) {
+        Ok(pem) => match usable_certificates(&pem) {
+            Some(usable) => TrustStore::empty().with_pem_certificate(usable),
+            None => {
+                tracing::warn!(path = %path.display(), "CA bundle holds no usable certificate; using the OS's store");
+                TrustStore::default()
+            }
+        },
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "CA bundle unreadable; using the OS's store");
+            TrustStore::default()
+        }
+    }
+}
+
+/// The PEM certificates of `bundle` that rustls can use as trust anchors,
+/// or None if there are none. The SDK panics on one it cannot parse, and
+/// OS bundles may hold such (or other PEM sections): those are left out.
+fn usable_certificates(bundle: &[u8]) -> Option<Vec<u8>> {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut usable = Vec::with_capacity(bundle.len());
+    let mut rest = bundle;
+    while let Some(end) = rest.windows(END.len()).position(|window| window == END) {
+        let section = &rest[..end + END.len()];
+        rest = &rest[end + END.len()..];
+        let Ok(certificate) = CertificateDer::from_pem_slice(section) else { continue };
+        if RootCertStore::empty().add(certificate).is_ok() {
+            usable.extend_from_slice(section);
+            usable.push(b'\n');
+        }
+    }
+    (!usable.is_empty()).then_some(usable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_keeps_its_usable_certificates_and_drops_the_rest() {
+        let Some(path) = OS_CA_BUNDLES.iter().find(|path| Path::new(path).is_file()) else {
+            panic!("this machine has no CA bundle file in {OS_CA_BUNDLES:?}");
+        };
+        let bundle = std::fs::read(path).unwrap();
+        let count = |pem: &[u8]| CertificateDer::pem_slice_iter(pem).filter(|c| c.is_ok()).count();
+        let broken = b"-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let mixed = [broken.as_slice(), b"# a comment\n", &bundle, broken].concat();
+        let usable = usable_certificates(&mixed).unwrap();
+        assert_eq!(count(&usable), count(&bundle));
+        assert!(count(&bundle) > 50, "{path}");
+        assert_eq!(usable_certificates(broken), None);
+        assert_eq!(usable_certificates(b""), None);
+    }
+}
