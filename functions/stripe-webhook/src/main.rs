@@ -5,7 +5,7 @@ use tenancy::clock::SystemClock;
 use tenancy::config::{ProcessEnv, QueueUrl, WebhookConfig};
 use tenancy::ingress::{WebhookIngress, lambda};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     tenancy::telemetry::init_json_logs();
     let config = WebhookConfig::from_lookup(&ProcessEnv)?;

@@ -1,5 +1,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
@@ -40,12 +42,37 @@ impl EventQueue for SqsEventQueue {
             .message_attributes(ATTR_CREATED, attribute("Number", &event.created.to_string())?)
             .send()
             .await
-            .map_err(|error| match error.as_service_error() {
-                Some(SendMessageError::InvalidMessageContents(refused)) => {
-                    QueueError::Refused(refused.message().unwrap_or("invalid message contents").to_owned())
-                }
-                _ => QueueError::Unavailable(error.into()),
-            })?;
+            .map_err(queue_error)?;
         Ok(())
+    }
+}
+
+/// SQS's `InvalidMessageContents` is for good: the message is refused, not
+/// the queue unavailable. (moto does not check contents; SQS does.)
+fn queue_error(error: SdkError<SendMessageError, HttpResponse>) -> QueueError {
+    match error.as_service_error() {
+        Some(SendMessageError::InvalidMessageContents(refused)) => {
+            QueueError::Refused(refused.message().unwrap_or("invalid message contents").to_owned())
+        }
+        _ => QueueError::Unavailable(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sqs::types::error::InvalidMessageContents;
+
+    use super::*;
+
+    #[test]
+    fn invalid_message_contents_is_a_refusal_and_the_rest_is_unavailability() {
+        let answer = || HttpResponse::new(400.try_into().unwrap(), "".into());
+        let refused = SendMessageError::InvalidMessageContents(
+            InvalidMessageContents::builder().message("Invalid binary character '#x1'").build(),
+        );
+        let error = queue_error(SdkError::service_error(refused, answer()));
+        assert_eq!(error.to_string(), "the event queue refuses the message: Invalid binary character '#x1'");
+        let timeout = queue_error(SdkError::timeout_error("slow"));
+        assert!(matches!(timeout, QueueError::Unavailable(_)));
     }
 }
