@@ -294,6 +294,7 @@ pub fn section(runs: &[Run], command: &str) -> Result<String> {
         ]);
     }
     let plan = &fastest.plan;
+    let targets = sweep_targets(runs)?;
     Ok(format!(
         "## 5. Burst\n\n\
          {n} signed `checkout.session.completed` deliveries (distinct customers and subdomains) \
@@ -306,15 +307,53 @@ pub fn section(runs: &[Run], command: &str) -> Result<String> {
          answer read, while the provisioning of earlier deliveries runs behind it. Client, server \
          and provisioning share this machine's cores, so more connections than cores only queue: \
          the targets are judged on the row that sent fastest (**bold**), \"as fast as a loopback \
-         client can\".\n\n{sweep}\n### The fastest row in detail ({c} connections)\n\n{detail}\n\
+         client can\".\n\n{sweep}\n{targets}\n### The fastest row in detail ({c} connections)\n\n{detail}\n\
          Command: `{command}`\n",
         n = plan.checkouts,
         r = fastest.outcome.redelivery_answers.len(),
         ts = plan.time_scale,
         c = plan.concurrency,
         sweep = sweep.to_markdown(),
+        targets = targets,
         detail = detail(plan, &fastest.outcome, fastest.usage)?,
     ))
+}
+
+/// The server's memory bound, every row (issue 16).
+const TARGET_PEAK_BYTES: u64 = 150 * 1024 * 1024;
+/// The answer time's p99 bound at these connections (issue 16).
+const TARGET_P99_SECS: f64 = 0.005;
+const TARGET_P99_CONNECTIONS: [usize; 2] = [1, 4];
+
+/// Issue 16's targets across the rows: the server's peak memory in every
+/// row, the p99 answer at 1 and 4 connections.
+fn sweep_targets(runs: &[Run]) -> Result<String> {
+    let peaks: Vec<u64> = runs.iter().filter_map(|run| run.usage.peak_memory).collect();
+    let peak_line = match peaks.iter().max() {
+        Some(&max) if peaks.len() == runs.len() => format!(
+            "- Server peak memory under {} in every row: {} (highest {}, {} to spare).",
+            bytes(TARGET_PEAK_BYTES),
+            if max < TARGET_PEAK_BYTES { "**met**" } else { "**missed**" },
+            bytes(max),
+            bytes(TARGET_PEAK_BYTES.saturating_sub(max)),
+        ),
+        _ => "- Server peak memory: not measured in every row (no /proc).".to_owned(),
+    };
+    let mut p99_lines = Vec::new();
+    for connections in TARGET_P99_CONNECTIONS {
+        let Some(run) = runs.iter().find(|run| run.plan.concurrency == connections) else { continue };
+        let times = Samples::from_durations(&run.outcome.answers).ok_or_else(|| anyhow!("no answers"))?;
+        let p99 = times.percentile(99.0);
+        p99_lines.push(format!(
+            "- Answer time p99 under {} at {connections} connection{}: {} ({}, {}).",
+            seconds(TARGET_P99_SECS),
+            if connections == 1 { "" } else { "s" },
+            if p99 < TARGET_P99_SECS { "**met**" } else { "**missed**" },
+            seconds(p99),
+            margin(p99, TARGET_P99_SECS),
+        ));
+    }
+    Ok(format!("Targets (issue 16), across the rows:\n\n{peak_line}\n{}\n", p99_lines.join("\n")))
 }
 
 /// The detailed table for one run.

@@ -1,5 +1,7 @@
 //! JSON logs through `tracing` (docs/architecture.md decision 10).
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use tracing_subscriber::EnvFilter;
 
 /// One JSON object per line, carrying the fields of the current span (the
@@ -35,6 +37,44 @@ pub fn log_directives(raw: Option<&str>) -> String {
     format!("{level},{}", caps.join(","))
 }
 
+/// A cold start's phases, timed and logged as one line when it is over:
+/// where an init's time goes, on every start in production as in the
+/// benchmark (BENCHMARKS.md, section 2).
+pub struct InitPhases {
+    /// When `main` began, as Unix microseconds: what came before (the exec,
+    /// the loader) is the time from the process's start to it.
+    main_at_micros: u128,
+    last: Instant,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl InitPhases {
+    /// Call first thing in `main`.
+    pub fn start() -> Self {
+        let main_at_micros = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
+        InitPhases { main_at_micros, last: Instant::now(), phases: Vec::with_capacity(8) }
+    }
+
+    /// The phase called `name` ends now.
+    pub fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.phases.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// `name=µs` for each phase, in order: `config=85 sdk=410`.
+    pub fn summary(&self) -> String {
+        let phases: Vec<String> =
+            self.phases.iter().map(|(name, took)| format!("{name}={}", took.as_micros())).collect();
+        phases.join(" ")
+    }
+
+    /// Logs the phases (at info, as `init_phases_us`) with when `main` began.
+    pub fn finish(self) {
+        tracing::info!(main_at_us = self.main_at_micros as u64, init_phases_us = %self.summary(), "initialised");
+    }
+}
+
 /// `error: cause: cause` on one line, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
@@ -50,6 +90,21 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::log_directives;
+
+    #[test]
+    fn init_phases_are_summed_up_in_order() {
+        let mut phases = super::InitPhases::start();
+        phases.mark("config");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        phases.mark("sdk");
+        let summary = phases.summary();
+        let parts: Vec<(&str, u64)> = summary
+            .split(' ')
+            .map(|part| part.split_once('=').map(|(name, us)| (name, us.parse().unwrap())).unwrap())
+            .collect();
+        assert_eq!(parts.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["config", "sdk"]);
+        assert!(parts[1].1 >= 2_000, "{summary}");
+    }
 
     #[test]
     fn a_level_is_taken_and_wire_logging_is_never_turned_on() {

@@ -15,9 +15,10 @@ use aws_sdk_ssm::config::SharedHttpClient;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, HttpClientError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 /// Where operating systems keep their CA bundle file, most common first:
 /// Debian and Ubuntu, Amazon Linux / RHEL / Fedora (and its extracted
@@ -68,15 +69,25 @@ fn trust_store() -> TrustStore {
 /// The PEM certificates of `bundle` that rustls can use as trust anchors,
 /// or None if there are none. The SDK panics on one it cannot parse, and
 /// OS bundles may hold such (or other PEM sections): those are left out.
+/// Decoded with a fast base64 decoder: these are public certificates, and
+/// the SDK's own constant-time one, run again on what is kept, is the
+/// slower by far.
 fn usable_certificates(bundle: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
     let mut usable = Vec::with_capacity(bundle.len());
     let mut rest = bundle;
-    while let Some(end) = rest.windows(END.len()).position(|window| window == END) {
-        let section = &rest[..end + END.len()];
-        rest = &rest[end + END.len()..];
-        let Ok(certificate) = CertificateDer::from_pem_slice(section) else { continue };
-        if RootCertStore::empty().add(certificate).is_ok() {
+    let mut encoded = Vec::with_capacity(4096);
+    while let Some(end) = memchr::memmem::find(rest, END) {
+        let (before, section_end) = (&rest[..end], end + END.len());
+        let begin = memchr::memmem::rfind(before, BEGIN);
+        let section = begin.map(|begin| (&rest[begin..section_end], &before[begin + BEGIN.len()..]));
+        rest = &rest[section_end..];
+        let Some((section, body)) = section else { continue };
+        encoded.clear();
+        encoded.extend(body.iter().filter(|byte| !byte.is_ascii_whitespace()));
+        let Ok(der) = STANDARD.decode(&encoded) else { continue };
+        if RootCertStore::empty().add(CertificateDer::from(der)).is_ok() {
             usable.extend_from_slice(section);
             usable.push(b'\n');
         }
@@ -86,6 +97,8 @@ fn usable_certificates(bundle: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use rustls::pki_types::pem::PemObject;
+
     use super::*;
 
     #[test]
