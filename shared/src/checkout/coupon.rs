@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use http::StatusCode;
 
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
-use crate::domain::{AcceptedPromotion, PromotionCode};
+use crate::domain::{AcceptedPromotion, CouponUse, PromotionCode};
 use crate::ports::StripeApiError;
 
 impl CheckoutApi {
@@ -37,12 +37,14 @@ impl CheckoutApi {
                 ));
             }
         };
-        AcceptedPromotion::check(code, found, product, &request.plan.name, self.clock.now_unix()).map_err(
-            |refusal| {
-                tracing::info!(%refusal, plan = %request.plan.key, "coupon refused");
-                ApiAnswer::fields(StatusCode::BAD_REQUEST, BTreeMap::from([("coupon", refusal.to_string())]))
-            },
-        )
+        // The form is parsed against the catalog, so the price is there.
+        let amount = self.catalog.price(&request.plan.key, request.billing).map_or(0, |p| p.amount);
+        let purchase =
+            CouponUse { product, plan_name: &request.plan.name, amount, currency: self.catalog.currency() };
+        AcceptedPromotion::check(code, found, &purchase, self.clock.now_unix()).map_err(|refusal| {
+            tracing::info!(%refusal, plan = %request.plan.key, "coupon refused");
+            ApiAnswer::fields(StatusCode::BAD_REQUEST, BTreeMap::from([("coupon", refusal.to_string())]))
+        })
     }
 }
 
@@ -133,6 +135,34 @@ mod tests {
         let blank = f.api.checkout(None, &signup("acme", Some("  "))).await;
         assert_eq!(blank.status, StatusCode::OK, "{}", blank.body);
         assert!(f.stripe.sessions()[0].allow_promotion_codes);
+    }
+
+    #[tokio::test]
+    async fn a_code_with_a_minimum_is_refused_for_a_cheaper_term_before_stripe_would_refuse_it() {
+        let f = fixture_with(None);
+        f.stripe.create_coupon(&form(&[("id", "loyal"), ("percent_off", "15")])).unwrap();
+        f.stripe
+            .create_promotion_code(
+                &form(&[
+                    ("coupon", "loyal"),
+                    ("code", "LOYAL15"),
+                    ("restrictions[minimum_amount]", "100000"),
+                    ("restrictions[minimum_amount_currency]", "cad"),
+                ]),
+                "2024-06-20",
+            )
+            .unwrap();
+        let cheap = f.api.checkout(None, &signup("acme", Some("LOYAL15"))).await;
+        assert_eq!(cheap.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body(&cheap),
+            json!({"errors": {"coupon": "coupon `LOYAL15` needs a purchase of at least 1000.00 CAD"}})
+        );
+        let three_years = json!({"plan": "ultimate", "billing": "triennial", "subdomain": "acme",
+            "organization": "Acme Robotics", "email": "dana@acme.example", "coupon": "LOYAL15"});
+        let answer = f.api.checkout(None, three_years.to_string().as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::OK, "1800.00 CAD: {}", answer.body);
+        assert_eq!(f.stripe.sessions()[0].price_id, "price_1QUltimateTriennialCAD");
     }
 
     /// The stand-in, with promotion codes that cannot be looked up.

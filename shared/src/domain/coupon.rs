@@ -60,7 +60,39 @@ pub struct PromotionOffer {
     pub expires_at: Option<i64>,
     pub max_redemptions: Option<u64>,
     pub times_redeemed: u64,
+    /// Only this customer may redeem it (a checkout makes a new customer,
+    /// so none can).
+    pub customer: Option<String>,
+    /// `restrictions.minimum_amount` (minor units) and its currency.
+    pub minimum_amount: Option<(i64, String)>,
     pub coupon: CouponTerms,
+}
+
+/// What a coupon would discount: the plan's Stripe product and the price
+/// of its term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CouponUse<'a> {
+    pub product: &'a str,
+    pub plan_name: &'a str,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: &'a str,
+}
+
+/// Currencies Stripe counts in whole units (no minor unit).
+const ZERO_DECIMAL: [&str; 16] = [
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
+    "xpf",
+];
+
+/// `10000` `cad` as `100.00 CAD`.
+fn money(amount: i64, currency: &str) -> String {
+    let upper = currency.to_ascii_uppercase();
+    if ZERO_DECIMAL.contains(&currency.to_ascii_lowercase().as_str()) {
+        format!("{amount} {upper}")
+    } else {
+        format!("{}.{:02} {upper}", amount / 100, (amount % 100).abs())
+    }
 }
 
 /// Why a coupon was refused; each says which code and why, in one line.
@@ -78,6 +110,10 @@ pub enum CouponRefusal {
     CouponInvalid { code: String },
     #[error("coupon `{code}` is not for the {plan} plan")]
     NotForPlan { code: String, plan: String },
+    #[error("coupon `{code}` is reserved for another customer")]
+    OtherCustomer { code: String },
+    #[error("coupon `{code}` needs a purchase of at least {minimum}")]
+    BelowMinimum { code: String, minimum: String },
 }
 
 /// A promotion code Stripe holds that may discount the plan now: the
@@ -90,12 +126,11 @@ pub struct AcceptedPromotion {
 
 impl AcceptedPromotion {
     /// Checks what Stripe answered for `code` (`None`: nothing) against
-    /// the plan's Stripe product at `now`.
+    /// what it would discount, at `now`.
     pub fn check(
         code: &PromotionCode,
         found: Option<PromotionOffer>,
-        product: &str,
-        plan_name: &str,
+        purchase: &CouponUse<'_>,
         now: i64,
     ) -> Result<AcceptedPromotion, CouponRefusal> {
         let typed = code.as_str().to_owned();
@@ -116,8 +151,17 @@ impl AcceptedPromotion {
             return Err(CouponRefusal::CouponInvalid { code });
         }
         let restricted = offer.coupon.applies_to_products.as_ref().filter(|products| !products.is_empty());
-        if restricted.is_some_and(|products| !products.iter().any(|p| p == product)) {
-            return Err(CouponRefusal::NotForPlan { code, plan: plan_name.to_owned() });
+        if restricted.is_some_and(|products| !products.iter().any(|p| p == purchase.product)) {
+            return Err(CouponRefusal::NotForPlan { code, plan: purchase.plan_name.to_owned() });
+        }
+        if offer.customer.is_some() {
+            return Err(CouponRefusal::OtherCustomer { code });
+        }
+        if let Some((minimum, currency)) = &offer.minimum_amount
+            && currency.eq_ignore_ascii_case(purchase.currency)
+            && purchase.amount < *minimum
+        {
+            return Err(CouponRefusal::BelowMinimum { code, minimum: money(*minimum, currency) });
         }
         Ok(AcceptedPromotion { id: offer.id, code })
     }
@@ -148,6 +192,8 @@ mod tests {
             expires_at: Some(NOW + 60),
             max_redemptions: Some(5),
             times_redeemed: 4,
+            customer: None,
+            minimum_amount: Some((30_000, "cad".into())),
             coupon: CouponTerms {
                 id: "welcome".into(),
                 valid: true,
@@ -159,7 +205,9 @@ mod tests {
 
     fn check(found: Option<PromotionOffer>) -> Result<AcceptedPromotion, String> {
         let code = PromotionCode::parse("welcome10").unwrap();
-        AcceptedPromotion::check(&code, found, "tenancy_pro", "Pro", NOW).map_err(|e| e.to_string())
+        let purchase =
+            CouponUse { product: "tenancy_pro", plan_name: "Pro", amount: 54_000, currency: "cad" };
+        AcceptedPromotion::check(&code, found, &purchase, NOW).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -204,10 +252,26 @@ mod tests {
                 }),
                 "coupon `WELCOME10` is not for the Pro plan",
             ),
+            (
+                Some(PromotionOffer { customer: Some("cus_1Someone".into()), ..offer() }),
+                "coupon `WELCOME10` is reserved for another customer",
+            ),
+            (
+                Some(PromotionOffer { minimum_amount: Some((60_000, "cad".into())), ..offer() }),
+                "coupon `WELCOME10` needs a purchase of at least 600.00 CAD",
+            ),
         ];
         for (found, message) in cases {
             assert_eq!(check(found).unwrap_err(), message);
         }
+    }
+
+    #[test]
+    fn a_minimum_in_another_currency_does_not_apply_and_amounts_read_as_money() {
+        let other = PromotionOffer { minimum_amount: Some((90_000, "usd".into())), ..offer() };
+        assert!(check(Some(other)).is_ok());
+        assert_eq!(money(5, "cad"), "0.05 CAD");
+        assert_eq!(money(5000, "JPY"), "5000 JPY");
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub use catalog::{
     BillingPeriod, Catalog, IntervalUnit, LookupKey, PeriodPrice, Plan, PlanKey, StripeInterval,
 };
 pub use coupon::{
-    AcceptedPromotion, CouponRefusal, CouponTerms, InvalidPromotionCode, PromotionCode, PromotionOffer,
+    AcceptedPromotion, CouponRefusal, CouponTerms, CouponUse, InvalidPromotionCode, PromotionCode,
+    PromotionOffer,
 };
 pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
 pub use email::EmailAddress;

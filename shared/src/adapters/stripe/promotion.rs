@@ -50,6 +50,16 @@ pub fn offer_from_wire(promo: &Value) -> Result<PromotionOffer, String> {
         expires_at: promo.get("expires_at").and_then(Value::as_i64),
         max_redemptions: count(promo, "max_redemptions"),
         times_redeemed: count(promo, "times_redeemed").unwrap_or_default(),
+        customer: promo
+            .get("customer")
+            .and_then(|c| c.as_str().or_else(|| c.get("id")?.as_str()))
+            .map(str::to_owned),
+        minimum_amount: promo.pointer("/restrictions/minimum_amount").and_then(Value::as_i64).and_then(
+            |minimum| {
+                let currency = promo.pointer("/restrictions/minimum_amount_currency")?.as_str()?;
+                Some((minimum, currency.to_owned()))
+            },
+        ),
         coupon: CouponTerms {
             id: coupon_id,
             valid,
@@ -105,7 +115,8 @@ mod tests {
         let coupon = json!({"id": "welcome", "object": "coupon", "valid": true, "redeem_by": null,
             "percent_off": 10.0, "applies_to": {"products": ["tenancy_pro"]}});
         let newer = json!({"id": "promo_1A", "object": "promotion_code", "code": "WELCOME10", "active": true,
-            "expires_at": 1_800_000_000, "max_redemptions": 100, "times_redeemed": 3,
+            "expires_at": 1_800_000_000, "max_redemptions": 100, "times_redeemed": 3, "customer": null,
+            "restrictions": {"minimum_amount": 5000, "minimum_amount_currency": "cad"},
             "promotion": {"type": "coupon", "coupon": coupon}});
         let offer = offer_from_wire(&newer).unwrap();
         assert_eq!((offer.id.as_str(), offer.code.as_str(), offer.active), ("promo_1A", "WELCOME10", true));
@@ -114,14 +125,16 @@ mod tests {
             (Some(1_800_000_000), Some(100), 3)
         );
         assert_eq!(offer.coupon.applies_to_products, Some(vec!["tenancy_pro".to_owned()]));
+        assert_eq!((offer.customer, offer.minimum_amount), (None, Some((5000, "cad".to_owned()))));
         let older = json!({"id": "promo_1B", "code": "SPRING", "active": false, "expires_at": null,
-            "max_redemptions": null, "times_redeemed": 0,
+            "max_redemptions": null, "times_redeemed": 0, "customer": {"id": "cus_1Only"},
             "coupon": {"id": "spring", "valid": false}});
         let offer = offer_from_wire(&older).unwrap();
         assert_eq!(
             (offer.active, offer.coupon.valid, offer.coupon.applies_to_products),
             (false, false, None)
         );
+        assert_eq!(offer.customer.as_deref(), Some("cus_1Only"));
         let unexpanded = json!({"id": "promo_1C", "code": "X", "active": true,
             "promotion": {"type": "coupon", "coupon": "spring"}});
         assert_eq!(

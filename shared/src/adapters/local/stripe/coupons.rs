@@ -68,6 +68,9 @@ pub struct LocalPromotionCode {
     pub expires_at: Option<i64>,
     pub max_redemptions: Option<u64>,
     pub times_redeemed: u64,
+    /// `restrictions[minimum_amount]` and its currency.
+    #[serde(default)]
+    pub minimum_amount: Option<(i64, String)>,
     pub created: i64,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -134,8 +137,10 @@ fn promotion_code_wire(
         "id": promo.id, "object": "promotion_code", "active": promo.active, "code": promo.code,
         "created": promo.created, "customer": null, "expires_at": promo.expires_at, "livemode": false,
         "max_redemptions": promo.max_redemptions, "metadata": promo.metadata,
-        "restrictions": {"first_time_transaction": false, "minimum_amount": null,
-            "minimum_amount_currency": null, "currency_options": {}},
+        "restrictions": {"first_time_transaction": false,
+            "minimum_amount": promo.minimum_amount.as_ref().map(|(amount, _)| *amount),
+            "minimum_amount_currency": promo.minimum_amount.as_ref().map(|(_, currency)| currency.clone()),
+            "currency_options": {}},
         "times_redeemed": promo.times_redeemed,
     });
     if api_version >= PROMOTION_SINCE {
@@ -154,7 +159,13 @@ fn promotion_code_wire(
 }
 
 /// Why `promo` cannot discount a checkout of `product` now, in Stripe's words.
-fn unredeemable(a: &Account, promo: &LocalPromotionCode, product: &str, now: i64) -> Option<String> {
+fn unredeemable(
+    a: &Account,
+    promo: &LocalPromotionCode,
+    product: &str,
+    amount: (i64, &str),
+    now: i64,
+) -> Option<String> {
     let coupon = a.coupons.iter().find(|c| c.id == promo.coupon)?;
     let code = &promo.code;
     if !promo.active {
@@ -176,6 +187,11 @@ fn unredeemable(a: &Account, promo: &LocalPromotionCode, product: &str, now: i64
         return Some(format!(
             "This promotion code cannot be applied to any of the items in this Checkout Session: `{code}`."
         ));
+    }
+    let (price, currency) = amount;
+    let below = |(minimum, of): &(i64, String)| of.eq_ignore_ascii_case(currency) && price < *minimum;
+    if promo.minimum_amount.as_ref().is_some_and(below) {
+        return Some(format!("This promotion code requires a minimum order amount: `{code}`."));
     }
     None
 }
@@ -308,6 +324,19 @@ impl LocalStripe {
         let active = boolean(form, "active")?.unwrap_or(true);
         let expires_at = whole::<i64>(form, "expires_at")?;
         let max_redemptions = whole::<u64>(form, "max_redemptions")?;
+        let minimum_amount = match (
+            whole::<i64>(form, "restrictions[minimum_amount]")?,
+            field(form, "restrictions[minimum_amount_currency]"),
+        ) {
+            (None, None) => None,
+            (Some(amount), Some(currency)) if amount > 0 => Some((amount, currency.to_ascii_lowercase())),
+            _ => {
+                return Err(invalid(
+                    "restrictions[minimum_amount]",
+                    "restrictions[minimum_amount] needs a positive amount and restrictions[minimum_amount_currency].",
+                ));
+            }
+        };
         let metadata = metadata(form);
         self.account
             .update(|a| {
@@ -331,6 +360,7 @@ impl LocalStripe {
                     expires_at,
                     max_redemptions,
                     times_redeemed: 0,
+                    minimum_amount,
                     created: now,
                     metadata,
                 };
@@ -415,6 +445,8 @@ impl LocalStripe {
                 expires_at: promo.expires_at,
                 max_redemptions: promo.max_redemptions,
                 times_redeemed: promo.times_redeemed,
+                customer: None,
+                minimum_amount: promo.minimum_amount.clone(),
                 coupon: CouponTerms {
                     id: coupon.id.clone(),
                     valid: coupon.valid(now),
@@ -439,9 +471,10 @@ pub(super) fn check_redeemable(
         .iter()
         .find(|p| p.id == id)
         .ok_or_else(|| LocalStripeError::NoSuchObject { kind: "promotion_code", id: id.to_owned() })?;
-    let product =
-        a.prices.iter().find(|p| p.price.id == price_id).map(|p| p.product.as_str()).unwrap_or_default();
-    match unredeemable(a, promo, product, now) {
+    let price = a.prices.iter().find(|p| p.price.id == price_id);
+    let product = price.map(|p| p.product.as_str()).unwrap_or_default();
+    let amount = price.map_or((0, ""), |p| (p.price.unit_amount, p.price.currency.as_str()));
+    match unredeemable(a, promo, product, amount, now) {
         Some(message) => Err(invalid("discounts", message)),
         None => Ok(()),
     }
