@@ -410,6 +410,12 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/v1/prices/{id}", post(stripe_standin::update_price))
         .route("/v1/products", get(stripe_standin::list_products).post(stripe_standin::create_product))
         .route("/v1/products/{id}", get(stripe_standin::get_product).post(stripe_standin::update_product))
+        .route("/v1/coupons", post(stripe_standin::create_coupon))
+        .route(
+            "/v1/promotion_codes",
+            get(stripe_standin::list_promotion_codes).post(stripe_standin::create_promotion_code),
+        )
+        .route("/v1/promotion_codes/{id}", post(stripe_standin::update_promotion_code))
         .route(
             "/v1/webhook_endpoints",
             get(stripe_standin::list_webhook_endpoints).post(stripe_standin::create_webhook_endpoint),
@@ -553,13 +559,25 @@ async fn stripe_api_checkout_session(
     let (Some(success_url), Some(cancel_url)) = (field("success_url"), field("cancel_url")) else {
         return missing("success_url");
     };
+    let discount = match session_discount(&form) {
+        Ok(discount) => discount,
+        Err(refusal) => {
+            return stripe_standin::stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                refusal.code,
+                &refusal.message,
+                Some(refusal.param),
+            );
+        }
+    };
     let request = tenancy::ports::CheckoutSessionRequest {
         price_id,
         customer_email: email.clone(),
         success_url: success_url.clone(),
         cancel_url: cancel_url.clone(),
         metadata: metadata.clone(),
-        allow_promotion_codes: field("allow_promotion_codes").as_deref() == Some("true"),
+        discount,
         expires_at: field("expires_at").and_then(|at| at.parse().ok()),
         idempotency_key: headers
             .get("idempotency-key")
@@ -570,8 +588,18 @@ async fn stripe_api_checkout_session(
     use tenancy::ports::StripeGateway;
     let created = match stack.stripe.create_checkout_session(&request).await {
         Ok(created) => created,
+        Err(tenancy::ports::StripeApiError::Rejected { status, code, message }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let kind = if code.as_deref() == Some("idempotency_error") {
+                "idempotency_error"
+            } else {
+                "invalid_request_error"
+            };
+            let param = (kind == "invalid_request_error").then_some("discounts");
+            return stripe_standin::stripe_error(status, kind, code.as_deref(), &message, param);
+        }
         Err(error) => {
-            return stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", &error.to_string(), None);
+            return stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", &error.to_string(), None);
         }
     };
     let Ok(mut session) = serde_json::from_str::<Value>(CHECKOUT_SESSION_SHAPE) else {
@@ -590,8 +618,66 @@ async fn stripe_api_checkout_session(
     session["success_url"] = json!(success_url);
     session["cancel_url"] = json!(cancel_url);
     session["expires_at"] = json!(request.expires_at);
+    session["allow_promotion_codes"] =
+        json!(request.discount == tenancy::ports::Discount::CustomerMayEnterCode);
+    session["discounts"] = match &request.discount {
+        tenancy::ports::Discount::PromotionCode(id) => {
+            json!([{"coupon": null, "promotion_code": id.as_str()}])
+        }
+        _ => json!([]),
+    };
     session["created"] = json!(signup.clock.now_unix());
     axum::Json(session).into_response()
+}
+
+/// Why the stand-in refuses a session's discount fields, as Stripe words it.
+struct DiscountRefusal {
+    code: Option<&'static str>,
+    message: String,
+    param: &'static str,
+}
+
+/// A session's `allow_promotion_codes` and `discounts[0][promotion_code]`:
+/// one or the other, as Stripe takes them.
+fn session_discount(form: &[(String, String)]) -> Result<tenancy::ports::Discount, DiscountRefusal> {
+    use tenancy::ports::Discount;
+    let refuse = |param, message: String| DiscountRefusal { code: None, message, param };
+    let allow = match form_value(form, "allow_promotion_codes").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(refuse("allow_promotion_codes", format!("Invalid boolean: {other}"))),
+    };
+    let discounts: Vec<&(String, String)> =
+        form.iter().filter(|(key, _)| key.starts_with("discounts[")).collect();
+    let promotion = match discounts.as_slice() {
+        [] => None,
+        [(key, id)] if key == "discounts[0][promotion_code]" => {
+            match tenancy::domain::PromotionCodeId::parse(id) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    return Err(DiscountRefusal {
+                        code: Some("resource_missing"),
+                        message: format!("No such promotion code: '{id}'"),
+                        param: "discounts[0][promotion_code]",
+                    });
+                }
+            }
+        }
+        _ => {
+            let message =
+                "the local Stripe takes one discount, a promotion code (discounts[0][promotion_code])";
+            return Err(refuse("discounts", message.to_owned()));
+        }
+    };
+    match (allow, promotion) {
+        (true, Some(_)) => Err(refuse(
+            "allow_promotion_codes",
+            "You may only specify one of these parameters: allow_promotion_codes, discounts.".to_owned(),
+        )),
+        (true, None) => Ok(Discount::CustomerMayEnterCode),
+        (false, Some(id)) => Ok(Discount::PromotionCode(id)),
+        (false, None) => Ok(Discount::None),
+    }
 }
 
 /// `POST /v1/billing_portal/sessions` of the Stripe stand-in.

@@ -176,6 +176,7 @@ enum LocalCommand {
         server: String,
         #[arg(long)]
         plan: String,
+        /// monthly, annual, biennial or triennial.
         #[arg(long)]
         billing: String,
         #[arg(long)]
@@ -184,6 +185,9 @@ enum LocalCommand {
         organization: String,
         #[arg(long)]
         email: String,
+        /// A promotion code (`WELCOME10`), checked against Stripe.
+        #[arg(long)]
+        coupon: Option<String>,
     },
     /// Ask the checkout API whether a subdomain is available.
     Available {
@@ -219,7 +223,7 @@ enum LocalCommand {
         action: String,
         /// The plan, for change-plan, upgrade and downgrade.
         plan: Option<String>,
-        /// monthly or annual (the current billing period by default).
+        /// monthly, annual, biennial or triennial (the current term by default).
         #[arg(long)]
         billing: Option<String>,
         /// What happens when the trial ends: pay, fail, pause or cancel.
@@ -538,10 +542,11 @@ async fn run(cli: Cli) -> Result<()> {
             report::print_state(&server, wait).await
         }
         Command::Local {
-            command: LocalCommand::Checkout { server, plan, billing, subdomain, organization, email },
+            command: LocalCommand::Checkout { server, plan, billing, subdomain, organization, email, coupon },
         } => {
             let form = serde_json::json!({
                 "plan": plan, "billing": billing, "subdomain": subdomain, "organization": organization, "email": email,
+                "coupon": coupon,
             });
             post_json(&format!("{}/checkout", server.trim_end_matches('/')), &form).await
         }

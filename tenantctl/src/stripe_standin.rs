@@ -525,7 +525,7 @@ pub async fn pay(
 pub struct ActionRequest {
     /// For `change-plan`, `upgrade`, `downgrade`.
     pub plan: Option<String>,
-    /// `monthly` or `annual`; the current billing period when absent.
+    /// `monthly`, `annual`, `biennial` or `triennial`; the current term when absent.
     pub billing: Option<String>,
     /// For `trial-ends`: `pay` (default), `fail`, `pause` or `cancel`.
     pub then: Option<String>,
@@ -709,6 +709,84 @@ pub async fn update_price(
 ) -> Response {
     write_object(&stack, &headers, &format!("POST /v1/prices/{id}"), &body, |stripe, form| {
         stripe.update_price(&id, form)
+    })
+}
+
+/// `POST /v1/coupons`.
+pub async fn create_coupon(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    write_object(&stack, &headers, "POST /v1/coupons", &body, |stripe, form| stripe.create_coupon(form))
+}
+
+/// `POST /v1/promotion_codes`, answered in the caller's API version.
+pub async fn create_promotion_code(
+    State(stack): State<Arc<LocalStack>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let version = api_version(&headers);
+    write_object(&stack, &headers, "POST /v1/promotion_codes", &body, |stripe, form| {
+        stripe.create_promotion_code(form, &version)
+    })
+}
+
+/// `POST /v1/promotion_codes/{id}`: `active` and metadata.
+pub async fn update_promotion_code(
+    State(stack): State<Arc<LocalStack>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let version = api_version(&headers);
+    write_object(&stack, &headers, &format!("POST /v1/promotion_codes/{id}"), &body, |stripe, form| {
+        stripe.update_promotion_code(&id, form, &version)
+    })
+}
+
+/// `GET /v1/promotion_codes?code=…&active=…&coupon=…&limit=…&expand[]=…`
+/// (a limit of 10 unless given, as at Stripe).
+pub async fn list_promotion_codes(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = uri.query();
+    let active = match query_value(query, "active").as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            let message = format!("Invalid boolean: {other}");
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                &message,
+                Some("active"),
+            );
+        }
+    };
+    let limit = match query_value(query, "limit").map(|raw| raw.parse::<usize>()) {
+        None => 10,
+        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+        Some(_) => {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "Invalid integer: limit must be between 1 and 100.",
+                Some("limit"),
+            );
+        }
+    };
+    let (code, coupon) = (query_value(query, "code"), query_value(query, "coupon"));
+    let expand = expansions(query);
+    let version = api_version(&headers);
+    read_list(&stack, &headers, |stripe| {
+        stripe.promotion_code_list_json(code.as_deref(), active, coupon.as_deref(), limit, &expand, &version)
     })
 }
 

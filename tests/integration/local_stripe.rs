@@ -35,7 +35,7 @@ async fn paid_subscription(server: &ServedStack, options: PayOptions) -> Subscri
         metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into(),
-        allow_promotion_codes: false,
+        discount: tenancy::ports::Discount::None,
         expires_at: None,
         idempotency_key: format!("checkout-{}", server.stripe.sessions().len()),
     };

@@ -2,6 +2,7 @@
 //! MOTO_ENDPOINT (set by `make test`).
 
 mod api_gateway;
+mod coupons;
 mod doctor;
 mod faults_local;
 mod faults_moto;

@@ -73,6 +73,44 @@ fn starter_catalog(monthly: i64) -> Catalog {
     .unwrap()
 }
 
+/// Two- and three-year prices are made with their `interval_count`, and a
+/// run finds them again by it (a 1-year price under the key is replaced).
+#[tokio::test]
+async fn sync_catalog_makes_multi_year_prices_with_their_interval_count() {
+    let stand_in = stand_in().await;
+    let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
+    let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
+    let catalog = |biennial: &str| {
+        Catalog::from_json(&format!(
+            r#"{{"currency":"cad","plans":{{"longterm":{{"name":"Long Term","tier":1,"limits":{{}},"prices":{{
+                "{biennial}":{{"lookup_key":"longterm_2y","amount":20000}},
+                "triennial":{{"lookup_key":"longterm_3y","amount":27000}}}}}}}}}}"#
+        ))
+        .unwrap()
+    };
+    // Someone sold the key as a yearly price by hand: not what the catalog says.
+    let first = sync_catalog(&stage, &api, &catalog("annual")).await.unwrap();
+    assert!(
+        first.changes.iter().any(|c| c.key == "longterm_2y" && c.detail == "20000 CAD / year"),
+        "{first}"
+    );
+    let report = sync_catalog(&stage, &api, &catalog("biennial")).await.unwrap();
+    let replaced: Vec<_> = report.with(Action::Replaced).collect();
+    assert_eq!(replaced.len(), 1, "{report}");
+    assert_eq!(replaced[0].detail, "20000 CAD / 2 year (was 20000 CAD / year)");
+    let terms: Vec<(String, u32, bool)> = stand_in
+        .stripe
+        .prices()
+        .into_iter()
+        .filter(|p| p.product == "tenancy_longterm" && p.active)
+        .map(|p| (p.price.interval, p.price.interval_count, p.price.lookup_key.is_some()))
+        .collect();
+    assert_eq!(terms, [("year".to_owned(), 3, true), ("year".to_owned(), 2, true)]);
+    let again = sync_catalog(&stage, &api, &catalog("biennial")).await.unwrap();
+    assert!(again.changes.iter().all(|c| c.action == Action::Unchanged), "{again}");
+    stand_in.stop().await;
+}
+
 fn actions(report: &tenantctl::stage::stripe::Report) -> Vec<(&str, &str, Action)> {
     report.changes.iter().map(|c| (c.object, c.key.as_str(), c.action)).collect()
 }
@@ -101,6 +139,8 @@ async fn sync_catalog_twice_creates_products_and_prices_once_and_their_lookup_ke
     // The checkout's lookup, over HTTP: the key resolves to the price made.
     let monthly = LookupKey::parse("starter_monthly").unwrap();
     let resolved = api.price_by_lookup_key(&monthly).await.unwrap().unwrap();
+    assert_eq!(resolved.product, "tenancy_starter", "the product a coupon names comes with it");
+    let resolved = resolved.id;
     let made = stand_in.stripe.prices().into_iter().find(|p| p.price.id == resolved).unwrap();
     assert_eq!(
         (made.price.unit_amount, made.price.interval.as_str(), made.product.as_str()),
@@ -143,10 +183,11 @@ async fn the_shipped_catalog_is_already_what_a_fresh_stand_in_holds() {
     let (stage, ..) = stage_with_key(StageName::Test, TEST_KEY).await;
     let api = connect(&stage, &ssm().await, Some(&stand_in.base)).await.unwrap();
     let report = sync_catalog(&stage, &api, &Catalog::embedded().unwrap()).await.unwrap();
-    assert_eq!(report.changes.len(), 3 + 6);
+    assert_eq!(report.changes.len(), 3 + 12, "three plans, four terms each");
     assert!(report.changes.iter().all(|c| c.action == Action::Unchanged), "{report}");
     let pro = LookupKey::parse("pro_monthly").unwrap();
-    assert_eq!(api.price_by_lookup_key(&pro).await.unwrap().as_deref(), Some("price_1QProMonthlyCAD"));
+    let sold = api.price_by_lookup_key(&pro).await.unwrap().map(|p| p.id);
+    assert_eq!(sold.as_deref(), Some("price_1QProMonthlyCAD"));
     stand_in.stop().await;
 }
 
@@ -166,7 +207,7 @@ async fn a_changed_amount_makes_a_new_price_that_takes_the_lookup_key_and_archiv
     assert_eq!(changed.with(Action::Archived).map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
 
     let monthly = LookupKey::parse("starter_monthly").unwrap();
-    let now_sold = api.price_by_lookup_key(&monthly).await.unwrap().unwrap();
+    let now_sold = api.price_by_lookup_key(&monthly).await.unwrap().unwrap().id;
     assert_eq!(now_sold, replaced[0].id);
     let prices = stand_in.stripe.prices();
     let new = prices.iter().find(|p| p.price.id == now_sold).unwrap();

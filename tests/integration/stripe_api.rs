@@ -10,7 +10,9 @@ use tenancy::adapters::local::InMemorySecretStore;
 use tenancy::adapters::stripe::{BILLING_PORTAL_RETURN_URL, STRIPE_API_BASE, StripeApi};
 use tenancy::config::{ConfigError, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM};
 use tenancy::domain::{CustomerId, EmailAddress};
-use tenancy::ports::{BillingError, BillingPortal, CheckoutSessionRequest, StripeApiError, StripeGateway};
+use tenancy::ports::{
+    BillingError, BillingPortal, CheckoutSessionRequest, Discount, StripeApiError, StripeGateway,
+};
 use tenancy::stripe::{StripeMode, StripeSecretKey};
 
 const TEST_KEY: &str = "sk_test_51QAcmeIntegrationKey0000000001";
@@ -42,7 +44,7 @@ fn checkout_request() -> CheckoutSessionRequest {
         success_url: "https://example.com/welcome?session_id={CHECKOUT_SESSION_ID}".into(),
         cancel_url: "https://example.com/pricing".into(),
         metadata,
-        allow_promotion_codes: true,
+        discount: Discount::CustomerMayEnterCode,
         expires_at: Some(1_763_801_740),
         idempotency_key: "checkout-acme-7f3a9c".into(),
     }
@@ -119,12 +121,59 @@ async fn checkout_session_is_form_encoded_as_stripe_expects_and_idempotent() {
 #[tokio::test]
 async fn checkout_session_without_expiry_sends_none() {
     let stub = StripeStub::start(vec![StubResponse::fixture(200, "checkout_session.json")]).await;
-    let request =
-        CheckoutSessionRequest { expires_at: None, allow_promotion_codes: false, ..checkout_request() };
+    let request = CheckoutSessionRequest { expires_at: None, discount: Discount::None, ..checkout_request() };
     api(&stub).create_checkout_session(&request).await.expect("session created");
     let sent = stub.single_request();
     assert_eq!(sent.form_value("expires_at"), None);
     assert_eq!(sent.form_value("allow_promotion_codes").as_deref(), Some("false"));
+}
+
+/// A promotion code given up front is sent as `discounts`, and then the
+/// field to type one is not (Stripe refuses both).
+#[tokio::test]
+async fn checkout_session_with_a_promotion_code_sends_discounts_only() {
+    let stub = StripeStub::start(vec![StubResponse::fixture(200, "checkout_session.json")]).await;
+    let promo = tenancy::domain::PromotionCodeId::parse("promo_1Welcome10").unwrap();
+    let request = CheckoutSessionRequest { discount: Discount::PromotionCode(promo), ..checkout_request() };
+    api(&stub).create_checkout_session(&request).await.expect("session created");
+    let sent = stub.single_request();
+    assert_eq!(sent.form_value("discounts[0][promotion_code]").as_deref(), Some("promo_1Welcome10"));
+    assert_eq!(sent.form_value("discounts[0][coupon]"), None);
+    assert_eq!(sent.form_value("allow_promotion_codes"), None);
+}
+
+/// `GET /v1/promotion_codes`: the active one by code, with its coupon and
+/// `applies_to` expanded; asked again without `active` only when there is
+/// none, to tell an inactive code from an unknown one.
+#[tokio::test]
+async fn a_promotion_code_is_looked_up_by_code_and_an_inactive_one_is_told_apart() {
+    let promo = r#"{"object":"list","has_more":false,"url":"/v1/promotion_codes","data":[{"id":"promo_1Old",
+        "object":"promotion_code","active":false,"code":"SPRING","expires_at":null,"max_redemptions":null,
+        "times_redeemed":2,"promotion":{"type":"coupon","coupon":{"id":"spring","object":"coupon","valid":true,
+        "applies_to":{"products":["tenancy_pro"]}}}}]}"#;
+    let empty = r#"{"object":"list","has_more":false,"url":"/v1/promotion_codes","data":[]}"#;
+    let stub = StripeStub::start(vec![
+        StubResponse::raw(200, "application/json", empty),
+        StubResponse::raw(200, "application/json", promo),
+    ])
+    .await;
+    let code = tenancy::domain::PromotionCode::parse("spring").unwrap();
+    let found = api(&stub).promotion_code(&code).await.expect("an answer").expect("the inactive code");
+    assert_eq!((found.id.as_str(), found.active, found.times_redeemed), ("promo_1Old", false, 2));
+    assert_eq!(found.coupon.applies_to_products, Some(vec!["tenancy_pro".to_owned()]));
+    let sent = stub.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].path, "/v1/promotion_codes");
+    let query = |i: usize| -> Vec<(String, String)> {
+        form_urlencoded::parse(sent[i].query.as_deref().unwrap_or_default().as_bytes()).into_owned().collect()
+    };
+    let has = |i: usize, k: &str, v: &str| query(i).iter().any(|(key, value)| key == k && value == v);
+    assert!(has(0, "code", "spring") && has(0, "active", "true"), "{:?}", query(0));
+    assert!(has(0, "expand[]", "data.promotion.coupon.applies_to"), "{:?}", query(0));
+    assert!(has(1, "code", "spring") && !query(1).iter().any(|(k, _)| k == "active"), "{:?}", query(1));
+
+    let stub = StripeStub::start(vec![StubResponse::raw(200, "application/json", empty); 2]).await;
+    assert_eq!(api(&stub).promotion_code(&code).await.expect("an answer"), None, "no such code");
 }
 
 #[tokio::test]

@@ -420,6 +420,8 @@ pub fn provisioning_record(
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// The query string, if there was one.
+    pub query: Option<String>,
     pub headers: http::HeaderMap,
     pub body: String,
 }
@@ -502,6 +504,7 @@ impl StripeStub {
             requests.lock().expect("not poisoned").push(RecordedRequest {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
                 headers: parts.headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
             });

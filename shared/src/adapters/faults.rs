@@ -641,9 +641,16 @@ impl StripeGateway for Faulty<dyn StripeGateway> {
     async fn price_by_lookup_key(
         &self,
         lookup_key: &crate::domain::LookupKey,
-    ) -> Result<Option<String>, StripeApiError> {
+    ) -> Result<Option<crate::ports::SoldPrice>, StripeApiError> {
         let call = self.inner.price_by_lookup_key(lookup_key);
         self.run("price_by_lookup_key", StripeApiError::Unavailable, call).await
+    }
+
+    async fn promotion_code(
+        &self,
+        code: &crate::domain::PromotionCode,
+    ) -> Result<Option<crate::domain::PromotionOffer>, StripeApiError> {
+        self.run("promotion_code", StripeApiError::Unavailable, self.inner.promotion_code(code)).await
     }
 }
 

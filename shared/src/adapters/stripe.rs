@@ -1,9 +1,11 @@
 //! Stripe adapters: the API client ([`StripeApi`]), its rate limiting
-//! ([`limit`]) and the reading of Stripe's subscription JSON ([`subscription`]).
+//! ([`limit`]), the reading of Stripe's subscription JSON ([`subscription`])
+//! and of promotion codes ([`promotion`]).
 
 pub mod admin;
 pub mod api;
 pub mod limit;
+pub mod promotion;
 pub mod subscription;
 pub mod transport;
 

@@ -250,7 +250,13 @@ mod tests {
         async fn price_by_lookup_key(
             &self,
             _: &crate::domain::LookupKey,
-        ) -> Result<Option<String>, crate::ports::StripeApiError> {
+        ) -> Result<Option<crate::ports::SoldPrice>, crate::ports::StripeApiError> {
+            Err(crate::ports::StripeApiError::Unavailable("down".into()))
+        }
+        async fn promotion_code(
+            &self,
+            _: &crate::domain::PromotionCode,
+        ) -> Result<Option<crate::domain::PromotionOffer>, crate::ports::StripeApiError> {
             Err(crate::ports::StripeApiError::Unavailable("down".into()))
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::CheckoutApi;
-use crate::domain::{BillingPeriod, Catalog, EmailAddress, OrganizationName, Plan, Subdomain};
+use crate::domain::{BillingPeriod, Catalog, EmailAddress, OrganizationName, Plan, PromotionCode, Subdomain};
 
 /// A JSON body larger than this is not a signup form.
 const MAX_BODY: usize = 16 * 1024;
@@ -70,6 +70,9 @@ pub struct CheckoutRequest {
     pub subdomain: Subdomain,
     pub organization: OrganizationName,
     pub email: EmailAddress,
+    /// A promotion code the buyer typed on our form (optional); without
+    /// one, they may type one on Stripe's page.
+    pub coupon: Option<PromotionCode>,
 }
 
 impl CheckoutRequest {
@@ -80,6 +83,11 @@ impl CheckoutRequest {
         for part in [self.plan.key.as_str(), self.billing.as_str(), self.organization.as_str()] {
             hash.update(part.as_bytes());
             hash.update([0u8]);
+        }
+        // Only when given, so a form without one keeps the fingerprint it had.
+        if let Some(coupon) = &self.coupon {
+            hash.update(b"coupon\0");
+            hash.update(coupon.canonical().as_bytes());
         }
         hex::encode(&hash.finalize()[..16])
     }
@@ -115,11 +123,21 @@ impl CheckoutRequest {
         let organization =
             organization.and_then(|o| check(&mut errors, "organization", OrganizationName::parse(&o)));
         let email = email.and_then(|e| check(&mut errors, "email", EmailAddress::parse(&e)));
+        // Optional: absent, null or blank is no coupon.
+        let coupon = match value.get("coupon") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(code)) if code.trim().is_empty() => None,
+            Some(Value::String(code)) => check(&mut errors, "coupon", PromotionCode::parse(code)),
+            Some(_) => {
+                errors.insert("coupon", "must be a text such as WELCOME10".to_owned());
+                None
+            }
+        };
         match (plan, billing, subdomain, organization, email) {
             (Some(plan), Some(billing), Some(subdomain), Some(organization), Some(email))
                 if errors.is_empty() =>
             {
-                Ok(CheckoutRequest { plan, billing, subdomain, organization, email })
+                Ok(CheckoutRequest { plan, billing, subdomain, organization, email, coupon })
             }
             _ => Err(ApiAnswer::fields(StatusCode::BAD_REQUEST, errors)),
         }
@@ -190,9 +208,17 @@ impl CheckoutApi {
             Err(answer) => return answer,
         };
         let now = self.clock.now_unix();
-        let price_id = match self.price_id(&request).await {
-            Ok(price_id) => price_id,
+        let price = match self.price(&request).await {
+            Ok(price) => price,
             Err(answer) => return answer,
+        };
+        // Checked before anything is held: a refused coupon leaves no trace.
+        let promotion = match &request.coupon {
+            None => None,
+            Some(code) => match self.promotion(&request, code, &price.product).await {
+                Ok(accepted) => Some(accepted),
+                Err(answer) => return answer,
+            },
         };
         let until = now + self.settings.hold_seconds + self.settings.hold_margin_seconds;
         let hold = match self.hold(&request, client, until, now).await {
@@ -202,7 +228,7 @@ impl CheckoutApi {
         if let Some(answer) = hold.resumed(&request, now) {
             return answer;
         }
-        self.start_session(&request, price_id, &hold).await
+        self.start_session(&request, price.id, promotion.as_ref(), &hold).await
     }
 }
 
@@ -225,15 +251,16 @@ mod tests {
     #[tokio::test]
     async fn every_bad_field_gets_its_own_message() {
         let f = fixture_with(None);
-        let bad = json!({"plan": "platinum", "billing": "weekly", "subdomain": "www", "organization": "", "email": "dana"});
+        let bad = json!({"plan": "platinum", "billing": "weekly", "subdomain": "www", "organization": "", "email": "dana", "coupon": "10% OFF"});
         let answer = f.api.checkout(None, bad.to_string().as_bytes()).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         let errors = &body(&answer)["errors"];
         assert_eq!(errors["plan"], "must be one of: basic, pro, ultimate");
-        assert_eq!(errors["billing"], "billing must be `monthly` or `annual`");
+        assert_eq!(errors["billing"], "billing must be `monthly`, `annual`, `biennial` or `triennial`");
         assert_eq!(errors["subdomain"], "subdomain `www` is reserved");
         assert_eq!(errors["organization"], "is required");
         assert_eq!(errors["email"], "not a usable e-mail address");
+        assert_eq!(errors["coupon"], "coupon must be 1 to 100 letters and digits, such as WELCOME10");
         let not_json = f.api.checkout(None, b"plan=pro").await;
         assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
         assert!(body(&not_json)["error"].as_str().unwrap().starts_with("body is not JSON"));

@@ -5,8 +5,8 @@
 //! Its rooms: this file, the API type and its settings; `http`, routing,
 //! CORS, the signup form and the answers; `hold`, a subdomain held while its
 //! buyer pays (and whether one is free); `limits`, how much one client may
-//! ask; `session`, the Stripe Checkout Session; `lambda`, the API Gateway
-//! glue.
+//! ask; `coupon`, a promotion code checked against Stripe for the plan;
+//! `session`, the Stripe Checkout Session; `lambda`, the API Gateway glue.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use crate::ports::{StripeGateway, TenantStore};
 use crate::stripe::StripeMode;
 
 pub mod billing_link;
+mod coupon;
 mod hold;
 mod http;
 pub mod lambda;

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::hold::Hold;
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
-use crate::domain::{HOLD_METADATA_KEY, LookupKey};
-use crate::ports::{CheckoutSessionRequest, HeldSession, StripeApiError};
+use crate::domain::{AcceptedPromotion, HOLD_METADATA_KEY, LookupKey};
+use crate::ports::{CheckoutSessionRequest, Discount, HeldSession, SoldPrice, StripeApiError};
 
 impl Hold {
     /// One hold, one session: the key derives from the hold (its id and its
@@ -31,29 +31,29 @@ impl Hold {
 /// the old one), warm functions sell the new one within this.
 const PRICE_TTL_SECONDS: i64 = 300;
 
-/// Price ids by lookup key, each with the Unix time it was found.
-pub(super) type PriceCache = std::sync::Mutex<std::collections::HashMap<LookupKey, (String, i64)>>;
+/// Prices by lookup key, each with the Unix time it was found.
+pub(super) type PriceCache = std::sync::Mutex<std::collections::HashMap<LookupKey, (SoldPrice, i64)>>;
 
 impl CheckoutApi {
     /// The stage's price for the plan and billing period: the active price
     /// with the catalog's lookup key in the key's own Stripe account
     /// (`GET /v1/prices?lookup_keys[]=…&active=true`), cached per process.
-    pub(super) async fn price_id(&self, request: &CheckoutRequest) -> Result<String, ApiAnswer> {
+    pub(super) async fn price(&self, request: &CheckoutRequest) -> Result<SoldPrice, ApiAnswer> {
         let Some(price) = self.catalog.price(&request.plan.key, request.billing) else {
             // The form is parsed against the catalog, so this is unreachable; answer anyway.
             return Err(ApiAnswer::error(StatusCode::INTERNAL_SERVER_ERROR, "no price for this plan"));
         };
         let key = &price.lookup_key;
         let now = self.clock.now_unix();
-        if let Some(id) = self.cached_price(key, now) {
-            return Ok(id);
+        if let Some(price) = self.cached_price(key, now) {
+            return Ok(price);
         }
         match self.stripe.price_by_lookup_key(key).await {
-            Ok(Some(id)) => {
+            Ok(Some(price)) => {
                 if let Ok(mut cache) = self.prices.lock() {
-                    cache.insert(key.clone(), (id.clone(), now));
+                    cache.insert(key.clone(), (price.clone(), now));
                 }
-                Ok(id)
+                Ok(price)
             }
             Ok(None) => {
                 tracing::error!(lookup_key = %key, "no active Stripe price with this lookup key: run `tenantctl stripe sync-catalog`");
@@ -72,10 +72,10 @@ impl CheckoutApi {
         }
     }
 
-    fn cached_price(&self, key: &LookupKey, now: i64) -> Option<String> {
+    fn cached_price(&self, key: &LookupKey, now: i64) -> Option<SoldPrice> {
         let cache = self.prices.lock().ok()?;
-        let (id, found) = cache.get(key)?;
-        (now - found < PRICE_TTL_SECONDS).then(|| id.clone())
+        let (price, found) = cache.get(key)?;
+        (now - found < PRICE_TTL_SECONDS).then(|| price.clone())
     }
 
     /// Forgets every price found: Stripe refused one (archived since).
@@ -87,20 +87,27 @@ impl CheckoutApi {
 
     /// Starts the hold's session and records it on the hold. It expires the
     /// margin before the hold does, so a payment Stripe finishes at its
-    /// edge still finds the name held for it.
+    /// edge still finds the name held for it. With an accepted coupon the
+    /// session carries it; without, the customer may type one on Stripe's
+    /// page (Stripe takes one or the other).
     pub(super) async fn start_session(
         &self,
         request: &CheckoutRequest,
         price_id: String,
+        promotion: Option<&AcceptedPromotion>,
         hold: &Hold,
     ) -> ApiAnswer {
-        let metadata = BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             ("subdomain".to_owned(), request.subdomain.to_string()),
             ("plan".to_owned(), request.plan.key.to_string()),
             ("billing".to_owned(), request.billing.to_string()),
             ("organization".to_owned(), request.organization.to_string()),
             (HOLD_METADATA_KEY.to_owned(), hold.id.to_string()),
         ]);
+        if let Some(accepted) = promotion {
+            metadata.insert("coupon".to_owned(), accepted.code().to_owned());
+        }
+        let discount = promotion.map_or(Discount::CustomerMayEnterCode, Discount::from);
         let expires_at = hold.held.until - self.settings.hold_margin_seconds;
         let session = CheckoutSessionRequest {
             price_id,
@@ -108,7 +115,7 @@ impl CheckoutApi {
             success_url: self.settings.success_url.clone(),
             cancel_url: self.settings.cancel_url.clone(),
             metadata,
-            allow_promotion_codes: true,
+            discount,
             expires_at: Some(expires_at),
             idempotency_key: hold.idempotency_key(),
         };
@@ -158,8 +165,10 @@ mod tests {
 
     use super::super::testing::{NOW, ORIGIN, body, fixture_with, form, from_origin};
     use super::*;
-    use crate::domain::{CustomerId, EmailAddress, HoldId, LookupKey, Subdomain};
-    use crate::ports::{CreatedSession, StripeGateway, TenantStore};
+    use crate::domain::{
+        CustomerId, EmailAddress, HoldId, LookupKey, PromotionCode, PromotionOffer, Subdomain,
+    };
+    use crate::ports::{CreatedSession, SoldPrice, StripeGateway, TenantStore};
 
     #[tokio::test]
     async fn a_checkout_holds_the_name_and_creates_one_session_with_the_catalog_price() {
@@ -219,9 +228,15 @@ mod tests {
         async fn create_portal_session(&self, c: &CustomerId, r: &str) -> Result<String, StripeApiError> {
             self.inner.create_portal_session(c, r).await
         }
-        async fn price_by_lookup_key(&self, key: &LookupKey) -> Result<Option<String>, StripeApiError> {
+        async fn price_by_lookup_key(&self, key: &LookupKey) -> Result<Option<SoldPrice>, StripeApiError> {
             self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if self.none { Ok(None) } else { self.inner.price_by_lookup_key(key).await }
+        }
+        async fn promotion_code(
+            &self,
+            code: &PromotionCode,
+        ) -> Result<Option<PromotionOffer>, StripeApiError> {
+            self.inner.promotion_code(code).await
         }
     }
 
@@ -262,8 +277,11 @@ mod tests {
         async fn create_portal_session(&self, _: &CustomerId, _: &str) -> Result<String, StripeApiError> {
             Err((self.0)())
         }
-        async fn price_by_lookup_key(&self, _: &LookupKey) -> Result<Option<String>, StripeApiError> {
-            Ok(Some("price_1QProAnnualCAD".into()))
+        async fn price_by_lookup_key(&self, _: &LookupKey) -> Result<Option<SoldPrice>, StripeApiError> {
+            Ok(Some(SoldPrice { id: "price_1QProAnnualCAD".into(), product: "tenancy_pro".into() }))
+        }
+        async fn promotion_code(&self, _: &PromotionCode) -> Result<Option<PromotionOffer>, StripeApiError> {
+            Err((self.0)())
         }
     }
 

@@ -8,23 +8,61 @@ use serde::{Deserialize, Serialize};
 /// The catalog shipped with the code.
 const EMBEDDED: &str = include_str!("../../catalog/plans.json");
 
-/// How often a subscription is billed.
+/// How often a subscription is billed: a term of 1, 12, 24 or 36 months.
+/// Stored and sent by name (`monthly`, `annual`, `biennial`, `triennial`),
+/// so records and metadata written before the multi-year terms read as
+/// they were written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BillingPeriod {
     Monthly,
     Annual,
+    /// Every two years.
+    Biennial,
+    /// Every three years.
+    Triennial,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("billing must be `monthly` or `annual`")]
+#[error("billing must be `monthly`, `annual`, `biennial` or `triennial`")]
 pub struct InvalidBillingPeriod;
 
+/// A Stripe price's `recurring.interval` unit, as the catalog sells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntervalUnit {
+    Month,
+    Year,
+}
+
+impl IntervalUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntervalUnit::Month => "month",
+            IntervalUnit::Year => "year",
+        }
+    }
+}
+
+/// A recurring price's `interval` and `interval_count`, as Stripe takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StripeInterval {
+    pub unit: IntervalUnit,
+    pub count: u32,
+}
+
 impl BillingPeriod {
+    /// Every term, shortest first.
+    pub const ALL: [BillingPeriod; 4] =
+        [BillingPeriod::Monthly, BillingPeriod::Annual, BillingPeriod::Biennial, BillingPeriod::Triennial];
+
+    /// Exactly one of the four names (surrounding blanks aside); nothing
+    /// else, not even another case.
     pub fn parse(raw: &str) -> Result<Self, InvalidBillingPeriod> {
         match raw.trim() {
             "monthly" => Ok(BillingPeriod::Monthly),
             "annual" => Ok(BillingPeriod::Annual),
+            "biennial" => Ok(BillingPeriod::Biennial),
+            "triennial" => Ok(BillingPeriod::Triennial),
             _ => Err(InvalidBillingPeriod),
         }
     }
@@ -33,6 +71,52 @@ impl BillingPeriod {
         match self {
             BillingPeriod::Monthly => "monthly",
             BillingPeriod::Annual => "annual",
+            BillingPeriod::Biennial => "biennial",
+            BillingPeriod::Triennial => "triennial",
+        }
+    }
+
+    /// How many months one term lasts.
+    pub fn months(self) -> u32 {
+        match self {
+            BillingPeriod::Monthly => 1,
+            BillingPeriod::Annual => 12,
+            BillingPeriod::Biennial => 24,
+            BillingPeriod::Triennial => 36,
+        }
+    }
+
+    /// The interval `tenantctl stripe sync-catalog` gives the term's price:
+    /// a month, or 1, 2 or 3 years (Stripe bills at most every three years).
+    pub fn stripe_interval(self) -> StripeInterval {
+        match self {
+            BillingPeriod::Monthly => StripeInterval { unit: IntervalUnit::Month, count: 1 },
+            BillingPeriod::Annual => StripeInterval { unit: IntervalUnit::Year, count: 1 },
+            BillingPeriod::Biennial => StripeInterval { unit: IntervalUnit::Year, count: 2 },
+            BillingPeriod::Triennial => StripeInterval { unit: IntervalUnit::Year, count: 3 },
+        }
+    }
+
+    /// The term a Stripe price's `recurring` bills, however it is written
+    /// (`year` × 2 and `month` × 24 are both two years); `None` for any
+    /// other interval (days, weeks, 18 months…).
+    pub fn from_stripe_interval(interval: &str, count: u64) -> Option<Self> {
+        let months = match interval {
+            "month" => count,
+            "year" => count.checked_mul(12)?,
+            _ => return None,
+        };
+        BillingPeriod::ALL.into_iter().find(|period| u64::from(period.months()) == months)
+    }
+
+    /// How a person reads it after "billed": `monthly`, `annually`,
+    /// `every two years`, `every three years`.
+    pub fn billed(self) -> &'static str {
+        match self {
+            BillingPeriod::Monthly => "monthly",
+            BillingPeriod::Annual => "annually",
+            BillingPeriod::Biennial => "every two years",
+            BillingPeriod::Triennial => "every three years",
         }
     }
 }
@@ -314,10 +398,16 @@ mod tests {
             [
                 "basic_monthly",
                 "basic_annual",
+                "basic_biennial",
+                "basic_triennial",
                 "pro_monthly",
                 "pro_annual",
+                "pro_biennial",
+                "pro_triennial",
                 "ultimate_monthly",
-                "ultimate_annual"
+                "ultimate_annual",
+                "ultimate_biennial",
+                "ultimate_triennial"
             ]
         );
         let twice = r#"{"currency":"cad","plans":{
@@ -346,8 +436,84 @@ mod tests {
     }
 
     #[test]
-    fn billing_period_parses_two_words() {
+    fn billing_period_parses_four_words_and_nothing_else() {
         assert_eq!(BillingPeriod::parse("annual"), Ok(BillingPeriod::Annual));
-        assert_eq!(BillingPeriod::parse("yearly"), Err(InvalidBillingPeriod));
+        assert_eq!(BillingPeriod::parse(" biennial "), Ok(BillingPeriod::Biennial));
+        assert_eq!(BillingPeriod::parse("triennial"), Ok(BillingPeriod::Triennial));
+        for refused in ["yearly", "Annual", "2year", "two-year", "biennially", "triannual", ""] {
+            assert_eq!(BillingPeriod::parse(refused), Err(InvalidBillingPeriod), "{refused}");
+        }
+    }
+
+    #[test]
+    fn records_written_before_the_multi_year_terms_still_read() {
+        let old: Vec<BillingPeriod> = serde_json::from_str(r#"["monthly","annual"]"#).unwrap();
+        assert_eq!(old, [BillingPeriod::Monthly, BillingPeriod::Annual]);
+        assert_eq!(serde_json::to_string(&BillingPeriod::Biennial).unwrap(), r#""biennial""#);
+        assert!(serde_json::from_str::<BillingPeriod>(r#""Biennial""#).is_err());
+    }
+
+    #[test]
+    fn each_term_has_its_stripe_interval_and_every_spelling_of_it_maps_back() {
+        let written: Vec<(&str, u32)> = BillingPeriod::ALL
+            .iter()
+            .map(|p| (p.stripe_interval().unit.as_str(), p.stripe_interval().count))
+            .collect();
+        assert_eq!(written, [("month", 1), ("year", 1), ("year", 2), ("year", 3)]);
+        assert_eq!(BillingPeriod::from_stripe_interval("month", 24), Some(BillingPeriod::Biennial));
+        assert_eq!(BillingPeriod::from_stripe_interval("month", 12), Some(BillingPeriod::Annual));
+        assert_eq!(BillingPeriod::from_stripe_interval("month", 36), Some(BillingPeriod::Triennial));
+        assert_eq!(BillingPeriod::from_stripe_interval("month", 18), None);
+        assert_eq!(BillingPeriod::from_stripe_interval("week", 52), None);
+        assert_eq!(BillingPeriod::from_stripe_interval("year", u64::MAX), None);
+    }
+
+    #[test]
+    fn the_shipped_catalog_sells_every_term_of_every_plan() {
+        let catalog = Catalog::embedded().unwrap();
+        for (plan, prices) in catalog.priced_plans() {
+            let periods: Vec<BillingPeriod> = prices.iter().map(|(period, _)| *period).collect();
+            assert_eq!(periods, BillingPeriod::ALL, "{}", plan.key);
+        }
+        let (plan, period) = catalog.plan_for_lookup_key("pro_biennial").unwrap();
+        assert_eq!((plan.key.as_str(), period), ("pro", BillingPeriod::Biennial));
+        let (plan, period) = catalog.plan_for_price("price_1QUltimateTriennialCAD").unwrap();
+        assert_eq!((plan.key.as_str(), period), ("ultimate", BillingPeriod::Triennial));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_term_reads_back_from_its_name_and_from_its_interval(index in 0usize..4) {
+            let period = BillingPeriod::ALL[index];
+            proptest::prop_assert_eq!(BillingPeriod::parse(period.as_str()), Ok(period));
+            let interval = period.stripe_interval();
+            proptest::prop_assert_eq!(
+                BillingPeriod::from_stripe_interval(interval.unit.as_str(), u64::from(interval.count)),
+                Some(period)
+            );
+            proptest::prop_assert_eq!(
+                BillingPeriod::from_stripe_interval("month", u64::from(period.months())),
+                Some(period)
+            );
+        }
+
+        #[test]
+        fn only_the_four_names_parse(raw in "\\PC{0,12}") {
+            let known = ["monthly", "annual", "biennial", "triennial"].contains(&raw.trim());
+            proptest::prop_assert_eq!(BillingPeriod::parse(&raw).is_ok(), known);
+        }
+
+        #[test]
+        fn only_1_12_24_and_36_months_are_terms(unit in proptest::prop_oneof![
+            proptest::strategy::Just("day"), proptest::strategy::Just("week"),
+            proptest::strategy::Just("month"), proptest::strategy::Just("year")
+        ], count in 0u64..100) {
+            let months = match unit { "month" => Some(count), "year" => Some(count * 12), _ => None };
+            let expected = months.filter(|m| [1, 12, 24, 36].contains(m));
+            proptest::prop_assert_eq!(
+                BillingPeriod::from_stripe_interval(unit, count).map(|p| u64::from(p.months())),
+                expected
+            );
+        }
     }
 }

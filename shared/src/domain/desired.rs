@@ -132,9 +132,12 @@ pub fn desired_from(
     // per mode and per amount ever sold); the id is known only for the
     // local stand-in's and the sample events' prices.
     let by_key = subscription.price_lookup_key.as_deref().and_then(|key| catalog.plan_for_lookup_key(key));
-    let (plan, billing) = by_key.or_else(|| catalog.plan_for_price(price)).ok_or_else(|| {
+    let (plan, sold_as) = by_key.or_else(|| catalog.plan_for_price(price)).ok_or_else(|| {
         UnusableSubscription::UnknownPrice { subscription: id.clone(), price: price.to_owned() }
     })?;
+    // The term is what the price bills (`year` × 2 is biennial whatever
+    // key it holds); the catalog's word only when its interval is no term.
+    let billing = subscription.price_term.unwrap_or(sold_as);
     let (run, past_due) =
         run_state(&subscription.status).ok_or_else(|| UnusableSubscription::UnknownStatus {
             subscription: id.clone(),
@@ -183,6 +186,7 @@ mod tests {
             status,
             price_id: Some(price.into()),
             price_lookup_key: None,
+            price_term: None,
             current_period_end: Some(1_766_000_000),
             cancel_at_period_end: false,
             collection_paused: false,
@@ -244,6 +248,27 @@ mod tests {
         let mut neither = subscription(SubscriptionStatus::Active, "price_1LiveUnknown");
         neither.price_lookup_key = Some("gold_monthly".into());
         assert!(desired_from(&neither, &catalog).unwrap_err().to_string().contains("price_1LiveUnknown"));
+    }
+
+    #[test]
+    fn a_two_year_price_maps_back_to_the_two_year_term() {
+        let catalog = Catalog::embedded().unwrap();
+        // A deployed stage's price, found by its lookup key, billing `year` × 2.
+        let mut live = subscription(SubscriptionStatus::Active, "price_1LivePro2y");
+        live.price_lookup_key = Some("pro_biennial".into());
+        live.price_term = Some(BillingPeriod::Biennial);
+        let desired = desired_from(&live, &catalog).unwrap();
+        assert_eq!((desired.plan.key.as_str(), desired.billing), ("pro", BillingPeriod::Biennial));
+        // The local stand-in's three-year price, by id, its interval unread.
+        let local = subscription(SubscriptionStatus::Active, "price_1QBasicTriennialCAD");
+        assert_eq!(desired_from(&local, &catalog).unwrap().billing, BillingPeriod::Triennial);
+        // What Stripe bills wins over the key's name: a key moved by hand
+        // to a 24-month price is billed every two years.
+        let mut moved = subscription(SubscriptionStatus::Active, "price_1LiveMoved");
+        moved.price_lookup_key = Some("basic_annual".into());
+        moved.price_term = Some(BillingPeriod::Biennial);
+        let desired = desired_from(&moved, &catalog).unwrap();
+        assert_eq!((desired.plan.key.as_str(), desired.billing), ("basic", BillingPeriod::Biennial));
     }
 
     #[test]

@@ -46,6 +46,10 @@ stripe_id!(
     /// A Stripe Checkout Session (`cs_…`).
     CheckoutSessionId, "checkout session id", "cs_"
 );
+stripe_id!(
+    /// A Stripe promotion code object (`promo_…`), not the code a customer types.
+    PromotionCodeId, "promotion code id", "promo_"
+);
 
 /// Our id for a tenant: `tnt_` and 20 hex digits derived from the checkout
 /// session that paid for it, so every retry of a signup names the same tenant.

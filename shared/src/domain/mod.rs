@@ -34,6 +34,7 @@ macro_rules! string_newtype {
 
 pub mod billing_event;
 pub mod catalog;
+pub mod coupon;
 pub mod desired;
 pub mod email;
 pub mod hold;
@@ -45,11 +46,17 @@ pub mod subdomain;
 pub mod tenant;
 
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
-pub use catalog::{BillingPeriod, Catalog, LookupKey, PeriodPrice, Plan, PlanKey};
+pub use catalog::{
+    BillingPeriod, Catalog, IntervalUnit, LookupKey, PeriodPrice, Plan, PlanKey, StripeInterval,
+};
+pub use coupon::{
+    AcceptedPromotion, CouponRefusal, CouponTerms, CouponUse, InvalidPromotionCode, PromotionCode,
+    PromotionOffer,
+};
 pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
 pub use email::EmailAddress;
 pub use hold::{HOLD_METADATA_KEY, HoldId, InvalidHoldId};
-pub use ids::{CheckoutSessionId, CustomerId, InvalidId, SubscriptionId, TenantId};
+pub use ids::{CheckoutSessionId, CustomerId, InvalidId, PromotionCodeId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
 pub use subdomain::Subdomain;

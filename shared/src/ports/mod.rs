@@ -18,7 +18,10 @@ pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, Ten
 pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};
 pub use secrets::{SecretStore, SecretStoreError, SecretValue};
-pub use stripe::{CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, StripeApiError, StripeGateway};
+pub use stripe::{
+    CheckoutSessionRequest, CreatedSession, Discount, MoneyBack, Refund, SoldPrice, StripeApiError,
+    StripeGateway,
+};
 pub use subscriptions::{InvoiceSnapshot, SubscriptionSnapshot, SubscriptionSource};
 pub use tenants::{
     HeldSession, HoldLimit, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailDelivery,

@@ -9,7 +9,37 @@ use async_trait::async_trait;
 use super::BoxError;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CustomerId, EmailAddress, LookupKey, SubscriptionId};
+use crate::domain::{
+    AcceptedPromotion, CustomerId, EmailAddress, LookupKey, PromotionCode, PromotionCodeId, PromotionOffer,
+    SubscriptionId,
+};
+
+/// The discount of a Checkout Session: Stripe takes a promotion code given
+/// up front (`discounts`) or a field the customer types one in
+/// (`allow_promotion_codes`), never both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discount {
+    /// Neither.
+    None,
+    /// `allow_promotion_codes: true`.
+    CustomerMayEnterCode,
+    /// `discounts: [{promotion_code}]`.
+    PromotionCode(PromotionCodeId),
+}
+
+impl From<&AcceptedPromotion> for Discount {
+    fn from(accepted: &AcceptedPromotion) -> Self {
+        Discount::PromotionCode(accepted.id().clone())
+    }
+}
+
+/// An active price found by lookup key: its id, and the product it sells
+/// (what a coupon's `applies_to` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldPrice {
+    pub id: String,
+    pub product: String,
+}
 
 /// A subscription-mode Checkout Session to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +51,7 @@ pub struct CheckoutSessionRequest {
     pub cancel_url: String,
     /// Set on the session and on the subscription (`subscription_data`).
     pub metadata: BTreeMap<String, String>,
-    pub allow_promotion_codes: bool,
+    pub discount: Discount,
     /// Unix time the session expires (Stripe allows 30 minutes to 24 hours).
     pub expires_at: Option<i64>,
     /// A retried request with this key makes the same session.
@@ -63,7 +93,13 @@ pub trait StripeGateway: Send + Sync {
     /// The id of the active price with `lookup_key` in the key's own Stripe
     /// account (its mode); `None` when there is none (the catalog was never
     /// synced to this mode).
-    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<String>, StripeApiError>;
+    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<SoldPrice>, StripeApiError>;
+
+    /// The promotion code a customer typed, as Stripe holds it (matched
+    /// without regard to case): the active one if there is one, else the
+    /// newest inactive one (so a refusal can say so); `None` when Stripe has
+    /// no such code.
+    async fn promotion_code(&self, code: &PromotionCode) -> Result<Option<PromotionOffer>, StripeApiError>;
 }
 
 /// A refund Stripe made (or had made before) of one payment.

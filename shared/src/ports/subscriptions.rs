@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::StripeApiError;
-use crate::domain::{CustomerId, SubscriptionId, SubscriptionStatus};
+use crate::domain::{BillingPeriod, CustomerId, SubscriptionId, SubscriptionStatus};
 
 /// A subscription as Stripe holds it now (retrieved with `items.data.price`
 /// and `latest_invoice` expanded).
@@ -21,6 +21,10 @@ pub struct SubscriptionSnapshot {
     pub price_id: Option<String>,
     /// That price's lookup key, when it has one.
     pub price_lookup_key: Option<String>,
+    /// The term that price's `recurring` interval bills, when it is one
+    /// the catalog sells (`year` × 2 and `month` × 24 are both biennial).
+    #[serde(default)]
+    pub price_term: Option<BillingPeriod>,
     /// End of the current period (Unix seconds): the subscription's own or,
     /// in newer API versions, the first item's.
     pub current_period_end: Option<i64>,

@@ -168,7 +168,7 @@ impl World {
                 success_url: "https://example.com/welcome".into(),
                 cancel_url: "https://example.com/pricing".into(),
                 metadata,
-                allow_promotion_codes: true,
+                discount: crate::ports::Discount::CustomerMayEnterCode,
                 expires_at: None,
                 idempotency_key: "checkout-acme".into(),
             })
@@ -307,8 +307,13 @@ impl World {
 
 fn any_action() -> impl Strategy<Value = SubscriptionAction> {
     let plan = prop_oneof![Just("basic"), Just("pro"), Just("ultimate")];
-    let billing =
-        prop_oneof![Just(None), Just(Some(BillingPeriod::Monthly)), Just(Some(BillingPeriod::Annual))];
+    let billing = prop_oneof![
+        Just(None),
+        Just(Some(BillingPeriod::Monthly)),
+        Just(Some(BillingPeriod::Annual)),
+        Just(Some(BillingPeriod::Biennial)),
+        Just(Some(BillingPeriod::Triennial)),
+    ];
     prop_oneof![
         3 => (plan, billing).prop_map(|(plan, billing)| SubscriptionAction::ChangePlan {
             plan: plan.to_owned(),

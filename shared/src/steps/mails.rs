@@ -21,10 +21,7 @@ pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword)
             password = password.expose(),
             plan = signup.plan.name,
             tier = signup.plan.tier,
-            billing = match signup.billing {
-                crate::domain::BillingPeriod::Monthly => "monthly",
-                crate::domain::BillingPeriod::Annual => "annually",
-            },
+            billing = signup.billing.billed(),
         ),
     }
 }

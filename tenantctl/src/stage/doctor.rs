@@ -87,18 +87,12 @@ async fn catalog_prices(
 ) -> Check {
     const NAME: &str = "catalog prices";
     let fix = format!("tenantctl --stage {} stripe sync-catalog", stage.name);
-    let wanted: Vec<(tenancy::domain::LookupKey, i64, &'static str)> = catalog
+    let wanted: Vec<(tenancy::domain::LookupKey, i64, tenancy::domain::StripeInterval)> = catalog
         .priced_plans()
         .flat_map(|(_, prices)| {
             prices
                 .into_iter()
-                .map(|(billing, price)| {
-                    let interval = match billing {
-                        tenancy::domain::BillingPeriod::Monthly => "month",
-                        tenancy::domain::BillingPeriod::Annual => "year",
-                    };
-                    (price.lookup_key.clone(), price.amount, interval)
-                })
+                .map(|(billing, price)| (price.lookup_key.clone(), price.amount, billing.stripe_interval()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -114,7 +108,8 @@ async fn catalog_prices(
                 p.lookup_key.as_ref() == Some(key)
                     && p.unit_amount == Some(*amount)
                     && p.currency == catalog.currency()
-                    && p.interval.as_deref() == Some(*interval)
+                    && p.interval.as_deref() == Some(interval.unit.as_str())
+                    && p.interval_count.unwrap_or(1) == interval.count
             })
         })
         .map(|(key, _, _)| key.as_str())

@@ -19,7 +19,7 @@ use tenancy::adapters::stripe::{
     BILLING_PORTAL_RETURN_URL, NewPrice, STRIPE_API_BASE, StripeApi, WebhookEndpoint,
 };
 use tenancy::config::{ConfigError, STRIPE_SECRET_KEY_PARAM};
-use tenancy::domain::{BillingPeriod, Catalog, LookupKey};
+use tenancy::domain::{Catalog, LookupKey};
 use tenancy::ports::{SecretStore, SecretStoreError, StripeApiError};
 use tenancy::stripe::{EventType, WebhookSecret};
 
@@ -237,13 +237,6 @@ pub fn product_id(plan: &str) -> String {
     format!("tenancy_{plan}")
 }
 
-fn interval_of(billing: BillingPeriod) -> &'static str {
-    match billing {
-        BillingPeriod::Monthly => "month",
-        BillingPeriod::Annual => "year",
-    }
-}
-
 /// Makes the account's Products and Prices those of `catalog`: a product
 /// per plan; per billing period an active price holding the lookup key
 /// with the catalog's amount, currency and interval. A price that differs
@@ -285,15 +278,17 @@ pub async fn sync_catalog(
         // The prices that hold the plan's lookup keys once this run is done.
         let mut holding = Vec::new();
         for (billing, price) in prices {
-            let interval = interval_of(*billing);
-            let detail = format!("{} {} / {interval}", price.amount, currency.to_uppercase());
+            let term = billing.stripe_interval();
+            let interval = term.unit.as_str();
+            let detail =
+                format!("{} {} / {}", price.amount, currency.to_uppercase(), every(interval, term.count));
             let key = &price.lookup_key;
             let held = existing.iter().find(|p| p.lookup_key.as_ref() == Some(key));
             let same = |p: &tenancy::adapters::stripe::StripePrice| {
                 p.unit_amount == Some(price.amount)
                     && p.currency == currency
                     && p.interval.as_deref() == Some(interval)
-                    && p.interval_count == Some(1)
+                    && p.interval_count == Some(term.count)
                     && p.product == product
             };
             if let Some(found) = held.filter(|p| same(p)) {
@@ -308,6 +303,7 @@ pub async fn sync_catalog(
                 unit_amount: price.amount,
                 currency,
                 interval,
+                interval_count: term.count,
                 metadata: &meta,
             };
             let created = api.create_price(&new).await.map_err(stripe(format!("creating price {key}")))?;
@@ -322,7 +318,7 @@ pub async fn sync_catalog(
                         "{detail} (was {} {} / {})",
                         old.unit_amount.unwrap_or_default(),
                         old.currency.to_uppercase(),
-                        old.interval.as_deref().unwrap_or("?")
+                        every(old.interval.as_deref().unwrap_or("?"), old.interval_count.unwrap_or(1))
                     );
                     report.push("price", key.as_str(), &created.id, Action::Replaced, was);
                     report.push("price", "", &old.id, Action::Archived, format!("no longer holds {key}"));
@@ -339,6 +335,11 @@ pub async fn sync_catalog(
         }
     }
     Ok(report)
+}
+
+/// `month`, `2 year`: an interval as a report shows it.
+fn every(unit: &str, count: u32) -> String {
+    if count == 1 { unit.to_owned() } else { format!("{count} {unit}") }
 }
 
 /// The event types the endpoint subscribes to: exactly those acted on.

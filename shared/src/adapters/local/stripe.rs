@@ -31,8 +31,10 @@ const PERIOD_ON_ITEMS_SINCE: &str = "2025-03-31";
 const DAY: i64 = 24 * 60 * 60;
 
 mod admin;
+mod coupons;
 use admin::IdempotentWrite;
 pub use admin::{LocalProduct, LocalWebhookEndpoint, StoredPrice};
+pub use coupons::{LocalCoupon, LocalDiscount, LocalPromotionCode};
 
 /// A Checkout Session as the local Stripe keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,12 @@ pub struct LocalCheckoutSession {
     /// The events paying it produced (paying again delivers them again).
     #[serde(default)]
     pub events: Vec<String>,
+    /// `discounts[0][promotion_code]`: redeemed when it is paid.
+    #[serde(default)]
+    pub promotion_code: Option<String>,
+    /// `allow_promotion_codes`.
+    #[serde(default)]
+    pub allow_promotion_codes: bool,
 }
 
 /// A recurring price, as a subscription item holds it.
@@ -61,7 +69,7 @@ pub struct LocalCheckoutSession {
 pub struct LocalPrice {
     pub id: String,
     pub lookup_key: Option<String>,
-    /// `month` or `year`.
+    /// `day`, `week`, `month` or `year`, times `interval_count`.
     pub interval: String,
     pub interval_count: u32,
     /// Minor units of `currency`.
@@ -73,7 +81,12 @@ impl LocalPrice {
     /// How long one period lasts (a month is 30 days, a year 365: the
     /// stand-in does not keep a calendar).
     fn period_seconds(&self) -> i64 {
-        let unit = if self.interval == "year" { 365 * DAY } else { 30 * DAY };
+        let unit = match self.interval.as_str() {
+            "year" => 365 * DAY,
+            "week" => 7 * DAY,
+            "day" => DAY,
+            _ => 30 * DAY,
+        };
         unit * i64::from(self.interval_count.max(1))
     }
 }
@@ -112,6 +125,9 @@ pub struct LocalSubscription {
     pub trial_end: Option<i64>,
     pub ended_at: Option<i64>,
     pub latest_invoice: Option<String>,
+    /// The coupon a promotion code put on it at checkout.
+    #[serde(default)]
+    pub discount: Option<LocalDiscount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +152,9 @@ pub struct LocalInvoice {
     /// The PaymentIntent that paid it (a paid invoice for nothing has none).
     #[serde(default)]
     pub payment_intent: Option<String>,
+    /// What the subscription's discount took off (`amount_due` is after it).
+    #[serde(default)]
+    pub amount_discount: i64,
 }
 
 /// A refund of one invoice's payment.
@@ -179,6 +198,10 @@ struct Account {
     prices: Vec<StoredPrice>,
     #[serde(default)]
     webhook_endpoints: Vec<LocalWebhookEndpoint>,
+    #[serde(default)]
+    coupons: Vec<LocalCoupon>,
+    #[serde(default)]
+    promotion_codes: Vec<LocalPromotionCode>,
     /// The admin writes made with an `Idempotency-Key` (Stripe keeps them
     /// 24 hours; these are few, so kept).
     #[serde(default)]
@@ -480,6 +503,7 @@ impl LocalStripe {
                     trial_end: None,
                     ended_at: None,
                     latest_invoice: None,
+                    discount: None,
                 });
                 let index = a.subscriptions.len() - 1;
                 let invoice = new_invoice(a, index, amount, (now, period_end), "subscription_create", now);
@@ -809,11 +833,8 @@ fn price_for(
 }
 
 fn billing_of(price: &LocalPrice) -> Result<BillingPeriod, LocalStripeError> {
-    match (price.interval.as_str(), price.interval_count) {
-        ("month", 1) => Ok(BillingPeriod::Monthly),
-        ("year", 1) => Ok(BillingPeriod::Annual),
-        _ => Err(LocalStripeError::UnknownPrice(price.id.clone())),
-    }
+    BillingPeriod::from_stripe_interval(&price.interval, u64::from(price.interval_count))
+        .ok_or_else(|| LocalStripeError::UnknownPrice(price.id.clone()))
 }
 
 fn is_period_on_items(api_version: &str) -> bool {
@@ -881,6 +902,7 @@ fn subscription_wire(sub: &LocalSubscription, api_version: &str) -> Value {
         "status": sub.status.as_str(),
         "trial_end": sub.trial_end,
         "trial_start": sub.trial_start,
+        "discounts": sub.discount.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
     });
     if on_items {
         item["current_period_start"] = json!(sub.current_period_start);
@@ -928,7 +950,13 @@ fn invoice_wire(invoice: &LocalInvoice, api_version: &str) -> Value {
         "period_end": invoice.period_end,
         "status": invoice.status,
         "status_transitions": {"paid_at": invoice.paid_at, "finalized_at": invoice.created},
+        "subtotal": invoice.amount_due + invoice.amount_discount,
         "total": invoice.amount_due,
+        "total_discount_amounts": if invoice.amount_discount > 0 {
+            json!([{"amount": invoice.amount_discount}])
+        } else {
+            json!([])
+        },
     });
     if is_period_on_items(api_version) {
         object["parent"] = json!({
@@ -1013,6 +1041,9 @@ fn session_wire(session: &LocalCheckoutSession, amount: i64, currency: &str) -> 
         "expires_at": session.expires_at,
         "livemode": false,
         "url": null,
+        "allow_promotion_codes": session.allow_promotion_codes,
+        "discounts": session.promotion_code.iter().map(|id| json!({"coupon": null, "promotion_code": id})).collect::<Vec<_>>(),
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
     })
 }
 
@@ -1078,13 +1109,15 @@ fn new_invoice(
     now: i64,
 ) -> String {
     let id = format!("in_local{:06}", a.invoices.len() + 1);
+    let amount_discount = coupons::take_discount(a, index, amount, now);
     let sub = &mut a.subscriptions[index];
     a.invoices.push(LocalInvoice {
         id: id.clone(),
         customer: sub.customer.clone(),
         subscription: sub.id.clone(),
         status: "open".into(),
-        amount_due: amount,
+        amount_due: amount - amount_discount,
+        amount_discount,
         amount_paid: 0,
         currency: sub.price.currency.clone(),
         period_start: period.0,
@@ -1137,6 +1170,7 @@ fn complete_session(
     session.customer = Some(customer.clone());
     session.subscription = Some(sub_id.clone());
     let (email, metadata) = (session.customer_email.clone(), session.metadata.clone());
+    let promotion_code = session.promotion_code.clone();
     a.customers.push(LocalCustomer { id: customer.clone(), email, created: now });
     let trial_end = options.trial_days.map(|days| now + i64::from(days) * DAY);
     let period_end = trial_end.unwrap_or(now + price.period_seconds());
@@ -1158,15 +1192,26 @@ fn complete_session(
         trial_end,
         ended_at: None,
         latest_invoice: None,
+        discount: None,
     });
     let sub_index = a.subscriptions.len() - 1;
+    if let Some(code) = &promotion_code {
+        coupons::redeem(a, sub_index, code, now);
+    }
     let invoice = new_invoice(a, sub_index, amount, (now, period_end), "subscription_create", now);
     mark_paid(a, &invoice, now);
+    let (amount, discounted) = a
+        .invoices
+        .iter()
+        .find(|i| i.id == invoice)
+        .map_or((amount, 0), |i| (i.amount_due, i.amount_discount));
     let customer_object = a.customers.last().map(customer_wire).unwrap_or(Value::Null);
     let mut events = vec![emit(a, "customer.created", customer_object, None, now)];
     events.push(sub_event(a, sub_index, "customer.subscription.created", None, now));
     events.push(invoice_event(a, &invoice, "invoice.paid", now));
-    let session_object = session_wire(&a.sessions[index], amount, &a.subscriptions[sub_index].price.currency);
+    let mut session_object =
+        session_wire(&a.sessions[index], amount, &a.subscriptions[sub_index].price.currency);
+    session_object["total_details"]["amount_discount"] = json!(discounted);
     events.push(emit(a, "checkout.session.completed", session_object, None, now));
     a.sessions[index].events = events.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
     events
@@ -1182,7 +1227,8 @@ fn change_price(a: &mut Account, index: usize, price: LocalPrice, now: i64) -> V
     let trialing = sub.status == SubscriptionStatus::Trialing;
     let length = (sub.current_period_end - sub.current_period_start).max(1);
     let unused = (sub.current_period_end - now).clamp(0, length) as f64 / length as f64;
-    let amount = if sub.price.interval != old.interval && !trialing {
+    let new_term = (&sub.price.interval, sub.price.interval_count) != (&old.interval, old.interval_count);
+    let amount = if new_term && !trialing {
         sub.current_period_start = now;
         sub.current_period_end = now + sub.price.period_seconds();
         sub.price.unit_amount - (old.unit_amount as f64 * unused).round() as i64
@@ -1337,6 +1383,10 @@ fn snapshot(a: &Account, sub: &LocalSubscription) -> Result<SubscriptionSnapshot
         status: sub.status.clone(),
         price_id: Some(sub.price.id.clone()),
         price_lookup_key: sub.price.lookup_key.clone(),
+        price_term: BillingPeriod::from_stripe_interval(
+            &sub.price.interval,
+            u64::from(sub.price.interval_count),
+        ),
         current_period_end: Some(sub.current_period_end),
         cancel_at_period_end: sub.cancel_at_period_end,
         collection_paused: sub.pause_collection.is_some(),
@@ -1382,6 +1432,11 @@ impl StripeGateway for LocalStripe {
     ) -> Result<CreatedSession, StripeApiError> {
         let now = self.clock.now_unix();
         let base = self.base_url.clone();
+        let (promotion_code, allow_promotion_codes) = match &request.discount {
+            crate::ports::Discount::None => (None, false),
+            crate::ports::Discount::CustomerMayEnterCode => (None, true),
+            crate::ports::Discount::PromotionCode(id) => (Some(id.to_string()), false),
+        };
         self.account
             .update(|a| {
                 if let Some(existing) =
@@ -1389,7 +1444,9 @@ impl StripeGateway for LocalStripe {
                 {
                     let same = existing.price_id == request.price_id
                         && existing.customer_email == request.customer_email.as_str()
-                        && existing.metadata == request.metadata;
+                        && existing.metadata == request.metadata
+                        && existing.promotion_code == promotion_code
+                        && existing.allow_promotion_codes == allow_promotion_codes;
                     return if same {
                         Ok(CreatedSession { id: existing.id.clone(), url: existing.url.clone() })
                     } else {
@@ -1400,6 +1457,9 @@ impl StripeGateway for LocalStripe {
                                 .into(),
                         })
                     };
+                }
+                if let Some(code) = &promotion_code {
+                    coupons::check_redeemable(a, code, &request.price_id, now).map_err(refused_by_stripe)?;
                 }
                 let id = format!("cs_test_local{:06}", a.sessions.len() + 1);
                 let url = format!("{base}/local/stripe/checkout/{id}");
@@ -1418,6 +1478,8 @@ impl StripeGateway for LocalStripe {
                     customer: None,
                     subscription: None,
                     events: Vec::new(),
+                    promotion_code: promotion_code.clone(),
+                    allow_promotion_codes,
                 });
                 Ok(CreatedSession { id, url })
             })
@@ -1434,25 +1496,32 @@ impl StripeGateway for LocalStripe {
     async fn price_by_lookup_key(
         &self,
         lookup_key: &crate::domain::LookupKey,
-    ) -> Result<Option<String>, StripeApiError> {
+    ) -> Result<Option<crate::ports::SoldPrice>, StripeApiError> {
         Ok(self.account.read(|a| {
             a.prices
                 .iter()
                 .find(|p| p.active && p.price.lookup_key.as_deref() == Some(lookup_key.as_str()))
-                .map(|p| p.price.id.clone())
+                .map(|p| crate::ports::SoldPrice { id: p.price.id.clone(), product: p.product.clone() })
         }))
+    }
+
+    async fn promotion_code(
+        &self,
+        code: &crate::domain::PromotionCode,
+    ) -> Result<Option<crate::domain::PromotionOffer>, StripeApiError> {
+        Ok(self.promotion_offer(code))
     }
 }
 
 fn refused_by_stripe(error: LocalStripeError) -> StripeApiError {
     match error {
-        LocalStripeError::NoSuchSubscription(_) | LocalStripeError::NoSuchPayment(_) => {
-            StripeApiError::Rejected {
-                status: 404,
-                code: Some("resource_missing".into()),
-                message: error.to_string(),
-            }
-        }
+        LocalStripeError::NoSuchSubscription(_)
+        | LocalStripeError::NoSuchPayment(_)
+        | LocalStripeError::NoSuchObject { .. } => StripeApiError::Rejected {
+            status: 404,
+            code: Some("resource_missing".into()),
+            message: error.to_string(),
+        },
         LocalStripeError::AlreadyRefunded(_) => StripeApiError::Rejected {
             status: 400,
             code: Some("charge_already_refunded".into()),
@@ -1551,7 +1620,7 @@ mod tests {
             success_url: "https://e.com/ok".into(),
             cancel_url: "https://e.com/no".into(),
             metadata,
-            allow_promotion_codes: false,
+            discount: crate::ports::Discount::None,
             expires_at: None,
             idempotency_key: key.into(),
         };

@@ -47,8 +47,9 @@ pub struct NewPrice<'a> {
     pub lookup_key: &'a LookupKey,
     pub unit_amount: i64,
     pub currency: &'a str,
-    /// `month` or `year`.
+    /// `month` or `year`, times `interval_count`.
     pub interval: &'a str,
+    pub interval_count: u32,
     /// Set on the price, for people reading the Dashboard.
     pub metadata: &'a [(&'a str, &'a str)],
 }
@@ -210,12 +211,14 @@ impl StripeApi {
     /// immutable, so a new amount is a new price and the key moves to it).
     pub async fn create_price(&self, price: &NewPrice<'_>) -> Result<StripePrice, StripeApiError> {
         let amount = price.unit_amount.to_string();
+        let interval_count = price.interval_count.to_string();
         let keys: Vec<String> = price.metadata.iter().map(|(k, _)| format!("metadata[{k}]")).collect();
         let mut fields = vec![
             ("product", price.product),
             ("currency", price.currency),
             ("unit_amount", amount.as_str()),
             ("recurring[interval]", price.interval),
+            ("recurring[interval_count]", interval_count.as_str()),
             ("lookup_key", price.lookup_key.as_str()),
             ("transfer_lookup_key", "true"),
         ];

@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSession, CreateCheckoutSessionDiscounts, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionSubscriptionData,
 };
 use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod, StripeRequest};
 
@@ -27,10 +28,10 @@ use super::transport::{StripeCallError, StripeHttp};
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
-use crate::domain::{CustomerId, LookupKey, SubscriptionId};
+use crate::domain::{CustomerId, LookupKey, PromotionCode, PromotionOffer, SubscriptionId};
 use crate::ports::{
-    BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, MoneyBack, Refund, SecretStore,
-    StripeApiError, StripeGateway, SubscriptionSnapshot, SubscriptionSource,
+    BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, Discount, MoneyBack, Refund,
+    SecretStore, SoldPrice, StripeApiError, StripeGateway, SubscriptionSnapshot, SubscriptionSource,
 };
 use crate::stripe::{StripeMode, StripeSecretKey};
 
@@ -370,9 +371,18 @@ impl StripeGateway for StripeApi {
             .customer_email(request.customer_email.as_str())
             .success_url(request.success_url.as_str())
             .cancel_url(request.cancel_url.as_str())
-            .allow_promotion_codes(request.allow_promotion_codes)
             .metadata(metadata)
             .subscription_data(subscription_data);
+        // Stripe refuses both at once: a code given, or a field to type one.
+        match &request.discount {
+            Discount::None => create = create.allow_promotion_codes(false),
+            Discount::CustomerMayEnterCode => create = create.allow_promotion_codes(true),
+            Discount::PromotionCode(id) => {
+                let mut discount = CreateCheckoutSessionDiscounts::new();
+                discount.promotion_code = Some(id.to_string());
+                create = create.discounts(vec![discount]);
+            }
+        }
         if let Some(expires_at) = request.expires_at {
             create = create.expires_at(expires_at);
         }
@@ -410,9 +420,16 @@ impl StripeGateway for StripeApi {
             .map_err(|e| self.error(e))?;
         answer_field(&session, "url", "billing portal session")
     }
-    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<String>, StripeApiError> {
+    async fn price_by_lookup_key(&self, lookup_key: &LookupKey) -> Result<Option<SoldPrice>, StripeApiError> {
         let prices = self.prices_by_lookup_keys(std::slice::from_ref(lookup_key), true).await?;
-        Ok(prices.into_iter().find(|p| p.lookup_key.as_ref() == Some(lookup_key)).map(|p| p.id))
+        Ok(prices
+            .into_iter()
+            .find(|p| p.lookup_key.as_ref() == Some(lookup_key))
+            .map(|p| SoldPrice { id: p.id, product: p.product }))
+    }
+
+    async fn promotion_code(&self, code: &PromotionCode) -> Result<Option<PromotionOffer>, StripeApiError> {
+        self.find_promotion_code(code).await
     }
 }
 

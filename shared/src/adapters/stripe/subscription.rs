@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::domain::{CustomerId, InvalidId, SubscriptionId, SubscriptionStatus};
+use crate::domain::{BillingPeriod, CustomerId, InvalidId, SubscriptionId, SubscriptionStatus};
 use crate::ports::{InvoiceSnapshot, SubscriptionSnapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,10 @@ pub fn snapshot_from_wire(sub: &Value) -> Result<SubscriptionSnapshot, WireError
     let price = first_item.and_then(|item| item.get("price"));
     let price_id = price.and_then(id_of).map(str::to_owned);
     let price_lookup_key = price.and_then(|p| p.get("lookup_key")).and_then(Value::as_str).map(str::to_owned);
+    let price_term = price.and_then(|p| {
+        let interval = p.pointer("/recurring/interval")?.as_str()?;
+        BillingPeriod::from_stripe_interval(interval, p.pointer("/recurring/interval_count")?.as_u64()?)
+    });
     let current_period_end = int(sub, "/current_period_end")
         .or_else(|| first_item.and_then(|item| int(item, "/current_period_end")));
     let metadata: BTreeMap<String, String> = sub
@@ -59,6 +63,7 @@ pub fn snapshot_from_wire(sub: &Value) -> Result<SubscriptionSnapshot, WireError
         status: SubscriptionStatus::parse(status),
         price_id,
         price_lookup_key,
+        price_term,
         current_period_end,
         cancel_at_period_end: sub.get("cancel_at_period_end").and_then(Value::as_bool).unwrap_or(false),
         collection_paused: sub.get("pause_collection").is_some_and(|p| !p.is_null()),

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{LocalPrice, LocalStripe, LocalStripeError, list_wire};
-use crate::domain::BillingPeriod;
 
 /// A product of the stand-in's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,12 +62,12 @@ pub struct LocalWebhookEndpoint {
 /// A form's fields, as the stand-in's HTTP routes pass them.
 pub type Form = [(String, String)];
 
-fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
     form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
 /// `metadata[k]=v` fields.
-fn metadata(form: &Form) -> BTreeMap<String, String> {
+pub(super) fn metadata(form: &Form) -> BTreeMap<String, String> {
     form.iter()
         .filter_map(|(key, value)| {
             Some((key.strip_prefix("metadata[")?.strip_suffix(']')?.to_owned(), value.clone()))
@@ -94,7 +93,7 @@ fn required<'a>(form: &'a Form, name: &'static str) -> Result<&'a str, LocalStri
     })
 }
 
-fn boolean(form: &Form, name: &'static str) -> Result<Option<bool>, LocalStripeError> {
+pub(super) fn boolean(form: &Form, name: &'static str) -> Result<Option<bool>, LocalStripeError> {
     match field(form, name) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -172,8 +171,8 @@ impl LocalStripe {
                         price: LocalPrice {
                             id,
                             lookup_key: Some(price.lookup_key.to_string()),
-                            interval: interval_of(billing).into(),
-                            interval_count: 1,
+                            interval: billing.stripe_interval().unit.as_str().into(),
+                            interval_count: billing.stripe_interval().count,
                             unit_amount: price.amount,
                             currency: catalog.currency().to_owned(),
                         },
@@ -478,13 +477,6 @@ impl LocalStripe {
                 Ok(json!({"id": id, "object": "webhook_endpoint", "deleted": true}))
             })
             .map_err(LocalStripeError::Io)?
-    }
-}
-
-fn interval_of(billing: BillingPeriod) -> &'static str {
-    match billing {
-        BillingPeriod::Monthly => "month",
-        BillingPeriod::Annual => "year",
     }
 }
 
