@@ -500,10 +500,9 @@ fn breakdown(ours: &Summary, moto: &MotoTimes) -> String {
             "sdk" => "AWS SDK configuration; the shared HTTPS client and its CA bundle file read".to_owned(),
             "secrets" => format!(
                 "The SSM read of the signing secrets, the first connection's TLS set-up included \
-                 (moto's own GetParameter: {})",
+                 (moto's own GetParameter: {}); the SQS client is built while it waits",
                 seconds(moto.get_parameter)
             ),
-            "queue" => "The SQS client and the handler".to_owned(),
             "runtime" => "The Lambda runtime's start, to its first `GET /invocation/next`".to_owned(),
             other => format!("`{other}`"),
         };

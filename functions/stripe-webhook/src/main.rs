@@ -17,12 +17,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let aws = sdk_config(None).await;
     let secrets = Arc::new(secret_store(&aws));
     init.mark("sdk");
-    let verifier = config.verifier(secrets.as_ref()).await?;
-    init.mark("secrets");
-    let queue = SqsEventQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url);
-    let ingress = WebhookIngress::new(verifier, config.mode, Arc::new(queue), Arc::new(SystemClock))
+    // The SQS client is built while the SSM read waits for its answer.
+    let queue = async { SqsEventQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url) };
+    let (verifier, queue) = tokio::join!(config.verifier(secrets.as_ref()), queue);
+    let ingress = WebhookIngress::new(verifier?, config.mode, Arc::new(queue), Arc::new(SystemClock))
         .reloading_secrets(config, secrets);
-    init.mark("queue");
+    init.mark("secrets");
     init.finish();
     lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&ingress, request))).await
 }
