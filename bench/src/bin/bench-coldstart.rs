@@ -58,7 +58,12 @@ struct Args {
     /// The command to print in the section as the way to reproduce it.
     #[arg(long)]
     command: String,
-    /// Measure only these (rust, python, node), for
+    /// Another build of the webhook function, measured beside ours in the
+    /// same rounds (to see what a change bought); not in the section's
+    /// targets.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Measure only these (rust, baseline, python, node), for
     /// experiments; the section's ratios and targets need rust first.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -147,14 +152,22 @@ async fn main() -> anyhow::Result<()> {
             env: vec![],
         },
     ];
-    let implementations: Vec<Implementation> = [rust, python, node]
+    let baseline = args.baseline.clone().map(|program| Implementation {
+        key: "baseline",
+        label: "Rust, baseline build (--baseline)",
+        program,
+        args: vec![],
+        env: vec![],
+    });
+    let implementations: Vec<Implementation> = [Some(rust), baseline, Some(python), Some(node)]
         .into_iter()
+        .flatten()
         .filter(|implementation| {
             args.only.is_empty() || args.only.iter().any(|key| key == implementation.key)
         })
         .collect();
     if implementations.is_empty() {
-        bail!("--only names none of rust, python, node");
+        bail!("--only names none of rust, baseline, python, node");
     }
     for implementation in &implementations {
         // Truncate old logs so a failure message points at this run's output.
