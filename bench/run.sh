@@ -53,5 +53,7 @@ cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -n1)"
     cat "$file"
     echo
   done
+  # What each change bought: written by hand, kept beside the figures.
+  cat bench/changes.md
 } >"$output"
 echo "wrote $output" >&2
