@@ -17,3 +17,10 @@ pub mod reconcile;
 pub mod steps;
 pub mod stripe;
 pub mod telemetry;
+
+/// The machine's cores but one (at least one): how much CPU-heavy work may
+/// run at once beside what must stay responsive (argon2 hashing, the local
+/// server's executions, beside its webhook).
+pub fn spare_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).saturating_sub(1).max(1)
+}

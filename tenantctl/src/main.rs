@@ -528,9 +528,8 @@ async fn run(cli: Cli) -> Result<()> {
             // answering while steps run (see LocalOptions::executor), on one
             // core fewer than the machine has: a burst of executions cannot
             // take every core from the deliveries (BENCHMARKS.md, section 5).
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let workflows = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(cores.saturating_sub(1).max(1))
+                .worker_threads(tenancy::spare_cores())
                 .thread_name("workflows")
                 .enable_all()
                 .build()

@@ -193,10 +193,7 @@ fn working_memory() -> Vec<Block> {
 /// burst) keeps answering webhooks, and its memory stays bounded.
 pub async fn hash_admin_password(key: &PasswordKey, tenant: &TenantId) -> Result<String, HashError> {
     static HASHING: OnceLock<Semaphore> = OnceLock::new();
-    let slots = HASHING.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Semaphore::new(cores.saturating_sub(1).max(1))
-    });
+    let slots = HASHING.get_or_init(|| Semaphore::new(crate::spare_cores()));
     // Each slot's working memory is kept for the next hash. Freed instead,
     // it stayed in the malloc arena of whichever blocking thread ran the hash,
     // one arena after another: ~300 MiB of a local server's burst.

@@ -71,7 +71,7 @@ pub(crate) struct EnvelopeFields<'a> {
 pub(crate) fn envelope_fields(body: &[u8]) -> Result<(EnvelopeFields<'_>, &str), SkimError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| SkimError { problem: Problem::NotUtf8, at: error.valid_up_to() })?;
-    let mut reader = Reader { text, bytes: body, at: 0 };
+    let mut reader = Reader { text, at: 0 };
     let fields = reader.envelope()?;
     reader.whitespace();
     if reader.at < body.len() {
@@ -167,21 +167,24 @@ enum Next {
 #[derive(Clone, Copy)]
 struct Reader<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn fail<T>(&self, problem: Problem) -> Result<T, SkimError> {
         Err(SkimError { problem, at: self.at })
     }
 
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn rest(&self) -> &'a [u8] {
-        self.bytes.get(self.at..).unwrap_or_default()
+        self.bytes().get(self.at..).unwrap_or_default()
     }
 
     fn whitespace(&mut self) {
@@ -290,7 +293,7 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => self.string_span().map(drop),
             Some(b'{' | b'[') => {
-                self.at = skip_container(self.bytes, self.at)?;
+                self.at = skip_container(self.bytes(), self.at)?;
                 Ok(())
             }
             Some(byte) if is_literal_byte(byte) => {
@@ -344,7 +347,7 @@ impl<'a> Reader<'a> {
                 && let Some(whole) = reader.members_after_data(&found)
             {
                 found = whole;
-                reader.at = reader.bytes.len();
+                reader.at = reader.text.len();
                 return Ok(Next::Done);
             }
             found.member(&key, reader, at).map(|()| Next::Member)
@@ -386,7 +389,7 @@ impl<'a> Reader<'a> {
         probe.whitespace();
         let mut found = before.clone();
         found.data = Some(probe.peek() == Some(b'{'));
-        let mut tail = Backwards { reader: *self, at: self.bytes.len(), floor: value_start };
+        let mut tail = Backwards { text: self.text, at: self.text.len(), floor: value_start };
         tail.members(&mut found)?;
         Some(found)
     }
@@ -394,7 +397,7 @@ impl<'a> Reader<'a> {
 
 /// Reads backwards from `at` (exclusive), never down to `floor`.
 struct Backwards<'a> {
-    reader: Reader<'a>,
+    text: &'a str,
     at: usize,
     floor: usize,
 }
@@ -404,7 +407,7 @@ impl<'a> Backwards<'a> {
         if self.at <= self.floor + 1 {
             return None;
         }
-        self.reader.bytes.get(self.at - 1).copied()
+        self.text.as_bytes().get(self.at - 1).copied()
     }
 
     fn whitespace(&mut self) {
@@ -423,7 +426,7 @@ impl<'a> Backwards<'a> {
     /// backslashes: inside a string every quote is escaped.
     fn string(&mut self) -> Option<()> {
         self.eat(b'"')?;
-        let bytes = self.reader.bytes;
+        let bytes = self.text.as_bytes();
         loop {
             let quote = self.floor + 1 + memchr::memrchr(b'"', bytes.get(self.floor + 1..self.at)?)?;
             let backslashes = bytes[..quote].iter().rev().take_while(|&&b| b == b'\\').count();
@@ -485,14 +488,13 @@ impl<'a> Backwards<'a> {
             self.string()?;
             let key_start = self.at;
             self.eat(b',')?;
-            let mut key = Reader { at: key_start, ..self.reader };
+            let mut key = Reader { text: self.text, at: key_start };
             let key = key.string().ok().filter(|_| key.at == key_end)?;
             if key == "data" {
                 return None;
             }
             if is_wanted(&key) {
-                let text = self.reader.text.get(..value_end)?;
-                let mut value = Reader { text, bytes: text.as_bytes(), at: value_start };
+                let mut value = Reader { text: self.text.get(..value_end)?, at: value_start };
                 found.member(&key, &mut value, key_start).ok()?;
                 value.whitespace();
                 (value.at == value_end).then_some(())?;
