@@ -571,6 +571,23 @@ async fn stripe_api_checkout_session(
             );
         }
     };
+    const TRIAL_PARAM: &str = "subscription_data[trial_period_days]";
+    let trial_days = match field(TRIAL_PARAM).map(|raw| raw.parse::<u32>()) {
+        None => None,
+        Some(Ok(days)) if (1..=tenancy::domain::trial::MAX_TRIAL_DAYS).contains(&days) => Some(days),
+        Some(_) => {
+            let message = format!(
+                "Invalid {TRIAL_PARAM}: must be an integer from 1 to {}",
+                tenancy::domain::trial::MAX_TRIAL_DAYS
+            );
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &message,
+                Some(TRIAL_PARAM),
+            );
+        }
+    };
     let request = tenancy::ports::CheckoutSessionRequest {
         price_id,
         customer_email: email.clone(),
@@ -578,6 +595,7 @@ async fn stripe_api_checkout_session(
         cancel_url: cancel_url.clone(),
         metadata: metadata.clone(),
         discount,
+        trial_days,
         expires_at: field("expires_at").and_then(|at| at.parse().ok()),
         idempotency_key: headers
             .get("idempotency-key")

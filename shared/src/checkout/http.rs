@@ -225,10 +225,14 @@ impl CheckoutApi {
             Ok(hold) => hold,
             Err(answer) => return answer,
         };
-        if let Some(answer) = hold.resumed(&request, now) {
+        let trial = match self.trial(&request, &hold, now).await {
+            Ok(trial) => trial,
+            Err(answer) => return answer,
+        };
+        if let Some(answer) = hold.resumed(&request, &trial, now) {
             return answer;
         }
-        self.start_session(&request, price.id, promotion.as_ref(), &hold).await
+        self.start_session(&request, price.id, promotion.as_ref(), &hold, &trial).await
     }
 }
 

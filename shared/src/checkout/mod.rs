@@ -6,7 +6,8 @@
 //! CORS, the signup form and the answers; `hold`, a subdomain held while its
 //! buyer pays (and whether one is free); `limits`, how much one client may
 //! ask; `coupon`, a promotion code checked against Stripe for the plan;
-//! `session`, the Stripe Checkout Session; `lambda`, the API Gateway glue.
+//! `trial`, the plan's free trial, once per customer; `session`, the
+//! Stripe Checkout Session; `lambda`, the API Gateway glue.
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ mod limits;
 mod session;
 #[cfg(test)]
 mod testing;
+mod trial;
 
 pub use http::{ApiAnswer, CheckoutRequest};
 

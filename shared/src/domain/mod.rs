@@ -44,6 +44,7 @@ pub mod password;
 pub mod signup;
 pub mod subdomain;
 pub mod tenant;
+pub mod trial;
 
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{
@@ -64,3 +65,4 @@ pub use tenant::{
     Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,
     UnsentMail,
 };
+pub use trial::{TrialKey, TrialOffer, TrialReservation, TrialUse};

@@ -169,6 +169,7 @@ impl World {
                 cancel_url: "https://example.com/pricing".into(),
                 metadata,
                 discount: crate::ports::Discount::CustomerMayEnterCode,
+                trial_days: None,
                 expires_at: None,
                 idempotency_key: "checkout-acme".into(),
             })

@@ -180,6 +180,26 @@ pub fn resumed(signup: &CheckoutSignup, url: &str) -> Mail {
     }
 }
 
+/// Three days before a trial ends (Stripe's `trial_will_end`).
+pub fn trial_ending(signup: &CheckoutSignup, plan: &Plan, ends: Option<i64>, portal_url: &str) -> Mail {
+    let when =
+        ends.map_or_else(|| "in three days".to_owned(), |end| format!("on {}", crate::clock::utc_date(end)));
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("Your {} trial ends {when}", signup.organization),
+        text: format!(
+            "Hello,\n\nThe free trial of {plan} for {org} ends {when} (UTC). From then on the \
+             subscription is billed {billing} to the card you gave at checkout. Without a working \
+             card the workspace at {sub} stops; your data is kept.\n\n\
+             To check or change your card, or to cancel before you are charged:\n\n  {portal_url}\n",
+            plan = plan.name,
+            org = signup.organization,
+            billing = signup.billing.billed(),
+            sub = signup.subdomain,
+        ),
+    }
+}
+
 pub fn goodbye(signup: &CheckoutSignup, grace: std::time::Duration) -> Mail {
     Mail {
         to: signup.admin_email.clone(),
