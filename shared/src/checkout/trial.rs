@@ -59,3 +59,80 @@ impl CheckoutApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use serde_json::json;
+
+    use super::super::testing::{NOW, body, fixture_later, fixture_with, from_origin};
+    use crate::domain::{CustomerId, EmailAddress, TenantId, TrialKey, TrialUse};
+    use crate::ports::TenantStore;
+
+    fn basic(subdomain: &str, email: &str) -> Vec<u8> {
+        json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain, "organization": "Acme", "email": email})
+            .to_string()
+            .into_bytes()
+    }
+
+    async fn post(f: &super::super::testing::Fixture, form: Vec<u8>) -> serde_json::Value {
+        let answer = f.api.handle(&Method::POST, "/checkout", &from_origin(), &form, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        body(&answer)
+    }
+
+    #[tokio::test]
+    async fn a_plan_with_a_trial_gives_it_once_and_a_second_open_checkout_is_charged_and_told_why() {
+        let f = fixture_with(None);
+        let first = post(&f, basic("acme", "dana@acme.example")).await;
+        assert_eq!((first["trial_days"].as_u64(), first.get("trial_refused")), (Some(14), None));
+        let sessions = f.stripe.sessions();
+        assert_eq!(sessions[0].trial_days, Some(14));
+        assert_eq!(sessions[0].metadata["trial_days"], "14");
+
+        // The same buyer asking again gets the same session and the same trial.
+        let again = post(&f, basic("acme", "dana@acme.example")).await;
+        assert_eq!((&again["id"], again["trial_days"].as_u64()), (&first["id"], Some(14)));
+
+        // Another name, the same mailbox written another way: no trial while the first is open.
+        let second = post(&f, basic("acme-two", "Dana+second@ACME.example")).await;
+        assert_eq!(second["trial_days"], 0);
+        assert!(second["trial_refused"].as_str().unwrap().contains("another open checkout"), "{second}");
+        assert_eq!(f.stripe.sessions()[1].trial_days, None);
+        assert!(!f.stripe.sessions()[1].metadata.contains_key("trial_days"));
+    }
+
+    #[tokio::test]
+    async fn a_trial_used_is_never_given_again_and_an_unpaid_ones_reservation_lapses_with_its_hold() {
+        let f = fixture_with(None);
+        post(&f, basic("acme", "dana@acme.example")).await;
+        // Abandoned: once its hold is over, another checkout may give the trial.
+        let later = fixture_later(&f, NOW + 2 * 3600);
+        let retry = post(&later, basic("acme-again", "dana@acme.example")).await;
+        assert_eq!(retry["trial_days"], 14);
+
+        // Paid: recorded used, and no checkout gives it again.
+        let key = TrialKey::for_email(&EmailAddress::parse("dana@acme.example").unwrap());
+        let used = TrialUse {
+            tenant: TenantId::parse("tnt_00000000000000000001").unwrap(),
+            customer: CustomerId::parse("cus_Dana").unwrap(),
+            used_at: NOW + 2 * 3600,
+        };
+        assert_eq!(later.store.record_trial_use(&key, &used).await.unwrap(), used);
+        let much_later = fixture_later(&f, NOW + 400 * 86_400);
+        let third = post(&much_later, basic("acme-three", "dana@acme.example")).await;
+        assert_eq!(third["trial_days"], 0);
+        assert!(third["trial_refused"].as_str().unwrap().contains("has had its free trial"), "{third}");
+    }
+
+    #[tokio::test]
+    async fn a_plan_without_a_trial_reserves_nothing() {
+        let f = fixture_with(None);
+        let pro = json!({"plan": "pro", "billing": "monthly", "subdomain": "acme", "organization": "Acme", "email": "dana@acme.example"});
+        let answer = post(&f, pro.to_string().into_bytes()).await;
+        assert_eq!((answer["trial_days"].as_u64(), answer.get("trial_refused")), (Some(0), None));
+        // The customer's trial is still theirs to take on a plan that has one.
+        let basic = post(&f, basic("acme-basic", "dana@acme.example")).await;
+        assert_eq!(basic["trial_days"], 14);
+    }
+}

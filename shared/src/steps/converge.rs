@@ -393,7 +393,8 @@ async fn lifecycle_mail(
         LifecycleMail::TrialEnding => {
             let plan = record.plan.as_ref().unwrap_or(&signup.plan);
             let ends = record.trial_reminded_for.or(record.desired.as_ref().and_then(|d| d.trial_end));
-            mails::trial_ending(signup, plan, ends, &portal.portal_url(&signup.customer).await?)
+            let billing = record.billing.unwrap_or(signup.billing);
+            mails::trial_ending(signup, (plan, billing), ends, &portal.portal_url(&signup.customer).await?)
         }
     })
 }

@@ -2,7 +2,7 @@
 //! cannot smuggle markup from an organisation name.
 
 use crate::domain::password::TemporaryPassword;
-use crate::domain::{CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
+use crate::domain::{BillingPeriod, CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
 use crate::ports::Mail;
 
 pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword) -> Mail {
@@ -181,7 +181,12 @@ pub fn resumed(signup: &CheckoutSignup, url: &str) -> Mail {
 }
 
 /// Three days before a trial ends (Stripe's `trial_will_end`).
-pub fn trial_ending(signup: &CheckoutSignup, plan: &Plan, ends: Option<i64>, portal_url: &str) -> Mail {
+pub fn trial_ending(
+    signup: &CheckoutSignup,
+    (plan, billing): (&Plan, BillingPeriod),
+    ends: Option<i64>,
+    portal_url: &str,
+) -> Mail {
     let when =
         ends.map_or_else(|| "in three days".to_owned(), |end| format!("on {}", crate::clock::utc_date(end)));
     Mail {
@@ -194,7 +199,7 @@ pub fn trial_ending(signup: &CheckoutSignup, plan: &Plan, ends: Option<i64>, por
              To check or change your card, or to cancel before you are charged:\n\n  {portal_url}\n",
             plan = plan.name,
             org = signup.organization,
-            billing = signup.billing.billed(),
+            billing = billing.billed(),
             sub = signup.subdomain,
         ),
     }

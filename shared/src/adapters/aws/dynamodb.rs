@@ -1200,7 +1200,7 @@ impl TenantStore for DynamoTenantStore {
                 .key(ATTR_PK, s(&pk))
                 .update_expression("SET #kind = :kind, #hold = :hold, #until = :until, #expires = :expires")
                 .condition_expression(
-                    "attribute_not_exists(#used) AND (attribute_not_exists(#hold) OR #hold = :hold OR #until < :now)",
+                    "attribute_not_exists(#used) AND (attribute_not_exists(#hold) OR #until < :now)",
                 )
                 .expression_attribute_names("#kind", ATTR_KIND)
                 .expression_attribute_names("#hold", ATTR_HOLD_ID)
@@ -1210,7 +1210,10 @@ impl TenantStore for DynamoTenantStore {
                 .expression_attribute_values(":kind", s(KIND_TRIAL))
                 .expression_attribute_values(":hold", s(reservation.hold.as_str()))
                 .expression_attribute_values(":until", n(reservation.until))
-                .expression_attribute_values(":expires", n(reservation.until + TRIAL_RESERVATION_GRACE_SECONDS))
+                .expression_attribute_values(
+                    ":expires",
+                    n(reservation.until + TRIAL_RESERVATION_GRACE_SECONDS),
+                )
                 .expression_attribute_values(":now", n(now))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
@@ -1227,6 +1230,10 @@ impl TenantStore for DynamoTenantStore {
                 .await?;
             match found.map(decode::<StoredTrial>).transpose()? {
                 Some(StoredTrial { used: Some(used), .. }) => return Ok(TrialOffer::Used(used)),
+                // Ours already (a retried request): kept as it is, not extended.
+                Some(StoredTrial { hold_id: Some(ours), .. }) if ours == reservation.hold.as_str() => {
+                    return Ok(TrialOffer::Reserved);
+                }
                 Some(StoredTrial { hold_id: Some(other), hold_until: Some(until), .. })
                     if other != reservation.hold.as_str() && until >= now =>
                 {
