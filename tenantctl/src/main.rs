@@ -214,7 +214,7 @@ enum LocalCommand {
     /// Change a subscription on the local Stripe as Stripe would, and deliver
     /// the events Stripe sends for it to the webhook. ACTION is one of
     /// change-plan PLAN, upgrade PLAN, downgrade PLAN, card-fails,
-    /// card-recovers, unpaid, pause, resume, cancel, trial-ends.
+    /// card-recovers, unpaid, pause, resume, cancel, trial-will-end, trial-ends.
     Subscription {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
         server: String,

@@ -242,7 +242,7 @@ async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() 
     };
     let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
     let buy = async |subdomain: &str, email: &str| {
-        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
+        let form = serde_json::json!({"plan": "pro", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
         let (status, body) = client.call(post(format!("{base}/checkout"), form.to_string())).await.unwrap();
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         let session: serde_json::Value = serde_json::from_slice(&body).unwrap();

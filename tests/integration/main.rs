@@ -22,4 +22,5 @@ mod stage_events;
 mod stage_stripe;
 mod stage_tenants;
 mod stripe_api;
+mod trials;
 mod workflow;

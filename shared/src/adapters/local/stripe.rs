@@ -299,6 +299,8 @@ pub enum SubscriptionAction {
     Resume,
     /// Cancelled now.
     Cancel,
+    /// Stripe's notice three days before a trial ends; the trial goes on.
+    TrialWillEnd,
     TrialEnds(TrialOutcome),
 }
 
@@ -320,6 +322,7 @@ impl SubscriptionAction {
             SubscriptionAction::Pause => "pause",
             SubscriptionAction::Resume => "resume",
             SubscriptionAction::Cancel => "cancel",
+            SubscriptionAction::TrialWillEnd => "announce the trial end of",
             SubscriptionAction::TrialEnds(_) => "end the trial of",
         }
     }
@@ -641,6 +644,12 @@ impl LocalStripe {
                             Err(refuse(format!("it is already {}", status.as_str())))
                         }
                         _ => Ok(cancel(a, index, now)),
+                    },
+                    SubscriptionAction::TrialWillEnd => match status {
+                        S::Trialing => {
+                            Ok(vec![sub_event(a, index, "customer.subscription.trial_will_end", None, now)])
+                        }
+                        _ => Err(refuse(format!("it is {}, not trialing", status.as_str()))),
                     },
                     SubscriptionAction::TrialEnds(outcome) => match status {
                         S::Trialing => Ok(end_trial(a, index, *outcome, now, true)),
