@@ -14,17 +14,9 @@ pub trait Clock: Send + Sync {
 
 /// The UTC calendar date of a Unix time, `2026-12-11` (for mails).
 pub fn utc_date(unix: i64) -> String {
-    // Days to a civil date, after Howard Hinnant's `civil_from_days`.
-    let days = unix.div_euclid(86_400) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let stamp = DateTime::from_secs(unix).fmt(Format::DateTime).unwrap_or_default();
+    stamp.split('T').next().unwrap_or_default().to_owned()
 }
 
 /// The machine's clock.

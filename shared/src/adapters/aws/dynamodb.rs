@@ -234,6 +234,19 @@ impl DynamoTenantStore {
         }
     }
 
+    /// The item a conditional UpdateItem was refused over ([`Self::refusing_item`]).
+    async fn refused_update(
+        &self,
+        pk: &str,
+        error: SdkError<UpdateItemError, HttpResponse>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.refusing_item(pk, "DynamoDB UpdateItem", error, |e| match e {
+            UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Runs one transaction: `None` when it was written, the refusals when
     /// a condition cancelled it. Anything else (a conflict with another
     /// transaction, throttling, the service down) is `Unavailable`: the
@@ -1104,12 +1117,7 @@ impl TenantStore for DynamoTenantStore {
                 Ok(_) => return Ok(MailSlot::Reserved),
                 Err(error) => error,
             };
-            let found = self
-                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                    _ => None,
-                })
-                .await?;
+            let found = self.refused_update(&pk, error).await?;
             match found.map(decode::<MailRecord>).transpose()? {
                 Some(MailRecord { sent: Some(sent), .. }) => {
                     return Ok(MailSlot::Sent { message_id: sent.message_id });
@@ -1168,12 +1176,7 @@ impl TenantStore for DynamoTenantStore {
             Ok(_) => return Ok(MailMarked::Recorded),
             Err(error) => error,
         };
-        let found = self
-            .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                _ => None,
-            })
-            .await?;
+        let found = self.refused_update(&pk, error).await?;
         // Refused, so it was sent: `sent` is never removed.
         match found.map(decode::<MailRecord>).transpose()?.and_then(|record| record.sent) {
             Some(sent) if sent.message_id == message_id => Ok(MailMarked::Recorded),
@@ -1222,12 +1225,7 @@ impl TenantStore for DynamoTenantStore {
                 Ok(_) => return Ok(TrialOffer::Reserved),
                 Err(error) => error,
             };
-            let found = self
-                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                    _ => None,
-                })
-                .await?;
+            let found = self.refused_update(&pk, error).await?;
             match found.map(decode::<StoredTrial>).transpose()? {
                 Some(StoredTrial { used: Some(used), .. }) => return Ok(TrialOffer::Used(used)),
                 // Ours already (a retried request): kept as it is, not extended.
@@ -1270,12 +1268,7 @@ impl TenantStore for DynamoTenantStore {
             Ok(_) => return Ok(used.clone()),
             Err(error) => error,
         };
-        let found = self
-            .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                _ => None,
-            })
-            .await?;
+        let found = self.refused_update(&pk, error).await?;
         // Refused, so it was used: `used` is never removed.
         match found.map(decode::<StoredTrial>).transpose()?.and_then(|trial| trial.used) {
             Some(first) => Ok(first),
