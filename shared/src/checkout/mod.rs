@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, Lookup, required};
+use crate::config::{ConfigError, Lookup, count_setting, required};
 use crate::domain::Catalog;
 use crate::ports::{StripeGateway, TenantStore};
 use crate::stripe::StripeMode;
@@ -77,20 +77,6 @@ fn url_setting(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigErro
         || url.starts_with("http://127.0.0.1"))
         && !url.contains(char::is_whitespace);
     if ok { Ok(url) } else { Err(ConfigError::Invalid { var, reason: "expected an https:// URL".into() }) }
-}
-
-/// A positive count from `var`, `default` when unset.
-fn count_setting(env: &dyn Lookup, var: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
-    match env.get(var) {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(count) if (1..=max).contains(&count) => Ok(count),
-            _ => Err(ConfigError::Invalid {
-                var,
-                reason: format!("expected 1 to {max}, got `{}`", raw.trim()),
-            }),
-        },
-    }
 }
 
 impl CheckoutSettings {
