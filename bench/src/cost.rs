@@ -386,7 +386,13 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let options = LocalOptions { state: None, time_scale, definitions: None, executor: None };
+    let options = LocalOptions {
+        state: None,
+        time_scale,
+        definitions: None,
+        executor: None,
+        quotas: Default::default(),
+    };
     let config = StepConfig {
         settings: TenantSettings::from_lookup(&env)?,
         catalog: Catalog::embedded()?,

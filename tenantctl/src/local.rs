@@ -30,7 +30,7 @@ use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookAnswer;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{EventQueue, QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::ports::{AlbQuotas, EventQueue, QueuedEvent, RoutingCapacity, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -85,6 +85,8 @@ pub struct LocalOptions {
     /// server gives them a runtime of their own, so webhook answers never
     /// queue behind steps, as in AWS where each Lambda has its own sandbox.
     pub executor: Option<tokio::runtime::Handle>,
+    /// The quotas the local load balancer holds tenants to (AWS's by default).
+    pub quotas: AlbQuotas,
 }
 
 /// The configuration every step shares.
@@ -145,6 +147,8 @@ pub struct Adapters {
     pub inspect: Arc<dyn Inspect>,
     /// The local Stripe stand-in (Stripe is never emulated on moto).
     pub stripe: Arc<LocalStripe>,
+    /// The room behind the load balancer, which the checkout asks before a sale.
+    pub capacity: Arc<dyn RoutingCapacity>,
 }
 
 impl Adapters {
@@ -160,7 +164,8 @@ impl Adapters {
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
-        let launcher = Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?);
+        let launcher =
+            Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?.with_quotas(options.quotas));
         let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?);
         let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
         let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
@@ -178,7 +183,8 @@ impl Adapters {
             catalog: config.catalog,
             password_key: config.password_key,
         };
-        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe })
+        let capacity = launcher.clone();
+        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe, capacity })
     }
 }
 

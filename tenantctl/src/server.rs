@@ -127,7 +127,8 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         settings,
         clock.clone(),
     )
-    .with_billing_links(links, &format!("http://{bound}/"));
+    .with_billing_links(links, &format!("http://{bound}/"))
+    .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::room_reserve(env)?);
     let signup = LocalSignup { api, webhook_secret, clock };
     let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults)?;
     Ok(Server { listener, bound, stack, mode: config.mode, platform })

@@ -104,7 +104,8 @@ impl ServedStack {
             tenancy::domain::Catalog::embedded().expect("the catalog"),
             checkout_settings(),
             clock.clone(),
-        );
+        )
+        .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::DEFAULT_ROOM_RESERVE);
         let secret = WebhookSecret::parse(FIXTURE_SECRET).expect("the fixture secret");
         let signup = LocalSignup { api, webhook_secret: secret, clock: clock.clone() };
         let queue = Arc::new(LocalEventQueue::default());
@@ -264,7 +265,13 @@ pub fn local_adapters_on(
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {
-    tenantctl::local::LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None }
+    tenantctl::local::LocalOptions {
+        state: None,
+        time_scale: 0.0,
+        definitions: None,
+        executor: None,
+        quotas: Default::default(),
+    }
 }
 
 /// The whole local stack (webhook at `now`, dispatcher, workflows) on `adapters`.

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use tenancy::adapters::aws;
 use tenancy::adapters::stripe::StripeApi;
 use tenancy::checkout::billing_link::BillingLinks;
+use tenancy::checkout::room::room_reserve;
 use tenancy::checkout::{CheckoutApi, CheckoutSettings, lambda};
 use tenancy::clock::SystemClock;
 use tenancy::config::{ProcessEnv, password_key, stripe_mode};
@@ -19,7 +20,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let links = BillingLinks::checker(password_key(&ProcessEnv, &secrets).await?, Arc::new(SystemClock));
     let return_url = stripe.portal_return_url().to_owned();
     let catalog = Catalog::embedded()?;
+    let room = Arc::new(aws::routing_capacity(&sdk, &ProcessEnv)?);
     let api = CheckoutApi::new(Arc::new(store), Arc::new(stripe), catalog, settings, Arc::new(SystemClock))
-        .with_billing_links(links, &return_url);
+        .with_billing_links(links, &return_url)
+        .with_room_check(room, room_reserve(&ProcessEnv)?);
     lambda_http::run(lambda_http::service_fn(|request| lambda::handle(&api, request))).await
 }

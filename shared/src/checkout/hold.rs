@@ -33,6 +33,7 @@ impl CheckoutApi {
                 "someone is checking out with it; try again in {} minutes",
                 minutes_until(hold.until, now)
             )),
+            Ok(None) if !self.has_room().await => unavailable(super::room::NO_ROOM.into()),
             Ok(None) => ApiAnswer::json(StatusCode::OK, json!({"available": true, "reason": null})),
             Err(error) => store_trouble(&error),
         }

@@ -207,6 +207,10 @@ impl CheckoutApi {
             Ok(request) => request,
             Err(answer) => return answer,
         };
+        // Before the coupon, the price or the hold: nothing is held, nobody pays.
+        if !self.has_room().await {
+            return Self::no_room();
+        }
         let now = self.clock.now_unix();
         let price = match self.price(&request).await {
             Ok(price) => price,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Lookup, count_setting, required};
 use crate::domain::Catalog;
-use crate::ports::{StripeGateway, TenantStore};
+use crate::ports::{RoutingCapacity, StripeGateway, TenantStore};
 use crate::stripe::StripeMode;
 
 pub mod billing_link;
@@ -23,6 +23,7 @@ mod hold;
 mod http;
 pub mod lambda;
 mod limits;
+pub mod room;
 mod session;
 #[cfg(test)]
 mod testing;
@@ -142,6 +143,8 @@ pub struct CheckoutApi {
     billing: Option<(billing_link::BillingLinks, String)>,
     /// Price ids found by lookup key, with when they were found.
     prices: session::PriceCache,
+    /// The room behind the load balancer, asked before a sale; not asked without.
+    room: Option<room::RoomCheck>,
 }
 
 impl CheckoutApi {
@@ -155,13 +158,29 @@ impl CheckoutApi {
         settings: CheckoutSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        CheckoutApi { store, stripe, catalog, settings, clock, billing: None, prices: Default::default() }
+        CheckoutApi {
+            store,
+            stripe,
+            catalog,
+            settings,
+            clock,
+            billing: None,
+            prices: Default::default(),
+            room: None,
+        }
     }
 
     /// Answers the billing links `links` makes (see [`billing_link`]),
     /// sending customers back to `return_url` from Stripe's portal.
     pub fn with_billing_links(mut self, links: billing_link::BillingLinks, return_url: &str) -> Self {
         self.billing = Some((links, return_url.to_owned()));
+        self
+    }
+
+    /// Refuses a sale (503, before anything is held) when `capacity` has no
+    /// more free places than `reserve`: the tenant could not be routed.
+    pub fn with_room_check(mut self, capacity: Arc<dyn RoutingCapacity>, reserve: u32) -> Self {
+        self.room = Some(room::RoomCheck::new(capacity, reserve));
         self
     }
 }
