@@ -131,6 +131,10 @@ pub struct LocalSubscription {
     /// The coupon a promotion code put on it at checkout.
     #[serde(default)]
     pub discount: Option<LocalDiscount>,
+    /// `customer.subscription.trial_will_end` was sent for this trial
+    /// (Stripe sends it once, three days before the end).
+    #[serde(default)]
+    pub trial_end_announced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,6 +515,7 @@ impl LocalStripe {
                     ended_at: None,
                     latest_invoice: None,
                     discount: None,
+                    trial_end_announced: false,
                 });
                 let index = a.subscriptions.len() - 1;
                 let invoice = new_invoice(a, index, amount, (now, period_end), "subscription_create", now);
@@ -646,9 +651,7 @@ impl LocalStripe {
                         _ => Ok(cancel(a, index, now)),
                     },
                     SubscriptionAction::TrialWillEnd => match status {
-                        S::Trialing => {
-                            Ok(vec![sub_event(a, index, "customer.subscription.trial_will_end", None, now)])
-                        }
+                        S::Trialing => Ok(announce_trial_end(a, index, now)),
                         _ => Err(refuse(format!("it is {}, not trialing", status.as_str()))),
                     },
                     SubscriptionAction::TrialEnds(outcome) => match status {
@@ -1212,6 +1215,7 @@ fn complete_session(
         ended_at: None,
         latest_invoice: None,
         discount: None,
+        trial_end_announced: false,
     });
     let sub_index = a.subscriptions.len() - 1;
     if let Some(code) = &promotion_code {
@@ -1317,10 +1321,16 @@ fn set_status(a: &mut Account, index: usize, status: SubscriptionStatus, now: i6
 
 /// The trial ends now. `warn` first sends `trial_will_end` (Stripe sends it
 /// three days ahead; here, just before).
+/// Stripe's notice before a trial ends, once per trial.
+fn announce_trial_end(a: &mut Account, index: usize, now: i64) -> Vec<Value> {
+    a.subscriptions[index].trial_end_announced = true;
+    vec![sub_event(a, index, "customer.subscription.trial_will_end", None, now)]
+}
+
 fn end_trial(a: &mut Account, index: usize, outcome: TrialOutcome, now: i64, warn: bool) -> Vec<Value> {
     let mut events = Vec::new();
-    if warn {
-        events.push(sub_event(a, index, "customer.subscription.trial_will_end", None, now));
+    if warn && !a.subscriptions[index].trial_end_announced {
+        events.extend(announce_trial_end(a, index, now));
     }
     let before = subscription_wire(&a.subscriptions[index], EVENT_API_VERSION);
     let sub = &mut a.subscriptions[index];
@@ -1825,6 +1835,21 @@ mod tests {
         let sub = snap(&stripe, &id).await;
         assert_eq!(sub.status, SubscriptionStatus::Active);
         assert_eq!(sub.current_period_end, Some(NOW + 30 * DAY));
+    }
+
+    #[tokio::test]
+    async fn a_trial_is_announced_once_whether_before_its_end_or_at_it() {
+        let stripe = stripe();
+        let id = paid(&stripe, PayOptions { trial_days: Some(14) }).await;
+        let notice = stripe.act(&id, &SubscriptionAction::TrialWillEnd).unwrap();
+        assert_eq!(types(&notice), ["customer.subscription.trial_will_end"]);
+        assert_eq!(snap(&stripe, &id).await.status, SubscriptionStatus::Trialing, "the trial goes on");
+        let ended = stripe.act(&id, &SubscriptionAction::TrialEnds(TrialOutcome::Pay)).unwrap();
+        assert_eq!(types(&ended), ["customer.subscription.updated", "invoice.paid"], "not announced again");
+        assert!(matches!(
+            stripe.act(&id, &SubscriptionAction::TrialWillEnd),
+            Err(LocalStripeError::Refused { .. })
+        ));
     }
 
     #[tokio::test]
