@@ -21,5 +21,6 @@ mod stage_all;
 mod stage_events;
 mod stage_stripe;
 mod stage_tenants;
+mod status;
 mod stripe_api;
 mod workflow;

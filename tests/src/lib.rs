@@ -92,14 +92,23 @@ impl ServedStack {
             bind("127.0.0.1:0".parse().expect("an address")).await.expect("a loopback port");
         let base = format!("http://{addr}");
         let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).expect("the stand-in"));
-        let adapters = local_adapters_on(stripe.clone());
+        // The apps' status URL and billing links point at this server.
+        let adapters = tenantctl::local::Adapters::local(
+            step_config(),
+            Arc::new(tenancy::clock::SystemClock),
+            &instant_options(),
+            &base,
+            stripe.clone(),
+        )
+        .expect("in-memory adapters open");
         let api = tenancy::checkout::CheckoutApi::new(
             adapters.steps.store.clone(),
             gateway(&base, &stripe),
             tenancy::domain::Catalog::embedded().expect("the catalog"),
             checkout_settings(),
             clock.clone(),
-        );
+        )
+        .with_status(step_config().password_key, Some(&base));
         let secret = WebhookSecret::parse(FIXTURE_SECRET).expect("the fixture secret");
         let signup = LocalSignup { api, webhook_secret: secret, clock: clock.clone() };
         let queue = Arc::new(LocalEventQueue::default());

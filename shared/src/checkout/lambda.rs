@@ -10,8 +10,16 @@ use super::CheckoutApi;
 
 pub async fn handle(api: &CheckoutApi, request: Request) -> Result<Response<Body>, Infallible> {
     let client = source_ip(&request);
+    let base = public_base(&request);
     let answer = api
-        .handle(request.method(), request.uri().path(), request.headers(), request.body().as_ref(), client)
+        .handle_at(
+            base.as_deref(),
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+            request.body().as_ref(),
+            client,
+        )
         .await;
     let mut response = Response::new(Body::Text(answer.body));
     *response.status_mut() = answer.status;
@@ -33,18 +41,37 @@ fn source_ip(request: &Request) -> Option<IpAddr> {
     }
 }
 
+/// The API's URL as API Gateway names it in the request context (never
+/// the `Host` header): `https://{domain}`, with the stage unless it is
+/// `$default`. The function cannot be told its own API's URL in the
+/// template (that would be a circular reference), so the status answer's
+/// billing link is made under this.
+fn public_base(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => {
+            let domain = context.domain_name.as_deref().filter(|d| !d.is_empty())?;
+            match context.stage.as_deref() {
+                None | Some("" | "$default") => Some(format!("https://{domain}")),
+                Some(stage) => Some(format!("https://{domain}/{stage}")),
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_source_ip_comes_from_the_request_context_not_from_headers() {
+    fn the_source_ip_and_public_url_come_from_the_request_context_not_from_headers() {
         let event = serde_json::json!({
             "version": "2.0",
             "routeKey": "POST /checkout",
             "rawPath": "/checkout",
             "rawQueryString": "",
-            "headers": {"x-forwarded-for": "10.9.9.9", "content-type": "application/json"},
+            "headers": {"x-forwarded-for": "10.9.9.9", "host": "attacker.example", "content-type": "application/json"},
             "requestContext": {
                 "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
                 "domainPrefix": "api", "requestId": "id", "routeKey": "POST /checkout", "stage": "$default",
@@ -56,5 +83,6 @@ mod tests {
         });
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(source_ip(&request), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(public_base(&request).as_deref(), Some("https://api.example.com"));
     }
 }

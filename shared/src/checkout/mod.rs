@@ -6,7 +6,9 @@
 //! CORS, the signup form and the answers; `hold`, a subdomain held while its
 //! buyer pays (and whether one is free); `limits`, how much one client may
 //! ask; `coupon`, a promotion code checked against Stripe for the plan;
-//! `session`, the Stripe Checkout Session; `lambda`, the API Gateway glue.
+//! `session`, the Stripe Checkout Session; `billing_link`, the mails' links
+//! to the billing portal; `status`, the tenant app's live status
+//! (`GET /status`); `lambda`, the API Gateway glue.
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ mod http;
 pub mod lambda;
 mod limits;
 mod session;
+pub mod status;
 #[cfg(test)]
 mod testing;
 
@@ -152,6 +155,8 @@ pub struct CheckoutApi {
     /// `GET /billing/{token}`: the mails' card links, checked, then a
     /// portal session returning to `return_url`. Not answered without.
     billing: Option<(billing_link::BillingLinks, String)>,
+    /// `GET /status`: the tenant apps' status tokens checked. Not answered without.
+    status: Option<status::StatusEndpoint>,
     /// Price ids found by lookup key, with when they were found.
     prices: session::PriceCache,
 }
@@ -167,13 +172,31 @@ impl CheckoutApi {
         settings: CheckoutSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        CheckoutApi { store, stripe, catalog, settings, clock, billing: None, prices: Default::default() }
+        CheckoutApi {
+            store,
+            stripe,
+            catalog,
+            settings,
+            clock,
+            billing: None,
+            status: None,
+            prices: Default::default(),
+        }
     }
 
     /// Answers the billing links `links` makes (see [`billing_link`]),
     /// sending customers back to `return_url` from Stripe's portal.
     pub fn with_billing_links(mut self, links: billing_link::BillingLinks, return_url: &str) -> Self {
         self.billing = Some((links, return_url.to_owned()));
+        self
+    }
+
+    /// Answers `GET /status` for the tokens `key` derives (see [`status`]);
+    /// its billing links under `base` (the API's public URL) when given,
+    /// else under the URL each request came to.
+    pub fn with_status(mut self, key: crate::domain::password::PasswordKey, base: Option<&str>) -> Self {
+        let base = base.map(|b| b.trim_end_matches('/').to_owned());
+        self.status = Some(status::StatusEndpoint { key, base });
         self
     }
 }

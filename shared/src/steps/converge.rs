@@ -15,8 +15,10 @@ use super::context::{StepContext, load, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
 use super::provision::app_environment;
+use super::status_token::with_status_token;
+use crate::checkout::status::StatusTokens;
 use crate::domain::{
-    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, TenantId, TenantRecord,
+    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, StatusToken, TenantId, TenantRecord,
     TenantResources, TenantStatus,
 };
 use crate::ports::{
@@ -68,6 +70,8 @@ pub struct ConvergePorts<'a> {
     pub dns: &'a dyn DnsPublisher,
     pub mailer: &'a dyn Mailer,
     pub portal: &'a dyn BillingPortal,
+    /// The app's status token, part of its environment.
+    pub status: &'a StatusTokens,
 }
 
 fn report(record: &TenantRecord, ctx: &StepContext<'_>, note: impl Into<String>) -> Converged {
@@ -170,7 +174,8 @@ async fn converge_under_lease(
             });
         }
         let desired = record.desired.clone().ok_or_else(|| StepError::Internal("no desired state".into()))?;
-        let resources = make_match(ports, ctx, &record, &desired, &mut actions).await?;
+        let (record, token) = with_status_token(ports.store, ctx.clock, ports.status, record).await?;
+        let resources = make_match(ports, ctx, &record, &desired, &token, &mut actions).await?;
         let next = reached(&record, &desired, resources, ctx.clock.now_unix());
         match ports.store.replace_tenant(&next).await {
             // Written: the loop reads again and stops unless the generation moved.
@@ -193,6 +198,7 @@ async fn make_match(
     ctx: &StepContext<'_>,
     record: &TenantRecord,
     desired: &DesiredTenant,
+    token: &StatusToken,
     actions: &mut Vec<String>,
 ) -> Result<TenantResources, StepError> {
     let signup = signup_of(record)?;
@@ -209,6 +215,7 @@ async fn make_match(
                     &desired.plan,
                     desired.billing,
                     &format!("https://{host}"),
+                    ports.status.environment(token),
                 ),
                 host: host.clone(),
                 desired_count: u32::from(running),
