@@ -178,7 +178,7 @@ impl CheckoutApi {
         // Server to server: no CORS, no per-client limit (see `status`).
         if path == super::status::STATUS_PATH {
             return match method {
-                &Method::GET => self.status(headers, public_base).await,
+                &Method::GET => self.tenant_status(headers, public_base).await,
                 _ => ApiAnswer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route"),
             };
         }

@@ -117,7 +117,7 @@ fn bearer(headers: &HeaderMap) -> Option<StatusToken> {
 impl CheckoutApi {
     /// Answers `GET /status` (see [`crate::checkout::status`]); `base` the
     /// URL the request came to, for the billing link.
-    pub(super) async fn status(&self, headers: &HeaderMap, base: Option<&str>) -> ApiAnswer {
+    pub(super) async fn tenant_status(&self, headers: &HeaderMap, base: Option<&str>) -> ApiAnswer {
         let Some(endpoint) = &self.status else {
             return ApiAnswer::error(StatusCode::NOT_FOUND, "no such route");
         };
