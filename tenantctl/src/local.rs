@@ -478,7 +478,10 @@ async fn resend_welcome(State(stack): State<Arc<LocalStack>>, Path(subdomain): P
     }
 }
 
-async fn rotate_status_token(State(stack): State<Arc<LocalStack>>, Path(subdomain): Path<String>) -> Response {
+async fn rotate_status_token(
+    State(stack): State<Arc<LocalStack>>,
+    Path(subdomain): Path<String>,
+) -> Response {
     match stack.rotate_status_token(&subdomain).await {
         Ok(report) => axum::Json(report).into_response(),
         Err((status, message)) => (status, axum::Json(json!({"error": message}))).into_response(),

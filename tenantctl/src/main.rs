@@ -484,9 +484,13 @@ async fn run(cli: Cli) -> Result<()> {
                 TenantsCommand::RotateStatusToken { tenant } => {
                     let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-                    let rotated =
-                        tenantctl::stage::status_token::rotate(&stage, &secrets, &tenant, i64::try_from(now)?)
-                            .await?;
+                    let rotated = tenantctl::stage::status_token::rotate(
+                        &stage,
+                        &secrets,
+                        &tenant,
+                        i64::try_from(now)?,
+                    )
+                    .await?;
                     if cli.stage.json {
                         println!("{}", serde_json::to_string_pretty(&rotated)?);
                     } else {
@@ -627,7 +631,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Local { command: LocalCommand::RotateStatusToken { server, subdomain } } => {
-            let url = format!("{}/local/tenants/{subdomain}/rotate-status-token", server.trim_end_matches('/'));
+            let url =
+                format!("{}/local/tenants/{subdomain}/rotate-status-token", server.trim_end_matches('/'));
             let (status, answer) = call_json(&url, &serde_json::Value::Null).await?;
             println!("{answer}");
             if !status.is_success() {

@@ -349,8 +349,12 @@ async fn a_status_token_is_rotated_in_the_stages_table_and_a_lifecycle_execution
     assert_eq!(stored.generation, record.generation + 1, "a converge is due");
     // The lifecycle execution converges the tenant by its id.
     let execution = format!("{}:{}", lifecycle.replace(":stateMachine:", ":execution:"), first.execution);
-    let started =
-        tenancy::adapters::aws::sdk::sfn::Client::new(&sdk).describe_execution().execution_arn(&execution).send().await.unwrap();
+    let started = tenancy::adapters::aws::sdk::sfn::Client::new(&sdk)
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
     let input: serde_json::Value = serde_json::from_str(started.input().unwrap_or_default()).unwrap();
     assert_eq!(input, serde_json::json!({"tenant_id": record.id}));
 

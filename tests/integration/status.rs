@@ -80,7 +80,11 @@ async fn the_app_reads_its_live_status_with_its_token_and_a_rotation_revokes_it(
     assert!(served.stack.wait_settled(Duration::from_secs(30)).await);
     let (status, _, body) = ask(&url, Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["status"].as_str(), body["past_due"].as_bool()), (Some("PAST_DUE"), Some(true)), "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["past_due"].as_bool()),
+        (Some("PAST_DUE"), Some(true)),
+        "{body}"
+    );
     assert_eq!(app_environment(&served).await, env, "the same environment");
     assert_eq!(served.stack.state().await["services"][0]["started_at_ms"], started, "no new task");
 

@@ -97,7 +97,8 @@ mod tests {
         let key = PasswordKey::parse("1:unit-test-password-key-0123456789abcdef").unwrap();
         let sample: serde_json::Value =
             serde_json::from_str(include_str!("../../../events/01-checkout.session.completed.json")).unwrap();
-        let signup = CheckoutSignup::from_session(&sample["data"]["object"], &Catalog::embedded().unwrap()).unwrap();
+        let signup =
+            CheckoutSignup::from_session(&sample["data"]["object"], &Catalog::embedded().unwrap()).unwrap();
         let mut record = TenantRecord::provisioning(signup.clone(), "$argon2id$hash".into(), 1);
         let token = StatusToken::derive(&key, &record.id, 1);
         record.status_token = Some(StatusTokenRecord::of(&token));
@@ -122,6 +123,9 @@ mod tests {
         let Body::Text(text) = response.body() else { panic!("a text body") };
         let body: serde_json::Value = serde_json::from_str(text).unwrap();
         let link = body["billing_url"].as_str().unwrap();
-        assert!(link.starts_with("https://abc123.execute-api.ca-central-1.amazonaws.com/billing/1.cus_"), "{link}");
+        assert!(
+            link.starts_with("https://abc123.execute-api.ca-central-1.amazonaws.com/billing/1.cus_"),
+            "{link}"
+        );
     }
 }

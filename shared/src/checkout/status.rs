@@ -133,7 +133,8 @@ impl CheckoutApi {
             Ok(record) => record,
             Err(error) => {
                 tracing::error!(tenant_id = %token.tenant(), error = %crate::telemetry::error_chain(&error), "status: tenant not read");
-                let mut answer = ApiAnswer::error(StatusCode::SERVICE_UNAVAILABLE, "status unavailable, ask again");
+                let mut answer =
+                    ApiAnswer::error(StatusCode::SERVICE_UNAVAILABLE, "status unavailable, ask again");
                 answer.headers.push(("cache-control", "no-store".into()));
                 return answer;
             }
@@ -163,7 +164,8 @@ impl CheckoutApi {
         let plan = plan.map(|p| self.catalog.plan(p.key.as_str()).unwrap_or_else(|_| p.clone()));
         let billing = desired.map(|d| d.billing).or(record.billing).or(signup.map(|s| s.billing));
         let billing_url = signup.map(|s| {
-            super::billing_link::BillingLinks::new(base, key.clone(), self.clock.clone()).link_for(&s.customer)
+            super::billing_link::BillingLinks::new(base, key.clone(), self.clock.clone())
+                .link_for(&s.customer)
         });
         json!({
             "tenant_id": record.id,
@@ -206,7 +208,8 @@ mod tests {
     async fn acme(f: &Fixture, generation: u32) -> (TenantRecord, StatusToken) {
         let event: Value =
             serde_json::from_str(include_str!("../../../events/01-checkout.session.completed.json")).unwrap();
-        let signup = CheckoutSignup::from_session(&event["data"]["object"], &Catalog::embedded().unwrap()).unwrap();
+        let signup =
+            CheckoutSignup::from_session(&event["data"]["object"], &Catalog::embedded().unwrap()).unwrap();
         let mut record = TenantRecord::provisioning(signup, "$argon2id$hash".into(), NOW);
         let token = StatusToken::derive(&key(), &record.id, generation);
         record.status_token = Some(StatusTokenRecord::of(&token));
@@ -250,7 +253,10 @@ mod tests {
         assert_eq!(status["tier"], 2);
         assert_eq!(status["limits"], json!({"activities": 15}));
         assert_eq!(status["billing"], "monthly");
-        assert_eq!((status["past_due"].as_bool(), status["cancel_at_period_end"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(
+            (status["past_due"].as_bool(), status["cancel_at_period_end"].as_bool()),
+            (Some(false), Some(false))
+        );
         let link = status["billing_url"].as_str().unwrap();
         assert!(link.starts_with("https://api.example.com/billing/1.cus_"), "{link}");
         // The link is one the API itself follows.
@@ -265,18 +271,17 @@ mod tests {
         let (record, current) = acme(&f, 2).await;
         let (api, _) = api(f);
         let old = StatusToken::derive(&key(), &record.id, 1);
-        let stranger = StatusToken::derive(
-            &key(),
-            &TenantId::parse("tnt_00000000000000000009").unwrap(),
-            1,
-        );
+        let stranger = StatusToken::derive(&key(), &TenantId::parse("tnt_00000000000000000009").unwrap(), 1);
         let forged = StatusToken::derive(
             &PasswordKey::parse("1:someone-elses-key-0123456789abcdefghij").unwrap(),
             &record.id,
             2,
         );
-        let unknown_version =
-            StatusToken::derive(&PasswordKey::parse("v9:another-key-0123456789abcdefghijklmn").unwrap(), &record.id, 2);
+        let unknown_version = StatusToken::derive(
+            &PasswordKey::parse("v9:another-key-0123456789abcdefghijklmn").unwrap(),
+            &record.id,
+            2,
+        );
         let refused = [
             None,
             Some("Bearer".to_owned()),
@@ -302,10 +307,14 @@ mod tests {
         let f = fixture_with(None);
         let (_, token) = acme(&f, 1).await;
         let unconfigured = fixture_with(None);
-        assert_eq!(get(&unconfigured.api, Some(&format!("Bearer {}", token.expose()))).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(&unconfigured.api, Some(&format!("Bearer {}", token.expose()))).await.status,
+            StatusCode::NOT_FOUND
+        );
         let (api, _) = api(f);
         let mut headers = from_origin();
-        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap());
+        headers
+            .insert("authorization", HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap());
         let post = api.handle(&Method::POST, STATUS_PATH, &headers, b"", None).await;
         assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
         let preflight = api.handle(&Method::OPTIONS, STATUS_PATH, &from_origin(), b"", None).await;
@@ -331,7 +340,10 @@ mod tests {
         assert_eq!(url, (TENANCY_STATUS_URL.to_owned(), "https://api.example.com/status".to_owned()));
         assert_eq!(token.1, first.expose());
         // A dropped key version derives nothing: a new token is due.
-        let rotated = StatusTokens::new("https://api.example.com", PasswordKey::parse("v2:a-new-password-key-0123456789abcdefgh").unwrap());
+        let rotated = StatusTokens::new(
+            "https://api.example.com",
+            PasswordKey::parse("v2:a-new-password-key-0123456789abcdefgh").unwrap(),
+        );
         assert_eq!(rotated.current(&tenant, Some(&recorded)), None);
         assert!(rotated.next(&tenant, Some(&recorded)).expose().contains(".v2.2."));
     }

@@ -134,7 +134,11 @@ impl StatusToken {
 
 impl std::fmt::Debug for StatusToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StatusToken({}, key {}, generation {}, ***)", self.tenant, self.key_version, self.generation)
+        write!(
+            f,
+            "StatusToken({}, key {}, generation {}, ***)",
+            self.tenant, self.key_version, self.generation
+        )
     }
 }
 
@@ -250,7 +254,8 @@ mod tests {
     fn a_dropped_key_version_refuses_its_tokens_and_a_kept_one_accepts_them() {
         let old = StatusToken::derive(&key(KEY), &tenant(1), 1);
         let recorded = StatusTokenRecord::of(&old);
-        let rotated = key("v2:a-new-password-key-0123456789abcdefgh,1:unit-test-password-key-0123456789abcdef");
+        let rotated =
+            key("v2:a-new-password-key-0123456789abcdefgh,1:unit-test-password-key-0123456789abcdef");
         assert_eq!(check(&rotated, &old, Some(&recorded)), Ok(()), "kept while the old version is");
         let dropped = key("v2:a-new-password-key-0123456789abcdefgh");
         assert_eq!(check(&dropped, &old, Some(&recorded)), Err(StatusTokenError::UnknownKey));

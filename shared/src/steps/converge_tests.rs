@@ -287,7 +287,10 @@ impl World {
                 // The app's status token is the tenant's current one.
                 let token = crate::domain::StatusToken::parse(&service.environment["TENANCY_STATUS_TOKEN"]);
                 let recorded = record.status_token.as_ref().expect("a status token recorded");
-                assert!(token.is_ok_and(|token| recorded.matches(&token)), "the app's token is not the recorded one");
+                assert!(
+                    token.is_ok_and(|token| recorded.matches(&token)),
+                    "the app's token is not the recorded one"
+                );
                 assert_eq!(records.len(), 1);
             }
         }
@@ -532,7 +535,8 @@ async fn a_rotated_status_token_is_relaunched_with_and_the_old_one_revoked() {
     assert_eq!(recorded.generation, old.generation() + 1);
     assert!(!recorded.matches(&old), "revoked by the write itself");
     assert!(rotated.reached_generation < rotated.generation, "a converge is due");
-    let input = ConvergeInput { tenant_id: tenant.clone(), owner: "rotate".into(), finish_provisioning: false };
+    let input =
+        ConvergeInput { tenant_id: tenant.clone(), owner: "rotate".into(), finish_provisioning: false };
     converge_tenant(&world.ports(), &world.ctx(), input).await.unwrap();
     let new = world.launcher.services()[0].environment["TENANCY_STATUS_TOKEN"].clone();
     let new = crate::domain::StatusToken::parse(&new).unwrap();

@@ -107,7 +107,10 @@ impl StepShell {
     pub async fn status_tokens(
         &self,
     ) -> Result<crate::checkout::status::StatusTokens, crate::config::ConfigError> {
-        crate::checkout::status::StatusTokens::from_lookup(&crate::config::ProcessEnv, self.password_key().await?)
+        crate::checkout::status::StatusTokens::from_lookup(
+            &crate::config::ProcessEnv,
+            self.password_key().await?,
+        )
     }
 
     /// The admin password key, from the secret store named in the environment.

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 pub use error::StepError;
 
-use crate::clock::Clock;
 use crate::checkout::status::StatusTokens;
+use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::Catalog;
 use crate::domain::password::PasswordKey;

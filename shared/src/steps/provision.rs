@@ -762,10 +762,24 @@ mod tests {
     async fn launch_twice_gives_one_service_with_the_app_settings() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first =
-            launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
-        let second =
-            launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let first = launch_tenant(
+            &world.store,
+            &world.launcher,
+            &world.status(),
+            &world.ctx(),
+            tenant_input(&tenant),
+        )
+        .await
+        .unwrap();
+        let second = launch_tenant(
+            &world.store,
+            &world.launcher,
+            &world.status(),
+            &world.ctx(),
+            tenant_input(&tenant),
+        )
+        .await
+        .unwrap();
         assert_eq!(first, second);
         let services = world.launcher.services();
         assert_eq!(services.len(), 1);
@@ -793,11 +807,19 @@ mod tests {
     async fn a_tenant_from_before_status_tokens_gets_one_recorded_before_its_launch() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        update(&world.store, &world.clock, &tenant.tenant_id, |r| r.status_token.take().is_some()).await.unwrap();
+        update(&world.store, &world.clock, &tenant.tenant_id, |r| r.status_token.take().is_some())
+            .await
+            .unwrap();
         let launch = async || {
-            launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
-                .await
-                .unwrap();
+            launch_tenant(
+                &world.store,
+                &world.launcher,
+                &world.status(),
+                &world.ctx(),
+                tenant_input(&tenant),
+            )
+            .await
+            .unwrap();
             world.launcher.services()[0].environment.clone()
         };
         let first = launch().await;
@@ -819,7 +841,9 @@ mod tests {
         let health = HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 0 };
         let before = check_tenant_health(&world.launcher, health.clone()).await.unwrap_err();
         assert_eq!(before.error_name(), "Tenancy.TenantUnhealthy", "no service yet: {before}");
-        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let after = check_tenant_health(&world.launcher, HealthInput { checks: 3, ..health }).await.unwrap();
         assert_eq!(after, HealthReport { detail: "healthy".into(), checks: 4 });
 
@@ -842,7 +866,9 @@ mod tests {
         let slow_launcher = LocalLauncher::open(None, clock.clone(), Duration::from_secs(20)).unwrap();
         let slow_dns = LocalDns::open(None, clock, Duration::from_secs(30), "alb.local").unwrap();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &slow_launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &slow_launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let starting = check_tenant_health(
             &slow_launcher,
             HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 2 },
@@ -947,7 +973,9 @@ mod tests {
     async fn compensate_twice_removes_everything_and_tells_the_operator_once() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         for _ in 0..2 {
             let input = failure_input(Some(&tenant), "Tenancy.Rejected");
@@ -982,7 +1010,9 @@ mod tests {
     async fn a_mail_that_cannot_be_sent_does_not_fail_compensation_or_rejection() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let input = failure_input(Some(&tenant), "Tenancy.Rejected");
         let report =
             compensate(&world.store, &world.launcher, &world.dns, &RefusingMailer, &world.ctx(), input)

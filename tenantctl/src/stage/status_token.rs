@@ -59,7 +59,8 @@ pub async fn rotate(
 ) -> Result<Rotated, RotateError> {
     let key_parameter = stage.parameter("TenantPasswordKeyParameter")?.to_owned();
     let env = move |var: &str| (var == TENANT_PASSWORD_KEY_PARAM).then(|| key_parameter.clone());
-    let key = tenancy::config::password_key(&env, secrets).await.map_err(|e| RotateError::Key(error_chain(&e)))?;
+    let key =
+        tenancy::config::password_key(&env, secrets).await.map_err(|e| RotateError::Key(error_chain(&e)))?;
     let tokens = StatusTokens::new(stage.output("CheckoutApiUrl")?, key);
     let lifecycle = stage.output("LifecycleStateMachineArn")?.to_owned();
     let store = store(stage)?;
