@@ -175,6 +175,8 @@ impl StatusTokenRecord {
 
 /// The whole check of a presented token against its tenant's record
 /// (`None`: no such tenant, or one without a token): genuine and current.
+/// `GET /status` makes it in two halves, the signature before the record
+/// is read and the hash after.
 pub fn check(
     key: &PasswordKey,
     token: &StatusToken,
