@@ -519,6 +519,8 @@ async fn signup_api(
     let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
     let answer = signup.api.handle(&method, uri.path(), &headers, &body, client).await;
     let mut response = (answer.status, answer.body).into_response();
+    // The answer names its own (axum's default for a String is text/plain).
+    response.headers_mut().remove(header::CONTENT_TYPE);
     for (name, value) in answer.headers {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().append(name, value);
