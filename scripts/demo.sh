@@ -2,7 +2,8 @@
 # make demo: start the local stack, send it signed checkouts (from events/
 # and through the checkout API on the local Stripe stand-in), change
 # subscriptions in the stand-in as customers and Stripe would (each change's
-# events delivered signed, duplicated and shuffled), send two deliveries
+# events delivered signed, duplicated and shuffled), sign up with a free
+# trial (once per customer) and with a coupon on a two-year term, send two deliveries
 # Stripe's checks must refuse, and print the executions like the Step
 # Functions console, then the tenants, services, DNS records and mails.
 set -euo pipefail
@@ -85,9 +86,41 @@ echo "-- POST /checkout: $answer"
 session="$(printf '%s' "$answer" | grep -oE 'cs_test_[A-Za-z0-9]+' | head -n1)"
 echo "-- the same subdomain for someone else while the first checkout is open:"
 curl_free --plan pro --billing annual --subdomain initrode --organization 'Initech' --email 'bill@initech.example'
-echo "-- paying $session:"
-"$tenantctl" local pay --server "$base" "$session"
+echo "-- paying $session: Basic has a 14-day free trial, so nothing is charged today and the tenant"
+echo "   runs. The stand-in's clock does not move, so the demo pays it as a 3-day trial: its reminder"
+echo "   is due at once (Stripe sends trial_will_end at once for a trial that short)."
+"$tenantctl" local pay --server "$base" --trial-days 3 "$session"
 settle
+echo "-- the same mailbox again, on another name: its one trial is used, so this one is charged"
+echo "   from today, and the answer says why:"
+curl_free --plan basic --billing monthly --subdomain initrode-labs --organization 'Initrode Labs' --email 'Peter+labs@initrode.example'
+initrode_sub="$("$tenantctl" local subscriptions --server "$base" | grep initrode | grep -oE 'sub_local[0-9]+' | head -n1)"
+echo "-- Stripe's trial_will_end, delivered twice more: still one reminder mail (with the billing"
+echo "   link); then the trial ends and the card is charged:"
+sub "$initrode_sub" trial-will-end --duplicate 1
+settle
+sub "$initrode_sub" trial-ends --then pay
+settle
+echo
+echo "== a two-year Pro term with a coupon: WELCOME10 (10 % off the first invoice, Pro only) is made"
+echo "   in the local Stripe as an operator would in the Dashboard, then typed on the signup form"
+stripe_post() {
+  python3 - "$base/v1/$1" "${@:2}" <<'PY'
+import sys, urllib.parse, urllib.request
+url, pairs = sys.argv[1], [tuple(arg.split("=", 1)) for arg in sys.argv[2:]]
+request = urllib.request.Request(url, data=urllib.parse.urlencode(pairs).encode(),
+                                 headers={"Authorization": "Bearer sk_test_local_demo"})
+urllib.request.urlopen(request).read()
+PY
+}
+stripe_post coupons id=welcome percent_off=10 duration=once 'applies_to[products][0]=tenancy_pro'
+stripe_post promotion_codes 'promotion[type]=coupon' 'promotion[coupon]=welcome' code=WELCOME10
+answer="$(curl_free --plan pro --billing biennial --subdomain umbrella --organization 'Umbrella' --email 'alice@umbrella.example' --coupon welcome10)"
+echo "-- POST /checkout: $answer"
+"$tenantctl" local pay --server "$base" "$(printf '%s' "$answer" | grep -oE 'cs_test_[A-Za-z0-9]+' | head -n1)"
+settle
+echo "-- the coupon on Ultimate, which it is not for:"
+curl_free --plan ultimate --billing monthly --subdomain umbrella-two --organization 'Umbrella' --email 'alice@umbrella.example' --coupon WELCOME10 || true
 echo
 echo "-- an event type the system does not act on:"
 send events/08-charge.succeeded.json

@@ -20,7 +20,10 @@ use tenancy::adapters::local::{LocalEventQueue, LocalStripe, SubscriptionAction}
 use tenancy::clock::{Clock, SystemClock};
 use tenancy::config::TenantSettings;
 use tenancy::domain::password::PasswordKey;
-use tenancy::domain::{Catalog, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use tenancy::domain::{
+    Catalog, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer,
+    TrialReservation, TrialUse,
+};
 use tenancy::ingress::WebhookIngress;
 use tenancy::ports::{
     HeldSession, HoldOutcome, HoldRequest, Inserted, LeaseOutcome, MailMarked, MailRecord, MailSlot,
@@ -295,6 +298,18 @@ impl TenantStore for CountingStore {
     async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError> {
         self.inner.mails(tenant).await
     }
+    async fn reserve_trial(
+        &self,
+        reservation: &TrialReservation,
+        now: i64,
+    ) -> Result<TrialOffer, StoreError> {
+        self.write(1);
+        self.inner.reserve_trial(reservation, now).await
+    }
+    async fn record_trial_use(&self, key: &TrialKey, used: &TrialUse) -> Result<TrialUse, StoreError> {
+        self.write(1);
+        self.inner.record_trial_use(key, used).await
+    }
 }
 
 /// What one delivered event cost.
@@ -371,7 +386,13 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let options = LocalOptions { state: None, time_scale, definitions: None, executor: None };
+    let options = LocalOptions {
+        state: None,
+        time_scale,
+        definitions: None,
+        executor: None,
+        quotas: Default::default(),
+    };
     let config = StepConfig {
         settings: TenantSettings::from_lookup(&env)?,
         catalog: Catalog::embedded()?,

@@ -12,6 +12,13 @@ pub trait Clock: Send + Sync {
     }
 }
 
+/// The UTC calendar date of a Unix time, `2026-12-11` (for mails).
+pub fn utc_date(unix: i64) -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let stamp = DateTime::from_secs(unix).fmt(Format::DateTime).unwrap_or_default();
+    stamp.split('T').next().unwrap_or_default().to_owned()
+}
+
 /// The machine's clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
@@ -41,5 +48,19 @@ pub struct FixedClock(pub i64);
 impl Clock for FixedClock {
     fn now_unix(&self) -> i64 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unix_time_reads_as_its_utc_date() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_798_761_599), "2026-12-31");
+        assert_eq!(utc_date(1_798_761_600), "2027-01-01");
+        assert_eq!(utc_date(-1), "1969-12-31");
     }
 }

@@ -73,6 +73,25 @@ pub fn required(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigErr
     env.get(var).ok_or(ConfigError::Missing { var })
 }
 
+/// A positive count from `var`, `default` when unset.
+pub fn count_setting(
+    env: &dyn Lookup,
+    var: &'static str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(count) if (1..=max).contains(&count) => Ok(count),
+            _ => Err(ConfigError::Invalid {
+                var,
+                reason: format!("expected 1 to {max}, got `{}`", raw.trim()),
+            }),
+        },
+    }
+}
+
 /// Where the webhook signing secrets come from.
 #[derive(Debug, Clone)]
 pub enum SecretsSource {

@@ -55,6 +55,7 @@ pub fn route(event_type: &EventType) -> Option<Workflow> {
         EventType::CustomerSubscriptionCreated
         | EventType::CustomerSubscriptionUpdated
         | EventType::CustomerSubscriptionDeleted
+        | EventType::CustomerSubscriptionTrialWillEnd
         | EventType::InvoicePaid
         | EventType::InvoicePaymentFailed => Some(Workflow::Lifecycle),
         EventType::Other(_) => None,

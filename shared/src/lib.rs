@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod inbound;
 pub mod ingress;
 pub mod ports;
 pub mod reconcile;

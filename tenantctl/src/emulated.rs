@@ -108,8 +108,10 @@ pub async fn adapters(
         password_key: config.password_key,
     };
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));
+    let capacity =
+        Arc::new(tenancy::adapters::aws::elb::ListenerCapacity::from_lookup(client!(elbv2), &env)?);
     let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: emulator.endpoint.clone() });
-    Ok((Adapters { steps, inspect, stripe }, platform))
+    Ok((Adapters { steps, inspect, stripe, capacity }, platform))
 }
 
 /// How often the emulated platform looks at every service again, in rounds;

@@ -30,7 +30,7 @@ use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookAnswer;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{EventQueue, QueuedEvent, TenantStore, WorkflowStarter};
+use tenancy::ports::{AlbQuotas, EventQueue, QueuedEvent, RoutingCapacity, TenantStore, WorkflowStarter};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -85,6 +85,8 @@ pub struct LocalOptions {
     /// server gives them a runtime of their own, so webhook answers never
     /// queue behind steps, as in AWS where each Lambda has its own sandbox.
     pub executor: Option<tokio::runtime::Handle>,
+    /// The quotas the local load balancer holds tenants to (AWS's by default).
+    pub quotas: AlbQuotas,
 }
 
 /// The configuration every step shares.
@@ -145,6 +147,8 @@ pub struct Adapters {
     pub inspect: Arc<dyn Inspect>,
     /// The local Stripe stand-in (Stripe is never emulated on moto).
     pub stripe: Arc<LocalStripe>,
+    /// The room behind the load balancer, which the checkout asks before a sale.
+    pub capacity: Arc<dyn RoutingCapacity>,
 }
 
 impl Adapters {
@@ -160,7 +164,8 @@ impl Adapters {
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
-        let launcher = Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?);
+        let launcher =
+            Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?.with_quotas(options.quotas));
         let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?);
         let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
         let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
@@ -180,7 +185,8 @@ impl Adapters {
             status: tenancy::checkout::status::StatusTokens::new(portal_base, config.password_key.clone()),
             password_key: config.password_key,
         };
-        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe })
+        let capacity = launcher.clone();
+        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe, capacity })
     }
 }
 
@@ -620,6 +626,23 @@ async fn stripe_api_checkout_session(
             );
         }
     };
+    const TRIAL_PARAM: &str = "subscription_data[trial_period_days]";
+    let trial_days = match field(TRIAL_PARAM).map(|raw| raw.parse::<u32>()) {
+        None => None,
+        Some(Ok(days)) if (1..=tenancy::domain::trial::MAX_TRIAL_DAYS).contains(&days) => Some(days),
+        Some(_) => {
+            let message = format!(
+                "Invalid {TRIAL_PARAM}: must be an integer from 1 to {}",
+                tenancy::domain::trial::MAX_TRIAL_DAYS
+            );
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &message,
+                Some(TRIAL_PARAM),
+            );
+        }
+    };
     let request = tenancy::ports::CheckoutSessionRequest {
         price_id,
         customer_email: email.clone(),
@@ -627,6 +650,7 @@ async fn stripe_api_checkout_session(
         cancel_url: cancel_url.clone(),
         metadata: metadata.clone(),
         discount,
+        trial_days,
         expires_at: field("expires_at").and_then(|at| at.parse().ok()),
         idempotency_key: headers
             .get("idempotency-key")

@@ -221,7 +221,7 @@ enum LocalCommand {
     /// Change a subscription on the local Stripe as Stripe would, and deliver
     /// the events Stripe sends for it to the webhook. ACTION is one of
     /// change-plan PLAN, upgrade PLAN, downgrade PLAN, card-fails,
-    /// card-recovers, unpaid, pause, resume, cancel, trial-ends.
+    /// card-recovers, unpaid, pause, resume, cancel, trial-will-end, trial-ends.
     Subscription {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
         server: String,
@@ -567,8 +567,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the workflow runtime")?;
-            let options =
-                LocalOptions { state, time_scale, definitions, executor: Some(workflows.handle().clone()) };
+            // The local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
+            let quotas = tenancy::ports::AlbQuotas::from_lookup(&tenancy::config::ProcessEnv)?;
+            let executor = Some(workflows.handle().clone());
+            let options = LocalOptions { state, time_scale, definitions, executor, quotas };
             let emulator = aws_endpoint.map(|endpoint| Emulator { endpoint, via: aws_via });
             let served = serve(addr, ServerOptions { local: options, emulator, faults }).await;
             workflows.shutdown_background();

@@ -129,6 +129,7 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         clock.clone(),
     )
     .with_billing_links(links, &format!("http://{bound}/"))
+    .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::room_reserve(env)?)
     .with_status(status_key, Some(&portal));
     let signup = LocalSignup { api, webhook_secret, clock };
     let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults)?;

@@ -544,6 +544,7 @@ pub const ACTIONS: &[&str] = &[
     "pause",
     "resume",
     "cancel",
+    "trial-will-end",
     "trial-ends",
 ];
 
@@ -564,6 +565,7 @@ pub fn parse_action(name: &str, request: &ActionRequest) -> Result<SubscriptionA
         "pause" => Ok(SubscriptionAction::Pause),
         "resume" => Ok(SubscriptionAction::Resume),
         "cancel" => Ok(SubscriptionAction::Cancel),
+        "trial-will-end" => Ok(SubscriptionAction::TrialWillEnd),
         "trial-ends" => {
             let then = request.then.as_deref().unwrap_or("pay");
             TrialOutcome::parse(then)

@@ -14,11 +14,11 @@ use tenancy::clock::Clock;
 use tenancy::domain::{Subdomain, SubscriptionStatus};
 use tenantctl::http_client::HttpClient;
 
-const NOW: i64 = 1_763_800_100;
+pub(crate) const NOW: i64 = 1_763_800_100;
 const KEY: &str = "sk_test_integration_0000";
 
 /// A clock a test moves forward.
-struct MovingClock(AtomicI64);
+pub(crate) struct MovingClock(pub(crate) AtomicI64);
 
 impl Clock for MovingClock {
     fn now_unix(&self) -> i64 {
@@ -27,7 +27,7 @@ impl Clock for MovingClock {
 }
 
 /// The stack, its checkout reaching the stand-in through the real adapter.
-async fn start(clock: Arc<MovingClock>) -> ServedStack {
+pub(crate) async fn start(clock: Arc<MovingClock>) -> ServedStack {
     ServedStack::start(clock, |base, _| {
         let key = tenancy::stripe::StripeSecretKey::parse(KEY).unwrap();
         Arc::new(tenancy::adapters::stripe::StripeApi::new(key, Some(base), &format!("{base}/")).unwrap())
@@ -48,7 +48,7 @@ async fn stripe_post(base: &str, path: &str, form: &[(&str, &str)]) -> Value {
     serde_json::from_slice(&answer).unwrap()
 }
 
-async fn post(base: &str, path: &str, body: &str) -> (StatusCode, Value) {
+pub(crate) async fn post(base: &str, path: &str, body: &str) -> (StatusCode, Value) {
     let request = http::Request::post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .header("origin", "https://www.example.com")

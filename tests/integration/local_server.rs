@@ -212,7 +212,6 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
 /// opens the billing portal when it is followed, not when it was mailed.
 #[tokio::test]
 async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() {
-    use tenantctl::local::LocalOptions;
     use tenantctl::server::{ServerOptions, build};
 
     let vars = std::collections::BTreeMap::from([
@@ -221,11 +220,7 @@ async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() 
         ("TENANT_PASSWORD_KEY", "v2:integration-test-password-key-000000000"),
     ]);
     let env = integration_tests::lookup(&vars);
-    let options = ServerOptions {
-        local: LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None },
-        emulator: None,
-        faults: None,
-    };
+    let options = ServerOptions { local: integration_tests::instant_options(), emulator: None, faults: None };
     let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
     let (base, stack) = (format!("http://{}", server.bound), server.stack.clone());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -242,7 +237,7 @@ async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() 
     };
     let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
     let buy = async |subdomain: &str, email: &str| {
-        let form = serde_json::json!({"plan": "basic", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
+        let form = serde_json::json!({"plan": "pro", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
         let (status, body) = client.call(post(format!("{base}/checkout"), form.to_string())).await.unwrap();
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -279,6 +274,78 @@ async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() 
     assert_eq!(client.get(location).await.unwrap().0, StatusCode::OK);
     let tampered = link.replace(&paying.customer, "cus_someoneelse");
     assert_eq!(client.get(&tampered).await.unwrap().0, StatusCode::NOT_FOUND);
+
+    task.abort();
+    let _ = stop.send(());
+}
+
+/// `tenantctl local serve` with its load balancer held to two tenants: the
+/// third signup is refused before payment on both routes, and a tenant
+/// that leaves makes room again.
+#[tokio::test]
+async fn a_full_load_balancer_refuses_signups_before_payment_until_a_tenant_leaves() {
+    use tenancy::checkout::room::NO_ROOM;
+    use tenancy::ports::AlbQuotas;
+    use tenantctl::local::LocalOptions;
+    use tenantctl::server::{ServerOptions, build};
+
+    let vars = std::collections::BTreeMap::from([
+        ("STRIPE_MODE", "test"),
+        ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
+        ("CHECKOUT_ROOM_RESERVE", "0"),
+    ]);
+    let env = integration_tests::lookup(&vars);
+    let quotas = AlbQuotas { target_groups: 2, rules: 100 };
+    let local = LocalOptions { quotas, ..integration_tests::instant_options() };
+    let options = ServerOptions { local, emulator: None, faults: None };
+    let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
+    let (base, stack) = (format!("http://{}", server.bound), server.stack.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(server.listener, stack.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = HttpClient::default();
+    let post = |url: String, body: String| {
+        http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("origin", "http://localhost:3000")
+            .body(http_body_util::Full::new(body.into()))
+            .unwrap()
+    };
+    let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
+    let checkout = async |subdomain: &str| {
+        let form = serde_json::json!({"plan": "pro", "billing": "monthly", "subdomain": subdomain,
+            "organization": "Initrode", "email": format!("owner@{subdomain}.example")});
+        let (status, body) = client.call(post(format!("{base}/checkout"), form.to_string())).await.unwrap();
+        (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+    };
+    for name in ["first", "second"] {
+        let (status, session) = checkout(name).await;
+        assert_eq!(status, StatusCode::OK, "{session}");
+        let pay = format!("{base}/local/stripe/checkout/{}/pay", session["id"].as_str().unwrap());
+        assert_eq!(client.call(post(pay, String::new())).await.unwrap().0, StatusCode::OK);
+        idle().await;
+    }
+    let active = stack.store.list_tenants().await.unwrap();
+    assert_eq!(active.iter().filter(|t| t.status.as_str() == "ACTIVE").count(), 2);
+
+    let available = async |name: &str| {
+        let (_, body) = client.get(&format!("{base}/subdomains/{name}")).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(available("third").await, serde_json::json!({"available": false, "reason": NO_ROOM}));
+    let (status, refused) = checkout("third").await;
+    assert_eq!((status, &refused["error"]), (StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!(NO_ROOM)));
+    assert_eq!(stack.stripe.sessions().len(), 2, "no Checkout Session for the refused signup");
+
+    // The first tenant cancels: its rule and target group go, and its place with them.
+    let leaving = stack.stripe.subscriptions()[0].id.clone();
+    let cancel = format!("{base}/local/stripe/subscriptions/{leaving}/cancel");
+    assert_eq!(client.call(post(cancel, String::new())).await.unwrap().0, StatusCode::OK);
+    idle().await;
+    assert_eq!(available("third").await["available"], true);
+    let (status, session) = checkout("third").await;
+    assert_eq!(status, StatusCode::OK, "{session}");
 
     task.abort();
     let _ = stop.send(());

@@ -36,6 +36,7 @@ async fn paid_subscription(server: &ServedStack, options: PayOptions) -> Subscri
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into(),
         discount: tenancy::ports::Discount::None,
+        trial_days: None,
         expires_at: None,
         idempotency_key: format!("checkout-{}", server.stripe.sessions().len()),
     };

@@ -23,4 +23,5 @@ mod stage_stripe;
 mod stage_tenants;
 mod status;
 mod stripe_api;
+mod trials;
 mod workflow;

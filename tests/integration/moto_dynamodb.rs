@@ -791,3 +791,57 @@ async fn a_mail_sent_after_its_reservation_was_taken_over_is_recorded_once_and_t
     let other = TenantId::for_checkout(&unique_checkout("mail-none"));
     assert_eq!(store.mails(&other).await.unwrap(), vec![]);
 }
+
+/// The trial contract, which the local store keeps too: reserved per hold,
+/// lapsing with it unpaid, never given again once used.
+async fn one_trial_per_customer(store: &dyn TenantStore) {
+    use tenancy::domain::{TrialKey, TrialOffer, TrialReservation, TrialUse};
+    let dana =
+        TrialKey::for_email(&EmailAddress::parse(&format!("{}@acme.example", unique_name("dana"))).unwrap());
+    let hold =
+        |name: &str| HoldId::for_buyer(&subdomain(name), &EmailAddress::parse("dana@acme.example").unwrap());
+    let reserve = |hold: HoldId, until: i64| TrialReservation { key: dana.clone(), hold, until };
+    let now = 1_763_800_000;
+    let first = reserve(hold("acme"), now + 3600);
+    assert_eq!(store.reserve_trial(&first, now).await.unwrap(), TrialOffer::Reserved);
+    // The same hold again (a retried request): still its own, not extended.
+    let retried = reserve(hold("acme"), now + 7200);
+    assert_eq!(store.reserve_trial(&retried, now + 10).await.unwrap(), TrialOffer::Reserved);
+    let other = reserve(hold("acme-two"), now + 5000);
+    assert_eq!(
+        store.reserve_trial(&other, now + 20).await.unwrap(),
+        TrialOffer::InAnotherCheckout { until: now + 3600 }
+    );
+    // The first lapsed unpaid: the other checkout may give it.
+    assert_eq!(store.reserve_trial(&other, now + 3601).await.unwrap(), TrialOffer::Reserved);
+    let used = TrialUse {
+        tenant: TenantId::parse("tnt_00000000000000000002").unwrap(),
+        customer: CustomerId::parse("cus_Dana2").unwrap(),
+        used_at: now + 4000,
+    };
+    assert_eq!(store.record_trial_use(&dana, &used).await.unwrap(), used);
+    // A second use recorded keeps the first, and says which it was.
+    let again = TrialUse { tenant: TenantId::parse("tnt_00000000000000000003").unwrap(), ..used.clone() };
+    assert_eq!(store.record_trial_use(&dana, &again).await.unwrap(), used);
+    for (name, at) in [("acme", now + 4001), ("acme-two", now + 4001), ("acme-three", now + 900 * 86_400)] {
+        let later = reserve(hold(name), at + 3600);
+        assert_eq!(store.reserve_trial(&later, at).await.unwrap(), TrialOffer::Used(used.clone()));
+    }
+}
+
+#[tokio::test]
+async fn a_trial_is_reserved_per_checkout_and_used_once_in_dynamodb_and_locally() {
+    let (client, store) = new_store().await;
+    one_trial_per_customer(&store).await;
+    // Stored by hash, never the address; a used trial has no TTL.
+    let scanned = client.scan().table_name(store.table()).send().await.unwrap();
+    let trials: Vec<_> = scanned.items().iter().filter(|item| text(item, "kind") == "trial").collect();
+    assert_eq!(trials.len(), 1);
+    assert!(text(trials[0], "pk").starts_with("TRIAL#") && !text(trials[0], "pk").contains('@'));
+    assert!(trials[0].get("expires_at").is_none(), "{:?}", trials[0]);
+    assert!(trials[0].get("used").and_then(|u| u.as_m().ok()).is_some());
+
+    let clock: std::sync::Arc<dyn tenancy::clock::Clock> = std::sync::Arc::new(tenancy::clock::SystemClock);
+    let local = tenancy::adapters::local::LocalTenantStore::open(None, clock).unwrap();
+    one_trial_per_customer(&local).await;
+}

@@ -351,3 +351,56 @@ async fn scaling_sets_the_desired_count_and_a_tenant_without_a_service_is_refuse
     assert!(f.service(&service).await.is_none(), "scaling made no service");
     f.launcher.remove(&spec.tenant).await.unwrap();
 }
+
+/// The room the checkout API reads is the listener's own rules: a launch
+/// takes a place, a removal gives it back, against the configured quotas.
+#[tokio::test]
+async fn the_room_on_a_listener_is_read_from_its_rules() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, FixedResponseActionConfig, ProtocolEnum,
+    };
+    use tenancy::adapters::aws::elb::ListenerCapacity;
+    use tenancy::ports::{AlbQuotas, Room, RoutingCapacity};
+    let f = fixture().await;
+    // A listener of its own on the shared ALB, so other tests' tenants do not count.
+    let not_found = FixedResponseActionConfig::builder().status_code("404").build();
+    let port = 20_000 + i32::try_from(std::process::id() % 10_000).unwrap();
+    let created = f
+        .elb
+        .create_listener()
+        .load_balancer_arn(&f.resources.load_balancer_arn)
+        .protocol(ProtocolEnum::Http)
+        .port(port)
+        .default_actions(
+            Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(not_found).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let listener = created.listeners()[0].listener_arn().unwrap().to_owned();
+    let capacity =
+        ListenerCapacity::new(f.elb.clone(), listener.clone(), AlbQuotas { target_groups: 100, rules: 2 });
+    assert_eq!(
+        capacity.room().await.unwrap(),
+        Room { used: 0, capacity: 2 },
+        "its default rule is no tenant"
+    );
+
+    let mut environment = f.resources.environment(IMAGE);
+    environment.insert(tenancy::adapters::aws::launcher::ALB_LISTENER_ARN, listener.clone());
+    let config = LauncherConfig::from_lookup(&lookup(&environment)).unwrap();
+    let launcher = EcsTenantLauncher::new(f.ecs.clone(), f.elb.clone(), config);
+    let (first, second) = (spec(f.resources, "room-a"), spec(f.resources, "room-b"));
+    launcher.launch(&first).await.unwrap();
+    launcher.launch(&first).await.unwrap();
+    assert_eq!(
+        capacity.room().await.unwrap(),
+        Room { used: 1, capacity: 2 },
+        "a tenant launched twice is one"
+    );
+    launcher.launch(&second).await.unwrap();
+    assert_eq!(capacity.room().await.unwrap().free(), 0);
+    launcher.remove(&first.tenant).await.unwrap();
+    assert_eq!(capacity.room().await.unwrap(), Room { used: 1, capacity: 2 });
+    launcher.remove(&second.tenant).await.unwrap();
+}

@@ -45,6 +45,7 @@ fn checkout_request() -> CheckoutSessionRequest {
         cancel_url: "https://example.com/pricing".into(),
         metadata,
         discount: Discount::CustomerMayEnterCode,
+        trial_days: None,
         expires_at: Some(1_763_801_740),
         idempotency_key: "checkout-acme-7f3a9c".into(),
     }
@@ -140,6 +141,15 @@ async fn checkout_session_with_a_promotion_code_sends_discounts_only() {
     assert_eq!(sent.form_value("discounts[0][promotion_code]").as_deref(), Some("promo_1Welcome10"));
     assert_eq!(sent.form_value("discounts[0][coupon]"), None);
     assert_eq!(sent.form_value("allow_promotion_codes"), None);
+}
+
+#[tokio::test]
+async fn checkout_session_with_a_trial_sends_its_days_on_the_subscription() {
+    let stub = StripeStub::start(vec![StubResponse::fixture(200, "checkout_session.json")]).await;
+    let request = CheckoutSessionRequest { trial_days: Some(14), ..checkout_request() };
+    api(&stub).create_checkout_session(&request).await.expect("session created");
+    let sent = stub.single_request();
+    assert_eq!(sent.form_value("subscription_data[trial_period_days]").as_deref(), Some("14"));
 }
 
 /// `GET /v1/promotion_codes`: the active one by code, with its coupon and

@@ -297,7 +297,7 @@ async fn emulated_stack(
     // Scaled waits, so the emulated ECS has time to "start" the task. (Task
     // TimeoutSeconds are real time and the execution's timeout counts waits
     // unscaled, so neither depends on this scale.)
-    let options = LocalOptions { state: None, time_scale: 0.1, definitions: None, executor: None };
+    let options = LocalOptions { time_scale: 0.1, ..integration_tests::instant_options() };
     let stack = local_stack_with(NOW, adapters, &options);
     stack.spawn_dispatcher();
     (stack, resources, platform)

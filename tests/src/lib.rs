@@ -25,9 +25,14 @@ pub fn read_repo_file(relative: &str) -> String {
 
 /// A test-mode ingress that accepts [`FIXTURE_SECRET`] at time `now`.
 pub fn ingress_at(now: i64, queue: Arc<dyn EventQueue>) -> WebhookIngress {
+    ingress_on(Arc::new(FixedClock(now)), queue)
+}
+
+/// The same, its tolerance judged by `clock`.
+pub fn ingress_on(clock: Arc<dyn tenancy::clock::Clock>, queue: Arc<dyn EventQueue>) -> WebhookIngress {
     let secrets = WebhookSecrets::parse_list(FIXTURE_SECRET).expect("fixture secret is valid");
     let verifier = SignatureVerifier::new(secrets, Duration::from_secs(300));
-    WebhookIngress::new(verifier, StripeMode::Test, queue, Arc::new(FixedClock(now)))
+    WebhookIngress::new(verifier, StripeMode::Test, queue, clock)
 }
 
 /// moto's server, started by `make test` (scripts/with-moto.sh), which
@@ -76,7 +81,7 @@ pub fn checkout_settings() -> tenancy::checkout::CheckoutSettings {
 }
 
 impl ServedStack {
-    /// Served with `clock`; the checkout reaches Stripe through what
+    /// Served with `clock` (every part of the stack reads it); the checkout reaches Stripe through what
     /// `gateway` makes of the base URL and the stand-in (the stand-in itself,
     /// or a real client over HTTP to it).
     pub async fn start(
@@ -95,7 +100,7 @@ impl ServedStack {
         // The apps' status URL and billing links point at this server.
         let adapters = tenantctl::local::Adapters::local(
             step_config(),
-            Arc::new(tenancy::clock::SystemClock),
+            clock.clone(),
             &instant_options(),
             &base,
             stripe.clone(),
@@ -108,11 +113,12 @@ impl ServedStack {
             checkout_settings(),
             clock.clone(),
         )
+        .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::DEFAULT_ROOM_RESERVE)
         .with_status(step_config().password_key, Some(&base));
         let secret = WebhookSecret::parse(FIXTURE_SECRET).expect("the fixture secret");
         let signup = LocalSignup { api, webhook_secret: secret, clock: clock.clone() };
         let queue = Arc::new(LocalEventQueue::default());
-        let ingress = ingress_at(clock.now_unix(), queue.clone());
+        let ingress = ingress_on(clock.clone(), queue.clone());
         let stack =
             LocalStack::new(ingress, queue, adapters, &instant_options(), Some(signup)).expect("the stack");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -243,20 +249,20 @@ pub fn step_config() -> tenantctl::local::StepConfig {
     }
 }
 
-/// Local adapters in memory, no delays.
 /// Local adapters in memory, no delays, on a local Stripe stand-in of their own.
 pub fn local_adapters() -> tenantctl::local::Adapters {
     let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
-    local_adapters_on(Arc::new(
-        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock)
-            .expect("an in-memory local Stripe"),
-    ))
+    let stripe = tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone())
+        .expect("an in-memory local Stripe");
+    local_adapters_on(Arc::new(stripe), clock)
 }
 
 /// Local adapters in memory, no delays, on `stripe` (a server test's, whose
-/// checkout pages are on the test's own address).
-pub fn local_adapters_on(stripe: Arc<tenancy::adapters::local::LocalStripe>) -> tenantctl::local::Adapters {
-    let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
+/// checkout pages are on the test's own address), reading `clock`.
+pub fn local_adapters_on(
+    stripe: Arc<tenancy::adapters::local::LocalStripe>,
+    clock: Arc<dyn tenancy::clock::Clock>,
+) -> tenantctl::local::Adapters {
     tenantctl::local::Adapters::local(
         step_config(),
         clock,
@@ -268,7 +274,13 @@ pub fn local_adapters_on(stripe: Arc<tenancy::adapters::local::LocalStripe>) -> 
 }
 
 pub fn instant_options() -> tenantctl::local::LocalOptions {
-    tenantctl::local::LocalOptions { state: None, time_scale: 0.0, definitions: None, executor: None }
+    tenantctl::local::LocalOptions {
+        state: None,
+        time_scale: 0.0,
+        definitions: None,
+        executor: None,
+        quotas: Default::default(),
+    }
 }
 
 /// The whole local stack (webhook at `now`, dispatcher, workflows) on `adapters`.

@@ -229,7 +229,13 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
         _ => None,
     };
     let options = ServerOptions {
-        local: LocalOptions { state: None, time_scale: plan.time_scale, definitions: None, executor: None },
+        local: LocalOptions {
+            state: None,
+            time_scale: plan.time_scale,
+            definitions: None,
+            executor: None,
+            quotas: Default::default(),
+        },
         emulator: Some(Emulator { endpoint: moto.to_owned(), via: Some(proxy.url()) }),
         faults: None,
     };

@@ -24,7 +24,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{
+    CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer,
+    TrialReservation, TrialUse,
+};
 use crate::ports::{
     BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
     DnsPublisher, EventQueue, HeldSession, HoldOutcome, HoldRequest, Inserted, LaunchSpec, LaunchedTenant,
@@ -545,6 +548,18 @@ impl TenantStore for Faulty<dyn TenantStore> {
 
     async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError> {
         self.run("mails", StoreError::Unavailable, self.inner.mails(tenant)).await
+    }
+
+    async fn reserve_trial(
+        &self,
+        reservation: &TrialReservation,
+        now: i64,
+    ) -> Result<TrialOffer, StoreError> {
+        self.run("reserve_trial", StoreError::Unavailable, self.inner.reserve_trial(reservation, now)).await
+    }
+
+    async fn record_trial_use(&self, key: &TrialKey, used: &TrialUse) -> Result<TrialUse, StoreError> {
+        self.run("record_trial_use", StoreError::Unavailable, self.inner.record_trial_use(key, used)).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {

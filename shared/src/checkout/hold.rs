@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::limits::{client_key, email_key, too_many};
+use super::trial::TrialDecision;
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
 use crate::domain::{HoldId, Subdomain};
 use crate::ports::{HoldLimit, HoldOutcome, HoldRequest, StoreError, SubdomainHold};
@@ -32,6 +33,7 @@ impl CheckoutApi {
                 "someone is checking out with it; try again in {} minutes",
                 minutes_until(hold.until, now)
             )),
+            Ok(None) if !self.has_room().await => unavailable(super::room::NO_ROOM.into()),
             Ok(None) => ApiAnswer::json(StatusCode::OK, json!({"available": true, "reason": null})),
             Err(error) => store_trouble(&error),
         }
@@ -94,7 +96,12 @@ impl Hold {
     /// For the same buyer asking again: their open session, or why there is
     /// none to give; `None` when a session is still to be made (the first
     /// request's did not get recorded).
-    pub(super) fn resumed(&self, request: &CheckoutRequest, now: i64) -> Option<ApiAnswer> {
+    pub(super) fn resumed(
+        &self,
+        request: &CheckoutRequest,
+        trial: &TrialDecision,
+        now: i64,
+    ) -> Option<ApiAnswer> {
         if self.new {
             return None;
         }
@@ -107,7 +114,9 @@ impl Hold {
         }
         match &self.held.session {
             Some(session) if session.expires_at > now => {
-                Some(ApiAnswer::json(StatusCode::OK, json!({"url": session.url, "id": session.id})))
+                let mut answer = json!({"url": session.url, "id": session.id});
+                trial.add_to(&mut answer);
+                Some(ApiAnswer::json(StatusCode::OK, answer))
             }
             // Within the margin: the session is over, the name is not free yet.
             Some(_) => {

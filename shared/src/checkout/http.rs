@@ -229,6 +229,10 @@ impl CheckoutApi {
             Ok(request) => request,
             Err(answer) => return answer,
         };
+        // Before the coupon, the price or the hold: nothing is held, nobody pays.
+        if !self.has_room().await {
+            return Self::no_room();
+        }
         let now = self.clock.now_unix();
         let price = match self.price(&request).await {
             Ok(price) => price,
@@ -247,10 +251,14 @@ impl CheckoutApi {
             Ok(hold) => hold,
             Err(answer) => return answer,
         };
-        if let Some(answer) = hold.resumed(&request, now) {
+        let trial = match self.trial(&request, &hold, now).await {
+            Ok(trial) => trial,
+            Err(answer) => return answer,
+        };
+        if let Some(answer) = hold.resumed(&request, &trial, now) {
             return answer;
         }
-        self.start_session(&request, price.id, promotion.as_ref(), &hold).await
+        self.start_session(&request, price.id, promotion.as_ref(), &hold, &trial).await
     }
 }
 

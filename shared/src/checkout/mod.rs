@@ -6,16 +6,17 @@
 //! CORS, the signup form and the answers; `hold`, a subdomain held while its
 //! buyer pays (and whether one is free); `limits`, how much one client may
 //! ask; `coupon`, a promotion code checked against Stripe for the plan;
-//! `session`, the Stripe Checkout Session; `billing_link`, the mails' links
-//! to the billing portal; `status`, the tenant app's live status
-//! (`GET /status`); `lambda`, the API Gateway glue.
+//! `trial`, the plan's free trial, once per customer; `session`, the
+//! Stripe Checkout Session; `billing_link`, the mails' links to the
+//! billing portal; `status`, the tenant app's live status (`GET /status`);
+//! `lambda`, the API Gateway glue.
 
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, Lookup, required};
+use crate::config::{ConfigError, Lookup, count_setting, required};
 use crate::domain::Catalog;
-use crate::ports::{StripeGateway, TenantStore};
+use crate::ports::{RoutingCapacity, StripeGateway, TenantStore};
 use crate::stripe::StripeMode;
 
 pub mod billing_link;
@@ -24,10 +25,12 @@ mod hold;
 mod http;
 pub mod lambda;
 mod limits;
+pub mod room;
 mod session;
 pub mod status;
 #[cfg(test)]
 mod testing;
+mod trial;
 
 pub use http::{ApiAnswer, CheckoutRequest};
 
@@ -78,20 +81,6 @@ fn url_setting(env: &dyn Lookup, var: &'static str) -> Result<String, ConfigErro
         || url.starts_with("http://127.0.0.1"))
         && !url.contains(char::is_whitespace);
     if ok { Ok(url) } else { Err(ConfigError::Invalid { var, reason: "expected an https:// URL".into() }) }
-}
-
-/// A positive count from `var`, `default` when unset.
-fn count_setting(env: &dyn Lookup, var: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
-    match env.get(var) {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(count) if (1..=max).contains(&count) => Ok(count),
-            _ => Err(ConfigError::Invalid {
-                var,
-                reason: format!("expected 1 to {max}, got `{}`", raw.trim()),
-            }),
-        },
-    }
 }
 
 impl CheckoutSettings {
@@ -159,6 +148,8 @@ pub struct CheckoutApi {
     status: Option<status::StatusEndpoint>,
     /// Price ids found by lookup key, with when they were found.
     prices: session::PriceCache,
+    /// The room behind the load balancer, asked before a sale; not asked without.
+    room: Option<room::RoomCheck>,
 }
 
 impl CheckoutApi {
@@ -181,6 +172,7 @@ impl CheckoutApi {
             billing: None,
             status: None,
             prices: Default::default(),
+            room: None,
         }
     }
 
@@ -197,6 +189,13 @@ impl CheckoutApi {
     pub fn with_status(mut self, key: crate::domain::password::PasswordKey, base: Option<&str>) -> Self {
         let base = base.map(|b| b.trim_end_matches('/').to_owned());
         self.status = Some(status::StatusEndpoint { key, base });
+        self
+    }
+
+    /// Refuses a sale (503, before anything is held) when `capacity` has no
+    /// more free places than `reserve`: the tenant could not be routed.
+    pub fn with_room_check(mut self, capacity: Arc<dyn RoutingCapacity>, reserve: u32) -> Self {
+        self.room = Some(room::RoomCheck::new(capacity, reserve));
         self
     }
 }

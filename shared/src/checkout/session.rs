@@ -8,7 +8,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::hold::Hold;
+use super::trial::TrialDecision;
 use super::{ApiAnswer, CheckoutApi, CheckoutRequest};
+use crate::domain::trial::TRIAL_METADATA_KEY;
 use crate::domain::{AcceptedPromotion, HOLD_METADATA_KEY, LookupKey};
 use crate::ports::{CheckoutSessionRequest, Discount, HeldSession, SoldPrice, StripeApiError};
 
@@ -96,6 +98,7 @@ impl CheckoutApi {
         price_id: String,
         promotion: Option<&AcceptedPromotion>,
         hold: &Hold,
+        trial: &TrialDecision,
     ) -> ApiAnswer {
         let mut metadata = BTreeMap::from([
             ("subdomain".to_owned(), request.subdomain.to_string()),
@@ -107,6 +110,9 @@ impl CheckoutApi {
         if let Some(accepted) = promotion {
             metadata.insert("coupon".to_owned(), accepted.code().to_owned());
         }
+        if let Some(days) = trial.days {
+            metadata.insert(TRIAL_METADATA_KEY.to_owned(), days.to_string());
+        }
         let discount = promotion.map_or(Discount::CustomerMayEnterCode, Discount::from);
         let expires_at = hold.held.until - self.settings.hold_margin_seconds;
         let session = CheckoutSessionRequest {
@@ -116,6 +122,7 @@ impl CheckoutApi {
             cancel_url: self.settings.cancel_url.clone(),
             metadata,
             discount,
+            trial_days: trial.days,
             expires_at: Some(expires_at),
             idempotency_key: hold.idempotency_key(),
         };
@@ -128,7 +135,9 @@ impl CheckoutApi {
                     // same one (same key) and records it then.
                     tracing::warn!(error = %crate::telemetry::error_chain(&error), "hold session not recorded");
                 }
-                ApiAnswer::json(StatusCode::OK, json!({"url": created.url, "id": created.id}))
+                let mut answer = json!({"url": created.url, "id": created.id});
+                trial.add_to(&mut answer);
+                ApiAnswer::json(StatusCode::OK, answer)
             }
             Err(StripeApiError::Rejected { code, message, .. })
                 if message.contains("email") || code.as_deref() == Some("email_invalid") =>

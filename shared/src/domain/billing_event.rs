@@ -117,7 +117,8 @@ impl BillingEvent {
         let (subscription, metadata) = match event_type {
             EventType::CustomerSubscriptionCreated
             | EventType::CustomerSubscriptionUpdated
-            | EventType::CustomerSubscriptionDeleted => {
+            | EventType::CustomerSubscriptionDeleted
+            | EventType::CustomerSubscriptionTrialWillEnd => {
                 (text(object, &["id"]), object.get("metadata").and_then(Value::as_object))
             }
             EventType::InvoicePaid | EventType::InvoicePaymentFailed => {

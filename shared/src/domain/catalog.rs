@@ -210,6 +210,9 @@ struct PlanEntry {
     name: String,
     tier: u8,
     limits: BTreeMap<String, u32>,
+    /// Days free before the first charge (0: no trial); one trial per customer.
+    #[serde(default)]
+    trial_days: u32,
     prices: BTreeMap<BillingPeriod, PeriodPrice>,
 }
 
@@ -275,6 +278,13 @@ impl Catalog {
             if plan.tier == 0 {
                 return Err(CatalogError::Invalid(format!("plan `{key}` has tier 0; tiers start at 1")));
             }
+            if plan.trial_days > super::trial::MAX_TRIAL_DAYS {
+                return Err(CatalogError::Invalid(format!(
+                    "plan `{key}` has {} trial days; Stripe allows at most {}",
+                    plan.trial_days,
+                    super::trial::MAX_TRIAL_DAYS
+                )));
+            }
             if plan.prices.is_empty() || plan.prices.values().any(|p| p.amount <= 0) {
                 return Err(CatalogError::Invalid(format!(
                     "plan `{key}` needs a positive price per billing period"
@@ -310,6 +320,11 @@ impl Catalog {
                 limits: entry.limits.clone(),
             })
             .ok_or_else(|| UnknownPlan(key.chars().take(40).collect()))
+    }
+
+    /// The plan's free trial in days, if it has one.
+    pub fn trial_days(&self, plan: &PlanKey) -> Option<u32> {
+        self.plans.get(plan.as_str()).map(|entry| entry.trial_days).filter(|days| *days > 0)
     }
 
     pub fn price(&self, plan: &PlanKey, billing: BillingPeriod) -> Option<&PeriodPrice> {

@@ -45,6 +45,7 @@ pub mod signup;
 pub mod status_token;
 pub mod subdomain;
 pub mod tenant;
+pub mod trial;
 
 pub use billing_event::{BillingEvent, InvalidBillingEvent, SubscriptionStatus};
 pub use catalog::{
@@ -66,3 +67,4 @@ pub use tenant::{
     Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,
     UnsentMail,
 };
+pub use trial::{TrialKey, TrialOffer, TrialReservation, TrialUse};

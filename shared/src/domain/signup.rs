@@ -28,6 +28,10 @@ pub struct CheckoutSignup {
     /// it is, or is not.
     #[serde(default)]
     pub awaiting_payment: bool,
+    /// The free trial the checkout gave (the session's `trial_days`
+    /// metadata): the customer's one trial, used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_days: Option<u32>,
 }
 
 /// A checkout that cannot become a tenant, with everything that is wrong
@@ -118,6 +122,15 @@ impl CheckoutSignup {
             format!("payment_status is {}", payment.unwrap_or("missing"))
         });
         let awaiting_payment = payment == Some("unpaid");
+        let trial_days = match metadata(super::trial::TRIAL_METADATA_KEY) {
+            None => None,
+            Some(raw) => problems.field("metadata.trial_days", Some(raw), |days| {
+                days.parse::<u32>()
+                    .ok()
+                    .filter(|days| (1..=super::trial::MAX_TRIAL_DAYS).contains(days))
+                    .ok_or("not a number of days from 1 to 730")
+            }),
+        };
 
         let signup = problems.0.is_empty().then(|| {
             Some(CheckoutSignup {
@@ -132,6 +145,7 @@ impl CheckoutSignup {
                 amount_total: amount_total?,
                 currency: currency?,
                 awaiting_payment,
+                trial_days,
             })
         });
         match signup.flatten() {

@@ -112,6 +112,8 @@ pub enum LifecycleMail {
     Suspended,
     Resumed,
     Goodbye,
+    /// The free trial ends in three days.
+    TrialEnding,
 }
 
 impl LifecycleMail {
@@ -122,6 +124,7 @@ impl LifecycleMail {
             LifecycleMail::Suspended => "suspended",
             LifecycleMail::Resumed => "resumed",
             LifecycleMail::Goodbye => "goodbye",
+            LifecycleMail::TrialEnding => "trial_ending",
         }
     }
 }
@@ -182,6 +185,10 @@ pub struct TenantRecord {
     pub rejected_subscription: Option<SubscriptionId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub money_back: Option<MoneyBackRecord>,
+    /// The trial end (Unix seconds) whose reminder was put in the outbox,
+    /// so it is decided once however many converges run in its window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_reminded_for: Option<i64>,
     /// Mails that could not be sent, by key (`welcome`), until one is.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub unsent_mails: std::collections::BTreeMap<String, UnsentMail>,
@@ -264,6 +271,7 @@ impl TenantRecord {
             outbox: Vec::new(),
             rejected_subscription: None,
             money_back: None,
+            trial_reminded_for: None,
             unsent_mails: Default::default(),
         }
     }

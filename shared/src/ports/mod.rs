@@ -2,6 +2,7 @@
 //! adapter and a local adapter in [`crate::adapters`].
 
 pub mod billing;
+pub mod capacity;
 pub mod dns;
 pub mod launcher;
 pub mod mail;
@@ -13,6 +14,7 @@ pub mod tenants;
 pub mod workflow;
 
 pub use billing::{BillingError, BillingPortal};
+pub use capacity::{AlbQuotas, Room, RoutingCapacity};
 pub use dns::{ChangeStatus, DnsError, DnsPublisher};
 pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
 pub use mail::{Mail, MailError, Mailer};

@@ -52,6 +52,8 @@ pub struct CheckoutSessionRequest {
     /// Set on the session and on the subscription (`subscription_data`).
     pub metadata: BTreeMap<String, String>,
     pub discount: Discount,
+    /// Days free before the first charge (`subscription_data.trial_period_days`).
+    pub trial_days: Option<u32>,
     /// Unix time the session expires (Stripe allows 30 minutes to 24 hours).
     pub expires_at: Option<i64>,
     /// A retried request with this key makes the same session.

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use crate::domain::{CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{
+    CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer,
+    TrialReservation, TrialUse,
+};
 use crate::stripe::StripeEventId;
 
 /// A buyer's hold on a subdomain while they pay: nobody else can hold or
@@ -395,4 +398,19 @@ pub trait TenantStore: Send + Sync {
 
     /// Every mail item of the tenant, by key (for views).
     async fn mails(&self, tenant: &TenantId) -> Result<Vec<MailRecord>, StoreError>;
+
+    /// Reserves the customer's one trial for a checkout, conditionally:
+    /// reserved when nobody has it, when the same hold reserved it (a
+    /// retried request; `until` is not extended), or when another hold's
+    /// reservation lapsed (`until < now`) unpaid. A trial used is never
+    /// reserved again ([`TrialOffer::Used`]); another live reservation is
+    /// [`TrialOffer::InAnotherCheckout`].
+    async fn reserve_trial(&self, reservation: &TrialReservation, now: i64)
+    -> Result<TrialOffer, StoreError>;
+
+    /// Records the trial used by a paid checkout, whatever reserved it (the
+    /// customer has it now). Returns the use recorded first: this one, or
+    /// an earlier one, which is kept (a retried step, or a second paid trial
+    /// that slipped past, which the caller reports).
+    async fn record_trial_use(&self, key: &TrialKey, used: &TrialUse) -> Result<TrialUse, StoreError>;
 }

@@ -17,9 +17,10 @@ use super::mails;
 use super::provision::app_environment;
 use super::status_token::with_status_token;
 use crate::checkout::status::StatusTokens;
+use crate::domain::trial::TRIAL_REMINDER_SECONDS;
 use crate::domain::{
-    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, StatusToken, TenantId, TenantRecord,
-    TenantResources, TenantStatus,
+    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, StatusToken, SubscriptionStatus,
+    TenantId, TenantRecord, TenantResources, TenantStatus,
 };
 use crate::ports::{
     BillingPortal, DnsPublisher, LaunchSpec, LeaseOutcome, Mail, Mailer, StoreError, TenantLauncher,
@@ -124,6 +125,7 @@ pub async fn converge_tenant(
     if let Some(why) = hands_off(&record, input.finish_provisioning) {
         return Ok(report(&record, ctx, why));
     }
+    let record = remind_of_trial_end(ports.store, ctx, record).await?;
     if is_reached(&record, input.finish_provisioning) && record.outbox.is_empty() {
         return Ok(report(&record, ctx, format!("generation {} already reached", record.generation)));
     }
@@ -288,6 +290,42 @@ fn reached(
     next
 }
 
+/// The trial end a reminder is due for: the tenant runs on a trial that
+/// ends within [`TRIAL_REMINDER_SECONDS`] and was not reminded of that end.
+/// Decided from the state Stripe gave, not from which event came, so a
+/// `trial_will_end` that is duplicated, late (the trial is over: none) or
+/// lost (the next converge in the window sends it) changes nothing.
+pub fn trial_reminder_due(record: &TenantRecord, now: i64) -> Option<i64> {
+    let desired = record.desired.as_ref()?;
+    let end = desired.trial_end?;
+    let due = desired.subscription_status == SubscriptionStatus::Trialing
+        && desired.run == RunState::Running
+        && now < end
+        && end - now <= TRIAL_REMINDER_SECONDS
+        && record.trial_reminded_for != Some(end);
+    due.then_some(end)
+}
+
+/// Puts a due trial reminder in the outbox (once per trial end), which this
+/// converge then drains; returns the record as it is now.
+async fn remind_of_trial_end(
+    store: &dyn TenantStore,
+    ctx: &StepContext<'_>,
+    record: TenantRecord,
+) -> Result<TenantRecord, StepError> {
+    let now = ctx.clock.now_unix();
+    let Some(end) = trial_reminder_due(&record, now) else { return Ok(record) };
+    update(store, ctx.clock, &record.id, |r| {
+        if trial_reminder_due(r, now) != Some(end) {
+            return false;
+        }
+        r.trial_reminded_for = Some(end);
+        r.outbox.push(PendingMail { key: format!("trial_ending:{end}"), kind: LifecycleMail::TrialEnding });
+        true
+    })
+    .await
+}
+
 /// The mails a move from the record's observed state to `desired` sends,
 /// each keyed so it goes out once.
 pub fn transition_mails(record: &TenantRecord, desired: &DesiredTenant, generation: u64) -> Vec<PendingMail> {
@@ -359,6 +397,12 @@ async fn lifecycle_mail(
         LifecycleMail::Suspended => mails::suspended(signup, &portal.portal_url(&signup.customer).await?),
         LifecycleMail::Resumed => mails::resumed(signup, &url),
         LifecycleMail::Goodbye => mails::goodbye(signup, ctx.settings.subdomain_grace),
+        LifecycleMail::TrialEnding => {
+            let plan = record.plan.as_ref().unwrap_or(&signup.plan);
+            let ends = record.trial_reminded_for.or(record.desired.as_ref().and_then(|d| d.trial_end));
+            let billing = record.billing.unwrap_or(signup.billing);
+            mails::trial_ending(signup, (plan, billing), ends, &portal.portal_url(&signup.customer).await?)
+        }
     })
 }
 

@@ -157,6 +157,11 @@ impl World {
     /// A paid checkout for Acme on Pro monthly, provisioned as the state
     /// machine would: returns the tenant and its subscription.
     async fn provisioned(&self) -> (TenantId, SubscriptionId) {
+        self.provisioned_with(None).await
+    }
+
+    /// The same, starting with a free trial of that many days.
+    async fn provisioned_with(&self, trial_days: Option<u32>) -> (TenantId, SubscriptionId) {
         let metadata: BTreeMap<String, String> = [
             ("subdomain", "acme"),
             ("plan", "pro"),
@@ -175,6 +180,7 @@ impl World {
                 cancel_url: "https://example.com/pricing".into(),
                 metadata,
                 discount: crate::ports::Discount::CustomerMayEnterCode,
+                trial_days,
                 expires_at: None,
                 idempotency_key: "checkout-acme".into(),
             })
@@ -339,8 +345,20 @@ fn any_action() -> impl Strategy<Value = SubscriptionAction> {
         1 => Just(SubscriptionAction::Pause),
         1 => Just(SubscriptionAction::Resume),
         1 => Just(SubscriptionAction::Cancel),
-        1 => Just(SubscriptionAction::TrialEnds(TrialOutcome::Pay)),
+        1 => prop_oneof![
+            Just(TrialOutcome::Pay),
+            Just(TrialOutcome::Fail),
+            Just(TrialOutcome::Pause),
+            Just(TrialOutcome::Cancel),
+        ]
+        .prop_map(SubscriptionAction::TrialEnds),
     ]
+}
+
+/// No trial, or one that ends soon enough for its reminder to be due at
+/// once (up to 3 days) or not yet.
+fn any_trial() -> impl Strategy<Value = Option<u32>> {
+    prop_oneof![2 => Just(None), 1 => (1u32..6).prop_map(Some)]
 }
 
 /// Deliveries: each event once, plus up to two duplicates, in a random order.
@@ -367,13 +385,14 @@ proptest! {
     /// One at a time, but duplicated and in any order.
     #[test]
     fn any_order_and_duplication_ends_as_stripe_says(
+        trial in any_trial(),
         actions in prop::collection::vec(any_action(), 1..8),
         extra in prop::collection::vec(0usize..3, 0..24),
         order in prop::collection::vec(any::<usize>(), 0..48),
     ) {
         runtime().block_on(async {
             let world = World::new();
-            let (tenant, subscription) = world.provisioned().await;
+            let (tenant, subscription) = world.provisioned_with(trial).await;
             let events = world.stripe_does(&subscription, &actions);
             for (n, event) in deliveries(&events, &extra, &order).iter().enumerate() {
                 world.deliver(event, &format!("{}-{n}", event["id"].as_str().unwrap_or("evt"))).await;
@@ -385,13 +404,14 @@ proptest! {
     /// Every delivery its own concurrent execution.
     #[test]
     fn concurrent_executions_end_as_stripe_says(
+        trial in any_trial(),
         actions in prop::collection::vec(any_action(), 1..6),
         extra in prop::collection::vec(0usize..3, 0..16),
         order in prop::collection::vec(any::<usize>(), 0..32),
     ) {
         runtime().block_on(async {
             let world = World::new();
-            let (tenant, subscription) = world.provisioned().await;
+            let (tenant, subscription) = world.provisioned_with(trial).await;
             let events = world.stripe_does(&subscription, &actions);
             World::deliver_concurrently(&world, deliveries(&events, &extra, &order)).await;
             world.assert_as_stripe_says(&tenant, &subscription).await;
@@ -409,6 +429,7 @@ proptest! {
     #[test]
     fn under_a_third_of_calls_failing_concurrent_executions_end_as_stripe_says(
         seed in any::<u64>(),
+        trial in any_trial(),
         actions in prop::collection::vec(any_action(), 1..5),
         extra in prop::collection::vec(0usize..2, 0..12),
         order in prop::collection::vec(any::<usize>(), 0..24),
@@ -416,7 +437,7 @@ proptest! {
         runtime().block_on(async {
             let plan = Arc::new(FaultPlan::new(0.3, seed).unwrap().with_timeout_delay(Duration::ZERO));
             let world = World::with_faults(Some(plan.clone()));
-            let (tenant, subscription) = world.provisioned().await;
+            let (tenant, subscription) = world.provisioned_with(trial).await;
             let events = world.stripe_does(&subscription, &actions);
             World::deliver_concurrently(&world, deliveries(&events, &extra, &order)).await;
             world.assert_as_stripe_says(&tenant, &subscription).await;
@@ -544,4 +565,40 @@ async fn a_rotated_status_token_is_relaunched_with_and_the_old_one_revoked() {
     assert!(recorded.matches(&new));
     assert_eq!(world.outbox.sent().len(), mails, "a rotation mails no one");
     world.assert_as_stripe_says(&tenant, &subscription).await;
+}
+
+#[tokio::test]
+async fn a_trial_ending_within_three_days_is_reminded_of_once_whatever_converges() {
+    let world = World::new();
+    let (tenant, _subscription) = world.provisioned_with(Some(14)).await;
+    let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!(record.status, TenantStatus::Active, "a trialing tenant runs");
+    let end = record.desired.as_ref().and_then(|d| d.trial_end).expect("the trial's end is recorded");
+    let reminders =
+        || world.outbox.sent().into_iter().filter(|m| m.mail.subject.contains("trial ends")).count();
+    let (ports, ctx) = (world.ports(), world.ctx());
+    let converge_by = |owner: &str| {
+        let input =
+            ConvergeInput { tenant_id: tenant.clone(), owner: owner.into(), finish_provisioning: false };
+        converge_tenant(&ports, &ctx, input)
+    };
+    converge_by("early").await.unwrap();
+    assert_eq!(reminders(), 0, "eleven days before: not yet");
+
+    // Stripe's trial_will_end, three days before (and its duplicate, and a reconcile).
+    world.clock.advance(end - 3 * 86_400 - world.clock.now_unix());
+    for owner in ["trial_will_end", "trial_will_end-again", "reconcile"] {
+        converge_by(owner).await.unwrap();
+    }
+    assert_eq!(reminders(), 1);
+    let sent = world.outbox.sent().into_iter().find(|m| m.mail.subject.contains("trial ends")).unwrap();
+    assert!(sent.mail.subject.contains(&crate::clock::utc_date(end)), "{}", sent.mail.subject);
+    assert!(sent.mail.text.contains("/billing/"), "with the billing link: {}", sent.mail.text);
+    let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!((record.trial_reminded_for, record.outbox.len()), (Some(end), 0));
+
+    // Late: the trial is over (whatever Stripe did with it), nothing more.
+    world.clock.advance(4 * 86_400);
+    converge_by("late").await.unwrap();
+    assert_eq!(reminders(), 1);
 }

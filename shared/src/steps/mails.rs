@@ -2,7 +2,7 @@
 //! cannot smuggle markup from an organisation name.
 
 use crate::domain::password::TemporaryPassword;
-use crate::domain::{CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
+use crate::domain::{BillingPeriod, CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
 use crate::ports::Mail;
 
 pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword) -> Mail {
@@ -177,6 +177,31 @@ pub fn resumed(signup: &CheckoutSignup, url: &str) -> Mail {
         to: signup.admin_email.clone(),
         subject: format!("{} is back", signup.organization),
         text: format!("Hello,\n\nThank you. Your workspace is running again at {url}\n"),
+    }
+}
+
+/// Three days before a trial ends (Stripe's `trial_will_end`).
+pub fn trial_ending(
+    signup: &CheckoutSignup,
+    (plan, billing): (&Plan, BillingPeriod),
+    ends: Option<i64>,
+    portal_url: &str,
+) -> Mail {
+    let when =
+        ends.map_or_else(|| "in three days".to_owned(), |end| format!("on {}", crate::clock::utc_date(end)));
+    Mail {
+        to: signup.admin_email.clone(),
+        subject: format!("Your {} trial ends {when}", signup.organization),
+        text: format!(
+            "Hello,\n\nThe free trial of {plan} for {org} ends {when} (UTC). From then on the \
+             subscription is billed {billing} to the card you gave at checkout. Without a working \
+             card the workspace at {sub} stops; your data is kept.\n\n\
+             To check or change your card, or to cancel before you are charged:\n\n  {portal_url}\n",
+            plan = plan.name,
+            org = signup.organization,
+            billing = billing.billed(),
+            sub = signup.subdomain,
+        ),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::checkout::status::StatusTokens;
 use crate::domain::password::{FIRST_KEY_VERSION, PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{
     BillingPeriod, Catalog, CheckoutSignup, Failure, HoldId, Plan, StatusToken, StatusTokenRecord, Subdomain,
-    TenantId, TenantRecord, TenantStatus,
+    TenantId, TenantRecord, TenantStatus, TrialKey, TrialUse,
 };
 use crate::ports::{
     ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mailer, ServiceHealth, TenantLauncher,
@@ -183,6 +183,10 @@ pub async fn record_signup(
     let password_hash = hash_admin_password(password_key, &tenant_id).await?;
     let now = ctx.clock.now_unix();
     let subdomain = signup.subdomain.clone();
+    let trial = signup.trial_days.map(|_| {
+        let used = TrialUse { tenant: tenant_id.clone(), customer: signup.customer.clone(), used_at: now };
+        (TrialKey::for_email(&signup.admin_email), used)
+    });
     let mut record = TenantRecord::provisioning(signup, password_hash, now);
     record.admin_password_key_version = Some(password_key.current_version().to_owned());
     // The app's status token, as its hash, in the same write.
@@ -192,6 +196,13 @@ pub async fn record_signup(
         Inserted::Existing(existing) => {
             tracing::info!(tenant_id = %tenant_id, status = %existing.status, "tenant already recorded");
             tenant.awaiting_payment = paid_at_last(store, ctx, &existing, tenant.awaiting_payment).await?;
+        }
+    }
+    if let Some((key, used)) = trial {
+        // The customer has had their trial now, whichever checkout reserved it.
+        let first = store.record_trial_use(&key, &used).await?;
+        if first.tenant != tenant_id {
+            tracing::warn!(tenant_id = %tenant_id, first_tenant = %first.tenant, "a second free trial for one customer: its checkout did not reserve it");
         }
     }
     Ok(tenant)

@@ -70,6 +70,8 @@ pub enum EventType {
     CustomerSubscriptionCreated,
     CustomerSubscriptionUpdated,
     CustomerSubscriptionDeleted,
+    /// Three days before a trial ends (or at once for a shorter trial).
+    CustomerSubscriptionTrialWillEnd,
     InvoicePaid,
     InvoicePaymentFailed,
     /// Any other type: acknowledged and ignored.
@@ -82,13 +84,14 @@ pub struct InvalidEventType;
 
 impl EventType {
     /// Every type the system acts on: what the webhook endpoint subscribes to.
-    pub const ACTED_ON: [EventType; 8] = [
+    pub const ACTED_ON: [EventType; 9] = [
         EventType::CheckoutSessionCompleted,
         EventType::CheckoutSessionAsyncPaymentSucceeded,
         EventType::CheckoutSessionAsyncPaymentFailed,
         EventType::CustomerSubscriptionCreated,
         EventType::CustomerSubscriptionUpdated,
         EventType::CustomerSubscriptionDeleted,
+        EventType::CustomerSubscriptionTrialWillEnd,
         EventType::InvoicePaid,
         EventType::InvoicePaymentFailed,
     ];
@@ -111,6 +114,7 @@ impl EventType {
             EventType::CustomerSubscriptionCreated => "customer.subscription.created",
             EventType::CustomerSubscriptionUpdated => "customer.subscription.updated",
             EventType::CustomerSubscriptionDeleted => "customer.subscription.deleted",
+            EventType::CustomerSubscriptionTrialWillEnd => "customer.subscription.trial_will_end",
             EventType::InvoicePaid => "invoice.paid",
             EventType::InvoicePaymentFailed => "invoice.payment_failed",
             EventType::Other(name) => name,

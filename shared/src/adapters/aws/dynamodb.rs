@@ -38,7 +38,10 @@ use aws_sdk_dynamodb::types::{
 
 use super::error::{call_failed, unexpected};
 use crate::config::{ConfigError, Lookup, required};
-use crate::domain::{HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{
+    HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer, TrialReservation,
+    TrialUse,
+};
 use crate::ports::{
     HeldSession, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailMarked, MailRecord, MailSlot,
     RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry, UnmatchedEvent,
@@ -85,6 +88,16 @@ pub const ATTR_OWNER: &str = "owner";
 pub const ATTR_RESERVED_AT: &str = "reserved_at";
 pub const ATTR_SENT: &str = "sent";
 pub const ATTR_MAIL_KEY: &str = "key";
+
+pub const KIND_TRIAL: &str = "trial";
+/// A trial item's use, once its checkout was paid: a map of [`TrialUse`].
+pub const ATTR_TRIAL_USED: &str = "used";
+/// A reservation nobody paid for is removed by the TTL this long after its hold ended.
+const TRIAL_RESERVATION_GRACE_SECONDS: i64 = 24 * 60 * 60;
+
+pub fn trial_key(key: &TrialKey) -> String {
+    format!("TRIAL#{key}")
+}
 
 pub fn lease_key(tenant: &TenantId) -> String {
     format!("LEASE#{tenant}")
@@ -219,6 +232,19 @@ impl DynamoTenantStore {
             Some(Some(item)) => Ok(Some(item)),
             Some(None) => self.get_item(pk).await,
         }
+    }
+
+    /// The item a conditional UpdateItem was refused over ([`Self::refusing_item`]).
+    async fn refused_update(
+        &self,
+        pk: &str,
+        error: SdkError<UpdateItemError, HttpResponse>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.refusing_item(pk, "DynamoDB UpdateItem", error, |e| match e {
+            UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+            _ => None,
+        })
+        .await
     }
 
     /// Runs one transaction: `None` when it was written, the refusals when
@@ -430,6 +456,22 @@ fn build_failed(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 /// The items of a cancelled transaction, in order: whether each one's
 /// condition failed, and the item as it stood if DynamoDB returned it.
 struct Refused(Vec<(bool, Option<HashMap<String, AttributeValue>>)>);
+
+/// A trial item as stored: the hold that reserved it and until when, and its use.
+#[derive(serde::Deserialize)]
+struct StoredTrial {
+    #[serde(default)]
+    hold_id: Option<String>,
+    #[serde(default)]
+    hold_until: Option<i64>,
+    #[serde(default)]
+    used: Option<TrialUse>,
+}
+
+fn used_attr(used: &TrialUse) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(used)
+        .map_err(|e| StoreError::Unavailable(unexpected(format!("trial use not encodable: {e}"))))
+}
 
 fn decode_holder(item: &HashMap<String, AttributeValue>) -> Result<TenantId, StoreError> {
     let key = key_of(item);
@@ -1075,12 +1117,7 @@ impl TenantStore for DynamoTenantStore {
                 Ok(_) => return Ok(MailSlot::Reserved),
                 Err(error) => error,
             };
-            let found = self
-                .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                    _ => None,
-                })
-                .await?;
+            let found = self.refused_update(&pk, error).await?;
             match found.map(decode::<MailRecord>).transpose()? {
                 Some(MailRecord { sent: Some(sent), .. }) => {
                     return Ok(MailSlot::Sent { message_id: sent.message_id });
@@ -1139,18 +1176,104 @@ impl TenantStore for DynamoTenantStore {
             Ok(_) => return Ok(MailMarked::Recorded),
             Err(error) => error,
         };
-        let found = self
-            .refusing_item(&pk, "DynamoDB UpdateItem", error, |e| match e {
-                UpdateItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
-                _ => None,
-            })
-            .await?;
+        let found = self.refused_update(&pk, error).await?;
         // Refused, so it was sent: `sent` is never removed.
         match found.map(decode::<MailRecord>).transpose()?.and_then(|record| record.sent) {
             Some(sent) if sent.message_id == message_id => Ok(MailMarked::Recorded),
             Some(sent) => Ok(MailMarked::SentBefore { message_id: sent.message_id }),
             None => Err(StoreError::Unavailable(unexpected(format!(
                 "mail `{key}` of tenant {tenant} was sent when marking it and gone when read"
+            )))),
+        }
+    }
+
+    async fn reserve_trial(
+        &self,
+        reservation: &TrialReservation,
+        now: i64,
+    ) -> Result<TrialOffer, StoreError> {
+        let pk = trial_key(&reservation.key);
+        for _ in 0..CLAIM_ATTEMPTS {
+            // A reservation lapses with its hold and the TTL removes it a day
+            // later; a used trial has no TTL and is never reserved again.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(ATTR_PK, s(&pk))
+                .update_expression("SET #kind = :kind, #hold = :hold, #until = :until, #expires = :expires")
+                .condition_expression(
+                    "attribute_not_exists(#used) AND (attribute_not_exists(#hold) OR #until < :now)",
+                )
+                .expression_attribute_names("#kind", ATTR_KIND)
+                .expression_attribute_names("#hold", ATTR_HOLD_ID)
+                .expression_attribute_names("#until", ATTR_HOLD_UNTIL)
+                .expression_attribute_names("#expires", ATTR_EXPIRES_AT)
+                .expression_attribute_names("#used", ATTR_TRIAL_USED)
+                .expression_attribute_values(":kind", s(KIND_TRIAL))
+                .expression_attribute_values(":hold", s(reservation.hold.as_str()))
+                .expression_attribute_values(":until", n(reservation.until))
+                .expression_attribute_values(
+                    ":expires",
+                    n(reservation.until + TRIAL_RESERVATION_GRACE_SECONDS),
+                )
+                .expression_attribute_values(":now", n(now))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(TrialOffer::Reserved),
+                Err(error) => error,
+            };
+            let found = self.refused_update(&pk, error).await?;
+            match found.map(decode::<StoredTrial>).transpose()? {
+                Some(StoredTrial { used: Some(used), .. }) => return Ok(TrialOffer::Used(used)),
+                // Ours already (a retried request): kept as it is, not extended.
+                Some(StoredTrial { hold_id: Some(ours), .. }) if ours == reservation.hold.as_str() => {
+                    return Ok(TrialOffer::Reserved);
+                }
+                Some(StoredTrial { hold_id: Some(other), hold_until: Some(until), .. })
+                    if other != reservation.hold.as_str() && until >= now =>
+                {
+                    return Ok(TrialOffer::InAnotherCheckout { until });
+                }
+                // Changed between the refusal and the read: try again.
+                _ => continue,
+            }
+        }
+        Err(StoreError::Unavailable(unexpected(format!(
+            "trial {} changed hands {CLAIM_ATTEMPTS} times while reserving it",
+            reservation.key
+        ))))
+    }
+
+    async fn record_trial_use(&self, key: &TrialKey, used: &TrialUse) -> Result<TrialUse, StoreError> {
+        let pk = trial_key(key);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, s(&pk))
+            .update_expression("SET #kind = :kind, #used = :used REMOVE #expires")
+            .condition_expression("attribute_not_exists(#used)")
+            .expression_attribute_names("#kind", ATTR_KIND)
+            .expression_attribute_names("#used", ATTR_TRIAL_USED)
+            .expression_attribute_names("#expires", ATTR_EXPIRES_AT)
+            .expression_attribute_values(":kind", s(KIND_TRIAL))
+            .expression_attribute_values(":used", used_attr(used)?)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(used.clone()),
+            Err(error) => error,
+        };
+        let found = self.refused_update(&pk, error).await?;
+        // Refused, so it was used: `used` is never removed.
+        match found.map(decode::<StoredTrial>).transpose()?.and_then(|trial| trial.used) {
+            Some(first) => Ok(first),
+            None => Err(StoreError::Unavailable(unexpected(format!(
+                "trial {key} was used when recording its use and not when read"
             )))),
         }
     }

@@ -14,7 +14,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use super::error::unexpected;
 use super::launcher::{LauncherConfig, TENANT_TAG, TenantNames, sdk_failure};
 use crate::domain::TenantId;
-use crate::ports::{LauncherError, ServiceHealth};
+use crate::ports::{AlbQuotas, LauncherError, Room, RoutingCapacity, ServiceHealth};
 
 /// Listener rule priorities run from 1 to 50000.
 const MAX_PRIORITY: u32 = 50_000;
@@ -290,6 +290,40 @@ impl ListenerRouting<'_> {
             }
             Err(error) => Err(sdk_failure("ELB DeleteTargetGroup", error)),
         }
+    }
+}
+
+/// The room on the shared ALB for the checkout API: the listener's rules
+/// other than its default one are the tenants routed (each also has its
+/// target group), held against the configured [`AlbQuotas`].
+#[derive(Debug, Clone)]
+pub struct ListenerCapacity {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    listener_arn: String,
+    quotas: AlbQuotas,
+}
+
+impl ListenerCapacity {
+    pub fn new(elb: aws_sdk_elasticloadbalancingv2::Client, listener_arn: String, quotas: AlbQuotas) -> Self {
+        ListenerCapacity { elb, listener_arn, quotas }
+    }
+
+    /// From `ALB_LISTENER_ARN` and the quotas' variables.
+    pub fn from_lookup(
+        elb: aws_sdk_elasticloadbalancingv2::Client,
+        env: &dyn crate::config::Lookup,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(ListenerCapacity::new(elb, super::launcher::listener_arn(env)?, AlbQuotas::from_lookup(env)?))
+    }
+}
+
+#[async_trait::async_trait]
+impl RoutingCapacity for ListenerCapacity {
+    async fn room(&self) -> Result<Room, LauncherError> {
+        let routing = ListenerRouting { elb: &self.elb, listener_arn: &self.listener_arn };
+        let rules = routing.listener_rules().await?;
+        let used = rules.iter().filter(|rule| rule.is_default() != Some(true)).count();
+        Ok(Room { used: u32::try_from(used).unwrap_or(u32::MAX), capacity: self.quotas.tenants() })
     }
 }
 

@@ -87,6 +87,15 @@ fn arn(env: &dyn Lookup, var: &'static str, service: &str) -> Result<String, Con
     Ok(value)
 }
 
+/// [`ALB_LISTENER_ARN`]: the shared ALB's listener the tenants' rules go on.
+pub fn listener_arn(env: &dyn Lookup) -> Result<String, ConfigError> {
+    let listener_arn = arn(env, ALB_LISTENER_ARN, "elasticloadbalancing")?;
+    if !listener_arn.contains(":listener/") {
+        return Err(invalid(ALB_LISTENER_ARN, "expected the ARN of a listener, not of another resource"));
+    }
+    Ok(listener_arn)
+}
+
 fn check_arn(var: &'static str, value: &str, service: &str) -> Result<(), ConfigError> {
     let parts: Vec<&str> = value.splitn(6, ':').collect();
     if parts.len() == 6 && parts[0] == "arn" && parts[2] == service && !parts[5].is_empty() {
@@ -153,10 +162,7 @@ impl LauncherConfig {
         if !vpc_id.starts_with("vpc-") {
             return Err(invalid(VPC_ID, "expected a VPC id such as vpc-0abc123"));
         }
-        let listener_arn = arn(env, ALB_LISTENER_ARN, "elasticloadbalancing")?;
-        if !listener_arn.contains(":listener/") {
-            return Err(invalid(ALB_LISTENER_ARN, "expected the ARN of a listener, not of another resource"));
-        }
+        let listener_arn = listener_arn(env)?;
         let health_check_path =
             env.get(APP_HEALTH_PATH).map(|p| p.trim().to_owned()).unwrap_or("/health".into());
         if !health_check_path.starts_with('/')

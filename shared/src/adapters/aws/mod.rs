@@ -88,6 +88,10 @@ pub fn tenant_launcher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<EcsTenantLau
     ))
 }
 
+pub fn routing_capacity(sdk: &SdkConfig, env: &dyn Lookup) -> Result<elb::ListenerCapacity, ConfigError> {
+    elb::ListenerCapacity::from_lookup(aws_sdk_elasticloadbalancingv2::Client::new(sdk), env)
+}
+
 pub fn dns_publisher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<Route53Dns, ConfigError> {
     Route53Dns::from_lookup(aws_sdk_route53::Client::new(sdk), env)
 }

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::persisted::Persisted;
 use crate::clock::Clock;
 use crate::domain::TenantId;
-use crate::ports::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
+use crate::ports::{
+    AlbQuotas, LaunchSpec, LaunchedTenant, LauncherError, Room, RoutingCapacity, ServiceHealth,
+    TenantLauncher,
+};
 
 /// One tenant's app on the simulated container platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +35,14 @@ struct Platform {
 }
 
 /// ECS and the load balancer on a laptop: services are records that become
-/// healthy `startup` after they start, as a Fargate task passes its checks.
+/// healthy `startup` after they start, as a Fargate task passes its checks,
+/// and the load balancer holds them to AWS's quotas (a target group and a
+/// rule each), so local runs meet the same wall.
 pub struct LocalLauncher {
     platform: Persisted<Platform>,
     clock: Arc<dyn Clock>,
     startup: Duration,
+    quotas: AlbQuotas,
 }
 
 fn service_name(tenant: &TenantId) -> String {
@@ -49,7 +55,13 @@ fn unavailable(error: std::io::Error) -> LauncherError {
 
 impl LocalLauncher {
     pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>, startup: Duration) -> std::io::Result<Self> {
-        Ok(LocalLauncher { platform: Persisted::open(dir, "services.json")?, clock, startup })
+        let platform = Persisted::open(dir, "services.json")?;
+        Ok(LocalLauncher { platform, clock, startup, quotas: AlbQuotas::default() })
+    }
+
+    /// The same, its load balancer held to `quotas` instead of AWS's defaults.
+    pub fn with_quotas(self, quotas: AlbQuotas) -> Self {
+        LocalLauncher { quotas, ..self }
     }
 
     pub fn services(&self) -> Vec<LocalService> {
@@ -71,6 +83,19 @@ impl TenantLauncher for LocalLauncher {
                     return Err(LauncherError::Rejected(format!(
                         "host {} is already routed to {}",
                         spec.host, other.tenant_id
+                    )));
+                }
+                let new = !p.services.contains_key(&name);
+                if new && p.services.len() >= self.quotas.target_groups as usize {
+                    return Err(LauncherError::Rejected(format!(
+                        "TooManyTargetGroups: the load balancer has its {} target groups",
+                        self.quotas.target_groups
+                    )));
+                }
+                if new && p.services.len() >= self.quotas.rules as usize {
+                    return Err(LauncherError::Rejected(format!(
+                        "TooManyRules: the load balancer has its {} rules",
+                        self.quotas.rules
                     )));
                 }
                 let priority = p.services.values().map(|s| s.rule_priority).max().unwrap_or(0) + 1;
@@ -134,5 +159,51 @@ impl TenantLauncher for LocalLauncher {
                 p.services.remove(&service_name(tenant));
             })
             .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl RoutingCapacity for LocalLauncher {
+    async fn room(&self) -> Result<Room, LauncherError> {
+        let used = self.platform.read(|p| p.services.len());
+        Ok(Room { used: u32::try_from(used).unwrap_or(u32::MAX), capacity: self.quotas.tenants() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+
+    fn spec(n: u32) -> LaunchSpec {
+        LaunchSpec {
+            tenant: TenantId::parse(&format!("tnt_{n:020x}")).unwrap(),
+            host: format!("t{n}.apps.example.com"),
+            environment: BTreeMap::new(),
+            desired_count: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_load_balancer_holds_as_many_tenants_as_its_quotas_and_refuses_the_next() {
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(1_763_800_000));
+        let launcher = LocalLauncher::open(None, clock, Duration::ZERO).unwrap();
+        assert_eq!(
+            launcher.room().await.unwrap(),
+            Room { used: 0, capacity: 100 },
+            "AWS's quotas by default"
+        );
+        let launcher = launcher.with_quotas(AlbQuotas { target_groups: 100, rules: 3 });
+        for n in 0..3 {
+            launcher.launch(&spec(n)).await.unwrap();
+        }
+        assert_eq!(launcher.room().await.unwrap(), Room { used: 3, capacity: 3 });
+        let refused = launcher.launch(&spec(3)).await.unwrap_err().to_string();
+        assert!(refused.contains("TooManyRules"), "{refused}");
+        // A tenant already routed is changed, not counted again; one removed frees its place.
+        launcher.launch(&LaunchSpec { desired_count: 0, ..spec(1) }).await.unwrap();
+        launcher.remove(&spec(0).tenant).await.unwrap();
+        launcher.launch(&spec(3)).await.unwrap();
+        assert_eq!(launcher.room().await.unwrap().free(), 0);
     }
 }

@@ -62,6 +62,9 @@ pub struct LocalCheckoutSession {
     /// `allow_promotion_codes`.
     #[serde(default)]
     pub allow_promotion_codes: bool,
+    /// `subscription_data.trial_period_days`.
+    #[serde(default)]
+    pub trial_days: Option<u32>,
 }
 
 /// A recurring price, as a subscription item holds it.
@@ -296,6 +299,8 @@ pub enum SubscriptionAction {
     Resume,
     /// Cancelled now.
     Cancel,
+    /// Stripe's notice three days before a trial ends; the trial goes on.
+    TrialWillEnd,
     TrialEnds(TrialOutcome),
 }
 
@@ -317,6 +322,7 @@ impl SubscriptionAction {
             SubscriptionAction::Pause => "pause",
             SubscriptionAction::Resume => "resume",
             SubscriptionAction::Cancel => "cancel",
+            SubscriptionAction::TrialWillEnd => "announce the trial end of",
             SubscriptionAction::TrialEnds(_) => "end the trial of",
         }
     }
@@ -325,7 +331,8 @@ impl SubscriptionAction {
 /// How a Checkout Session is paid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PayOptions {
-    /// Start with a trial of this many days (`subscription_data.trial_period_days`).
+    /// Start with a trial of this many days instead of the session's own
+    /// (`subscription_data.trial_period_days`).
     pub trial_days: Option<u32>,
 }
 
@@ -637,6 +644,12 @@ impl LocalStripe {
                             Err(refuse(format!("it is already {}", status.as_str())))
                         }
                         _ => Ok(cancel(a, index, now)),
+                    },
+                    SubscriptionAction::TrialWillEnd => match status {
+                        S::Trialing => {
+                            Ok(vec![sub_event(a, index, "customer.subscription.trial_will_end", None, now)])
+                        }
+                        _ => Err(refuse(format!("it is {}, not trialing", status.as_str()))),
                     },
                     SubscriptionAction::TrialEnds(outcome) => match status {
                         S::Trialing => Ok(end_trial(a, index, *outcome, now, true)),
@@ -1027,7 +1040,12 @@ fn session_wire(session: &LocalCheckoutSession, amount: i64, currency: &str) -> 
         "object": "checkout.session",
         "mode": "subscription",
         "status": session.status,
-        "payment_status": if session.status == "complete" { "paid" } else { "unpaid" },
+        // A trial charges nothing at checkout, as Stripe reports it.
+        "payment_status": match (session.status.as_str(), session.trial_days) {
+            ("complete", Some(_)) => "no_payment_required",
+            ("complete", None) => "paid",
+            _ => "unpaid",
+        },
         "customer": session.customer,
         "subscription": session.subscription,
         "customer_email": session.customer_email,
@@ -1171,8 +1189,9 @@ fn complete_session(
     session.subscription = Some(sub_id.clone());
     let (email, metadata) = (session.customer_email.clone(), session.metadata.clone());
     let promotion_code = session.promotion_code.clone();
+    let trial_days = options.trial_days.or(session.trial_days);
     a.customers.push(LocalCustomer { id: customer.clone(), email, created: now });
-    let trial_end = options.trial_days.map(|days| now + i64::from(days) * DAY);
+    let trial_end = trial_days.map(|days| now + i64::from(days) * DAY);
     let period_end = trial_end.unwrap_or(now + price.period_seconds());
     let amount = if trial_end.is_some() { 0 } else { price.unit_amount };
     a.subscriptions.push(LocalSubscription {
@@ -1446,7 +1465,8 @@ impl StripeGateway for LocalStripe {
                         && existing.customer_email == request.customer_email.as_str()
                         && existing.metadata == request.metadata
                         && existing.promotion_code == promotion_code
-                        && existing.allow_promotion_codes == allow_promotion_codes;
+                        && existing.allow_promotion_codes == allow_promotion_codes
+                        && existing.trial_days == request.trial_days;
                     return if same {
                         Ok(CreatedSession { id: existing.id.clone(), url: existing.url.clone() })
                     } else {
@@ -1480,6 +1500,7 @@ impl StripeGateway for LocalStripe {
                     events: Vec::new(),
                     promotion_code: promotion_code.clone(),
                     allow_promotion_codes,
+                    trial_days: request.trial_days,
                 });
                 Ok(CreatedSession { id, url })
             })
@@ -1621,6 +1642,7 @@ mod tests {
             cancel_url: "https://e.com/no".into(),
             metadata,
             discount: crate::ports::Discount::None,
+            trial_days: None,
             expires_at: None,
             idempotency_key: key.into(),
         };

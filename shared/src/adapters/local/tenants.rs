@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::domain::{HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord};
+use crate::domain::{
+    HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer, TrialReservation,
+    TrialUse,
+};
 use crate::ports::{
     HeldSession, HoldOutcome, HoldRequest, Inserted, Lease, LeaseOutcome, MailDelivery, MailMarked,
     MailRecord, MailSlot, RateOutcome, StoreError, SubdomainHold, TenantStore, TrailEntry, UnmatchedEvent,
@@ -44,6 +47,21 @@ struct Table {
     /// Per tenant, by mail key.
     #[serde(default)]
     mails: BTreeMap<TenantId, BTreeMap<String, MailRecord>>,
+    /// By [`TrialKey`]: the customer's one trial, reserved or used.
+    #[serde(default)]
+    trials: BTreeMap<String, TrialItem>,
+}
+
+/// One customer's trial: reserved by a checkout's hold until its end, then
+/// used once that checkout is paid.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TrialItem {
+    #[serde(default)]
+    reserved_by: Option<String>,
+    #[serde(default)]
+    reserved_until: i64,
+    #[serde(default)]
+    used: Option<TrialUse>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -192,6 +210,39 @@ impl TenantStore for LocalTenantStore {
                 Ok(HoldOutcome::Held(hold))
             })
             .map_err(unavailable)?
+    }
+
+    async fn reserve_trial(
+        &self,
+        reservation: &TrialReservation,
+        now: i64,
+    ) -> Result<TrialOffer, StoreError> {
+        self.table
+            .update(|t| {
+                let item = t.trials.entry(reservation.key.as_str().to_owned()).or_default();
+                if let Some(used) = &item.used {
+                    return TrialOffer::Used(used.clone());
+                }
+                let ours = item.reserved_by.as_deref() == Some(reservation.hold.as_str());
+                if ours {
+                    return TrialOffer::Reserved;
+                }
+                if item.reserved_by.is_some() && item.reserved_until >= now {
+                    return TrialOffer::InAnotherCheckout { until: item.reserved_until };
+                }
+                item.reserved_by = Some(reservation.hold.as_str().to_owned());
+                item.reserved_until = reservation.until;
+                TrialOffer::Reserved
+            })
+            .map_err(unavailable)
+    }
+
+    async fn record_trial_use(&self, key: &TrialKey, used: &TrialUse) -> Result<TrialUse, StoreError> {
+        self.table
+            .update(|t| {
+                t.trials.entry(key.as_str().to_owned()).or_default().used.get_or_insert(used.clone()).clone()
+            })
+            .map_err(unavailable)
     }
 
     async fn record_hold_session(

@@ -362,6 +362,7 @@ impl StripeGateway for StripeApi {
             request.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
         subscription_data.metadata = Some(metadata.clone());
+        subscription_data.trial_period_days = request.trial_days;
         let mut line_item = CreateCheckoutSessionLineItems::new();
         line_item.price = Some(request.price_id.clone());
         line_item.quantity = Some(1);
