@@ -71,11 +71,20 @@ async fn the_app_reads_its_live_status_with_its_token_and_a_rotation_revokes_it(
     let billing = body["billing_url"].as_str().unwrap();
     assert!(billing.starts_with(&format!("{}/billing/", served.base)), "{billing}");
 
+    // Basic starts with the catalog's trial: its end is reported.
+    assert!(body["trial_end"].as_i64().is_some_and(|t| t > now), "{body}");
+    let subscription = served.stripe.subscriptions()[0].id.clone();
+    let stripe_does =
+        |action: &str| format!("{}/local/stripe/subscriptions/{subscription}/{action}", served.base);
+    // The trial ends paid, so that a renewal can fail.
+    let (status, answer) = post(&stripe_does("trial-ends")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(served.stack.wait_settled(Duration::from_secs(30)).await);
+    assert_eq!(ask(&url, Some(&token)).await.2["status"], "ACTIVE");
+
     // A failed payment: PAST_DUE, the app neither relaunched nor given new settings.
     let started = served.stack.state().await["services"][0]["started_at_ms"].clone();
-    let subscription = served.stripe.subscriptions()[0].id.clone();
-    let (status, answer) =
-        post(&format!("{}/local/stripe/subscriptions/{subscription}/card-fails", served.base)).await;
+    let (status, answer) = post(&stripe_does("card-fails")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(served.stack.wait_settled(Duration::from_secs(30)).await);
     let (status, _, body) = ask(&url, Some(&token)).await;
@@ -85,7 +94,7 @@ async fn the_app_reads_its_live_status_with_its_token_and_a_rotation_revokes_it(
         (Some("PAST_DUE"), Some(true)),
         "{body}"
     );
-    assert_eq!(app_environment(&served).await, env, "the same environment");
+    assert_eq!(app_environment(&served).await, env, "the same environment (token included)");
     assert_eq!(served.stack.state().await["services"][0]["started_at_ms"], started, "no new task");
 
     // Rotation: the old token is refused, the relaunched app's new one answers.
