@@ -104,6 +104,7 @@ pub async fn adapters(
         clock,
         settings,
         catalog: config.catalog,
+        status: tenancy::checkout::status::StatusTokens::new(portal_base, config.password_key.clone()),
         password_key: config.password_key,
     };
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));

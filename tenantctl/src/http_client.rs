@@ -39,15 +39,24 @@ impl Default for HttpClient {
 impl HttpClient {
     /// Sends `request` and reads the whole answer.
     pub async fn call(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), HttpError> {
+        let (status, _, body) = self.call_with_headers(request).await?;
+        Ok((status, body))
+    }
+
+    /// [`Self::call`], with the answer's headers.
+    pub async fn call_with_headers(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), HttpError> {
         let url = request.uri().to_string();
         let response = self
             .inner
             .request(request)
             .await
             .map_err(|source| HttpError::Connect { url: url.clone(), source })?;
-        let status = response.status();
-        let body = response.into_body().collect().await.map_err(|source| HttpError::Body { url, source })?;
-        Ok((status, body.to_bytes()))
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|source| HttpError::Body { url, source })?;
+        Ok((parts.status, parts.headers, body.to_bytes()))
     }
 
     pub async fn get(&self, url: &str) -> Result<(StatusCode, Bytes), HttpError> {

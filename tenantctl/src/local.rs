@@ -181,6 +181,8 @@ impl Adapters {
             clock,
             settings: config.settings,
             catalog: config.catalog,
+            // The apps ask the local server's `GET /status`.
+            status: tenancy::checkout::status::StatusTokens::new(portal_base, config.password_key.clone()),
             password_key: config.password_key,
         };
         let capacity = launcher.clone();
@@ -341,6 +343,39 @@ impl LocalStack {
         serde_json::to_value(report).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 
+    /// `tenantctl local rotate-status-token`: the tenant's next status
+    /// token recorded (the old one refused from then on), and a lifecycle
+    /// execution started that relaunches its app with it, as on a stage.
+    pub async fn rotate_status_token(&self, subdomain: &str) -> Result<Value, (StatusCode, String)> {
+        use crate::stage::tenants::{TenantsError, find};
+        let tenant = find(self.store.as_ref(), subdomain).await.map_err(|e| match e {
+            TenantsError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+            other => (StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+        if tenant.signup.is_none() {
+            return Err((StatusCode::CONFLICT, format!("{} never became a tenant", tenant.id)));
+        }
+        let steps = self.workflows.steps();
+        let rotated = tenancy::steps::status_token::rotate_status_token(
+            steps.store.as_ref(),
+            steps.clock.as_ref(),
+            &steps.status,
+            &tenant.id,
+        )
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, error_chain(&e)))?;
+        let execution = crate::stage::status_token::execution_name(&tenant.id, steps.clock.now_millis());
+        let input = json!({"tenant_id": tenant.id});
+        if !self.workflows.start_named(tenancy::ports::Workflow::Lifecycle, &execution, input) {
+            return Err((StatusCode::CONFLICT, format!("rotated, but execution {execution} already exists")));
+        }
+        Ok(json!({
+            "tenant_id": tenant.id,
+            "token_generation": rotated.status_token.map(|t| t.generation),
+            "execution": execution,
+        }))
+    }
+
     pub async fn state(&self) -> Value {
         let tenants = match self.store.list_tenants().await {
             Ok(tenants) => {
@@ -391,6 +426,8 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/local/state", get(local_state))
         .route("/local/executions/{name}", get(execution_history))
         .route("/local/tenants/{subdomain}/resend-welcome", post(resend_welcome))
+        .route("/local/tenants/{subdomain}/rotate-status-token", post(rotate_status_token))
+        .route("/status", get(signup_api).post(signup_api))
         .route("/billing-portal/{customer}", get(billing_portal))
         .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
         .route("/subdomains/{name}", get(signup_api).options(signup_api))
@@ -447,6 +484,16 @@ async fn resend_welcome(State(stack): State<Arc<LocalStack>>, Path(subdomain): P
     }
 }
 
+async fn rotate_status_token(
+    State(stack): State<Arc<LocalStack>>,
+    Path(subdomain): Path<String>,
+) -> Response {
+    match stack.rotate_status_token(&subdomain).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err((status, message)) => (status, axum::Json(json!({"error": message}))).into_response(),
+    }
+}
+
 async fn local_state(State(stack): State<Arc<LocalStack>>) -> Response {
     axum::Json(stack.state().await).into_response()
 }
@@ -478,6 +525,8 @@ async fn signup_api(
     let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
     let answer = signup.api.handle(&method, uri.path(), &headers, &body, client).await;
     let mut response = (answer.status, answer.body).into_response();
+    // The answer names its own (axum's default for a String is text/plain).
+    response.headers_mut().remove(header::CONTENT_TYPE);
     for (name, value) in answer.headers {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().append(name, value);

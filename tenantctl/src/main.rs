@@ -166,6 +166,13 @@ enum TenantsCommand {
         /// Its subdomain or tenant id.
         tenant: String,
     },
+    /// Revoke a tenant app's status token (TENANCY_STATUS_TOKEN): the old
+    /// one gets 401 at once, and a lifecycle execution relaunches the app
+    /// with the next one. Also gives a token to a tenant from before them.
+    RotateStatusToken {
+        /// Its subdomain or tenant id.
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -236,6 +243,13 @@ enum LocalCommand {
     /// (its failure is on the tenant in `/local/state`, and was mailed to
     /// the operator). A mail that did go out is not sent twice.
     ResendWelcome {
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server: String,
+        subdomain: String,
+    },
+    /// Revoke a local tenant app's status token: the old one gets 401 at
+    /// once, and a lifecycle execution relaunches the app with the next one.
+    RotateStatusToken {
         #[arg(long, default_value = "http://127.0.0.1:8787")]
         server: String,
         subdomain: String,
@@ -467,6 +481,25 @@ async fn run(cli: Cli) -> Result<()> {
                         tenantctl::stage::paint::print(&tenants::render_list(&list));
                     }
                 }
+                TenantsCommand::RotateStatusToken { tenant } => {
+                    let secrets = tenancy::adapters::aws::secret_store(&stage.sdk);
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    let rotated = tenantctl::stage::status_token::rotate(
+                        &stage,
+                        &secrets,
+                        &tenant,
+                        i64::try_from(now)?,
+                    )
+                    .await?;
+                    if cli.stage.json {
+                        println!("{}", serde_json::to_string_pretty(&rotated)?);
+                    } else {
+                        println!(
+                            "status token of {} rotated to generation {}: the old one is refused; {} relaunches its app",
+                            rotated.tenant_id, rotated.token_generation, rotated.execution
+                        );
+                    }
+                }
                 TenantsCommand::Show { tenant } => {
                     let view = tenants::show(&stage, &store, &tenant).await?;
                     if cli.stage.json {
@@ -596,6 +629,16 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{answer}");
             if !status.is_success() {
                 bail!("not resent: HTTP {}", status.as_u16());
+            }
+            Ok(())
+        }
+        Command::Local { command: LocalCommand::RotateStatusToken { server, subdomain } } => {
+            let url =
+                format!("{}/local/tenants/{subdomain}/rotate-status-token", server.trim_end_matches('/'));
+            let (status, answer) = call_json(&url, &serde_json::Value::Null).await?;
+            println!("{answer}");
+            if !status.is_success() {
+                bail!("not rotated: HTTP {}", status.as_u16());
             }
             Ok(())
         }

@@ -91,6 +91,7 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let links = BillingLinks::checker(step_config.password_key.clone(), clock.clone());
+    let status_key = step_config.password_key.clone();
     let (listener, bound) = crate::local::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let portal = format!("http://{bound}");
     let stripe = Arc::new(LocalStripe::open(options.state.as_deref(), &portal, clock.clone())?);
@@ -128,7 +129,8 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
         clock.clone(),
     )
     .with_billing_links(links, &format!("http://{bound}/"))
-    .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::room_reserve(env)?);
+    .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::room_reserve(env)?)
+    .with_status(status_key, Some(&portal));
     let signup = LocalSignup { api, webhook_secret, clock };
     let stack = LocalStack::with_faults(ingress, queue, adapters, &options, Some(signup), faults)?;
     Ok(Server { listener, bound, stack, mode: config.mode, platform })

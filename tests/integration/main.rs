@@ -21,6 +21,7 @@ mod stage_all;
 mod stage_events;
 mod stage_stripe;
 mod stage_tenants;
+mod status;
 mod stripe_api;
 mod trials;
 mod workflow;

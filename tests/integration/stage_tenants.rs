@@ -308,3 +308,62 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_fix_converges
     let again = fix(&stage, &ours, 1_700_000_060).await.unwrap();
     assert!(again.iter().all(|r| r.done.is_some()), "{}", render_repairs(&again));
 }
+
+#[tokio::test]
+async fn a_status_token_is_rotated_in_the_stages_table_and_a_lifecycle_execution_relaunches_the_app() {
+    use tenancy::domain::StatusToken;
+    use tenancy::domain::password::PasswordKey;
+    use tenantctl::stage::status_token::rotate;
+    let sdk = moto_config().await;
+    let table = unique_name("rotate");
+    create_table(&dynamodb::Client::new(&sdk), &table).await.unwrap();
+    let store = DynamoTenantStore::new(dynamodb::Client::new(&sdk), &table);
+    let subdomain = unique_name("rotate").replace('_', "-");
+    let mut record = provisioning_record(&unique_checkout("rotate"), &subdomain);
+    record.status = TenantStatus::Active;
+    record.reached_generation = record.generation;
+    assert!(record.status_token.is_none(), "a tenant from before status tokens");
+    store.insert_tenant(&record).await.unwrap();
+    let key_parameter = format!("/{}/tenant-key", unique_name("rotate"));
+    crate::doctor::put(&key_parameter, "integration-test-password-key-000000000").await;
+    let lifecycle = crate::stage_events::state_machine(&sdk, &unique_name("lifecycle")).await;
+    let stack = stack_with(
+        &[("StripeMode", "test".into()), ("TenantPasswordKeyParameter", key_parameter)],
+        &[
+            ("TenantTableName", table.clone()),
+            ("LifecycleStateMachineArn", lifecycle.clone()),
+            ("CheckoutApiUrl", "https://api.example.com".into()),
+        ],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let secrets = tenancy::adapters::aws::secret_store(&sdk);
+    let key = PasswordKey::parse("integration-test-password-key-000000000").unwrap();
+
+    let first = rotate(&stage, &secrets, &subdomain, 1_800_000_000).await.unwrap();
+    assert_eq!((first.tenant_id.clone(), first.token_generation), (record.id.clone(), 1));
+    assert_eq!(first.execution, format!("rotate-status-token-{}-1800000000", record.id));
+    let stored = store.get_tenant(&record.id).await.unwrap().unwrap();
+    let one = StatusToken::derive(&key, &record.id, 1);
+    assert!(stored.status_token.as_ref().is_some_and(|t| t.matches(&one)), "{:?}", stored.status_token);
+    assert_eq!(stored.generation, record.generation + 1, "a converge is due");
+    // The lifecycle execution converges the tenant by its id.
+    let execution = format!("{}:{}", lifecycle.replace(":stateMachine:", ":execution:"), first.execution);
+    let started = tenancy::adapters::aws::sdk::sfn::Client::new(&sdk)
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(started.input().unwrap_or_default()).unwrap();
+    assert_eq!(input, serde_json::json!({"tenant_id": record.id}));
+
+    // Again, by id: the next generation, the first token no longer current.
+    let second = rotate(&stage, &secrets, record.id.as_str(), 1_800_000_060).await.unwrap();
+    assert_eq!(second.token_generation, 2);
+    let stored = store.get_tenant(&record.id).await.unwrap().unwrap();
+    let recorded = stored.status_token.unwrap();
+    assert!(!recorded.matches(&one) && recorded.matches(&StatusToken::derive(&key, &record.id, 2)));
+    let unknown = rotate(&stage, &secrets, "nobody", 1_800_000_120).await.unwrap_err();
+    assert!(unknown.to_string().contains("no tenant has"), "{unknown}");
+}

@@ -97,7 +97,15 @@ impl ServedStack {
             bind("127.0.0.1:0".parse().expect("an address")).await.expect("a loopback port");
         let base = format!("http://{addr}");
         let stripe = Arc::new(LocalStripe::open(None, &base, clock.clone()).expect("the stand-in"));
-        let adapters = local_adapters_on(stripe.clone(), clock.clone());
+        // The apps' status URL and billing links point at this server.
+        let adapters = tenantctl::local::Adapters::local(
+            step_config(),
+            clock.clone(),
+            &instant_options(),
+            &base,
+            stripe.clone(),
+        )
+        .expect("in-memory adapters open");
         let api = tenancy::checkout::CheckoutApi::new(
             adapters.steps.store.clone(),
             gateway(&base, &stripe),
@@ -105,7 +113,8 @@ impl ServedStack {
             checkout_settings(),
             clock.clone(),
         )
-        .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::DEFAULT_ROOM_RESERVE);
+        .with_room_check(adapters.capacity.clone(), tenancy::checkout::room::DEFAULT_ROOM_RESERVE)
+        .with_status(step_config().password_key, Some(&base));
         let secret = WebhookSecret::parse(FIXTURE_SECRET).expect("the fixture secret");
         let signup = LocalSignup { api, webhook_secret: secret, clock: clock.clone() };
         let queue = Arc::new(LocalEventQueue::default());

@@ -9,9 +9,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let shell = StepShell::load().await?;
     let store = aws::tenant_store(shell.sdk(), &ProcessEnv)?;
     let launcher = aws::tenant_launcher(shell.sdk(), &ProcessEnv)?;
+    // The app's status token is part of its environment.
+    let status = shell.status_tokens().await?;
     let ctx = shell.context();
     serve(StepName::LaunchTenant, async |input| {
-        call_json(input, async |i| provision::launch_tenant(&store, &launcher, &ctx, i).await).await
+        call_json(input, async |i| provision::launch_tenant(&store, &launcher, &status, &ctx, i).await).await
     })
     .await
 }

@@ -74,20 +74,7 @@ impl BillingLinks {
         key: PasswordKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::config::ConfigError> {
-        let raw = crate::config::required(env, BILLING_LINK_BASE)?;
-        let base = raw.trim();
-        let ok = (base.starts_with("https://")
-            || base.starts_with("http://127.0.0.1")
-            || base.starts_with("http://localhost"))
-            && !base.contains(char::is_whitespace)
-            && !base.contains(['?', '#']);
-        if !ok {
-            return Err(crate::config::ConfigError::Invalid {
-                var: BILLING_LINK_BASE,
-                reason: "expected the checkout API's https:// URL".into(),
-            });
-        }
-        Ok(BillingLinks::new(base, key, clock))
+        Ok(BillingLinks::new(&api_base(env)?, key, clock))
     }
 
     /// The link for `customer`, working for [`LINK_LIFETIME_SECONDS`].
@@ -121,6 +108,25 @@ impl BillingLinks {
         }
         Ok(customer)
     }
+}
+
+/// The checkout API's public URL from [`BILLING_LINK_BASE`] (an `https://`
+/// URL; `http://` on loopback for local runs), without a trailing `/`.
+pub fn api_base(env: &dyn crate::config::Lookup) -> Result<String, crate::config::ConfigError> {
+    let raw = crate::config::required(env, BILLING_LINK_BASE)?;
+    let base = raw.trim();
+    let ok = (base.starts_with("https://")
+        || base.starts_with("http://127.0.0.1")
+        || base.starts_with("http://localhost"))
+        && !base.contains(char::is_whitespace)
+        && !base.contains(['?', '#']);
+    if !ok {
+        return Err(crate::config::ConfigError::Invalid {
+            var: BILLING_LINK_BASE,
+            reason: "expected the checkout API's https:// URL".into(),
+        });
+    }
+    Ok(base.trim_end_matches('/').to_owned())
 }
 
 fn signed_text(version: &str, customer: &str, expires: i64) -> String {

@@ -156,10 +156,32 @@ impl CheckoutApi {
         body: &[u8],
         client: Option<IpAddr>,
     ) -> ApiAnswer {
+        self.handle_at(None, method, path, headers, body, client).await
+    }
+
+    /// [`Self::handle`] for a request that came to `public_base` (the
+    /// API's URL as API Gateway names it), under which `GET /status` makes
+    /// its billing link unless the API was given its URL.
+    pub async fn handle_at(
+        &self,
+        public_base: Option<&str>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        client: Option<IpAddr>,
+    ) -> ApiAnswer {
         let origin = headers.get("origin").and_then(|o| o.to_str().ok());
         let allowed =
             origin.filter(|o| self.settings.allowed_origins.iter().any(|a| a == o.trim_end_matches('/')));
         let path = path.trim_end_matches('/');
+        // Server to server: no CORS, no per-client limit (see `status`).
+        if path == super::status::STATUS_PATH {
+            return match method {
+                &Method::GET => self.tenant_status(headers, public_base).await,
+                _ => ApiAnswer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route"),
+            };
+        }
         if let Some(token) = path.strip_prefix("/billing/") {
             return match (method, self.within_rate(client).await) {
                 (&Method::GET, Ok(())) => self.billing_portal(token).await,

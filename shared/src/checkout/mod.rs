@@ -7,7 +7,9 @@
 //! buyer pays (and whether one is free); `limits`, how much one client may
 //! ask; `coupon`, a promotion code checked against Stripe for the plan;
 //! `trial`, the plan's free trial, once per customer; `session`, the
-//! Stripe Checkout Session; `lambda`, the API Gateway glue.
+//! Stripe Checkout Session; `billing_link`, the mails' links to the
+//! billing portal; `status`, the tenant app's live status (`GET /status`);
+//! `lambda`, the API Gateway glue.
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ pub mod lambda;
 mod limits;
 pub mod room;
 mod session;
+pub mod status;
 #[cfg(test)]
 mod testing;
 mod trial;
@@ -141,6 +144,8 @@ pub struct CheckoutApi {
     /// `GET /billing/{token}`: the mails' card links, checked, then a
     /// portal session returning to `return_url`. Not answered without.
     billing: Option<(billing_link::BillingLinks, String)>,
+    /// `GET /status`: the tenant apps' status tokens checked. Not answered without.
+    status: Option<status::StatusEndpoint>,
     /// Price ids found by lookup key, with when they were found.
     prices: session::PriceCache,
     /// The room behind the load balancer, asked before a sale; not asked without.
@@ -165,6 +170,7 @@ impl CheckoutApi {
             settings,
             clock,
             billing: None,
+            status: None,
             prices: Default::default(),
             room: None,
         }
@@ -174,6 +180,15 @@ impl CheckoutApi {
     /// sending customers back to `return_url` from Stripe's portal.
     pub fn with_billing_links(mut self, links: billing_link::BillingLinks, return_url: &str) -> Self {
         self.billing = Some((links, return_url.to_owned()));
+        self
+    }
+
+    /// Answers `GET /status` for the tokens `key` derives (see [`status`]);
+    /// its billing links under `base` (the API's public URL) when given,
+    /// else under the URL each request came to.
+    pub fn with_status(mut self, key: crate::domain::password::PasswordKey, base: Option<&str>) -> Self {
+        let base = base.map(|b| b.trim_end_matches('/').to_owned());
+        self.status = Some(status::StatusEndpoint { key, base });
         self
     }
 

@@ -42,6 +42,7 @@ pub mod ids;
 pub mod organization;
 pub mod password;
 pub mod signup;
+pub mod status_token;
 pub mod subdomain;
 pub mod tenant;
 pub mod trial;
@@ -60,6 +61,7 @@ pub use hold::{HOLD_METADATA_KEY, HoldId, InvalidHoldId};
 pub use ids::{CheckoutSessionId, CustomerId, InvalidId, PromotionCodeId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;
 pub use signup::{CheckoutSignup, InvalidSignup};
+pub use status_token::{StatusToken, StatusTokenError, StatusTokenRecord};
 pub use subdomain::Subdomain;
 pub use tenant::{
     Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,

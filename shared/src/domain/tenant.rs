@@ -155,6 +155,10 @@ pub struct TenantRecord {
     /// after the key was rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_password_key_version: Option<String>,
+    /// The app's status token, as its hash (`GET /status`); `None` for a
+    /// tenant recorded before status tokens, until it is next converged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_token: Option<super::status_token::StatusTokenRecord>,
     pub created_at: i64,
     pub updated_at: i64,
     pub activated_at: Option<i64>,
@@ -165,7 +169,8 @@ pub struct TenantRecord {
     /// tenant. The plan, status and resources above are what the
     /// infrastructure was last made to match.
     pub desired: Option<DesiredTenant>,
-    /// Rises by one each time the desired state changes.
+    /// Rises by one each time the desired state changes (or the status
+    /// token is rotated: the app must be relaunched with the new one).
     pub generation: u64,
     /// The generation the infrastructure last matched.
     #[serde(default)]
@@ -254,6 +259,7 @@ impl TenantRecord {
             resources: TenantResources::default(),
             admin_password_hash: None,
             admin_password_key_version: None,
+            status_token: None,
             created_at: now,
             updated_at: now,
             activated_at: None,

@@ -15,10 +15,12 @@ use super::context::{StepContext, load, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
 use super::provision::app_environment;
+use super::status_token::with_status_token;
+use crate::checkout::status::StatusTokens;
 use crate::domain::trial::TRIAL_REMINDER_SECONDS;
 use crate::domain::{
-    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, SubscriptionStatus, TenantId,
-    TenantRecord, TenantResources, TenantStatus,
+    CheckoutSignup, DesiredTenant, LifecycleMail, PendingMail, RunState, StatusToken, SubscriptionStatus,
+    TenantId, TenantRecord, TenantResources, TenantStatus,
 };
 use crate::ports::{
     BillingPortal, DnsPublisher, LaunchSpec, LeaseOutcome, Mail, Mailer, StoreError, TenantLauncher,
@@ -69,6 +71,8 @@ pub struct ConvergePorts<'a> {
     pub dns: &'a dyn DnsPublisher,
     pub mailer: &'a dyn Mailer,
     pub portal: &'a dyn BillingPortal,
+    /// The app's status token, part of its environment.
+    pub status: &'a StatusTokens,
 }
 
 fn report(record: &TenantRecord, ctx: &StepContext<'_>, note: impl Into<String>) -> Converged {
@@ -172,7 +176,8 @@ async fn converge_under_lease(
             });
         }
         let desired = record.desired.clone().ok_or_else(|| StepError::Internal("no desired state".into()))?;
-        let resources = make_match(ports, ctx, &record, &desired, &mut actions).await?;
+        let (record, token) = with_status_token(ports.store, ctx.clock, ports.status, record).await?;
+        let resources = make_match(ports, ctx, &record, &desired, &token, &mut actions).await?;
         let next = reached(&record, &desired, resources, ctx.clock.now_unix());
         match ports.store.replace_tenant(&next).await {
             // Written: the loop reads again and stops unless the generation moved.
@@ -195,6 +200,7 @@ async fn make_match(
     ctx: &StepContext<'_>,
     record: &TenantRecord,
     desired: &DesiredTenant,
+    token: &StatusToken,
     actions: &mut Vec<String>,
 ) -> Result<TenantResources, StepError> {
     let signup = signup_of(record)?;
@@ -211,6 +217,7 @@ async fn make_match(
                     &desired.plan,
                     desired.billing,
                     &format!("https://{host}"),
+                    ports.status.environment(token),
                 ),
                 host: host.clone(),
                 desired_count: u32::from(running),

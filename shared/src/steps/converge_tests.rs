@@ -90,6 +90,7 @@ struct World {
     settings: TenantSettings,
     catalog: Catalog,
     key: PasswordKey,
+    status: crate::checkout::status::StatusTokens,
     clock: Arc<TestClock>,
 }
 
@@ -130,6 +131,10 @@ impl World {
             settings: TenantSettings::for_tests(),
             catalog: Catalog::embedded().unwrap(),
             key: PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
+            status: crate::checkout::status::StatusTokens::new(
+                "https://api.example.com",
+                PasswordKey::parse("unit-test-password-key-0123456789abcdef").unwrap(),
+            ),
             clock,
         })
     }
@@ -145,6 +150,7 @@ impl World {
             dns: self.dns_port.as_ref(),
             mailer: self.mailer_port.as_ref(),
             portal: self.portal_port.as_ref(),
+            status: &self.status,
         }
     }
 
@@ -192,7 +198,7 @@ impl World {
         let tenant = until_ok!(self, "record", provision::record_signup(store, &self.key, &ctx, signup()));
         let input = || TenantInput { tenant_id: tenant.tenant_id.clone(), event_id: event_id.clone() };
         let launcher = self.launcher_port.as_ref();
-        until_ok!(self, "launch", provision::launch_tenant(store, launcher, &ctx, input()));
+        until_ok!(self, "launch", provision::launch_tenant(store, launcher, &self.status, &ctx, input()));
         let dns = self.dns_port.as_ref();
         until_ok!(self, "dns", provision::publish_dns(store, dns, &ctx, input()));
         let mailer = self.mailer_port.as_ref();
@@ -284,6 +290,13 @@ impl World {
                 assert_eq!(service.desired_count, u32::from(run == RunState::Running));
                 assert_eq!(service.environment["PLAN"], expected.plan.key.as_str());
                 assert_eq!(service.environment["BILLING_FREQUENCY"], expected.billing.as_str());
+                // The app's status token is the tenant's current one.
+                let token = crate::domain::StatusToken::parse(&service.environment["TENANCY_STATUS_TOKEN"]);
+                let recorded = record.status_token.as_ref().expect("a status token recorded");
+                assert!(
+                    token.is_ok_and(|token| recorded.matches(&token)),
+                    "the app's token is not the recorded one"
+                );
                 assert_eq!(records.len(), 1);
             }
         }
@@ -507,6 +520,51 @@ async fn a_lease_held_by_another_execution_is_retried_not_ignored() {
     let done = converge_tenant(&world.ports(), &world.ctx(), input).await.unwrap();
     assert_eq!(done.status, TenantStatus::PastDue);
     assert_eq!(done.mails.len(), 1, "the card mail, once");
+}
+
+#[tokio::test]
+async fn a_failed_payment_changes_the_status_not_the_apps_environment() {
+    let world = World::new();
+    let (tenant, subscription) = world.provisioned().await;
+    let before = world.launcher.services()[0].clone();
+    for event in world.stripe.act(subscription.as_str(), &SubscriptionAction::CardFails).unwrap() {
+        world.deliver(&event, "card-fails").await;
+    }
+    let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!(record.status, TenantStatus::PastDue);
+    let after = world.launcher.services()[0].clone();
+    assert_eq!(after.environment, before.environment, "the same task definition");
+    assert_eq!(after.started_at_ms, before.started_at_ms, "no new task");
+}
+
+#[tokio::test]
+async fn a_rotated_status_token_is_relaunched_with_and_the_old_one_revoked() {
+    let world = World::new();
+    let (tenant, subscription) = world.provisioned().await;
+    let old = world.launcher.services()[0].environment["TENANCY_STATUS_TOKEN"].clone();
+    let old = crate::domain::StatusToken::parse(&old).unwrap();
+    let mails = world.outbox.sent().len();
+    let rotated = crate::steps::status_token::rotate_status_token(
+        world.store.as_ref(),
+        world.clock.as_ref(),
+        &world.status,
+        &tenant,
+    )
+    .await
+    .unwrap();
+    let recorded = rotated.status_token.clone().unwrap();
+    assert_eq!(recorded.generation, old.generation() + 1);
+    assert!(!recorded.matches(&old), "revoked by the write itself");
+    assert!(rotated.reached_generation < rotated.generation, "a converge is due");
+    let input =
+        ConvergeInput { tenant_id: tenant.clone(), owner: "rotate".into(), finish_provisioning: false };
+    converge_tenant(&world.ports(), &world.ctx(), input).await.unwrap();
+    let new = world.launcher.services()[0].environment["TENANCY_STATUS_TOKEN"].clone();
+    let new = crate::domain::StatusToken::parse(&new).unwrap();
+    assert_ne!(new.expose(), old.expose());
+    assert!(recorded.matches(&new));
+    assert_eq!(world.outbox.sent().len(), mails, "a rotation mails no one");
+    world.assert_as_stripe_says(&tenant, &subscription).await;
 }
 
 #[tokio::test]

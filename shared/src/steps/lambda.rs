@@ -87,6 +87,7 @@ impl StepShell {
     pub async fn converge_adapters(&self) -> Result<ConvergeAdapters, crate::config::ConfigError> {
         use crate::adapters::aws;
         let env = &crate::config::ProcessEnv;
+        let key = self.password_key().await?;
         Ok(ConvergeAdapters {
             store: aws::tenant_store(&self.sdk, env)?,
             launcher: aws::tenant_launcher(&self.sdk, env)?,
@@ -94,10 +95,22 @@ impl StepShell {
             mailer: aws::mailer(&self.sdk, env)?,
             portal: crate::checkout::billing_link::BillingLinks::from_lookup(
                 env,
-                self.password_key().await?,
+                key.clone(),
                 std::sync::Arc::new(crate::clock::SystemClock),
             )?,
+            status: crate::checkout::status::StatusTokens::from_lookup(env, key)?,
         })
+    }
+
+    /// The apps' status tokens: the tenant key from the secret store, the
+    /// checkout API's URL from `BILLING_LINK_BASE`.
+    pub async fn status_tokens(
+        &self,
+    ) -> Result<crate::checkout::status::StatusTokens, crate::config::ConfigError> {
+        crate::checkout::status::StatusTokens::from_lookup(
+            &crate::config::ProcessEnv,
+            self.password_key().await?,
+        )
     }
 
     /// The admin password key, from the secret store named in the environment.
@@ -117,6 +130,7 @@ pub struct ConvergeAdapters {
     pub mailer: crate::adapters::aws::SesMailer,
     /// The mails' card links (ours: a portal session would expire before the mail is read).
     pub portal: crate::checkout::billing_link::BillingLinks,
+    pub status: crate::checkout::status::StatusTokens,
 }
 
 impl ConvergeAdapters {
@@ -127,6 +141,7 @@ impl ConvergeAdapters {
             dns: &self.dns,
             mailer: &self.mailer,
             portal: &self.portal,
+            status: &self.status,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod mails;
 pub mod money_back;
 pub mod provision;
+pub mod status_token;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use error::StepError;
 
+use crate::checkout::status::StatusTokens;
 use crate::clock::Clock;
 use crate::config::TenantSettings;
 use crate::domain::Catalog;
@@ -138,11 +140,24 @@ pub struct WorkflowSteps {
     pub settings: TenantSettings,
     pub catalog: Catalog,
     pub password_key: PasswordKey,
+    /// The apps' status tokens and the URL they are presented at.
+    pub status: StatusTokens,
 }
 
 impl WorkflowSteps {
     pub fn context(&self) -> StepContext<'_> {
         StepContext { settings: &self.settings, catalog: &self.catalog, clock: self.clock.as_ref() }
+    }
+
+    fn converge_ports(&self) -> ConvergePorts<'_> {
+        ConvergePorts {
+            store: self.store.as_ref(),
+            launcher: self.launcher.as_ref(),
+            dns: self.dns.as_ref(),
+            mailer: self.mailer.as_ref(),
+            portal: self.billing.as_ref(),
+            status: &self.status,
+        }
     }
 
     /// Runs one step, as its Lambda would.
@@ -156,7 +171,9 @@ impl WorkflowSteps {
                 call_json(input, async |i| provision::record_signup(store, key, &ctx, i).await).await
             }
             StepName::LaunchTenant => {
-                call_json(input, async |i| provision::launch_tenant(store, launcher, &ctx, i).await).await
+                let status = &self.status;
+                call_json(input, async |i| provision::launch_tenant(store, launcher, status, &ctx, i).await)
+                    .await
             }
             StepName::CheckTenantHealth => {
                 call_json(input, async |i| provision::check_tenant_health(launcher, i).await).await
@@ -186,7 +203,7 @@ impl WorkflowSteps {
                 call_json(input, async |i| lifecycle::apply_subscription(store, stripe, &ctx, i).await).await
             }
             StepName::ConvergeTenant => {
-                let ports = ConvergePorts { store, launcher, dns, mailer, portal: self.billing.as_ref() };
+                let ports = self.converge_ports();
                 call_json(input, async |i| converge::converge_tenant(&ports, &ctx, i).await).await
             }
             StepName::ReleaseSubdomain => {
@@ -196,7 +213,7 @@ impl WorkflowSteps {
                 call_json(input, async |i| lifecycle::report_to_operator(store, mailer, &ctx, i).await).await
             }
             StepName::CleanUpExecution => {
-                let ports = ConvergePorts { store, launcher, dns, mailer, portal: self.billing.as_ref() };
+                let ports = self.converge_ports();
                 call_json(input, async |i| cleanup::clean_up_stopped_execution(&ports, &ctx, i).await).await
             }
         }

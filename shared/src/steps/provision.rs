@@ -9,10 +9,12 @@ use serde_json::Value;
 use super::context::{MailReport, StepContext, load, send_best_effort, send_once, signup_of, update};
 use super::error::StepError;
 use super::mails;
+use super::status_token::with_status_token;
+use crate::checkout::status::StatusTokens;
 use crate::domain::password::{FIRST_KEY_VERSION, PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{
-    BillingPeriod, Catalog, CheckoutSignup, Failure, HoldId, Plan, Subdomain, TenantId, TenantRecord,
-    TenantStatus, TrialKey, TrialUse,
+    BillingPeriod, Catalog, CheckoutSignup, Failure, HoldId, Plan, StatusToken, StatusTokenRecord, Subdomain,
+    TenantId, TenantRecord, TenantStatus, TrialKey, TrialUse,
 };
 use crate::ports::{
     ChangeStatus, DnsPublisher, Inserted, LaunchSpec, LaunchedTenant, Mailer, ServiceHealth, TenantLauncher,
@@ -187,6 +189,8 @@ pub async fn record_signup(
     });
     let mut record = TenantRecord::provisioning(signup, password_hash, now);
     record.admin_password_key_version = Some(password_key.current_version().to_owned());
+    // The app's status token, as its hash, in the same write.
+    record.status_token = Some(StatusTokenRecord::of(&StatusToken::derive(password_key, &tenant_id, 1)));
     match store.record_signup(&subdomain, &record, hold.as_ref(), now).await? {
         Inserted::New => tracing::info!(tenant_id = %tenant_id, status = %record.status, "tenant recorded"),
         Inserted::Existing(existing) => {
@@ -234,13 +238,16 @@ async fn paid_at_last(
     Ok(false)
 }
 
-/// The app's settings on `plan`, passed to its container as environment variables.
+/// The app's settings on `plan`, passed to its container as environment
+/// variables, with where and how it reads its live status (`status`:
+/// [`StatusTokens::environment`]).
 pub fn app_environment(
     record: &TenantRecord,
     signup: &CheckoutSignup,
     plan: &Plan,
     billing: BillingPeriod,
     url: &str,
+    status: [(String, String); 2],
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("TENANT_ID".to_owned(), record.id.to_string()),
@@ -258,6 +265,7 @@ pub fn app_environment(
     for (name, limit) in &plan.limits {
         env.insert(format!("LIMIT_{}", name.to_ascii_uppercase()), limit.to_string());
     }
+    env.extend(status);
     env
 }
 
@@ -265,10 +273,12 @@ pub fn app_environment(
 pub async fn launch_tenant(
     store: &dyn TenantStore,
     launcher: &dyn TenantLauncher,
+    status: &StatusTokens,
     ctx: &StepContext<'_>,
     input: TenantInput,
 ) -> Result<LaunchedTenant, StepError> {
     let record = load(store, &input.tenant_id).await?;
+    let (record, token) = with_status_token(store, ctx.clock, status, record).await?;
     let signup = signup_of(&record)?;
     let host = ctx.settings.domain.host(&signup.subdomain);
     // The plan Stripe says now; the signup's until Stripe was first asked.
@@ -278,7 +288,14 @@ pub async fn launch_tenant(
     };
     let spec = LaunchSpec {
         tenant: record.id.clone(),
-        environment: app_environment(&record, signup, plan, billing, &format!("https://{host}")),
+        environment: app_environment(
+            &record,
+            signup,
+            plan,
+            billing,
+            &format!("https://{host}"),
+            status.environment(&token),
+        ),
         host,
         desired_count: 1,
     };
@@ -651,6 +668,10 @@ mod tests {
             StepContext { settings: &self.settings, catalog: &self.catalog, clock: &self.clock }
         }
 
+        fn status(&self) -> StatusTokens {
+            StatusTokens::new("https://api.example.com", self.key.clone())
+        }
+
         async fn welcome(
             &self,
             mailer: &dyn Mailer,
@@ -752,10 +773,24 @@ mod tests {
     async fn launch_twice_gives_one_service_with_the_app_settings() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first =
-            launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
-        let second =
-            launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        let first = launch_tenant(
+            &world.store,
+            &world.launcher,
+            &world.status(),
+            &world.ctx(),
+            tenant_input(&tenant),
+        )
+        .await
+        .unwrap();
+        let second = launch_tenant(
+            &world.store,
+            &world.launcher,
+            &world.status(),
+            &world.ctx(),
+            tenant_input(&tenant),
+        )
+        .await
+        .unwrap();
         assert_eq!(first, second);
         let services = world.launcher.services();
         assert_eq!(services.len(), 1);
@@ -770,6 +805,44 @@ mod tests {
         assert!(env["ADMIN_PASSWORD_HASH"].starts_with("$argon2id$"));
         let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
         assert_eq!(record.resources.service_arn.as_deref(), Some(first.service_arn.as_str()));
+        // The status token recorded with the signup, as its hash only.
+        assert_eq!(env["TENANCY_STATUS_URL"], "https://api.example.com/status");
+        let token = StatusToken::parse(&env["TENANCY_STATUS_TOKEN"]).unwrap();
+        assert_eq!(token.tenant(), &record.id);
+        let recorded = record.status_token.as_ref().expect("recorded at signup");
+        assert!(recorded.matches(&token));
+        assert!(!serde_json::to_string(&record).unwrap().contains(token.expose()));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_from_before_status_tokens_gets_one_recorded_before_its_launch() {
+        let world = World::new();
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        update(&world.store, &world.clock, &tenant.tenant_id, |r| r.status_token.take().is_some())
+            .await
+            .unwrap();
+        let launch = async || {
+            launch_tenant(
+                &world.store,
+                &world.launcher,
+                &world.status(),
+                &world.ctx(),
+                tenant_input(&tenant),
+            )
+            .await
+            .unwrap();
+            world.launcher.services()[0].environment.clone()
+        };
+        let first = launch().await;
+        let record = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        let recorded = record.status_token.clone().expect("written by the launch");
+        assert_eq!(recorded.generation, 1);
+        assert!(recorded.matches(&StatusToken::parse(&first["TENANCY_STATUS_TOKEN"]).unwrap()));
+        // Derived: a second launch computes the same environment and writes nothing.
+        assert_eq!(launch().await, first);
+        let again = world.store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+        assert_eq!(again.status_token, Some(recorded));
+        assert_eq!(again.version, record.version, "the launch's own write only");
     }
 
     #[tokio::test]
@@ -779,7 +852,9 @@ mod tests {
         let health = HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 0 };
         let before = check_tenant_health(&world.launcher, health.clone()).await.unwrap_err();
         assert_eq!(before.error_name(), "Tenancy.TenantUnhealthy", "no service yet: {before}");
-        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let after = check_tenant_health(&world.launcher, HealthInput { checks: 3, ..health }).await.unwrap();
         assert_eq!(after, HealthReport { detail: "healthy".into(), checks: 4 });
 
@@ -802,7 +877,9 @@ mod tests {
         let slow_launcher = LocalLauncher::open(None, clock.clone(), Duration::from_secs(20)).unwrap();
         let slow_dns = LocalDns::open(None, clock, Duration::from_secs(30), "alb.local").unwrap();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &slow_launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &slow_launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let starting = check_tenant_health(
             &slow_launcher,
             HealthInput { tenant_id: tenant.tenant_id.clone(), checks: 2 },
@@ -907,7 +984,9 @@ mod tests {
     async fn compensate_twice_removes_everything_and_tells_the_operator_once() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         publish_dns(&world.store, &world.dns, &world.ctx(), tenant_input(&tenant)).await.unwrap();
         for _ in 0..2 {
             let input = failure_input(Some(&tenant), "Tenancy.Rejected");
@@ -942,7 +1021,9 @@ mod tests {
     async fn a_mail_that_cannot_be_sent_does_not_fail_compensation_or_rejection() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        launch_tenant(&world.store, &world.launcher, &world.ctx(), tenant_input(&tenant)).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
         let input = failure_input(Some(&tenant), "Tenancy.Rejected");
         let report =
             compensate(&world.store, &world.launcher, &world.dns, &RefusingMailer, &world.ctx(), input)

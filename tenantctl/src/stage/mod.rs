@@ -20,6 +20,7 @@ pub mod paint;
 pub mod quotas;
 pub mod reconcile;
 pub mod redrive;
+pub mod status_token;
 pub mod tenants;
 
 /// The two stages a deployment has.
