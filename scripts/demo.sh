@@ -119,6 +119,26 @@ answer="$(curl_free --plan pro --billing biennial --subdomain umbrella --organiz
 echo "-- POST /checkout: $answer"
 "$tenantctl" local pay --server "$base" "$(printf '%s' "$answer" | grep -oE 'cs_test_[A-Za-z0-9]+' | head -n1)"
 settle
+echo
+echo "== the tenant app asks for its live status (GET /status with the token in its environment),"
+echo "   as it would on its own requests: before and after Umbrella's card is declined"
+app_status() {
+  python3 - "$base" "$1" <<'PY'
+import json, sys, urllib.request
+base, subdomain = sys.argv[1], sys.argv[2]
+state = json.load(urllib.request.urlopen(f"{base}/local/state"))
+env = next(s["environment"] for s in state["services"] if s["host"].startswith(subdomain + "."))
+request = urllib.request.Request(env["TENANCY_STATUS_URL"],
+                                 headers={"Authorization": "Bearer " + env["TENANCY_STATUS_TOKEN"]})
+answer = json.load(urllib.request.urlopen(request))
+print("   ", {k: answer[k] for k in ("status", "plan", "billing", "limits", "past_due", "paid_until")})
+PY
+}
+app_status umbrella
+umbrella_sub="$("$tenantctl" local subscriptions --server "$base" | grep umbrella | grep -oE 'sub_local[0-9]+' | head -n1)"
+sub "$umbrella_sub" card-fails
+settle
+app_status umbrella
 echo "-- the coupon on Ultimate, which it is not for:"
 curl_free --plan ultimate --billing monthly --subdomain umbrella-two --organization 'Umbrella' --email 'alice@umbrella.example' --coupon WELCOME10 || true
 echo

@@ -148,9 +148,13 @@ pub fn desired_from(
         })?;
     let invoice = subscription.latest_invoice.as_ref();
     let paid_invoice_end = invoice.filter(|i| i.status.as_deref() == Some("paid")).and_then(|i| i.period_end);
+    // An unpaid invoice's period starts where the paid one ended.
+    let unpaid_since = invoice
+        .filter(|i| matches!(i.status.as_deref(), Some("open" | "uncollectible")))
+        .and_then(|i| i.period_start);
     let paid_until = match run {
         RunState::Running if !past_due => paid_invoice_end.or(subscription.current_period_end),
-        _ => paid_invoice_end,
+        _ => paid_invoice_end.or(unpaid_since),
     };
     let unpaid_invoice = invoice
         .filter(|_| past_due || run == RunState::Suspended)
@@ -197,6 +201,7 @@ mod tests {
                 id: "in_1QAcmeInvoice01".into(),
                 status: Some("paid".into()),
                 period_end: Some(1_765_000_000),
+                period_start: Some(1_762_400_000),
             }),
         }
     }
@@ -275,12 +280,24 @@ mod tests {
     fn a_past_due_subscription_names_the_open_invoice() {
         let catalog = Catalog::embedded().unwrap();
         let mut sub = subscription(SubscriptionStatus::PastDue, "price_1QProMonthlyCAD");
-        sub.latest_invoice =
-            Some(InvoiceSnapshot { id: "in_open".into(), status: Some("open".into()), period_end: None });
+        let open = InvoiceSnapshot {
+            id: "in_open".into(),
+            status: Some("open".into()),
+            period_end: None,
+            period_start: None,
+        };
+        sub.latest_invoice = Some(open.clone());
         let desired = desired_from(&sub, &catalog).unwrap();
         assert_eq!(desired.observed_status(), TenantStatus::PastDue);
         assert_eq!(desired.unpaid_invoice.as_deref(), Some("in_open"));
-        assert_eq!(desired.paid_until, None);
+        assert_eq!(desired.paid_until, None, "unknown without the open invoice's period");
+        sub.latest_invoice = Some(InvoiceSnapshot {
+            period_start: Some(1_766_000_000),
+            period_end: Some(1_768_600_000),
+            ..open
+        });
+        let desired = desired_from(&sub, &catalog).unwrap();
+        assert_eq!(desired.paid_until, Some(1_766_000_000), "paid until the unpaid period began");
     }
 
     #[test]

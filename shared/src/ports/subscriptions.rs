@@ -47,6 +47,9 @@ pub struct InvoiceSnapshot {
     pub status: Option<String>,
     /// End of the period it bills (the first line's, else the invoice's).
     pub period_end: Option<i64>,
+    /// Start of that period: for an unpaid invoice, when what was paid ended.
+    #[serde(default)]
+    pub period_start: Option<i64>,
 }
 
 #[async_trait]

@@ -1404,6 +1404,7 @@ fn snapshot(a: &Account, sub: &LocalSubscription) -> Result<SubscriptionSnapshot
             id: id.clone(),
             status: invoice.map(|i| i.status.clone()),
             period_end: invoice.map(|i| i.period_end),
+            period_start: invoice.map(|i| i.period_start),
         }
     });
     Ok(SubscriptionSnapshot {

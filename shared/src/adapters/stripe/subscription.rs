@@ -81,6 +81,7 @@ pub fn invoice_from_wire(invoice: &Value) -> Option<InvoiceSnapshot> {
         id,
         status: invoice.get("status").and_then(Value::as_str).map(str::to_owned),
         period_end: int(invoice, "/lines/data/0/period/end").or_else(|| int(invoice, "/period_end")),
+        period_start: int(invoice, "/lines/data/0/period/start").or_else(|| int(invoice, "/period_start")),
     })
 }
 
@@ -99,7 +100,7 @@ mod tests {
             "items": {"object": "list", "data": [
                 {"id": "si_1", "price": {"id": "price_1", "lookup_key": "pro_monthly"}}
             ]},
-            "latest_invoice": {"id": "in_1", "object": "invoice", "status": "open", "period_end": 1_699_000_000},
+            "latest_invoice": {"id": "in_1", "object": "invoice", "status": "open", "period_start": 1_696_400_000, "period_end": 1_699_000_000},
         })
     }
 
@@ -121,7 +122,8 @@ mod tests {
             Some(InvoiceSnapshot {
                 id: "in_1".into(),
                 status: Some("open".into()),
-                period_end: Some(1_699_000_000)
+                period_end: Some(1_699_000_000),
+                period_start: Some(1_696_400_000),
             })
         );
     }
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(snapshot.price_id.as_deref(), Some("price_9"));
         assert_eq!(
             snapshot.latest_invoice,
-            Some(InvoiceSnapshot { id: "in_9".into(), status: None, period_end: None })
+            Some(InvoiceSnapshot { id: "in_9".into(), status: None, period_end: None, period_start: None })
         );
 
         sub["latest_invoice"] = Value::Null;
