@@ -3,4 +3,5 @@
 //! to send on.
 
 pub mod address;
+pub mod forward;
 pub mod rewrite;

@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod capacity;
 pub mod dns;
+pub mod inbound;
 pub mod launcher;
 pub mod mail;
 pub mod queue;
@@ -16,6 +17,7 @@ pub mod workflow;
 pub use billing::{BillingError, BillingPortal};
 pub use capacity::{AlbQuotas, Room, RoutingCapacity};
 pub use dns::{ChangeStatus, DnsError, DnsPublisher};
+pub use inbound::{RawMailer, ReceivedMail};
 pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
 pub use mail::{Mail, MailError, Mailer};
 pub use queue::{EventQueue, QueueError, QueuedEvent};

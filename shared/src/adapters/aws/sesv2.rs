@@ -1,13 +1,15 @@
-//! Mail through Amazon SES (API v2), as simple UTF-8 text mails.
+//! Mail through Amazon SES (API v2): simple UTF-8 text mails, and received
+//! messages forwarded as they are (raw content).
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, RawMessage};
 
 use super::error::{Fault, call_failed, classify, summary};
 use crate::config::{ConfigError, Lookup, required};
 use crate::domain::EmailAddress;
-use crate::ports::{Mail, MailError, Mailer};
+use crate::ports::{Mail, MailError, Mailer, RawMailer};
 
 /// The verified address (or an address of a verified domain) mail comes from.
 pub const MAIL_SENDER: &str = "MAIL_SENDER";
@@ -85,6 +87,39 @@ impl Mailer for SesMailer {
                 }
                 // MessageRejected, MailFromDomainNotVerified, BadRequest (a bad
                 // address), NotFound (configuration set), SendingPaused, ...
+                Fault::Refused => MailError::Rejected(summary(&error)),
+            })?;
+        output.message_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            MailError::Unavailable(super::error::unexpected("SES SendEmail answered without a message id"))
+        })
+    }
+}
+
+#[async_trait]
+impl RawMailer for SesMailer {
+    async fn send_raw(&self, to: &EmailAddress, raw: &[u8]) -> Result<String, MailError> {
+        let output = self
+            .client
+            .send_email()
+            .from_email_address(self.sender.as_str())
+            .destination(Destination::builder().to_addresses(to.as_str()).build())
+            .content(
+                EmailContent::builder()
+                    .raw(
+                        RawMessage::builder()
+                            .data(Blob::new(raw))
+                            .build()
+                            .map_err(|e| MailError::Rejected(format!("building the raw message: {e}")))?,
+                    )
+                    .build(),
+            )
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|error| match classify(&error) {
+                Fault::Throttled | Fault::Transient => {
+                    MailError::Unavailable(call_failed("SES SendEmail (raw)", error))
+                }
                 Fault::Refused => MailError::Rejected(summary(&error)),
             })?;
         output.message_id.filter(|id| !id.is_empty()).ok_or_else(|| {

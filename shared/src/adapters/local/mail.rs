@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::ports::{Mail, MailError, Mailer};
+use crate::domain::EmailAddress;
+use crate::ports::{Mail, MailError, Mailer, RawMailer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentMail {
@@ -14,6 +15,10 @@ pub struct SentMail {
     pub sent_at: i64,
     #[serde(flatten)]
     pub mail: Mail,
+    /// A message forwarded as it was received: its size (the mail's text
+    /// holds its header block only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_bytes: Option<usize>,
 }
 
 /// An outbox on a laptop (like a mail catcher): every mail is kept, in order.
@@ -39,7 +44,44 @@ impl Mailer for LocalOutbox {
         self.sent
             .update(|sent| {
                 let message_id = format!("local-{:06}", sent.len() + 1);
-                sent.push(SentMail { message_id: message_id.clone(), sent_at: now, mail: mail.clone() });
+                let sent_mail = SentMail {
+                    message_id: message_id.clone(),
+                    sent_at: now,
+                    mail: mail.clone(),
+                    forwarded_bytes: None,
+                };
+                sent.push(sent_mail);
+                message_id
+            })
+            .map_err(|e| MailError::Unavailable(e.into()))
+    }
+}
+
+#[async_trait]
+impl RawMailer for LocalOutbox {
+    /// Kept like any mail, its Subject as the subject and its header block
+    /// as the text (a 10 MB body is not copied into the outbox).
+    async fn send_raw(&self, to: &EmailAddress, raw: &[u8]) -> Result<String, MailError> {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| raw.windows(2).position(|w| w == b"\n\n"));
+        let headers = String::from_utf8_lossy(&raw[..end.unwrap_or(raw.len())]).into_owned();
+        let subject = headers
+            .lines()
+            .find_map(|line| line.strip_prefix("Subject:").or_else(|| line.strip_prefix("subject:")))
+            .map_or_else(|| "(no subject)".to_owned(), |s| s.trim().to_owned());
+        let mail = Mail { to: to.clone(), subject, text: headers };
+        let now = self.clock.now_unix();
+        self.sent
+            .update(|sent| {
+                let message_id = format!("local-{:06}", sent.len() + 1);
+                sent.push(SentMail {
+                    message_id: message_id.clone(),
+                    sent_at: now,
+                    mail,
+                    forwarded_bytes: Some(raw.len()),
+                });
                 message_id
             })
             .map_err(|e| MailError::Unavailable(e.into()))

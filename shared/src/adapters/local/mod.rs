@@ -6,6 +6,7 @@ mod launcher;
 mod mail;
 pub mod persisted;
 mod queue;
+mod received;
 mod secrets;
 mod stripe;
 mod tenants;
@@ -14,6 +15,7 @@ pub use dns::{LocalDns, LocalDnsRecord};
 pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
+pub use received::LocalReceivedMail;
 pub use secrets::InMemorySecretStore;
 pub use stripe::{
     Direction, EVENT_API_VERSION, LocalCheckoutSession, LocalCustomer, LocalInvoice, LocalPrice,
