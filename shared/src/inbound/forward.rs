@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::address::TenantMailAddresses;
-use super::rewrite::for_forwarding;
+use super::rewrite::{for_forwarding, is_from};
 use crate::clock::Clock;
 use crate::domain::{EmailAddress, TenantId, TenantStatus};
 use crate::ports::{MailError, MailMarked, MailSlot, RawMailer, ReceivedMail, StoreError, TenantStore};
@@ -154,7 +154,11 @@ impl Forwarder<'_> {
             let stored = self.received.raw_message(&notice.message_id).await?;
             *raw = Some(stored.ok_or_else(|| ForwardError::NotStored(notice.message_id.clone()))?);
         }
-        let message = match for_forwarding(raw.as_deref().unwrap_or_default(), self.sender, &via) {
+        let received = raw.as_deref().unwrap_or_default();
+        if is_from(received, self.sender) {
+            return dropped("sent by the forwarder itself (a loop)".into());
+        }
+        let message = match for_forwarding(received, self.sender, &via) {
             Ok(message) => message,
             // Never forwardable: trying again changes nothing.
             Err(error) => return dropped(error.to_string()),
@@ -303,6 +307,16 @@ mod tests {
             recipients: vec!["acme_app@mail.example.com".into()],
         };
         assert!(matches!(world.forwarder().forward(&missing).await, Err(ForwardError::NotStored(_))));
+        // A forwarded copy that came back is not forwarded again.
+        let forwarded = world.outbox.sent()[0].mail.text.clone() + "\r\n\r\nHello\r\n";
+        world.received.store("m0004", forwarded.as_bytes()).unwrap();
+        let back = InboundNotice {
+            message_id: "m0004".into(),
+            recipients: vec!["acme_app@mail.example.com".into()],
+        };
+        assert!(
+            matches!(&world.forwarder().forward(&back).await.unwrap()[0], Delivery::Dropped { reason, .. } if reason.contains("loop"))
+        );
         // Unreadable mail is dropped: retrying cannot help.
         world.received.store("m0003", b"no header at all").unwrap();
         let junk = InboundNotice {

@@ -122,6 +122,15 @@ fn quoted(text: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// Whether `raw`'s From is `sender`: a message the forwarder sent itself,
+/// come back (to a tenant address in its To, say), which is never
+/// forwarded again, or mail would loop.
+pub fn is_from(raw: &[u8], sender: &EmailAddress) -> bool {
+    let Ok((fields, _)) = split(raw) else { return false };
+    let wanted = format!("<{}>", sender.as_str().to_ascii_lowercase());
+    fields.iter().filter(|f| f.is("from")).any(|f| f.value().to_ascii_lowercase().contains(&wanted))
+}
+
 /// `raw`, rewritten to be sent from `sender` on behalf of the tenant address
 /// `via` (its local part shows in the From name).
 pub fn for_forwarding(
