@@ -111,7 +111,12 @@ pub async fn adapters(
     let capacity =
         Arc::new(tenancy::adapters::aws::elb::ListenerCapacity::from_lookup(client!(elbv2), &env)?);
     let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: emulator.endpoint.clone() });
-    Ok((Adapters { steps, inspect, stripe, capacity }, platform))
+    // SES on the emulator forwards; received messages are kept here, as S3 would keep them.
+    let inbound = crate::local::InboundParts {
+        received: Arc::new(tenancy::adapters::local::LocalReceivedMail::open(None)?),
+        mailer: Arc::new(SesMailer::from_lookup(client!(sesv2), &env)?),
+    };
+    Ok((Adapters { steps, inspect, stripe, capacity, inbound }, platform))
 }
 
 /// How often the emulated platform looks at every service again, in rounds;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenancy::adapters::faults::{FaultPlan, faulty_steps, wrap};
 use tenancy::adapters::local::{
-    LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalStripe, LocalTenantStore,
+    LocalDns, LocalEventQueue, LocalLauncher, LocalOutbox, LocalReceivedMail, LocalStripe, LocalTenantStore,
 };
 use tenancy::checkout::billing_link::BillingLinks;
 use tenancy::clock::Clock;
@@ -30,7 +30,9 @@ use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
 use tenancy::ingress::WebhookAnswer;
 use tenancy::ingress::WebhookIngress;
-use tenancy::ports::{AlbQuotas, EventQueue, QueuedEvent, RoutingCapacity, TenantStore, WorkflowStarter};
+use tenancy::ports::{
+    AlbQuotas, EventQueue, QueuedEvent, RawMailer, RoutingCapacity, TenantStore, WorkflowStarter,
+};
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
 use tokio::net::TcpListener;
@@ -130,6 +132,52 @@ pub struct LocalStack {
     /// dispatcher's starts (`--faults`); none when `None`.
     pub faults: Option<Arc<FaultPlan>>,
     dead_letters: Mutex<Vec<DeadLetter>>,
+    /// Mail to the tenants' own addresses.
+    pub inbound: LocalMailbox,
+}
+
+/// The local stand-in for SES receiving: a message posted to it is kept,
+/// then forwarded as the forwarding function would.
+pub struct LocalMailbox {
+    pub received: Arc<LocalReceivedMail>,
+    mailer: Arc<dyn RawMailer>,
+    pub addresses: tenancy::inbound::address::TenantMailAddresses,
+    sender: tenancy::domain::EmailAddress,
+    clock: Arc<dyn Clock>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl LocalMailbox {
+    /// Receives `raw` for `recipients` (SES's envelope), as `message_id` or
+    /// a new id, and forwards it.
+    pub async fn receive(
+        &self,
+        store: &dyn TenantStore,
+        recipients: Vec<String>,
+        message_id: Option<String>,
+        raw: &[u8],
+    ) -> Result<Value, (StatusCode, String)> {
+        use tenancy::inbound::forward::{Forwarder, InboundNotice};
+        let message_id = message_id.unwrap_or_else(|| {
+            let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            format!("local{}{n:04}", self.clock.now_millis())
+        });
+        self.received.store(&message_id, raw).map_err(|e| (StatusCode::BAD_REQUEST, error_chain(&e)))?;
+        let forwarder = Forwarder {
+            store,
+            received: self.received.as_ref(),
+            mailer: self.mailer.as_ref(),
+            clock: self.clock.as_ref(),
+            addresses: &self.addresses,
+            sender: &self.sender,
+        };
+        let notice = InboundNotice { message_id: message_id.clone(), recipients };
+        let deliveries = forwarder
+            .forward(&notice)
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, error_chain(&e)))?;
+        Ok(json!({"message_id": message_id, "deliveries": deliveries}))
+    }
 }
 
 /// The queue the webhook sends to: `queue`, failing as `faults` says. A
@@ -149,6 +197,33 @@ pub struct Adapters {
     pub stripe: Arc<LocalStripe>,
     /// The room behind the load balancer, which the checkout asks before a sale.
     pub capacity: Arc<dyn RoutingCapacity>,
+    /// Where received mail is kept and how it is sent on.
+    pub inbound: InboundParts,
+}
+
+/// Mail to the tenants' own addresses: received messages kept as SES's
+/// receipt rule keeps them (locally: files, or memory), and the mailer that
+/// forwards them (the local outbox, or SES on an emulator).
+pub struct InboundParts {
+    pub received: Arc<LocalReceivedMail>,
+    pub mailer: Arc<dyn RawMailer>,
+}
+
+impl InboundParts {
+    /// The tenants' addresses under `mail.{tenant domain}` (or
+    /// `TENANT_MAIL_DOMAIN`), and the forwarder's sender there.
+    fn forwarding(
+        &self,
+        settings: &TenantSettings,
+    ) -> anyhow::Result<(tenancy::inbound::address::TenantMailAddresses, tenancy::domain::EmailAddress)> {
+        use tenancy::inbound::address::{TENANT_MAIL_DOMAIN, TENANT_MAIL_PATTERN, TenantMailAddresses};
+        let domain = std::env::var(TENANT_MAIL_DOMAIN)
+            .unwrap_or_else(|_| format!("mail.{}", settings.domain.as_str()));
+        let pattern = std::env::var(TENANT_MAIL_PATTERN).unwrap_or_else(|_| "{subdomain}_app".to_owned());
+        let addresses = TenantMailAddresses::new(&pattern, &domain)?;
+        let sender = tenancy::domain::EmailAddress::parse(&format!("forwarder@{domain}"))?;
+        Ok((addresses, sender))
+    }
 }
 
 impl Adapters {
@@ -186,7 +261,10 @@ impl Adapters {
             password_key: config.password_key,
         };
         let capacity = launcher.clone();
-        Ok(Adapters { steps, inspect: Arc::new(LocalInspect { launcher, dns, outbox }), stripe, capacity })
+        let inbound =
+            InboundParts { received: Arc::new(LocalReceivedMail::open(dir)?), mailer: outbox.clone() };
+        let inspect = Arc::new(LocalInspect { launcher, dns, outbox });
+        Ok(Adapters { steps, inspect, stripe, capacity, inbound })
     }
 }
 
@@ -214,6 +292,15 @@ impl LocalStack {
         // The state page reads the store without faults: it is a view for
         // the developer, not a step that must survive them.
         let store = adapters.steps.store.clone();
+        let (mail_addresses, mail_sender) = adapters.inbound.forwarding(&adapters.steps.settings)?;
+        let inbound = LocalMailbox {
+            received: adapters.inbound.received,
+            mailer: adapters.inbound.mailer,
+            addresses: mail_addresses,
+            sender: mail_sender,
+            clock: adapters.steps.clock.clone(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        };
         let steps = match &faults {
             Some(plan) => faulty_steps(adapters.steps, plan),
             None => adapters.steps,
@@ -238,6 +325,7 @@ impl LocalStack {
             time_scale: options.time_scale,
             faults,
             dead_letters: Mutex::new(Vec::new()),
+            inbound,
         }))
     }
 
@@ -427,6 +515,7 @@ pub fn router(stack: Arc<LocalStack>) -> Router {
         .route("/local/executions/{name}", get(execution_history))
         .route("/local/tenants/{subdomain}/resend-welcome", post(resend_welcome))
         .route("/local/tenants/{subdomain}/rotate-status-token", post(rotate_status_token))
+        .route("/local/mail/inbound", post(receive_mail))
         .route("/status", get(signup_api).post(signup_api))
         .route("/billing-portal/{customer}", get(billing_portal))
         .route("/checkout", post(signup_api).options(signup_api).get(signup_api))
@@ -479,6 +568,29 @@ async fn stripe_webhook(State(stack): State<Arc<LocalStack>>, headers: HeaderMap
 /// `POST /local/tenants/{subdomain}/resend-welcome`.
 async fn resend_welcome(State(stack): State<Arc<LocalStack>>, Path(subdomain): Path<String>) -> Response {
     match stack.resend_welcome(&subdomain).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err((status, message)) => (status, axum::Json(json!({"error": message}))).into_response(),
+    }
+}
+
+/// `POST /local/mail/inbound?to=a@x,b@y[&id=…]` with a raw RFC 5322
+/// message: what SES receiving does for the tenants' mail domain.
+async fn receive_mail(
+    State(stack): State<Arc<LocalStack>>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let query: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let recipients: Vec<String> = query
+        .get("to")
+        .map(|to| to.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect())
+        .unwrap_or_default();
+    if recipients.is_empty() {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "name the recipients: ?to=a@x,b@y"})))
+            .into_response();
+    }
+    match stack.inbound.receive(stack.store.as_ref(), recipients, query.get("id").cloned(), &body).await {
         Ok(report) => axum::Json(report).into_response(),
         Err((status, message)) => (status, axum::Json(json!({"error": message}))).into_response(),
     }

@@ -6,6 +6,7 @@ mod coupons;
 mod doctor;
 mod faults_local;
 mod faults_moto;
+mod inbound;
 mod lifecycle;
 mod local_server;
 mod local_stripe;
