@@ -101,6 +101,22 @@ sub "$initrode_sub" trial-will-end --duplicate 1
 settle
 sub "$initrode_sub" trial-ends --then pay
 settle
+echo "-- someone writes to Initrode's own address, initrode_app@mail.apps.example.test, and to an address"
+echo "   no tenant has: SES receiving (here its stand-in) keeps the message and the forwarder sends it"
+echo "   on to Initrode's customer, from our verified sender, replies going to the author; the other"
+echo "   recipient is dropped and counted. SES delivering the notice again changes nothing."
+inbound_mail() {
+  python3 - "$base/local/mail/inbound?to=initrode_app@mail.apps.example.test,nobody_app@mail.apps.example.test&id=demo0001" <<'PY'
+import json, sys, urllib.request
+message = (b"From: =?UTF-8?Q?Zo=C3=AB_Dupr=C3=A9?= <zoe@cafe.example>\r\nTo: initrode_app@mail.apps.example.test\r\n"
+           b"Subject: Our order\r\nDKIM-Signature: v=1; d=cafe.example; b=c2lnbmF0dXJl\r\n\r\nBonjour Initrode!\r\n")
+answer = json.load(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=message)))
+for d in answer["deliveries"]:
+    print("   ", d["outcome"], d["recipient"], "->", d.get("to", d.get("reason", "")))
+PY
+}
+inbound_mail
+inbound_mail
 echo
 echo "== a two-year Pro term with a coupon: WELCOME10 (10 % off the first invoice, Pro only) is made"
 echo "   in the local Stripe as an operator would in the Dashboard, then typed on the signup form"
