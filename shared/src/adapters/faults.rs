@@ -25,17 +25,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CustomerId, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey, TrialOffer,
-    TrialReservation, TrialUse,
+    CustomerId, EmailAddress, HoldId, Subdomain, SubscriptionId, TenantId, TenantRecord, TrialKey,
+    TrialOffer, TrialReservation, TrialUse,
 };
 use crate::ports::{
     BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
     DnsPublisher, EventQueue, HeldSession, HoldOutcome, HoldRequest, Inserted, LaunchSpec, LaunchedTenant,
     LauncherError, LeaseOutcome, Mail, MailError, MailMarked, MailRecord, MailSlot, Mailer, MoneyBack,
-    QueueError, QueuedEvent, RateOutcome, Refund, SecretStore, SecretStoreError, SecretValue, ServiceHealth,
-    StartOutcome, StoreError, StripeApiError, StripeGateway, SubdomainHold, SubscriptionSnapshot,
-    SubscriptionSource, TenantLauncher, TenantStore, TrailEntry, UnmatchedEvent, Workflow, WorkflowError,
-    WorkflowStarter,
+    QueueError, QueuedEvent, RateOutcome, RawMailer, ReceivedMail, Refund, Room, RoutingCapacity,
+    SecretStore, SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError,
+    StripeGateway, SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore,
+    TrailEntry, UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
 };
 use crate::steps::WorkflowSteps;
 use crate::stripe::StripeEventId;
@@ -328,6 +328,9 @@ port_names! {
     SubscriptionSource => "subscriptions",
     MoneyBack => "money_back",
     SecretStore => "secrets",
+    RawMailer => "raw_mailer",
+    ReceivedMail => "received_mail",
+    RoutingCapacity => "routing_capacity",
 }
 
 /// A port whose calls fail as its [`FaultPlan`] says; otherwise the inner
@@ -390,6 +393,9 @@ into_arc_dyn!(
     SubscriptionSource,
     MoneyBack,
     SecretStore,
+    RawMailer,
+    ReceivedMail,
+    RoutingCapacity,
 );
 
 /// Every port the steps use, wrapped in `plan` (the clock and settings stay).
@@ -605,6 +611,27 @@ impl DnsPublisher for Faulty<dyn DnsPublisher> {
 impl Mailer for Faulty<dyn Mailer> {
     async fn send(&self, mail: &Mail) -> Result<String, MailError> {
         self.run("send", MailError::Unavailable, self.inner.send(mail)).await
+    }
+}
+
+#[async_trait]
+impl RawMailer for Faulty<dyn RawMailer> {
+    async fn send_raw(&self, to: &EmailAddress, raw: &[u8]) -> Result<String, MailError> {
+        self.run("send_raw", MailError::Unavailable, self.inner.send_raw(to, raw)).await
+    }
+}
+
+#[async_trait]
+impl ReceivedMail for Faulty<dyn ReceivedMail> {
+    async fn raw_message(&self, message_id: &str) -> Result<Option<Vec<u8>>, MailError> {
+        self.run("raw_message", MailError::Unavailable, self.inner.raw_message(message_id)).await
+    }
+}
+
+#[async_trait]
+impl RoutingCapacity for Faulty<dyn RoutingCapacity> {
+    async fn room(&self) -> Result<Room, LauncherError> {
+        self.run("room", LauncherError::Unavailable, self.inner.room()).await
     }
 }
 

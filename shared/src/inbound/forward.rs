@@ -360,4 +360,65 @@ mod tests {
         );
         assert!(InboundNotice::from_ses_event(&json!({"Records": [{"ses": {}}]})).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+        /// SES delivers a notice up to four times while a third of the
+        /// table's, the store's and the mailer's calls fail (before their
+        /// effect, after it, or timing out either way), each delivery
+        /// retried until it succeeds: the customer gets the message, and a
+        /// second copy only where a fault after a send's effect explains it.
+        #[test]
+        fn under_faults_and_duplicates_a_message_is_forwarded_once_unless_a_fault_explains_another(
+            seed in proptest::prelude::any::<u64>(),
+            deliveries in 1usize..5,
+            store_faults in proptest::prelude::any::<bool>(),
+        ) {
+            use crate::adapters::faults::{FaultPlan, wrap};
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let world = World::new().await;
+                world.received.store("m0001", MESSAGE).unwrap();
+                let plan = Arc::new(FaultPlan::new(0.3, seed).unwrap().with_timeout_delay(std::time::Duration::ZERO));
+                let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+                let store = LocalTenantStore::open(None, clock.clone()).unwrap();
+                // The same tenant, in a store the faults go through.
+                let acme = Subdomain::parse("acme").unwrap();
+                let tenant = world.store.subdomain_holder(&acme).await.unwrap().unwrap();
+                let record = world.store.get_tenant(&tenant).await.unwrap().unwrap();
+                store.record_signup(&acme, &record, None, NOW).await.unwrap();
+
+                // With the table faultless, only a send that took effect but
+                // reported failure can explain a second copy: the bound is tight.
+                let store_plan = store_faults.then_some(&plan);
+                let store: Arc<dyn TenantStore> = wrap::<dyn TenantStore>(Arc::new(store), store_plan);
+                let outbox = Arc::new(LocalOutbox::open(None, clock).unwrap());
+                let mailer = wrap::<dyn RawMailer>(outbox.clone(), Some(&plan));
+                let received: Arc<dyn ReceivedMail> = Arc::new(world.received);
+                let received = wrap::<dyn ReceivedMail>(received, Some(&plan));
+                let forwarder = Forwarder {
+                    store: store.as_ref(),
+                    received: received.as_ref(),
+                    mailer: mailer.as_ref(),
+                    clock: &world.clock,
+                    addresses: &world.addresses,
+                    sender: &world.sender,
+                };
+                for _ in 0..deliveries {
+                    let mut attempts = 0;
+                    while forwarder.forward(&notice(&["acme_app@mail.example.com"])).await.is_err() {
+                        attempts += 1;
+                        assert!(attempts < 500, "a delivery kept failing");
+                    }
+                }
+                let report = plan.report();
+                let explained = report.ports.get("raw_mailer").map_or(0, |c| c.after + c.timeout_with_effect)
+                    + report.ports.get("tenant_store").map_or(0, |c| c.injected());
+                let sent = outbox.sent().len() as u64;
+                assert!(sent >= 1, "the customer got it");
+                assert!(sent - 1 <= explained, "{sent} copies, {explained} faults to explain extras");
+            });
+        }
+    }
 }
