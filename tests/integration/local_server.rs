@@ -207,34 +207,47 @@ async fn a_signup_goes_from_the_form_to_an_active_tenant() {
     served.stop().await;
 }
 
-/// `tenantctl local serve`'s own stack ([`tenantctl::server::build`]) over
-/// HTTP: a paid signup whose card then fails gets a mail whose billing link
-/// opens the billing portal when it is followed, not when it was mailed.
-#[tokio::test]
-async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() {
+/// `tenantctl local serve`'s own stack ([`tenantctl::server::build`]) on a
+/// loopback port, its environment test mode with the fixture secret and
+/// `vars`: its address, the stack, and what stops it.
+async fn local_serve(
+    vars: &[(&'static str, &str)],
+    local: tenantctl::local::LocalOptions,
+) -> (String, Arc<LocalStack>, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     use tenantctl::server::{ServerOptions, build};
-
-    let vars = std::collections::BTreeMap::from([
+    let mut all = std::collections::BTreeMap::from([
         ("STRIPE_MODE", "test"),
         ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
-        ("TENANT_PASSWORD_KEY", "v2:integration-test-password-key-000000000"),
     ]);
-    let env = integration_tests::lookup(&vars);
-    let options = ServerOptions { local: integration_tests::instant_options(), emulator: None, faults: None };
+    all.extend(vars.iter().copied());
+    let env = integration_tests::lookup(&all);
+    let options = ServerOptions { local, emulator: None, faults: None };
     let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
     let (base, stack) = (format!("http://{}", server.bound), server.stack.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(server.listener, stack.clone(), async {
         let _ = stopped.await;
     }));
+    (base, stack, stop, task)
+}
+
+/// A JSON POST from the marketing site's origin.
+fn post(url: String, body: String) -> http::Request<http_body_util::Full<axum::body::Bytes>> {
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("origin", "http://localhost:3000")
+        .body(http_body_util::Full::new(body.into()))
+        .unwrap()
+}
+
+/// `tenantctl local serve`'s own stack ([`tenantctl::server::build`]) over
+/// HTTP: a paid signup whose card then fails gets a mail whose billing link
+/// opens the billing portal when it is followed, not when it was mailed.
+#[tokio::test]
+async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() {
+    let vars = [("TENANT_PASSWORD_KEY", "v2:integration-test-password-key-000000000")];
+    let (base, stack, stop, task) = local_serve(&vars, integration_tests::instant_options()).await;
     let client = HttpClient::default();
-    let post = |url: String, body: String| {
-        http::Request::post(url)
-            .header("content-type", "application/json")
-            .header("origin", "http://localhost:3000")
-            .body(http_body_util::Full::new(body.into()))
-            .unwrap()
-    };
     let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
     let buy = async |subdomain: &str, email: &str| {
         let form = serde_json::json!({"plan": "pro", "billing": "monthly", "subdomain": subdomain, "organization": "Initrode", "email": email});
@@ -287,31 +300,11 @@ async fn a_full_load_balancer_refuses_signups_before_payment_until_a_tenant_leav
     use tenancy::checkout::room::NO_ROOM;
     use tenancy::ports::AlbQuotas;
     use tenantctl::local::LocalOptions;
-    use tenantctl::server::{ServerOptions, build};
 
-    let vars = std::collections::BTreeMap::from([
-        ("STRIPE_MODE", "test"),
-        ("STRIPE_WEBHOOK_SECRET", FIXTURE_SECRET),
-        ("CHECKOUT_ROOM_RESERVE", "0"),
-    ]);
-    let env = integration_tests::lookup(&vars);
     let quotas = AlbQuotas { target_groups: 2, rules: 100 };
     let local = LocalOptions { quotas, ..integration_tests::instant_options() };
-    let options = ServerOptions { local, emulator: None, faults: None };
-    let server = build("127.0.0.1:0".parse().unwrap(), options, &env).await.unwrap();
-    let (base, stack) = (format!("http://{}", server.bound), server.stack.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(server.listener, stack.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (base, stack, stop, task) = local_serve(&[("CHECKOUT_ROOM_RESERVE", "0")], local).await;
     let client = HttpClient::default();
-    let post = |url: String, body: String| {
-        http::Request::post(url)
-            .header("content-type", "application/json")
-            .header("origin", "http://localhost:3000")
-            .body(http_body_util::Full::new(body.into()))
-            .unwrap()
-    };
     let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
     let checkout = async |subdomain: &str| {
         let form = serde_json::json!({"plan": "pro", "billing": "monthly", "subdomain": subdomain,

@@ -65,19 +65,15 @@ fn utf8(text: &str) -> Result<Content, MailError> {
         .map_err(|e| MailError::Rejected(format!("mail content: {e}")))
 }
 
-#[async_trait]
-impl Mailer for SesMailer {
-    async fn send(&self, mail: &Mail) -> Result<String, MailError> {
-        let message = Message::builder()
-            .subject(utf8(&mail.subject)?)
-            .body(Body::builder().text(utf8(&mail.text)?).build())
-            .build();
+impl SesMailer {
+    /// One SendEmail from the sender to `to` with `content`; the message id.
+    async fn send_content(&self, to: &EmailAddress, content: EmailContent) -> Result<String, MailError> {
         let output = self
             .client
             .send_email()
             .from_email_address(self.sender.as_str())
-            .destination(Destination::builder().to_addresses(mail.to.as_str()).build())
-            .content(EmailContent::builder().simple(message).build())
+            .destination(Destination::builder().to_addresses(to.as_str()).build())
+            .content(content)
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
@@ -96,34 +92,23 @@ impl Mailer for SesMailer {
 }
 
 #[async_trait]
+impl Mailer for SesMailer {
+    async fn send(&self, mail: &Mail) -> Result<String, MailError> {
+        let message = Message::builder()
+            .subject(utf8(&mail.subject)?)
+            .body(Body::builder().text(utf8(&mail.text)?).build())
+            .build();
+        self.send_content(&mail.to, EmailContent::builder().simple(message).build()).await
+    }
+}
+
+#[async_trait]
 impl RawMailer for SesMailer {
     async fn send_raw(&self, to: &EmailAddress, raw: &[u8]) -> Result<String, MailError> {
-        let output = self
-            .client
-            .send_email()
-            .from_email_address(self.sender.as_str())
-            .destination(Destination::builder().to_addresses(to.as_str()).build())
-            .content(
-                EmailContent::builder()
-                    .raw(
-                        RawMessage::builder()
-                            .data(Blob::new(raw))
-                            .build()
-                            .map_err(|e| MailError::Rejected(format!("building the raw message: {e}")))?,
-                    )
-                    .build(),
-            )
-            .set_configuration_set_name(self.configuration_set.clone())
-            .send()
-            .await
-            .map_err(|error| match classify(&error) {
-                Fault::Throttled | Fault::Transient => {
-                    MailError::Unavailable(call_failed("SES SendEmail (raw)", error))
-                }
-                Fault::Refused => MailError::Rejected(summary(&error)),
-            })?;
-        output.message_id.filter(|id| !id.is_empty()).ok_or_else(|| {
-            MailError::Unavailable(super::error::unexpected("SES SendEmail answered without a message id"))
-        })
+        let message = RawMessage::builder()
+            .data(Blob::new(raw))
+            .build()
+            .map_err(|e| MailError::Rejected(format!("building the raw message: {e}")))?;
+        self.send_content(to, EmailContent::builder().raw(message).build()).await
     }
 }
