@@ -229,11 +229,13 @@ impl CheckoutApi {
             Ok(request) => request,
             Err(answer) => return answer,
         };
-        // Before the coupon, the price or the hold: nothing is held, nobody pays.
-        if !self.has_room().await {
+        let now = self.clock.now_unix();
+        // Before the coupon, the price or the hold: nothing is held, nobody
+        // pays. A buyer asking again for their open checkout was counted
+        // when it began (the reserve is for them): they get it back.
+        if !self.has_room().await && !self.holds_open_checkout(&request, now).await {
             return Self::no_room();
         }
-        let now = self.clock.now_unix();
         let price = match self.price(&request).await {
             Ok(price) => price,
             Err(answer) => return answer,

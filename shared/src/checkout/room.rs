@@ -92,6 +92,15 @@ impl CheckoutApi {
         enough
     }
 
+    /// Whether the request's buyer already holds its name for a checkout.
+    pub(super) async fn holds_open_checkout(&self, request: &super::CheckoutRequest, now: i64) -> bool {
+        let ours = crate::domain::HoldId::for_buyer(&request.subdomain, &request.email);
+        matches!(
+            self.store.subdomain_hold(&request.subdomain, now).await,
+            Ok(Some(hold)) if hold.hold_id == ours.as_str()
+        )
+    }
+
     pub(super) fn no_room() -> ApiAnswer {
         ApiAnswer::error(StatusCode::SERVICE_UNAVAILABLE, NO_ROOM)
     }
@@ -144,6 +153,33 @@ mod tests {
         assert!(f.stripe.sessions().is_empty(), "no Checkout Session");
         let acme = Subdomain::parse("acme").unwrap();
         assert!(f.store.subdomain_hold(&acme, NOW).await.unwrap().is_none(), "nothing held");
+    }
+
+    #[tokio::test]
+    async fn a_buyer_whose_checkout_is_open_gets_it_back_when_the_load_balancer_fills_meanwhile() {
+        let launcher = Arc::new(
+            LocalLauncher::open(None, Arc::new(FixedClock(NOW)), Duration::ZERO)
+                .unwrap()
+                .with_quotas(AlbQuotas { target_groups: 1, rules: 100 }),
+        );
+        let f = fixture_with(None);
+        let api = f.api.with_room_check(launcher.clone(), 0);
+        let checkout = async |name: &str, email: &str| {
+            api.handle(&Method::POST, "/checkout", &from_origin(), &form(name, email), None).await
+        };
+        let first = checkout("acme", "dana@acme.example").await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        let spec = LaunchSpec {
+            tenant: TenantId::parse("tnt_00000000000000000001").unwrap(),
+            host: "someone.apps.example.com".into(),
+            environment: Default::default(),
+            desired_count: 1,
+        };
+        launcher.launch(&spec).await.unwrap();
+        let again = checkout("acme", "dana@acme.example").await;
+        assert_eq!((again.status, body(&again)["id"].clone()), (StatusCode::OK, body(&first)["id"].clone()));
+        let stranger = checkout("other", "gavin@hooli.example").await;
+        assert_eq!(stranger.status, StatusCode::SERVICE_UNAVAILABLE, "{}", stranger.body);
     }
 
     struct Unreachable;
