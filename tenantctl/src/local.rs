@@ -216,12 +216,16 @@ impl InboundParts {
         &self,
         settings: &TenantSettings,
     ) -> anyhow::Result<(tenancy::inbound::address::TenantMailAddresses, tenancy::domain::EmailAddress)> {
-        use tenancy::inbound::address::{TENANT_MAIL_DOMAIN, TENANT_MAIL_PATTERN, TenantMailAddresses};
-        let domain = std::env::var(TENANT_MAIL_DOMAIN)
-            .unwrap_or_else(|_| format!("mail.{}", settings.domain.as_str()));
-        let pattern = std::env::var(TENANT_MAIL_PATTERN).unwrap_or_else(|_| "{subdomain}_app".to_owned());
-        let addresses = TenantMailAddresses::new(&pattern, &domain)?;
-        let sender = tenancy::domain::EmailAddress::parse(&format!("forwarder@{domain}"))?;
+        use tenancy::config::{Lookup, ProcessEnv};
+        use tenancy::inbound::address::{TENANT_MAIL_DOMAIN, TenantMailAddresses};
+        let default_domain = format!("mail.{}", settings.domain.as_str());
+        // The process's settings, as a deployed function reads them, with
+        // the mail domain under the tenants' own when none is set.
+        let env = |var: &str| {
+            ProcessEnv.get(var).or_else(|| (var == TENANT_MAIL_DOMAIN).then(|| default_domain.clone()))
+        };
+        let addresses = TenantMailAddresses::from_lookup(&env)?;
+        let sender = tenancy::domain::EmailAddress::parse(&format!("forwarder@{}", addresses.domain()))?;
         Ok((addresses, sender))
     }
 }

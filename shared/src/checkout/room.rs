@@ -121,20 +121,14 @@ mod tests {
     use crate::domain::{Subdomain, TenantId};
     use crate::ports::{AlbQuotas, LaunchSpec, LauncherError, TenantLauncher, TenantStore};
 
-    #[tokio::test]
-    async fn a_full_load_balancer_refuses_the_sale_before_anything_is_held() {
-        let launcher = Arc::new(
-            LocalLauncher::open(None, Arc::new(FixedClock(NOW)), Duration::ZERO)
-                .unwrap()
-                .with_quotas(AlbQuotas { target_groups: 2, rules: 100 }),
-        );
-        let f = fixture_with(None);
-        let api = f.api.with_room_check(launcher.clone(), 1);
-        let ask = async |name: &str| {
-            body(&api.handle(&Method::GET, &format!("/subdomains/{name}"), &from_origin(), b"", None).await)
-        };
-        assert_eq!(ask("acme").await["available"], true, "two places, one kept back: one to sell");
+    /// A local load balancer that holds `tenants`.
+    fn launcher_of(tenants: u32) -> Arc<LocalLauncher> {
+        let launcher = LocalLauncher::open(None, Arc::new(FixedClock(NOW)), Duration::ZERO).unwrap();
+        Arc::new(launcher.with_quotas(AlbQuotas { target_groups: tenants, rules: 100 }))
+    }
 
+    /// Another customer's tenant takes a place.
+    async fn someone_launched(launcher: &LocalLauncher) {
         let spec = LaunchSpec {
             tenant: TenantId::parse("tnt_00000000000000000001").unwrap(),
             host: "someone.apps.example.com".into(),
@@ -142,6 +136,19 @@ mod tests {
             desired_count: 1,
         };
         launcher.launch(&spec).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_load_balancer_refuses_the_sale_before_anything_is_held() {
+        let launcher = launcher_of(2);
+        let f = fixture_with(None);
+        let api = f.api.with_room_check(launcher.clone(), 1);
+        let ask = async |name: &str| {
+            body(&api.handle(&Method::GET, &format!("/subdomains/{name}"), &from_origin(), b"", None).await)
+        };
+        assert_eq!(ask("acme").await["available"], true, "two places, one kept back: one to sell");
+
+        someone_launched(&launcher).await;
         // Near the wall the room is asked on every sale, never taken from a cache.
         let answer = api.handle(&Method::GET, "/subdomains/acme", &from_origin(), b"", None).await;
         assert_eq!(body(&answer), serde_json::json!({"available": false, "reason": NO_ROOM}));
@@ -157,11 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_buyer_whose_checkout_is_open_gets_it_back_when_the_load_balancer_fills_meanwhile() {
-        let launcher = Arc::new(
-            LocalLauncher::open(None, Arc::new(FixedClock(NOW)), Duration::ZERO)
-                .unwrap()
-                .with_quotas(AlbQuotas { target_groups: 1, rules: 100 }),
-        );
+        let launcher = launcher_of(1);
         let f = fixture_with(None);
         let api = f.api.with_room_check(launcher.clone(), 0);
         let checkout = async |name: &str, email: &str| {
@@ -169,13 +172,7 @@ mod tests {
         };
         let first = checkout("acme", "dana@acme.example").await;
         assert_eq!(first.status, StatusCode::OK, "{}", first.body);
-        let spec = LaunchSpec {
-            tenant: TenantId::parse("tnt_00000000000000000001").unwrap(),
-            host: "someone.apps.example.com".into(),
-            environment: Default::default(),
-            desired_count: 1,
-        };
-        launcher.launch(&spec).await.unwrap();
+        someone_launched(&launcher).await;
         let again = checkout("acme", "dana@acme.example").await;
         assert_eq!((again.status, body(&again)["id"].clone()), (StatusCode::OK, body(&first)["id"].clone()));
         let stranger = checkout("other", "gavin@hooli.example").await;

@@ -59,6 +59,11 @@ impl TenantMailAddresses {
         TenantMailAddresses::new(&pattern, &required(env, TENANT_MAIL_DOMAIN)?)
     }
 
+    /// The domain every tenant's address is at (lower case, no trailing dot).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
     /// The tenant's address; `None` for a name so long that the address's
     /// local part would pass the 64 characters mail allows.
     pub fn address_for(&self, subdomain: &Subdomain) -> Option<EmailAddress> {

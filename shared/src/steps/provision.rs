@@ -773,24 +773,10 @@ mod tests {
     async fn launch_twice_gives_one_service_with_the_app_settings() {
         let world = World::new();
         let tenant = world.record(&checkout_event()).await.unwrap();
-        let first = launch_tenant(
-            &world.store,
-            &world.launcher,
-            &world.status(),
-            &world.ctx(),
-            tenant_input(&tenant),
-        )
-        .await
-        .unwrap();
-        let second = launch_tenant(
-            &world.store,
-            &world.launcher,
-            &world.status(),
-            &world.ctx(),
-            tenant_input(&tenant),
-        )
-        .await
-        .unwrap();
+        let (status, ctx) = (world.status(), world.ctx());
+        let launch = || launch_tenant(&world.store, &world.launcher, &status, &ctx, tenant_input(&tenant));
+        let first = launch().await.unwrap();
+        let second = launch().await.unwrap();
         assert_eq!(first, second);
         let services = world.launcher.services();
         assert_eq!(services.len(), 1);
