@@ -10,17 +10,20 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tenancy::adapters::aws::sdk::aws_config::SdkConfig;
 use tenancy::adapters::aws::sdk::dynamodb::config::retry::{RetryPartition, TokenBucket};
-use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, sesv2};
+use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, s3, sesv2};
 use tenancy::adapters::aws::{
-    DynamoTenantStore, EcsTenantLauncher, LauncherConfig, Route53Dns, SesMailer, sdk_config,
+    self as aws, DynamoTenantStore, EcsTenantLauncher, LauncherConfig, Route53Dns, S3ReceivedMail, SesMailer,
+    sdk_config,
 };
 use tenancy::clock::Clock;
 use tenancy::config::{self, ConfigError, TenantDomain, TenantSettings};
+use tenancy::domain::ReceivedMessageId;
+use tenancy::ports::{MailError, ReceivedMail};
 use tenancy::steps::WorkflowSteps;
 
 use crate::emulator::{EmulatorNames, EmulatorResources, bootstrap};
 use crate::http_client::HttpClient;
-use crate::local::{Adapters, Inspect, StepConfig};
+use crate::local::{Adapters, Inspect, ReceiptRuleStandIn, StepConfig};
 
 /// What each tenant's task would run; moto never pulls it.
 const APP_IMAGE: &str = "public.ecr.aws/nginx/nginx:stable";
@@ -110,13 +113,43 @@ pub async fn adapters(
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));
     let capacity =
         Arc::new(tenancy::adapters::aws::elb::ListenerCapacity::from_lookup(client!(elbv2), &env)?);
-    let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: emulator.endpoint.clone() });
-    // SES on the emulator forwards; received messages are kept here, as S3 would keep them.
+    // Received messages are kept in the emulator's bucket, as the receipt
+    // rule's S3 action keeps them, and SES on the emulator forwards them.
     let inbound = crate::local::InboundParts {
-        received: Arc::new(tenancy::adapters::local::LocalReceivedMail::open(None)?),
+        received: Arc::new(S3ReceiptRule {
+            client: aws::s3_client(&sdk),
+            reader: aws::received_mail(&sdk, &env)?,
+        }),
         mailer: Arc::new(SesMailer::from_lookup(client!(sesv2), &env)?),
     };
+    let inspect = Arc::new(EmulatorInspect { sdk, resources, endpoint: emulator.endpoint.clone() });
     Ok((Adapters { steps, inspect, stripe, capacity, inbound }, platform))
+}
+
+/// SES receiving's S3 action on the emulator: the message is put where the
+/// forwarder's [`S3ReceivedMail`] reads it.
+struct S3ReceiptRule {
+    client: s3::Client,
+    reader: S3ReceivedMail,
+}
+
+#[async_trait]
+impl ReceiptRuleStandIn for S3ReceiptRule {
+    async fn keep(&self, message_id: &ReceivedMessageId, raw: &[u8]) -> Result<(), MailError> {
+        self.client
+            .put_object()
+            .bucket(self.reader.bucket())
+            .key(self.reader.key(message_id))
+            .body(raw.to_vec().into())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| MailError::Unavailable(e.into()))
+    }
+
+    fn reader(&self) -> &dyn ReceivedMail {
+        &self.reader
+    }
 }
 
 /// How often the emulated platform looks at every service again, in rounds;

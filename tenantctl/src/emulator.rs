@@ -20,8 +20,8 @@ use tenancy::adapters::aws::sdk::elbv2::types::{
     Action, ActionTypeEnum, FixedResponseActionConfig, IpAddressType, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum, ProtocolEnum,
 };
-use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, sesv2};
-use tenancy::adapters::aws::{dynamodb as store, launcher, route53 as dns, sesv2 as mail};
+use tenancy::adapters::aws::sdk::{dynamodb, ecs, elbv2, route53, s3, sesv2};
+use tenancy::adapters::aws::{dynamodb as store, launcher, route53 as dns, s3 as inbound, sesv2 as mail};
 use tenancy::domain::EmailAddress;
 use tenancy::ports::BoxError;
 
@@ -29,6 +29,9 @@ use crate::http_client::HttpClient;
 
 /// moto's default account.
 pub const EMULATOR_ACCOUNT: &str = "123456789012";
+
+/// Where the emulated receipt rule puts received mail in its bucket.
+pub const INBOUND_MAIL_PREFIX: &str = "inbound/";
 
 /// What to call the things [`bootstrap`] makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +43,13 @@ pub struct EmulatorNames {
     /// The tenants' domain: each tenant is `{subdomain}.{domain}`.
     pub domain: String,
     pub sender: EmailAddress,
+    /// Where received mail is stored (SES receiving's S3 action).
+    pub inbound_bucket: String,
 }
 
 impl EmulatorNames {
-    /// `{prefix}-tenants`, `{prefix}-alb`, `{prefix}.test`, `noreply@{prefix}.test`.
+    /// `{prefix}-tenants`, `{prefix}-alb`, `{prefix}.test`, `noreply@{prefix}.test`,
+    /// `{prefix}-inbound-mail` (lower case).
     pub fn with_prefix(prefix: &str) -> Result<Self, EmulatorError> {
         let domain = format!("{prefix}.test");
         let sender = EmailAddress::parse(&format!("noreply@{domain}"))
@@ -54,6 +60,7 @@ impl EmulatorNames {
             load_balancer: format!("{prefix}-alb"),
             domain,
             sender,
+            inbound_bucket: format!("{}-inbound-mail", prefix.to_ascii_lowercase()),
         })
     }
 }
@@ -80,6 +87,7 @@ pub struct EmulatorResources {
     pub hosted_zone_id: String,
     pub domain: String,
     pub sender: EmailAddress,
+    pub inbound_bucket: String,
     /// An IAM role ARN moto accepts (it does not check roles).
     pub execution_role_arn: String,
 }
@@ -101,6 +109,8 @@ impl EmulatorResources {
             (dns::ALB_DNS_NAME, self.alb_dns_name.clone()),
             (dns::ALB_HOSTED_ZONE_ID, self.alb_hosted_zone_id.clone()),
             (mail::MAIL_SENDER, self.sender.to_string()),
+            (inbound::INBOUND_MAIL_BUCKET, self.inbound_bucket.clone()),
+            (inbound::INBOUND_MAIL_PREFIX, INBOUND_MAIL_PREFIX.to_owned()),
         ])
     }
 }
@@ -140,6 +150,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: &EmulatorNames) -> Result<Emulato
     let listener_arn = ensure_listener(&elb, &balancer.arn).await?;
     let hosted_zone_id = ensure_hosted_zone(&route53::Client::new(sdk), &names.domain).await?;
     ensure_sender(&sesv2::Client::new(sdk), &names.sender).await?;
+    ensure_bucket(&tenancy::adapters::aws::s3_client(sdk), &names.inbound_bucket).await?;
     Ok(EmulatorResources {
         table: names.table.clone(),
         cluster_arn,
@@ -151,6 +162,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: &EmulatorNames) -> Result<Emulato
         hosted_zone_id,
         domain: names.domain.clone(),
         sender: names.sender.clone(),
+        inbound_bucket: names.inbound_bucket.clone(),
         execution_role_arn: format!("arn:aws:iam::{EMULATOR_ACCOUNT}:role/tenancy-task-execution"),
     })
 }
@@ -292,6 +304,15 @@ pub async fn ensure_sender(client: &sesv2::Client, sender: &EmailAddress) -> Res
         Ok(_) => Ok(()),
         Err(error) if error.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => Ok(()),
         Err(error) => Err(failed("CreateEmailIdentity")(error)),
+    }
+}
+
+/// The bucket received mail is kept in (us-east-1: no location constraint).
+pub async fn ensure_bucket(client: &s3::Client, name: &str) -> Result<(), EmulatorError> {
+    match client.create_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => Ok(()),
+        Err(error) => Err(failed("CreateBucket")(error)),
     }
 }
 

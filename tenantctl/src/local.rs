@@ -26,12 +26,13 @@ use tenancy::checkout::billing_link::BillingLinks;
 use tenancy::clock::Clock;
 use tenancy::config::TenantSettings;
 use tenancy::dispatch::{Dispatcher, dispatch};
-use tenancy::domain::Catalog;
 use tenancy::domain::password::PasswordKey;
+use tenancy::domain::{Catalog, ReceivedMessageId};
 use tenancy::ingress::WebhookAnswer;
 use tenancy::ingress::WebhookIngress;
 use tenancy::ports::{
-    AlbQuotas, EventQueue, QueuedEvent, RawMailer, RoutingCapacity, TenantStore, WorkflowStarter,
+    AlbQuotas, EventQueue, MailError, QueuedEvent, RawMailer, ReceivedMail, RoutingCapacity, TenantStore,
+    WorkflowStarter,
 };
 use tenancy::steps::WorkflowSteps;
 use tenancy::telemetry::error_chain;
@@ -136,10 +137,30 @@ pub struct LocalStack {
     pub inbound: LocalMailbox,
 }
 
+/// SES receiving's own part in a local stack: keeping a received message
+/// where the receipt rule's S3 action would (files or memory locally, the
+/// bucket on an emulator), and the reader the forwarder reads it back with.
+#[async_trait]
+pub trait ReceiptRuleStandIn: Send + Sync {
+    async fn keep(&self, message_id: &ReceivedMessageId, raw: &[u8]) -> Result<(), MailError>;
+    fn reader(&self) -> &dyn ReceivedMail;
+}
+
+#[async_trait]
+impl ReceiptRuleStandIn for LocalReceivedMail {
+    async fn keep(&self, message_id: &ReceivedMessageId, raw: &[u8]) -> Result<(), MailError> {
+        self.store(message_id, raw)
+    }
+
+    fn reader(&self) -> &dyn ReceivedMail {
+        self
+    }
+}
+
 /// The local stand-in for SES receiving: a message posted to it is kept,
 /// then forwarded as the forwarding function would.
 pub struct LocalMailbox {
-    pub received: Arc<LocalReceivedMail>,
+    received: Arc<dyn ReceiptRuleStandIn>,
     mailer: Arc<dyn RawMailer>,
     pub addresses: tenancy::inbound::address::TenantMailAddresses,
     sender: tenancy::domain::EmailAddress,
@@ -157,21 +178,26 @@ impl LocalMailbox {
         message_id: Option<String>,
         raw: &[u8],
     ) -> Result<Value, (StatusCode, String)> {
-        use tenancy::inbound::forward::{Forwarder, InboundNotice};
+        use tenancy::inbound::forward::{Forwarder, InboundNotice, Scan};
         let message_id = message_id.unwrap_or_else(|| {
             let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             format!("local{}{n:04}", self.clock.now_millis())
         });
-        self.received.store(&message_id, raw).map_err(|e| (StatusCode::BAD_REQUEST, error_chain(&e)))?;
+        let message_id = ReceivedMessageId::parse(&message_id)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("id `{message_id}`: {e}")))?;
+        self.received
+            .keep(&message_id, raw)
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, error_chain(&e)))?;
         let forwarder = Forwarder {
             store,
-            received: self.received.as_ref(),
+            received: self.received.reader(),
             mailer: self.mailer.as_ref(),
             clock: self.clock.as_ref(),
             addresses: &self.addresses,
             sender: &self.sender,
         };
-        let notice = InboundNotice { message_id: message_id.clone(), recipients };
+        let notice = InboundNotice { message_id: message_id.clone(), recipients, scan: Scan::NotFlagged };
         let deliveries = forwarder
             .forward(&notice)
             .await
@@ -205,7 +231,7 @@ pub struct Adapters {
 /// receipt rule keeps them (locally: files, or memory), and the mailer that
 /// forwards them (the local outbox, or SES on an emulator).
 pub struct InboundParts {
-    pub received: Arc<LocalReceivedMail>,
+    pub received: Arc<dyn ReceiptRuleStandIn>,
     pub mailer: Arc<dyn RawMailer>,
 }
 

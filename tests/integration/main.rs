@@ -12,6 +12,7 @@ mod local_server;
 mod local_stripe;
 mod moto_dynamodb;
 mod moto_ecs;
+mod moto_inbound;
 mod moto_route53;
 mod moto_sesv2;
 mod moto_sfn;

@@ -623,7 +623,10 @@ impl RawMailer for Faulty<dyn RawMailer> {
 
 #[async_trait]
 impl ReceivedMail for Faulty<dyn ReceivedMail> {
-    async fn raw_message(&self, message_id: &str) -> Result<Option<Vec<u8>>, MailError> {
+    async fn raw_message(
+        &self,
+        message_id: &crate::domain::ReceivedMessageId,
+    ) -> Result<Option<Vec<u8>>, MailError> {
         self.run("raw_message", MailError::Unavailable, self.inner.raw_message(message_id)).await
     }
 }

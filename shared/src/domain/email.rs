@@ -36,6 +36,27 @@ impl EmailAddress {
 
 string_newtype!(EmailAddress, InvalidEmail);
 
+/// The id SES gives a received message, which names the object its receipt
+/// rule stored: letters, digits and hyphens, at most 100 (so it is a safe
+/// object key and file name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReceivedMessageId(String);
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("not a received message's id (letters, digits and hyphens, at most 100)")]
+pub struct InvalidMessageId;
+
+impl ReceivedMessageId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidMessageId> {
+        let valid =
+            (1..=100).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if valid { Ok(ReceivedMessageId(raw.to_owned())) } else { Err(InvalidMessageId) }
+    }
+}
+
+string_newtype!(ReceivedMessageId, InvalidMessageId);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +67,17 @@ mod tests {
             EmailAddress::parse(" Dana.K+saas@Acme.Example ").unwrap().as_str(),
             "Dana.K+saas@acme.example"
         );
+    }
+
+    #[test]
+    fn message_ids_are_safe_object_keys() {
+        assert_eq!(
+            ReceivedMessageId::parse("o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1").unwrap().as_str(),
+            "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"
+        );
+        for bad in ["", "../secret", "a/b", "a b", "m.eml", &"x".repeat(101)] {
+            assert_eq!(ReceivedMessageId::parse(bad), Err(InvalidMessageId), "{bad}");
+        }
     }
 
     #[test]

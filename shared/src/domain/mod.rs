@@ -56,7 +56,7 @@ pub use coupon::{
     PromotionOffer,
 };
 pub use desired::{DesiredTenant, RunState, UnusableSubscription, desired_from};
-pub use email::EmailAddress;
+pub use email::{EmailAddress, InvalidMessageId, ReceivedMessageId};
 pub use hold::{HOLD_METADATA_KEY, HoldId, InvalidHoldId};
 pub use ids::{CheckoutSessionId, CustomerId, InvalidId, PromotionCodeId, SubscriptionId, TenantId};
 pub use organization::OrganizationName;

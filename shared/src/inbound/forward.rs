@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::address::TenantMailAddresses;
 use super::rewrite::{for_forwarding, is_from};
 use crate::clock::Clock;
-use crate::domain::{EmailAddress, TenantId, TenantStatus};
+use crate::domain::{EmailAddress, ReceivedMessageId, TenantId, TenantStatus};
 use crate::ports::{MailError, MailMarked, MailSlot, RawMailer, ReceivedMail, StoreError, TenantStore};
 
 /// A reservation older than this is taken over (its holder died mid-send).
@@ -19,8 +19,20 @@ const STALE_RESERVATION_SECONDS: i64 = 300;
 /// What SES tells the function of one received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundNotice {
-    pub message_id: String,
+    pub message_id: ReceivedMessageId,
     pub recipients: Vec<String>,
+    pub scan: Scan,
+}
+
+/// What SES's scan of a message found. Mail it found to carry a virus or to
+/// be spam is dropped: forwarding it would spend the sender's reputation
+/// (and SES's receipt rule scans only when the rule asks it to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scan {
+    #[default]
+    NotFlagged,
+    Spam,
+    Virus,
 }
 
 #[derive(Deserialize)]
@@ -43,12 +55,35 @@ struct SesPayload {
 #[derive(Deserialize)]
 struct SesMail {
     #[serde(rename = "messageId")]
-    message_id: String,
+    message_id: ReceivedMessageId,
 }
 
 #[derive(Deserialize)]
 struct SesReceipt {
     recipients: Vec<String>,
+    #[serde(rename = "spamVerdict")]
+    spam: Option<SesVerdict>,
+    #[serde(rename = "virusVerdict")]
+    virus: Option<SesVerdict>,
+}
+
+/// `PASS`, `FAIL`, `GRAY` or `PROCESSING_FAILED`: only `FAIL` is a finding.
+#[derive(Deserialize)]
+struct SesVerdict {
+    status: String,
+}
+
+impl SesReceipt {
+    fn scan(&self) -> Scan {
+        let failed = |verdict: &Option<SesVerdict>| verdict.as_ref().is_some_and(|v| v.status == "FAIL");
+        if failed(&self.virus) {
+            Scan::Virus
+        } else if failed(&self.spam) {
+            Scan::Spam
+        } else {
+            Scan::NotFlagged
+        }
+    }
 }
 
 impl InboundNotice {
@@ -59,6 +94,7 @@ impl InboundNotice {
             .records
             .into_iter()
             .map(|r| InboundNotice {
+                scan: r.ses.receipt.scan(),
                 message_id: r.ses.mail.message_id,
                 recipients: r.ses.receipt.recipients,
             })
@@ -92,13 +128,56 @@ pub enum ForwardError {
     #[error("not an SES receipt event: {0}")]
     BadEvent(String),
     #[error("message {0} is not stored where the receipt rule puts messages")]
-    NotStored(String),
+    NotStored(ReceivedMessageId),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Mail(#[from] MailError),
     #[error("message {message_id} to {tenant} is being forwarded by another delivery")]
-    Busy { message_id: String, tenant: TenantId },
+    Busy { message_id: ReceivedMessageId, tenant: TenantId },
+}
+
+impl ForwardError {
+    /// The name Lambda reports as the error's type (and the log's `error_type`).
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            ForwardError::BadEvent(_) => "BadEvent",
+            ForwardError::NotStored(_) => "NotStored",
+            ForwardError::Store(_) => "StoreUnavailable",
+            ForwardError::Mail(MailError::Unavailable(_)) => "MailUnavailable",
+            ForwardError::Mail(MailError::Rejected(_)) => "MailRejected",
+            ForwardError::Busy { .. } => "ForwardBusy",
+        }
+    }
+}
+
+impl From<ForwardError> for lambda_runtime::Diagnostic {
+    fn from(error: ForwardError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_name().to_owned(),
+            error_message: crate::telemetry::error_chain(&error),
+        }
+    }
+}
+
+/// Serves SES receiving's Lambda action with `forwarder`. A failed event is
+/// retried by Lambda's asynchronous invocation, then sent to the stack's
+/// on-failure destination; the stored message outlives both.
+pub async fn serve(forwarder: &Forwarder<'_>) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(
+        async |event: lambda_runtime::LambdaEvent<serde_json::Value>| match forwarder
+            .forward_event(&event.payload)
+            .await
+        {
+            Ok(deliveries) => Ok(serde_json::json!({ "deliveries": deliveries })),
+            Err(error) => {
+                let chain = crate::telemetry::error_chain(&error);
+                tracing::warn!(error_type = error.error_name(), error = %chain, "forwarding failed");
+                Err(lambda_runtime::Diagnostic::from(error))
+            }
+        },
+    ))
+    .await
 }
 
 /// The parts forwarding works through.
@@ -113,6 +192,17 @@ pub struct Forwarder<'a> {
 }
 
 impl Forwarder<'_> {
+    /// SES receiving's Lambda action: every message an SES receipt event
+    /// names, forwarded. An error is for SES's invocation to retry (the
+    /// message stays stored); what can never be forwarded is dropped instead.
+    pub async fn forward_event(&self, event: &serde_json::Value) -> Result<Vec<Delivery>, ForwardError> {
+        let mut deliveries = Vec::new();
+        for notice in InboundNotice::from_ses_event(event)? {
+            deliveries.extend(self.forward(&notice).await?);
+        }
+        Ok(deliveries)
+    }
+
     /// Forwards `notice`'s message to each of its recipients' customers.
     pub async fn forward(&self, notice: &InboundNotice) -> Result<Vec<Delivery>, ForwardError> {
         let mut raw: Option<Vec<u8>> = None;
@@ -135,6 +225,11 @@ impl Forwarder<'_> {
         raw: &mut Option<Vec<u8>>,
     ) -> Result<Delivery, ForwardError> {
         let dropped = |reason: String| Ok(Delivery::Dropped { recipient: recipient.to_owned(), reason });
+        match notice.scan {
+            Scan::NotFlagged => {}
+            Scan::Spam => return dropped("SES's scan found it to be spam".into()),
+            Scan::Virus => return dropped("SES's scan found a virus in it".into()),
+        }
         let Some(subdomain) = self.addresses.subdomain_of(recipient) else {
             return dropped("not a tenant's address".into());
         };
@@ -252,17 +347,26 @@ mod tests {
         }
     }
 
-    fn notice(recipients: &[&str]) -> InboundNotice {
+    fn id(raw: &str) -> ReceivedMessageId {
+        ReceivedMessageId::parse(raw).unwrap()
+    }
+
+    fn notice_of(message_id: &str, recipients: &[&str]) -> InboundNotice {
         InboundNotice {
-            message_id: "m0001".into(),
+            message_id: id(message_id),
             recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+            scan: Scan::NotFlagged,
         }
+    }
+
+    fn notice(recipients: &[&str]) -> InboundNotice {
+        notice_of("m0001", recipients)
     }
 
     #[tokio::test]
     async fn a_message_to_a_tenants_address_reaches_its_customer_once_however_often_ses_says_so() {
         let world = World::new().await;
-        world.received.store("m0001", MESSAGE).unwrap();
+        world.received.store(&id("m0001"), MESSAGE).unwrap();
         let first = world.forwarder().forward(&notice(&["Acme_App@mail.example.com"])).await.unwrap();
         let Delivery::Forwarded { to, .. } = &first[0] else { panic!("{first:?}") };
         assert_eq!(to.as_str(), "dana@acme.example");
@@ -282,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn mail_to_an_address_no_tenant_has_is_dropped_never_forwarded() {
         let world = World::new().await;
-        world.received.store("m0001", MESSAGE).unwrap();
+        world.received.store(&id("m0001"), MESSAGE).unwrap();
         let recipients = [
             "acme_app@elsewhere.example",
             "nobody_app@mail.example.com",
@@ -302,34 +406,25 @@ mod tests {
         assert_eq!(world.outbox.sent().len(), 1, "only Acme's customer gets it");
 
         // A message not where the receipt rule puts messages is an error to retry, not a drop.
-        let missing = InboundNotice {
-            message_id: "m0002".into(),
-            recipients: vec!["acme_app@mail.example.com".into()],
-        };
+        let missing = notice_of("m0002", &["acme_app@mail.example.com"]);
         assert!(matches!(world.forwarder().forward(&missing).await, Err(ForwardError::NotStored(_))));
         // A forwarded copy that came back is not forwarded again.
         let forwarded = world.outbox.sent()[0].mail.text.clone() + "\r\n\r\nHello\r\n";
-        world.received.store("m0004", forwarded.as_bytes()).unwrap();
-        let back = InboundNotice {
-            message_id: "m0004".into(),
-            recipients: vec!["acme_app@mail.example.com".into()],
-        };
+        world.received.store(&id("m0004"), forwarded.as_bytes()).unwrap();
+        let back = notice_of("m0004", &["acme_app@mail.example.com"]);
         assert!(
             matches!(&world.forwarder().forward(&back).await.unwrap()[0], Delivery::Dropped { reason, .. } if reason.contains("loop"))
         );
         // Unreadable mail is dropped: retrying cannot help.
-        world.received.store("m0003", b"no header at all").unwrap();
-        let junk = InboundNotice {
-            message_id: "m0003".into(),
-            recipients: vec!["acme_app@mail.example.com".into()],
-        };
+        world.received.store(&id("m0003"), b"no header at all").unwrap();
+        let junk = notice_of("m0003", &["acme_app@mail.example.com"]);
         assert!(matches!(world.forwarder().forward(&junk).await.unwrap()[0], Delivery::Dropped { .. }));
     }
 
     #[tokio::test]
     async fn a_released_name_takes_its_address_with_it() {
         let world = World::new().await;
-        world.received.store("m0001", MESSAGE).unwrap();
+        world.received.store(&id("m0001"), MESSAGE).unwrap();
         let acme = Subdomain::parse("acme").unwrap();
         let tenant = world.store.subdomain_holder(&acme).await.unwrap().unwrap();
         world.store.release_subdomain(&acme, &tenant).await.unwrap();
@@ -354,10 +449,21 @@ mod tests {
         assert_eq!(
             notices,
             [InboundNotice {
-                message_id: "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1".into(),
+                message_id: id("o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"),
                 recipients: vec!["acme_app@mail.example.com".into()],
+                scan: Scan::NotFlagged,
             }]
         );
+        // What SES's scan found travels with the notice; a virus outranks spam.
+        let mut flagged = event.clone();
+        flagged["Records"][0]["ses"]["receipt"]["spamVerdict"]["status"] = json!("FAIL");
+        assert_eq!(InboundNotice::from_ses_event(&flagged).unwrap()[0].scan, Scan::Spam);
+        flagged["Records"][0]["ses"]["receipt"]["virusVerdict"]["status"] = json!("FAIL");
+        assert_eq!(InboundNotice::from_ses_event(&flagged).unwrap()[0].scan, Scan::Virus);
+        // A message id that is no safe object key is refused at the edge.
+        let mut bad = event.clone();
+        bad["Records"][0]["ses"]["mail"]["messageId"] = json!("../other/key");
+        assert!(InboundNotice::from_ses_event(&bad).is_err());
         assert!(InboundNotice::from_ses_event(&json!({"Records": [{"ses": {}}]})).is_err());
     }
 
@@ -379,7 +485,7 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let world = World::new().await;
-                world.received.store("m0001", MESSAGE).unwrap();
+                world.received.store(&id("m0001"), MESSAGE).unwrap();
                 let plan = Arc::new(FaultPlan::new(0.3, seed).unwrap().with_timeout_delay(std::time::Duration::ZERO));
                 let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
                 let store = LocalTenantStore::open(None, clock.clone()).unwrap();

@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 
 use super::MailError;
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, ReceivedMessageId};
 
 /// Received messages, as SES's receipt rule stored them (an S3 object per
 /// message in AWS), by SES's message id.
 #[async_trait]
 pub trait ReceivedMail: Send + Sync {
     /// The raw message; `Ok(None)` when none is stored under `message_id`.
-    async fn raw_message(&self, message_id: &str) -> Result<Option<Vec<u8>>, MailError>;
+    async fn raw_message(&self, message_id: &ReceivedMessageId) -> Result<Option<Vec<u8>>, MailError>;
 }
 
 /// Sends a whole MIME message as it is to `to` (SES's raw content), from

@@ -7,6 +7,7 @@ mod error;
 mod https;
 pub mod launcher;
 pub mod route53;
+pub mod s3;
 pub mod sesv2;
 pub mod sfn;
 mod sqs;
@@ -16,6 +17,7 @@ pub use dynamodb::DynamoTenantStore;
 pub use https::{OS_CA_BUNDLES, shared_https_client};
 pub use launcher::{EcsTenantLauncher, LauncherConfig};
 pub use route53::Route53Dns;
+pub use s3::S3ReceivedMail;
 pub use sesv2::SesMailer;
 pub use sfn::StepFunctionsStarter;
 pub use sqs::SqsEventQueue;
@@ -29,6 +31,7 @@ pub mod sdk {
     pub use aws_sdk_ecs as ecs;
     pub use aws_sdk_elasticloadbalancingv2 as elbv2;
     pub use aws_sdk_route53 as route53;
+    pub use aws_sdk_s3 as s3;
     pub use aws_sdk_sesv2 as sesv2;
     pub use aws_sdk_sfn as sfn;
     pub use aws_sdk_sqs as sqs;
@@ -98,6 +101,21 @@ pub fn dns_publisher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<Route53Dns, Co
 
 pub fn mailer(sdk: &SdkConfig, env: &dyn Lookup) -> Result<SesMailer, ConfigError> {
     SesMailer::from_lookup(aws_sdk_sesv2::Client::new(sdk), env)
+}
+
+/// Received mail where the receipt rule stores it, and the raw sender that
+/// forwards it.
+pub fn received_mail(sdk: &SdkConfig, env: &dyn Lookup) -> Result<S3ReceivedMail, ConfigError> {
+    S3ReceivedMail::from_lookup(s3_client(sdk), env)
+}
+
+/// An S3 client. An emulator's endpoint (moto, LocalStack) serves buckets
+/// by path, not as `{bucket}.host` names; AWS's own endpoints keep virtual
+/// hosts.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config =
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 pub fn secret_store(sdk: &SdkConfig) -> SsmSecretStore {

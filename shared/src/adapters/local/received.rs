@@ -8,16 +8,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::domain::ReceivedMessageId;
 use crate::ports::{MailError, ReceivedMail};
 
 pub struct LocalReceivedMail {
     dir: Option<PathBuf>,
     memory: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-/// SES's message ids are letters and digits; anything else is not stored.
-fn valid_id(id: &str) -> bool {
-    (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl LocalReceivedMail {
@@ -30,10 +26,7 @@ impl LocalReceivedMail {
     }
 
     /// Stores a received message, as SES's S3 action would.
-    pub fn store(&self, message_id: &str, raw: &[u8]) -> Result<(), MailError> {
-        if !valid_id(message_id) {
-            return Err(MailError::Rejected(format!("`{message_id}` is not a message id")));
-        }
+    pub fn store(&self, message_id: &ReceivedMessageId, raw: &[u8]) -> Result<(), MailError> {
         match &self.dir {
             Some(dir) => std::fs::write(dir.join(format!("{message_id}.eml")), raw)
                 .map_err(|e| MailError::Unavailable(e.into())),
@@ -41,7 +34,7 @@ impl LocalReceivedMail {
                 self.memory
                     .lock()
                     .map_err(|_| MailError::Unavailable("received mail store poisoned".into()))?
-                    .insert(message_id.to_owned(), raw.to_vec());
+                    .insert(message_id.to_string(), raw.to_vec());
                 Ok(())
             }
         }
@@ -50,10 +43,7 @@ impl LocalReceivedMail {
 
 #[async_trait]
 impl ReceivedMail for LocalReceivedMail {
-    async fn raw_message(&self, message_id: &str) -> Result<Option<Vec<u8>>, MailError> {
-        if !valid_id(message_id) {
-            return Ok(None);
-        }
+    async fn raw_message(&self, message_id: &ReceivedMessageId) -> Result<Option<Vec<u8>>, MailError> {
         match &self.dir {
             Some(dir) => match std::fs::read(dir.join(format!("{message_id}.eml"))) {
                 Ok(raw) => Ok(Some(raw)),
@@ -64,7 +54,7 @@ impl ReceivedMail for LocalReceivedMail {
                 .memory
                 .lock()
                 .map_err(|_| MailError::Unavailable("received mail store poisoned".into()))?
-                .get(message_id)
+                .get(message_id.as_str())
                 .cloned()),
         }
     }
