@@ -330,6 +330,25 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
         .filter(|m| m["text"].as_str().is_some_and(|text| text.contains("https://acme.tenancy-local.test")))
         .collect();
     assert_eq!(welcome.len(), 1, "one welcome mail through SES: {welcome:#?}");
+
+    // Mail to acme's own address: kept in the emulator's bucket as the
+    // receipt rule keeps it, read back from there, sent on through SES.
+    let address =
+        stack.inbound.addresses.address_for(&tenancy::domain::Subdomain::parse("acme").unwrap()).unwrap();
+    let subject = integration_tests::unique_name("order");
+    let raw = format!("From: Zoe <zoe@cafe.example>\r\nTo: {address}\r\nSubject: {subject}\r\n\r\nHello\r\n");
+    let report = stack
+        .inbound
+        .receive(stack.store.as_ref(), vec![address.to_string()], None, raw.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(report["deliveries"][0]["outcome"], "forwarded", "{report}");
+    let sent: Vec<_> = integration_tests::moto_models("ses", "RawMessage")
+        .await
+        .into_iter()
+        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }
 
 /// A cancelled subscription through the lifecycle workflow with the AWS
