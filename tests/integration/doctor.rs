@@ -177,3 +177,88 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
     assert!(fix("quotas").contains("not adjustable") || fix("quotas").starts_with("request more"), "{text}");
     assert!(!text.contains("51QDoctorKey"), "no key is ever printed: {text}");
 }
+
+/// The tenants' own addresses: the stack's receipt rule must be in the
+/// region's active rule set, the mail domain's MX must point at SES, and the
+/// domain must be verified. Each break is named with its fix, then mended.
+#[tokio::test]
+async fn doctor_checks_that_ses_receives_for_the_tenants_addresses() {
+    use tenancy::adapters::aws::sdk::{route53, sesv2};
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let ses = aws_sdk_ses::Client::new(&sdk);
+    let domain = format!("{}.{}", unique_name("mail"), resources.domain);
+    let (set, rule) = (unique_name("tenant-mail"), unique_name("tenant-mail-rule"));
+    ses.create_receipt_rule_set().rule_set_name(&set).send().await.unwrap();
+    let receipt_rule = aws_sdk_ses::types::ReceiptRule::builder()
+        .name(&rule)
+        .enabled(true)
+        .recipients(&domain)
+        .build()
+        .unwrap();
+    ses.create_receipt_rule().rule_set_name(&set).rule(receipt_rule).send().await.unwrap();
+    let stack = stack_with(
+        &[
+            ("StripeMode", "test".to_owned()),
+            ("TenantMailDomain", domain.clone()),
+            ("HostedZoneId", resources.hosted_zone_id.clone()),
+        ],
+        &[("TenantMailReceiptRuleSetName", set.clone()), ("TenantMailReceiptRuleName", rule.clone())],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+    let mail_checks = async || {
+        let checks = tenantctl::stage::receiving::tenant_mail(&stage).await;
+        let text = render(&checks);
+        (checks, text)
+    };
+
+    // Another stack's rule set is active (SES has one per region): ours is not receiving.
+    let other = unique_name("someone-elses");
+    ses.create_receipt_rule_set().rule_set_name(&other).send().await.unwrap();
+    ses.set_active_receipt_rule_set().rule_set_name(&other).send().await.unwrap();
+    let (checks, text) = mail_checks().await;
+    assert!(checks.iter().all(|c| c.verdict == Verdict::Fail), "{text}");
+    let fix = |name: &str| checks.iter().find(|c| c.name == name).unwrap().fix.clone().unwrap();
+    assert!(fix("mail receiving").contains(&format!("MailReceiptRuleSet={other}")), "{text}");
+    assert!(
+        fix("mail receiving").contains(&format!("set-active-receipt-rule-set --rule-set-name {set}")),
+        "{text}"
+    );
+    assert!(fix("mail MX record").contains("CreateMailMxRecord=true"), "{text}");
+    assert!(fix("mail domain").contains(&format!("verify {domain}")), "{text}");
+
+    // Mended: ours active, the MX to SES in this region, the domain verified.
+    ses.set_active_receipt_rule_set().rule_set_name(&set).send().await.unwrap();
+    let mx = route53::types::ResourceRecordSet::builder()
+        .name(&domain)
+        .r#type(route53::types::RrType::Mx)
+        .ttl(300)
+        .resource_records(
+            route53::types::ResourceRecord::builder()
+                .value("10 inbound-smtp.us-east-1.amazonaws.com")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let change = route53::types::Change::builder()
+        .action(route53::types::ChangeAction::Create)
+        .resource_record_set(mx)
+        .build()
+        .unwrap();
+    route53::Client::new(&sdk)
+        .change_resource_record_sets()
+        .hosted_zone_id(&resources.hosted_zone_id)
+        .change_batch(route53::types::ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    sesv2::Client::new(&sdk).create_email_identity().email_identity(&domain).send().await.unwrap();
+    let (checks, text) = mail_checks().await;
+    assert!(checks.iter().all(|c| c.verdict == Verdict::Pass), "{text}");
+    assert_eq!(checks.len(), 3, "{text}");
+    assert!(text.contains(&format!("{domain} MX → inbound-smtp.us-east-1.amazonaws.com")), "{text}");
+    // Leave SES as other tests expect it: no rule set active.
+    ses.set_active_receipt_rule_set().send().await.unwrap();
+}

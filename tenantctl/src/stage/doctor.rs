@@ -55,7 +55,7 @@ impl Check {
 /// Every check, in the order an operator would fix them; the quotas must
 /// leave room for `expected_tenants` more.
 pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore, expected_tenants: u64) -> Vec<Check> {
-    vec![
+    let mut checks = vec![
         stripe_key(stage, secrets).await,
         webhook_secrets(stage, secrets).await,
         tenant_key(stage, secrets).await,
@@ -63,9 +63,11 @@ pub async fn doctor(stage: &Stage, secrets: &dyn SecretStore, expected_tenants: 
         listener(stage).await,
         ses_identity(stage).await,
         ses_sandbox(stage).await,
-        alarm_subscription(stage).await,
-        super::quotas::quotas(stage, expected_tenants).await,
-    ]
+    ];
+    checks.extend(super::receiving::tenant_mail(stage).await);
+    checks.push(alarm_subscription(stage).await);
+    checks.push(super::quotas::quotas(stage, expected_tenants).await);
+    checks
 }
 
 /// The checks that ask Stripe (with the stage's key): every catalog price

@@ -18,6 +18,7 @@ pub mod events;
 pub mod mail;
 pub mod paint;
 pub mod quotas;
+pub mod receiving;
 pub mod reconcile;
 pub mod redrive;
 pub mod status_token;
