@@ -30,9 +30,6 @@ use crate::http_client::HttpClient;
 /// moto's default account.
 pub const EMULATOR_ACCOUNT: &str = "123456789012";
 
-/// Where the emulated receipt rule puts received mail in its bucket.
-pub const INBOUND_MAIL_PREFIX: &str = "inbound/";
-
 /// What to call the things [`bootstrap`] makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorNames {
@@ -110,7 +107,7 @@ impl EmulatorResources {
             (dns::ALB_HOSTED_ZONE_ID, self.alb_hosted_zone_id.clone()),
             (mail::MAIL_SENDER, self.sender.to_string()),
             (inbound::INBOUND_MAIL_BUCKET, self.inbound_bucket.clone()),
-            (inbound::INBOUND_MAIL_PREFIX, INBOUND_MAIL_PREFIX.to_owned()),
+            (inbound::INBOUND_MAIL_PREFIX, inbound::DEFAULT_PREFIX.to_owned()),
         ])
     }
 }

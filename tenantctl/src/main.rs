@@ -150,6 +150,15 @@ enum MailCommand {
     /// tenant: `tenants show`) again, once the cause is fixed; a mail that
     /// went out is never sent twice. KIND: welcome.
     Resend { kind: String, tenant: String },
+    /// Forward a received message again, as SES's event for RECIPIENTS
+    /// would have (after a failed event reached the alarm topic): from the
+    /// stage's bucket, to each addressed tenant's customer; a copy that
+    /// went out before is not sent again. MESSAGE is SES's message id.
+    Forward {
+        message: String,
+        #[arg(required = true)]
+        recipients: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +401,29 @@ async fn run(cli: Cli) -> Result<()> {
                     (Some(sent), _) => println!("{kind} mail of {tenant}: sent ({})", sent.message_id),
                     (None, Some(why)) => bail!("{kind} mail of {tenant} not sent: {why}"),
                     (None, None) => bail!("{kind} mail of {tenant} not sent"),
+                }
+            }
+            Ok(())
+        }
+        Command::Mail { command: MailCommand::Forward { message, recipients } } => {
+            let stage = cli.stage.find().await?;
+            let deliveries = tenantctl::stage::mail::forward(&stage, &message, &recipients).await?;
+            if cli.stage.json {
+                println!("{}", serde_json::to_string_pretty(&deliveries)?);
+            } else {
+                use tenancy::inbound::forward::Delivery;
+                for delivery in &deliveries {
+                    match delivery {
+                        Delivery::Forwarded { recipient, to, message_id, .. } => {
+                            println!("{recipient}: forwarded to {to} ({message_id})")
+                        }
+                        Delivery::AlreadyForwarded { recipient, .. } => {
+                            println!("{recipient}: forwarded before")
+                        }
+                        Delivery::Dropped { recipient, reason } => {
+                            println!("{recipient}: dropped ({reason})")
+                        }
+                    }
                 }
             }
             Ok(())

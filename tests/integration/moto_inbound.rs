@@ -103,3 +103,59 @@ async fn a_received_message_reaches_the_tenants_customer_once_however_often_ses_
     assert!(text.starts_with(&format!("From: Zoe via {}_app <{}>", subdomain, mailer.sender())), "{text}");
     assert!(text.contains("Reply-To: Zoe <zoe@cafe.example>") && !text.contains("DKIM"), "{text}");
 }
+
+/// `tenantctl --stage … mail forward`: after SES's event failed for good,
+/// the operator forwards the stored message from the stage's bucket, and
+/// doing it twice sends one copy.
+#[tokio::test]
+async fn an_operator_forwards_a_stored_message_again_and_it_goes_out_once() {
+    use tenantctl::stage::{Stage, StageName, mail};
+    let resources = emulator().await;
+    let sdk = moto_config().await;
+    let env = resources.environment("app:1");
+    let store = aws::tenant_store(&sdk, &lookup(&env)).unwrap();
+    let received = aws::received_mail(&sdk, &lookup(&env)).unwrap();
+    let name = unique_name("again").replace('-', "");
+    let subdomain = Subdomain::parse(&name[..name.len().min(30)]).unwrap();
+    let record = provisioning_record(&unique_checkout("again"), subdomain.as_str());
+    store.record_signup(&subdomain, &record, None, NOW).await.unwrap();
+    let domain = format!("mail.{}", resources.domain);
+    let stack = crate::doctor::stack_with(
+        &[
+            ("StripeMode", "test".to_owned()),
+            ("TenantMailDomain", domain.clone()),
+            ("TenantMailPattern", "{subdomain}-desk".to_owned()),
+            ("MailSender", resources.sender.to_string()),
+            ("SesConfigurationSet", String::new()),
+        ],
+        &[
+            ("TenantTableName", resources.table.clone()),
+            ("InboundMailBucketName", resources.inbound_bucket.clone()),
+        ],
+    )
+    .await;
+    let stage = Stage::find(StageName::Test, &stack, &sdk).await.unwrap();
+
+    let address = format!("{subdomain}-desk@{domain}");
+    let subject = unique_name("again");
+    let id = message_id();
+    let raw = format!("From: Zoe <zoe@cafe.example>\r\nTo: {address}\r\nSubject: {subject}\r\n\r\nHello\r\n");
+    store_as_ses_would(&received, &id, raw.into_bytes()).await;
+    let recipients = [address.clone(), format!("{subdomain}_app@{domain}")];
+    let first = mail::forward(&stage, id.as_str(), &recipients).await.unwrap();
+    assert!(matches!(&first[0], Delivery::Forwarded { .. }), "{first:?}");
+    assert!(matches!(&first[1], Delivery::Dropped { .. }), "the stage's pattern, not the default: {first:?}");
+    let again = mail::forward(&stage, id.as_str(), &recipients).await.unwrap();
+    assert!(matches!(&again[0], Delivery::AlreadyForwarded { .. }), "{again:?}");
+    let sent = moto_models("ses", "RawMessage")
+        .await
+        .into_iter()
+        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
+        .count();
+    assert_eq!(sent, 1);
+
+    let missing = mail::forward(&stage, message_id().as_str(), &recipients).await.unwrap_err();
+    assert!(missing.to_string().contains("is not stored"), "{missing}");
+    let bad = mail::forward(&stage, "../other", &recipients).await.unwrap_err();
+    assert!(bad.to_string().contains("not a received message's id"), "{bad}");
+}

@@ -2,14 +2,19 @@
 //! sent (its reason is on the tenant, and was mailed to the operator) sent
 //! again once the cause is fixed, by the same step code the workflow runs,
 //! through the stage's own table, SES identity and tenant key.
+//! `mail forward MESSAGE RECIPIENT…`: a received message whose forwarding
+//! failed (the alarm topic got SES's event) forwarded by the forwarder's
+//! own code from the stage's bucket; what went out before is not sent again.
 
 use std::sync::Arc;
 
-use tenancy::adapters::aws::SesMailer;
 use tenancy::adapters::aws::sdk::sesv2;
+use tenancy::adapters::aws::{S3ReceivedMail, SesMailer};
 use tenancy::clock::SystemClock;
 use tenancy::config::{TENANT_PASSWORD_KEY_PARAM, TenantDomain, TenantSettings};
-use tenancy::domain::{Catalog, EmailAddress};
+use tenancy::domain::{Catalog, EmailAddress, ReceivedMessageId};
+use tenancy::inbound::address::TenantMailAddresses;
+use tenancy::inbound::forward::{Delivery, Forwarder, InboundNotice, Scan};
 use tenancy::ports::SecretStore;
 use tenancy::steps::context::StepContext;
 use tenancy::steps::provision::{WelcomeReport, resend_welcome_mail};
@@ -29,6 +34,8 @@ pub enum MailCommandError {
     Setting { parameter: &'static str, reason: String },
     #[error("not sent: {0}")]
     Step(String),
+    #[error("not forwarded: {0}")]
+    Forward(String),
 }
 
 /// The kinds of mail an operator resends.
@@ -68,4 +75,46 @@ pub async fn resend(
     resend_welcome_mail(&store, &mailer, &password_key, &ctx, &record.id)
         .await
         .map_err(|e| MailCommandError::Step(tenancy::telemetry::error_chain(&e)))
+}
+
+/// Forwards the stored message `message_id`, as SES's event for
+/// `recipients` would have, through the stage's table, bucket and sender.
+pub async fn forward(
+    stage: &Stage,
+    message_id: &str,
+    recipients: &[String],
+) -> Result<Vec<Delivery>, MailCommandError> {
+    let setting = |parameter: &'static str, reason: String| MailCommandError::Setting { parameter, reason };
+    let message_id = ReceivedMessageId::parse(message_id)
+        .map_err(|e| MailCommandError::Forward(format!("`{message_id}`: {e}")))?;
+    let domain = stage.parameter("TenantMailDomain")?;
+    let pattern = stage.parameter("TenantMailPattern")?;
+    let addresses =
+        TenantMailAddresses::new(pattern, domain).map_err(|e| setting("TenantMailDomain", e.to_string()))?;
+    let sender = EmailAddress::parse(stage.parameter("MailSender")?)
+        .map_err(|e| setting("MailSender", e.to_string()))?;
+    let configuration_set =
+        stage.parameter("SesConfigurationSet").ok().filter(|s| !s.is_empty()).map(str::to_owned);
+    let bucket = stage.output("InboundMailBucketName")?;
+    let received = S3ReceivedMail::new(
+        tenancy::adapters::aws::s3_client(&stage.sdk),
+        bucket,
+        tenancy::adapters::aws::s3::DEFAULT_PREFIX,
+    )
+    .map_err(|e| setting("InboundMailBucketName", e.to_string()))?;
+    let store = store(stage)?;
+    let mailer = SesMailer::new(sesv2::Client::new(&stage.sdk), sender.clone(), configuration_set);
+    let forwarder = Forwarder {
+        store: &store,
+        received: &received,
+        mailer: &mailer,
+        clock: &SystemClock,
+        addresses: &addresses,
+        sender: &sender,
+    };
+    let notice = InboundNotice { message_id, recipients: recipients.to_vec(), scan: Scan::NotFlagged };
+    forwarder
+        .forward(&notice)
+        .await
+        .map_err(|e| MailCommandError::Forward(tenancy::telemetry::error_chain(&e)))
 }

@@ -11,9 +11,10 @@ use crate::ports::{MailError, ReceivedMail};
 
 /// The bucket the receipt rule stores messages in.
 pub const INBOUND_MAIL_BUCKET: &str = "INBOUND_MAIL_BUCKET";
-/// The receipt rule's object key prefix (`inbound/` when unset).
+/// The receipt rule's object key prefix ([`DEFAULT_PREFIX`] when unset).
 pub const INBOUND_MAIL_PREFIX: &str = "INBOUND_MAIL_PREFIX";
-const DEFAULT_PREFIX: &str = "inbound/";
+/// The prefix the template's receipt rule stores messages under.
+pub const DEFAULT_PREFIX: &str = "inbound/";
 
 /// SES accepts messages up to 40 MB; anything larger under the prefix was
 /// not put there by SES, and is not read into the function's memory.
