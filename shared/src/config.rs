@@ -327,6 +327,8 @@ pub struct TenantSettings {
     pub operator_email: crate::domain::EmailAddress,
     /// After cancellation, the subdomain is released when this has passed.
     pub subdomain_grace: Duration,
+    /// Each tenant's own mail address, when the stage gives them one.
+    pub mail: Option<crate::inbound::address::TenantMailAddresses>,
 }
 
 impl TenantSettings {
@@ -338,6 +340,7 @@ impl TenantSettings {
             domain: TenantDomain("apps.example.com".into()),
             operator_email: crate::domain::EmailAddress::parse("ops@example.com").unwrap(),
             subdomain_grace: Duration::from_secs(60),
+            mail: None,
         }
     }
 
@@ -355,7 +358,18 @@ impl TenantSettings {
                 })?
             }
         };
-        Ok(TenantSettings { domain, operator_email, subdomain_grace })
+        let mail = crate::inbound::address::TenantMailAddresses::optional_from_lookup(env)?;
+        Ok(TenantSettings { domain, operator_email, subdomain_grace, mail })
+    }
+
+    /// `https://{subdomain}.{domain}`: where the tenant's app answers.
+    pub fn url(&self, subdomain: &crate::domain::Subdomain) -> String {
+        format!("https://{}", self.domain.host(subdomain))
+    }
+
+    /// The tenant's own mail address, if the stage gives tenants one.
+    pub fn mail_address(&self, subdomain: &crate::domain::Subdomain) -> Option<crate::domain::EmailAddress> {
+        self.mail.as_ref().and_then(|addresses| addresses.address_for(subdomain))
     }
 }
 

@@ -236,21 +236,17 @@ pub struct InboundParts {
 }
 
 impl InboundParts {
-    /// The tenants' addresses under `mail.{tenant domain}` (or
-    /// `TENANT_MAIL_DOMAIN`), and the forwarder's sender there.
+    /// The tenants' addresses (the settings', else under `mail.{tenant
+    /// domain}`: a local stack always has them), and the forwarder's sender there.
     fn forwarding(
         &self,
         settings: &TenantSettings,
     ) -> anyhow::Result<(tenancy::inbound::address::TenantMailAddresses, tenancy::domain::EmailAddress)> {
-        use tenancy::config::{Lookup, ProcessEnv};
-        use tenancy::inbound::address::{TENANT_MAIL_DOMAIN, TenantMailAddresses};
-        let default_domain = format!("mail.{}", settings.domain.as_str());
-        // The process's settings, as a deployed function reads them, with
-        // the mail domain under the tenants' own when none is set.
-        let env = |var: &str| {
-            ProcessEnv.get(var).or_else(|| (var == TENANT_MAIL_DOMAIN).then(|| default_domain.clone()))
+        use tenancy::inbound::address::{DEFAULT_PATTERN, TenantMailAddresses};
+        let addresses = match &settings.mail {
+            Some(addresses) => addresses.clone(),
+            None => TenantMailAddresses::new(DEFAULT_PATTERN, &format!("mail.{}", settings.domain.as_str()))?,
         };
-        let addresses = TenantMailAddresses::from_lookup(&env)?;
         let sender = tenancy::domain::EmailAddress::parse(&format!("forwarder@{}", addresses.domain()))?;
         Ok((addresses, sender))
     }
@@ -322,7 +318,10 @@ impl LocalStack {
         // The state page reads the store without faults: it is a view for
         // the developer, not a step that must survive them.
         let store = adapters.steps.store.clone();
+        let mut adapters = adapters;
         let (mail_addresses, mail_sender) = adapters.inbound.forwarding(&adapters.steps.settings)?;
+        // The welcome mail and the app name the address the mailbox receives for.
+        adapters.steps.settings.mail = Some(mail_addresses.clone());
         let inbound = LocalMailbox {
             received: adapters.inbound.received,
             mailer: adapters.inbound.mailer,

@@ -243,6 +243,7 @@ pub fn step_config() -> tenantctl::local::StepConfig {
             domain: TenantDomain::parse("apps.example.test").expect("valid domain"),
             operator_email: EmailAddress::parse("operator@example.test").expect("valid address"),
             subdomain_grace: std::time::Duration::from_secs(60),
+            mail: None,
         },
         catalog: Catalog::embedded().expect("the shipped catalog is valid"),
         password_key: PasswordKey::parse("integration-test-password-key-000000000").expect("long enough"),

@@ -59,6 +59,15 @@ impl TenantMailAddresses {
         TenantMailAddresses::new(&pattern, &required(env, TENANT_MAIL_DOMAIN)?)
     }
 
+    /// The stage's addresses, or `None` when [`TENANT_MAIL_DOMAIN`] is unset
+    /// or empty (a stage whose tenants have none).
+    pub fn optional_from_lookup(env: &dyn Lookup) -> Result<Option<Self>, ConfigError> {
+        match env.get(TENANT_MAIL_DOMAIN) {
+            Some(domain) if !domain.trim().is_empty() => TenantMailAddresses::from_lookup(env).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The domain every tenant's address is at (lower case, no trailing dot).
     pub fn domain(&self) -> &str {
         &self.domain

@@ -216,7 +216,7 @@ async fn make_match(
                     signup,
                     &desired.plan,
                     desired.billing,
-                    &format!("https://{host}"),
+                    ctx.settings,
                     ports.status.environment(token),
                 ),
                 host: host.clone(),

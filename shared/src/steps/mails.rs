@@ -5,7 +5,14 @@ use crate::domain::password::TemporaryPassword;
 use crate::domain::{BillingPeriod, CheckoutSignup, EmailAddress, MoneyBackRecord, Plan, TenantId};
 use crate::ports::Mail;
 
-pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword) -> Mail {
+pub fn welcome(
+    signup: &CheckoutSignup,
+    url: &str,
+    password: &TemporaryPassword,
+    mail_address: Option<&EmailAddress>,
+) -> Mail {
+    let mail_line =
+        mail_address.map(|address| format!("Mail to {address} is forwarded to you.\n\n")).unwrap_or_default();
     Mail {
         to: signup.admin_email.clone(),
         subject: format!("Your {} workspace is ready", signup.organization),
@@ -15,6 +22,7 @@ pub fn welcome(signup: &CheckoutSignup, url: &str, password: &TemporaryPassword)
              Sign in as:      {email}\n\
              Temporary password: {password}\n\n\
              You will be asked to choose a new password when you first sign in.\n\n\
+             {mail_line}\
              Plan: {plan} (tier {tier}), billed {billing}.\n",
             org = signup.organization,
             email = signup.admin_email,

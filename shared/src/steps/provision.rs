@@ -11,6 +11,7 @@ use super::error::StepError;
 use super::mails;
 use super::status_token::with_status_token;
 use crate::checkout::status::StatusTokens;
+use crate::config::TenantSettings;
 use crate::domain::password::{FIRST_KEY_VERSION, PasswordKey, TemporaryPassword, hash_admin_password};
 use crate::domain::{
     BillingPeriod, Catalog, CheckoutSignup, Failure, HoldId, Plan, StatusToken, StatusTokenRecord, Subdomain,
@@ -240,13 +241,13 @@ async fn paid_at_last(
 
 /// The app's settings on `plan`, passed to its container as environment
 /// variables, with where and how it reads its live status (`status`:
-/// [`StatusTokens::environment`]).
+/// [`StatusTokens::environment`]) and its own mail address, if it has one.
 pub fn app_environment(
     record: &TenantRecord,
     signup: &CheckoutSignup,
     plan: &Plan,
     billing: BillingPeriod,
-    url: &str,
+    settings: &TenantSettings,
     status: [(String, String); 2],
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
@@ -260,8 +261,11 @@ pub fn app_environment(
         // Every relaunch carries the hash again: the app seeds the admin
         // only when there is none, never resetting a changed password.
         ("ADMIN_SEED".to_owned(), "if-absent".to_owned()),
-        ("PUBLIC_URL".to_owned(), url.to_owned()),
+        ("PUBLIC_URL".to_owned(), settings.url(&signup.subdomain)),
     ]);
+    if let Some(address) = settings.mail_address(&signup.subdomain) {
+        env.insert("TENANCY_MAIL_ADDRESS".to_owned(), address.to_string());
+    }
     for (name, limit) in &plan.limits {
         env.insert(format!("LIMIT_{}", name.to_ascii_uppercase()), limit.to_string());
     }
@@ -293,7 +297,7 @@ pub async fn launch_tenant(
             signup,
             plan,
             billing,
-            &format!("https://{host}"),
+            ctx.settings,
             status.environment(&token),
         ),
         host,
@@ -403,9 +407,10 @@ pub async fn send_welcome_mail(
             format!("password key version `{version}` is no longer configured; restore it to send this mail")
         }
         (None, Some(key)) => {
-            let url = format!("https://{}", ctx.settings.domain.host(&signup.subdomain));
+            let url = ctx.settings.url(&signup.subdomain);
             let password = TemporaryPassword::derive(&key, &record.id);
-            let mail = mails::welcome(signup, &url, &password);
+            let mail_address = ctx.settings.mail_address(&signup.subdomain);
+            let mail = mails::welcome(signup, &url, &password, mail_address.as_ref());
             match send_once(store, mailer, ctx.clock, &record.id, WELCOME_MAIL, &input.event_id, &mail).await
             {
                 Ok(report) => {
@@ -798,6 +803,30 @@ mod tests {
         let recorded = record.status_token.as_ref().expect("recorded at signup");
         assert!(recorded.matches(&token));
         assert!(!serde_json::to_string(&record).unwrap().contains(token.expose()));
+        assert!(!env.contains_key("TENANCY_MAIL_ADDRESS"), "the stage gives tenants no address");
+    }
+
+    #[tokio::test]
+    async fn the_app_and_the_welcome_mail_name_the_tenants_own_address() {
+        let mut world = World::new();
+        world.settings.mail = Some(
+            crate::inbound::address::TenantMailAddresses::new("{subdomain}_app", "mail.example.com").unwrap(),
+        );
+        let tenant = world.record(&checkout_event()).await.unwrap();
+        launch_tenant(&world.store, &world.launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
+            .await
+            .unwrap();
+        assert_eq!(
+            world.launcher.services()[0].environment["TENANCY_MAIL_ADDRESS"],
+            "acme_app@mail.example.com"
+        );
+        world.welcome(&world.outbox, &tenant, None).await.unwrap().sent.unwrap();
+        let sent = world.outbox.sent();
+        assert!(
+            sent[0].mail.text.contains("Mail to acme_app@mail.example.com is forwarded to you."),
+            "{}",
+            sent[0].mail.text
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use tenancy::adapters::aws::{S3ReceivedMail, SesMailer};
 use tenancy::clock::SystemClock;
 use tenancy::config::{TENANT_PASSWORD_KEY_PARAM, TenantDomain, TenantSettings};
 use tenancy::domain::{Catalog, EmailAddress, ReceivedMessageId};
-use tenancy::inbound::address::TenantMailAddresses;
+use tenancy::inbound::address::{DEFAULT_PATTERN, TenantMailAddresses};
 use tenancy::inbound::forward::{Delivery, Forwarder, InboundNotice, Scan};
 use tenancy::ports::SecretStore;
 use tenancy::steps::context::StepContext;
@@ -65,8 +65,10 @@ pub async fn resend(
         .await
         .map_err(|e| setting("TenantPasswordKeyParameter", tenancy::telemetry::error_chain(&e)))?;
     let catalog = Catalog::embedded().map_err(|e| setting("StripeMode", e.to_string()))?;
-    // The grace period plays no part in a welcome mail.
-    let settings = TenantSettings { domain, operator_email, subdomain_grace: std::time::Duration::ZERO };
+    // The grace period plays no part in a welcome mail; the address does.
+    let mail = mail_addresses(stage)?;
+    let settings =
+        TenantSettings { domain, operator_email, subdomain_grace: std::time::Duration::ZERO, mail };
     let clock = Arc::new(SystemClock);
     let ctx = StepContext { settings: &settings, catalog: &catalog, clock: clock.as_ref() };
     let store = store(stage)?;
@@ -75,6 +77,21 @@ pub async fn resend(
     resend_welcome_mail(&store, &mailer, &password_key, &ctx, &record.id)
         .await
         .map_err(|e| MailCommandError::Step(tenancy::telemetry::error_chain(&e)))
+}
+
+/// The stage's tenant mail addresses; `None` when `TenantMailDomain` is
+/// empty (or the stack predates it).
+fn mail_addresses(stage: &Stage) -> Result<Option<TenantMailAddresses>, MailCommandError> {
+    match stage.parameter("TenantMailDomain") {
+        Ok(domain) if !domain.is_empty() => {
+            let pattern = stage.parameter("TenantMailPattern").unwrap_or(DEFAULT_PATTERN);
+            TenantMailAddresses::new(pattern, domain).map(Some).map_err(|e| MailCommandError::Setting {
+                parameter: "TenantMailDomain",
+                reason: e.to_string(),
+            })
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Forwards the stored message `message_id`, as SES's event for
@@ -87,10 +104,9 @@ pub async fn forward(
     let setting = |parameter: &'static str, reason: String| MailCommandError::Setting { parameter, reason };
     let message_id = ReceivedMessageId::parse(message_id)
         .map_err(|e| MailCommandError::Forward(format!("`{message_id}`: {e}")))?;
-    let domain = stage.parameter("TenantMailDomain")?;
-    let pattern = stage.parameter("TenantMailPattern")?;
-    let addresses =
-        TenantMailAddresses::new(pattern, domain).map_err(|e| setting("TenantMailDomain", e.to_string()))?;
+    let addresses = mail_addresses(stage)?.ok_or_else(|| {
+        setting("TenantMailDomain", "is empty: the stage's tenants have no mail addresses".into())
+    })?;
     let sender = EmailAddress::parse(stage.parameter("MailSender")?)
         .map_err(|e| setting("MailSender", e.to_string()))?;
     let configuration_set =
