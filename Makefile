@@ -32,8 +32,11 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+## Every target with tests (`test = true`): the libraries and the integration
+## binary. The binaries' main.rs hold none (`test = false`), and clippy
+## checks them with --all-targets.
 unit-and-integration:
-	bash scripts/with-moto.sh bash scripts/test-summary.sh --workspace --all-targets --locked
+	bash scripts/with-moto.sh bash scripts/test-summary.sh --workspace --tests --locked
 
 lint-infra:
 	bash scripts/lint-infra.sh
