@@ -90,6 +90,10 @@ pub struct LocalOptions {
     pub executor: Option<tokio::runtime::Handle>,
     /// The quotas the local load balancer holds tenants to (AWS's by default).
     pub quotas: AlbQuotas,
+    /// Route 53 changes a (simulated) second the local zone accepts before
+    /// it throttles, as Route 53 does (5 by default); scaled with the waits,
+    /// and unlimited when they take no time (`time_scale` 0).
+    pub dns_changes_per_second: f64,
 }
 
 /// The configuration every step shares.
@@ -267,7 +271,11 @@ impl Adapters {
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
         let launcher =
             Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?.with_quotas(options.quotas));
-        let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?);
+        let dns_rate =
+            (options.time_scale > 0.0).then(|| options.dns_changes_per_second / options.time_scale);
+        let dns = Arc::new(
+            LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?.with_change_rate(dns_rate),
+        );
         let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
         let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
         let steps = WorkflowSteps {

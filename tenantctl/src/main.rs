@@ -602,7 +602,11 @@ async fn run(cli: Cli) -> Result<()> {
             // The local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
             let quotas = tenancy::ports::AlbQuotas::from_lookup(&tenancy::config::ProcessEnv)?;
             let executor = Some(workflows.handle().clone());
-            let options = LocalOptions { state, time_scale, definitions, executor, quotas };
+            // Route 53's change rate: AWS's, or ROUTE53_CHANGES_PER_SECOND.
+            let dns_changes_per_second =
+                tenancy::adapters::local::dns_change_rate(&tenancy::config::ProcessEnv)?;
+            let options =
+                LocalOptions { state, time_scale, definitions, executor, quotas, dns_changes_per_second };
             let emulator = aws_endpoint.map(|endpoint| Emulator { endpoint, via: aws_via });
             let served = serve(addr, ServerOptions { local: options, emulator, faults }).await;
             workflows.shutdown_background();

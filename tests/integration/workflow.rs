@@ -847,3 +847,39 @@ async fn compensation_whose_mails_ses_refuses_still_cleans_up_and_gives_the_mone
     let unsent = run.history.iter().filter(|e| e.detail.to_string().contains("MessageRejected")).count();
     assert!(unsent >= 2, "the refused mails are in the steps' outputs for the operator to see");
 }
+
+/// Route 53 takes five changes a second per account. The local zone holds
+/// the stack to the same rate (scaled with the waits), so a burst of
+/// signups meets the wall as it would in AWS: the throttled PublishDns is
+/// retried by the state machine's own Retry, and every tenant goes ACTIVE.
+#[tokio::test]
+async fn a_burst_of_signups_meets_route53s_rate_and_every_tenant_still_goes_active() {
+    use integration_tests::{instant_options, local_stack_with, step_config};
+    use tenantctl::local::LocalOptions;
+    // Waits at 1/100 of their length; 0.05 changes a simulated second is 5
+    // a real one, so the burst's publishes queue behind the rate.
+    let options = LocalOptions { time_scale: 0.01, dns_changes_per_second: 0.05, ..instant_options() };
+    let clock: Arc<dyn tenancy::clock::Clock> = Arc::new(tenancy::clock::SystemClock);
+    let stripe = Arc::new(
+        tenancy::adapters::local::LocalStripe::open(None, "http://127.0.0.1:8787", clock.clone()).unwrap(),
+    );
+    let adapters = Adapters::local(step_config(), clock, &options, "http://127.0.0.1:8787", stripe).unwrap();
+    let stack = local_stack_with(NOW, adapters, &options);
+    stack.spawn_dispatcher();
+    const SIGNUPS: u32 = 16;
+    for n in 0..SIGNUPS {
+        deliver(&stack, &checkout_from(n, &format!("burst{n}"))).await;
+    }
+    assert!(stack.wait_settled(Duration::from_secs(120)).await, "executions did not finish");
+    let state = stack.state().await;
+    let active = state["tenants"].as_array().unwrap().iter().filter(|t| t["status"] == "ACTIVE").count();
+    assert_eq!(active, SIGNUPS as usize, "{}", state["tenants"]);
+    assert_eq!(len(&state, "dns_records"), SIGNUPS as usize);
+    let throttled = stack
+        .workflows
+        .executions()
+        .iter()
+        .filter(|run| serde_json::to_string(&run.history).unwrap().contains("Tenancy.Throttled"))
+        .count();
+    assert!(throttled > 0, "the burst met Route 53's rate");
+}

@@ -11,7 +11,7 @@ mod secrets;
 mod stripe;
 mod tenants;
 
-pub use dns::{LocalDns, LocalDnsRecord};
+pub use dns::{LocalDns, LocalDnsRecord, ROUTE53_CHANGES_PER_SECOND, dns_change_rate};
 pub use launcher::{LocalLauncher, LocalService};
 pub use mail::{LocalOutbox, SentMail};
 pub use queue::LocalEventQueue;
