@@ -792,6 +792,39 @@ async fn stripe_api_checkout_session(
             );
         }
     };
+    // A trial without a card: no payment method asked for, and Stripe's
+    // behaviour when the trial ends without one (the stand-in models pause
+    // and cancel, the two the catalog can ask for).
+    const COLLECTION_PARAM: &str = "payment_method_collection";
+    const MISSING_PARAM: &str = "subscription_data[trial_settings][end_behavior][missing_payment_method]";
+    let trial_without_card = match (field(COLLECTION_PARAM).as_deref(), field(MISSING_PARAM)) {
+        (None | Some("always"), None) => None,
+        (Some("if_required"), Some(missing)) if trial_days.is_some() => {
+            match tenancy::domain::TrialWithoutCard::parse(&missing) {
+                Some(behavior) => Some(behavior),
+                None => {
+                    let message = format!("Invalid {MISSING_PARAM}: the stand-in models pause or cancel");
+                    return stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        &message,
+                        Some(MISSING_PARAM),
+                    );
+                }
+            }
+        }
+        _ => {
+            let message = format!(
+                "{COLLECTION_PARAM}=if_required needs a trial and {MISSING_PARAM} (pause or cancel) in the stand-in"
+            );
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &message,
+                Some(COLLECTION_PARAM),
+            );
+        }
+    };
     let request = tenancy::ports::CheckoutSessionRequest {
         price_id,
         customer_email: email.clone(),
@@ -800,6 +833,7 @@ async fn stripe_api_checkout_session(
         metadata: metadata.clone(),
         discount,
         trial_days,
+        trial_without_card,
         expires_at: field("expires_at").and_then(|at| at.parse().ok()),
         idempotency_key: headers
             .get("idempotency-key")

@@ -527,7 +527,9 @@ pub struct ActionRequest {
     pub plan: Option<String>,
     /// `monthly`, `annual`, `biennial` or `triennial`; the current term when absent.
     pub billing: Option<String>,
-    /// For `trial-ends`: `pay` (default), `fail`, `pause` or `cancel`.
+    /// For `trial-ends`: `on-file` (default: the card the checkout took is
+    /// charged; a trial taken without one ends as its plan says), `pay` (a
+    /// card was added), `fail`, `pause` or `cancel`.
     pub then: Option<String>,
     #[serde(flatten)]
     pub delivery: DeliveryOptions,
@@ -567,10 +569,10 @@ pub fn parse_action(name: &str, request: &ActionRequest) -> Result<SubscriptionA
         "cancel" => Ok(SubscriptionAction::Cancel),
         "trial-will-end" => Ok(SubscriptionAction::TrialWillEnd),
         "trial-ends" => {
-            let then = request.then.as_deref().unwrap_or("pay");
+            let then = request.then.as_deref().unwrap_or("on-file");
             TrialOutcome::parse(then)
                 .map(SubscriptionAction::TrialEnds)
-                .ok_or_else(|| format!("`then` must be pay, fail, pause or cancel, got `{then}`"))
+                .ok_or_else(|| format!("`then` must be on-file, pay, fail, pause or cancel, got `{then}`"))
         }
         other => Err(format!("unknown action `{other}`; one of: {}", ACTIONS.join(", "))),
     }
@@ -909,7 +911,7 @@ mod tests {
         );
         assert_eq!(
             parse_action("trial-ends", &with(None, None, None)).unwrap(),
-            SubscriptionAction::TrialEnds(TrialOutcome::Pay)
+            SubscriptionAction::TrialEnds(TrialOutcome::OnFile)
         );
         assert!(parse_action("explode", &with(None, None, None)).unwrap_err().contains("card-fails"));
         assert_eq!(

@@ -37,6 +37,7 @@ async fn paid_subscription(server: &ServedStack, options: PayOptions) -> Subscri
             .into(),
         discount: tenancy::ports::Discount::None,
         trial_days: None,
+        trial_without_card: None,
         expires_at: None,
         idempotency_key: format!("checkout-{}", server.stripe.sessions().len()),
     };
@@ -314,4 +315,37 @@ async fn a_burst_of_reads_is_held_to_the_rate_limit() {
     }
     // Two at once, then one per 20 ms: ten waits of 20 ms at the least.
     assert!(started.elapsed() >= Duration::from_millis(195), "{:?}", started.elapsed());
+}
+
+/// A trial without a card, made by the real client over Stripe's wire
+/// format: the stand-in records it, and the trial's end with nothing on
+/// file pauses the subscription, as the plan asked.
+#[tokio::test]
+async fn a_card_less_trial_made_over_http_ends_paused_with_nothing_on_file() {
+    let server = start().await;
+    let request = CheckoutSessionRequest {
+        price_id: "price_1QBasicMonthlyCAD".into(),
+        customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
+        success_url: "https://www.example.com/welcome".into(),
+        cancel_url: "https://www.example.com/pricing".into(),
+        metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        discount: tenancy::ports::Discount::None,
+        trial_days: Some(14),
+        trial_without_card: Some(tenancy::domain::TrialWithoutCard::Pause),
+        expires_at: None,
+        idempotency_key: "card-less-trial".into(),
+    };
+    let session = reader(&server.base).create_checkout_session(&request).await.unwrap();
+    let held = server.stripe.sessions().into_iter().find(|s| s.id == session.id).unwrap();
+    assert_eq!(held.trial_without_card, Some(tenancy::domain::TrialWithoutCard::Pause));
+    let events = server.stripe.pay_with(&session.id, PayOptions::default()).unwrap();
+    let created = events.iter().find(|e| e["type"] == "customer.subscription.created").unwrap();
+    let id = SubscriptionId::parse(created["data"]["object"]["id"].as_str().unwrap()).unwrap();
+    assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Trialing);
+
+    let (status, answer) = act(&server, &id, "trial-ends", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(assert_reads_back(&server, &id).await.status, SubscriptionStatus::Paused);
 }

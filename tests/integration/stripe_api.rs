@@ -46,6 +46,7 @@ fn checkout_request() -> CheckoutSessionRequest {
         metadata,
         discount: Discount::CustomerMayEnterCode,
         trial_days: None,
+        trial_without_card: None,
         expires_at: Some(1_763_801_740),
         idempotency_key: "checkout-acme-7f3a9c".into(),
     }
@@ -150,6 +151,25 @@ async fn checkout_session_with_a_trial_sends_its_days_on_the_subscription() {
     api(&stub).create_checkout_session(&request).await.expect("session created");
     let sent = stub.single_request();
     assert_eq!(sent.form_value("subscription_data[trial_period_days]").as_deref(), Some("14"));
+    // A card is collected: Checkout's default.
+    assert_eq!(sent.form_value("payment_method_collection"), None);
+}
+
+#[tokio::test]
+async fn a_trial_without_a_card_asks_for_none_and_says_what_ends_it() {
+    let stub = StripeStub::start(vec![StubResponse::fixture(200, "checkout_session.json")]).await;
+    let request = CheckoutSessionRequest {
+        trial_days: Some(14),
+        trial_without_card: Some(tenancy::domain::TrialWithoutCard::Pause),
+        ..checkout_request()
+    };
+    api(&stub).create_checkout_session(&request).await.expect("session created");
+    let sent = stub.single_request();
+    assert_eq!(sent.form_value("payment_method_collection").as_deref(), Some("if_required"));
+    assert_eq!(
+        sent.form_value("subscription_data[trial_settings][end_behavior][missing_payment_method]").as_deref(),
+        Some("pause")
+    );
 }
 
 /// `GET /v1/promotion_codes`: the active one by code, with its coupon and

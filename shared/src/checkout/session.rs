@@ -123,6 +123,7 @@ impl CheckoutApi {
             metadata,
             discount,
             trial_days: trial.days,
+            trial_without_card: trial.days.and(self.catalog.trial_without_card(&request.plan.key)),
             expires_at: Some(expires_at),
             idempotency_key: hold.idempotency_key(),
         };

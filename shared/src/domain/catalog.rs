@@ -213,6 +213,9 @@ struct PlanEntry {
     /// Days free before the first charge (0: no trial); one trial per customer.
     #[serde(default)]
     trial_days: u32,
+    /// The trial asks for no card; what Stripe does when it ends without one.
+    #[serde(default)]
+    trial_without_card: Option<super::trial::TrialWithoutCard>,
     prices: BTreeMap<BillingPeriod, PeriodPrice>,
 }
 
@@ -285,6 +288,11 @@ impl Catalog {
                     super::trial::MAX_TRIAL_DAYS
                 )));
             }
+            if plan.trial_without_card.is_some() && plan.trial_days == 0 {
+                return Err(CatalogError::Invalid(format!(
+                    "plan `{key}` sets trial_without_card but has no trial_days"
+                )));
+            }
             if plan.prices.is_empty() || plan.prices.values().any(|p| p.amount <= 0) {
                 return Err(CatalogError::Invalid(format!(
                     "plan `{key}` needs a positive price per billing period"
@@ -325,6 +333,14 @@ impl Catalog {
     /// The plan's free trial in days, if it has one.
     pub fn trial_days(&self, plan: &PlanKey) -> Option<u32> {
         self.plans.get(plan.as_str()).map(|entry| entry.trial_days).filter(|days| *days > 0)
+    }
+
+    /// Whether the plan's trial is taken without a card, and what ends it then.
+    pub fn trial_without_card(&self, plan: &PlanKey) -> Option<super::trial::TrialWithoutCard> {
+        self.plans
+            .get(plan.as_str())
+            .filter(|entry| entry.trial_days > 0)
+            .and_then(|entry| entry.trial_without_card)
     }
 
     pub fn price(&self, plan: &PlanKey, billing: BillingPeriod) -> Option<&PeriodPrice> {
@@ -399,6 +415,24 @@ mod tests {
         assert!(Catalog::from_json(r#"{"currency":"CAD","plans":{}}"#).is_err());
         let zero_tier = r#"{"currency":"cad","plans":{"x":{"name":"X","tier":0,"limits":{},"prices":{"monthly":{"lookup_key":"x_monthly","amount":1}}}}}"#;
         assert!(Catalog::from_json(zero_tier).unwrap_err().to_string().contains("tier 0"));
+    }
+
+    #[test]
+    fn a_trial_may_be_taken_without_a_card_and_only_a_trial() {
+        let plan = |trial: &str| {
+            format!(
+                r#"{{"currency":"cad","plans":{{"x":{{"name":"X","tier":1,"limits":{{}},{trial}"prices":{{"monthly":{{"lookup_key":"x_monthly","amount":1}}}}}}}}}}"#
+            )
+        };
+        let catalog = Catalog::from_json(&plan(r#""trial_days":14,"trial_without_card":"cancel","#)).unwrap();
+        let key = catalog.plan("x").unwrap().key;
+        assert_eq!(catalog.trial_without_card(&key), Some(super::super::trial::TrialWithoutCard::Cancel));
+        let error = Catalog::from_json(&plan(r#""trial_without_card":"pause","#)).unwrap_err().to_string();
+        assert!(error.contains("no trial_days"), "{error}");
+        assert!(Catalog::from_json(&plan(r#""trial_days":14,"trial_without_card":"later","#)).is_err());
+        // The shipped Basic trial takes a card (Checkout's default).
+        let shipped = Catalog::embedded().unwrap();
+        assert_eq!(shipped.trial_without_card(&shipped.plan("basic").unwrap().key), None);
     }
 
     #[test]

@@ -67,4 +67,4 @@ pub use tenant::{
     Failure, LifecycleMail, MoneyBackRecord, PendingMail, TenantRecord, TenantResources, TenantStatus,
     UnsentMail,
 };
-pub use trial::{TrialKey, TrialOffer, TrialReservation, TrialUse};
+pub use trial::{TrialKey, TrialOffer, TrialReservation, TrialUse, TrialWithoutCard};

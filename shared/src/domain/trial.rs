@@ -16,6 +16,36 @@ use super::ids::{CustomerId, TenantId};
 /// Stripe's limit on `subscription_data.trial_period_days`.
 pub const MAX_TRIAL_DAYS: u32 = 730;
 
+/// A plan whose trial is taken without a card: Checkout asks for no payment
+/// method (`payment_method_collection=if_required`), and when the trial ends
+/// with none on file Stripe pauses or cancels the subscription
+/// (`subscription_data.trial_settings.end_behavior.missing_payment_method`);
+/// convergence then suspends or removes the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialWithoutCard {
+    Pause,
+    Cancel,
+}
+
+impl TrialWithoutCard {
+    /// Stripe's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialWithoutCard::Pause => "pause",
+            TrialWithoutCard::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pause" => Some(TrialWithoutCard::Pause),
+            "cancel" => Some(TrialWithoutCard::Cancel),
+            _ => None,
+        }
+    }
+}
+
 /// The Checkout Session metadata key that says the session carries a trial
 /// (its value is the number of days), so the paid checkout records it used.
 pub const TRIAL_METADATA_KEY: &str = "trial_days";

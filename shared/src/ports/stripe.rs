@@ -54,6 +54,9 @@ pub struct CheckoutSessionRequest {
     pub discount: Discount,
     /// Days free before the first charge (`subscription_data.trial_period_days`).
     pub trial_days: Option<u32>,
+    /// With a trial: no card asked for (`payment_method_collection=if_required`),
+    /// and what Stripe does when the trial ends without one.
+    pub trial_without_card: Option<crate::domain::TrialWithoutCard>,
     /// Unix time the session expires (Stripe allows 30 minutes to 24 hours).
     pub expires_at: Option<i64>,
     /// A retried request with this key makes the same session.

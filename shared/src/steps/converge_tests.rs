@@ -181,6 +181,7 @@ impl World {
                 metadata,
                 discount: crate::ports::Discount::CustomerMayEnterCode,
                 trial_days,
+                trial_without_card: None,
                 expires_at: None,
                 idempotency_key: "checkout-acme".into(),
             })

@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::domain::{BillingPeriod, Catalog, CustomerId, SubscriptionId, SubscriptionStatus};
+use crate::domain::{
+    BillingPeriod, Catalog, CustomerId, SubscriptionId, SubscriptionStatus, TrialWithoutCard,
+};
 use crate::ports::{
     CheckoutSessionRequest, CreatedSession, InvoiceSnapshot, MoneyBack, Refund, StripeApiError,
     StripeGateway, SubscriptionSnapshot, SubscriptionSource,
@@ -65,6 +67,10 @@ pub struct LocalCheckoutSession {
     /// `subscription_data.trial_period_days`.
     #[serde(default)]
     pub trial_days: Option<u32>,
+    /// `payment_method_collection=if_required` with
+    /// `subscription_data.trial_settings.end_behavior.missing_payment_method`.
+    #[serde(default)]
+    pub trial_without_card: Option<TrialWithoutCard>,
 }
 
 /// A recurring price, as a subscription item holds it.
@@ -135,6 +141,9 @@ pub struct LocalSubscription {
     /// (Stripe sends it once, three days before the end).
     #[serde(default)]
     pub trial_end_announced: bool,
+    /// The trial was taken without a card: what ends it (none on file).
+    #[serde(default)]
+    pub trial_without_card: Option<TrialWithoutCard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +276,9 @@ pub enum TrialOutcome {
     Pause,
     /// No payment method, `missing_payment_method: cancel`: `canceled`.
     Cancel,
+    /// What is on file decides, as at Stripe: the card the checkout took is
+    /// charged; a trial that took none ends as its `missing_payment_method` says.
+    OnFile,
 }
 
 impl TrialOutcome {
@@ -276,6 +288,7 @@ impl TrialOutcome {
             "fail" => Some(TrialOutcome::Fail),
             "pause" => Some(TrialOutcome::Pause),
             "cancel" => Some(TrialOutcome::Cancel),
+            "on-file" => Some(TrialOutcome::OnFile),
             _ => None,
         }
     }
@@ -516,6 +529,7 @@ impl LocalStripe {
                     latest_invoice: None,
                     discount: None,
                     trial_end_announced: false,
+                    trial_without_card: None,
                 });
                 let index = a.subscriptions.len() - 1;
                 let invoice = new_invoice(a, index, amount, (now, period_end), "subscription_create", now);
@@ -1193,6 +1207,7 @@ fn complete_session(
     let (email, metadata) = (session.customer_email.clone(), session.metadata.clone());
     let promotion_code = session.promotion_code.clone();
     let trial_days = options.trial_days.or(session.trial_days);
+    let trial_without_card = session.trial_without_card;
     a.customers.push(LocalCustomer { id: customer.clone(), email, created: now });
     let trial_end = trial_days.map(|days| now + i64::from(days) * DAY);
     let period_end = trial_end.unwrap_or(now + price.period_seconds());
@@ -1216,6 +1231,7 @@ fn complete_session(
         latest_invoice: None,
         discount: None,
         trial_end_announced: false,
+        trial_without_card: trial_end.and(trial_without_card),
     });
     let sub_index = a.subscriptions.len() - 1;
     if let Some(code) = &promotion_code {
@@ -1334,15 +1350,23 @@ fn end_trial(a: &mut Account, index: usize, outcome: TrialOutcome, now: i64, war
     }
     let before = subscription_wire(&a.subscriptions[index], EVENT_API_VERSION);
     let sub = &mut a.subscriptions[index];
+    // What is on file decides: without a card, the trial's missing_payment_method.
+    let outcome = match (outcome, sub.trial_without_card) {
+        (TrialOutcome::OnFile, Some(TrialWithoutCard::Pause)) => TrialOutcome::Pause,
+        (TrialOutcome::OnFile, Some(TrialWithoutCard::Cancel)) => TrialOutcome::Cancel,
+        (TrialOutcome::OnFile, None) => TrialOutcome::Pay,
+        (given, _) => given,
+    };
     sub.trial_end = Some(now);
     let amount = sub.price.unit_amount;
     let period = (now, now + sub.price.period_seconds());
     match outcome {
-        TrialOutcome::Pay | TrialOutcome::Fail => {
+        // OnFile is settled above: a card is on file.
+        TrialOutcome::Pay | TrialOutcome::OnFile | TrialOutcome::Fail => {
             sub.current_period_start = period.0;
             sub.current_period_end = period.1;
             let invoice = new_invoice(a, index, amount, period, "subscription_cycle", now);
-            if outcome == TrialOutcome::Pay {
+            if outcome != TrialOutcome::Fail {
                 a.subscriptions[index].status = SubscriptionStatus::Active;
                 mark_paid(a, &invoice, now);
                 events.push(sub_event(a, index, "customer.subscription.updated", Some(&before), now));
@@ -1477,7 +1501,8 @@ impl StripeGateway for LocalStripe {
                         && existing.metadata == request.metadata
                         && existing.promotion_code == promotion_code
                         && existing.allow_promotion_codes == allow_promotion_codes
-                        && existing.trial_days == request.trial_days;
+                        && existing.trial_days == request.trial_days
+                        && existing.trial_without_card == request.trial_without_card;
                     return if same {
                         Ok(CreatedSession { id: existing.id.clone(), url: existing.url.clone() })
                     } else {
@@ -1512,6 +1537,7 @@ impl StripeGateway for LocalStripe {
                     promotion_code: promotion_code.clone(),
                     allow_promotion_codes,
                     trial_days: request.trial_days,
+                    trial_without_card: request.trial_without_card.filter(|_| request.trial_days.is_some()),
                 });
                 Ok(CreatedSession { id, url })
             })
@@ -1654,6 +1680,7 @@ mod tests {
             metadata,
             discount: crate::ports::Discount::None,
             trial_days: None,
+            trial_without_card: None,
             expires_at: None,
             idempotency_key: key.into(),
         };
@@ -1836,6 +1863,45 @@ mod tests {
         let sub = snap(&stripe, &id).await;
         assert_eq!(sub.status, SubscriptionStatus::Active);
         assert_eq!(sub.current_period_end, Some(NOW + 30 * DAY));
+    }
+
+    #[tokio::test]
+    async fn a_trial_ends_as_what_is_on_file_says_charged_with_a_card_else_as_the_plan_says() {
+        let stripe = stripe();
+        let start = async |key: &str, without_card: Option<TrialWithoutCard>| {
+            let metadata: BTreeMap<String, String> =
+                [("subdomain", key), ("plan", "basic")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+            let request = CheckoutSessionRequest {
+                price_id: "price_1QBasicMonthlyCAD".into(),
+                customer_email: EmailAddress::parse("dana@acme.example").unwrap(),
+                success_url: "https://e.com/ok".into(),
+                cancel_url: "https://e.com/no".into(),
+                metadata,
+                discount: crate::ports::Discount::None,
+                trial_days: Some(14),
+                trial_without_card: without_card,
+                expires_at: None,
+                idempotency_key: key.into(),
+            };
+            let session = stripe.create_checkout_session(&request).await.unwrap().id;
+            let events = stripe.pay_with(&session, PayOptions::default()).unwrap();
+            let created = events.iter().find(|e| e["type"] == "customer.subscription.created").unwrap();
+            created["data"]["object"]["id"].as_str().unwrap().to_owned()
+        };
+        let with_card = start("with-card", None).await;
+        let paused = start("paused", Some(TrialWithoutCard::Pause)).await;
+        let cancelled = start("cancelled", Some(TrialWithoutCard::Cancel)).await;
+        for id in [&with_card, &paused, &cancelled] {
+            stripe.act(id, &SubscriptionAction::TrialEnds(TrialOutcome::OnFile)).unwrap();
+        }
+        assert_eq!(snap(&stripe, &with_card).await.status, SubscriptionStatus::Active);
+        assert_eq!(snap(&stripe, &paused).await.status, SubscriptionStatus::Paused);
+        assert_eq!(snap(&stripe, &cancelled).await.status, SubscriptionStatus::Canceled);
+
+        // A card added during a card-less trial is charged when it ends.
+        let added = start("added", Some(TrialWithoutCard::Pause)).await;
+        stripe.act(&added, &SubscriptionAction::TrialEnds(TrialOutcome::Pay)).unwrap();
+        assert_eq!(snap(&stripe, &added).await.status, SubscriptionStatus::Active);
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use super::transport::{StripeCallError, StripeHttp};
 use crate::config::{
     ConfigError, Lookup, STRIPE_SECRET_KEY, STRIPE_SECRET_KEY_PARAM, parse_parameter_name, required,
 };
-use crate::domain::{CustomerId, LookupKey, PromotionCode, PromotionOffer, SubscriptionId};
+use crate::domain::{CustomerId, LookupKey, PromotionCode, PromotionOffer, SubscriptionId, TrialWithoutCard};
 use crate::ports::{
     BillingError, BillingPortal, CheckoutSessionRequest, CreatedSession, Discount, MoneyBack, Refund,
     SecretStore, SoldPrice, StripeApiError, StripeGateway, SubscriptionSnapshot, SubscriptionSource,
@@ -363,6 +363,20 @@ impl StripeGateway for StripeApi {
         let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
         subscription_data.metadata = Some(metadata.clone());
         subscription_data.trial_period_days = request.trial_days;
+        let without_card = request.trial_without_card.filter(|_| request.trial_days.is_some());
+        if let Some(behavior) = without_card {
+            use stripe_checkout::checkout_session::{
+                CreateCheckoutSessionSubscriptionDataTrialSettings as Settings,
+                CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehavior as EndBehavior,
+                CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehaviorMissingPaymentMethod as Missing,
+            };
+            let missing_payment_method = match behavior {
+                TrialWithoutCard::Pause => Missing::Pause,
+                TrialWithoutCard::Cancel => Missing::Cancel,
+            };
+            subscription_data.trial_settings =
+                Some(Settings { end_behavior: EndBehavior { missing_payment_method } });
+        }
         let mut line_item = CreateCheckoutSessionLineItems::new();
         line_item.price = Some(request.price_id.clone());
         line_item.quantity = Some(1);
@@ -386,6 +400,11 @@ impl StripeGateway for StripeApi {
         }
         if let Some(expires_at) = request.expires_at {
             create = create.expires_at(expires_at);
+        }
+        if without_card.is_some() {
+            create = create.payment_method_collection(
+                stripe_checkout::checkout_session::CreateCheckoutSessionPaymentMethodCollection::IfRequired,
+            );
         }
         self.writes.acquire().await;
         let session = AsJson::encoded(&create)
