@@ -242,8 +242,10 @@ enum LocalCommand {
         /// monthly, annual, biennial or triennial (the current term by default).
         #[arg(long)]
         billing: Option<String>,
-        /// What happens when the trial ends: on-file (the default: the card the checkout took is charged, a card-less trial ends as its plan says), pay, fail, pause or cancel.
-        #[arg(long, default_value = "pay")]
+        /// What happens when the trial ends: on-file (the card the checkout
+        /// took is charged; a card-less trial ends as its plan says), pay,
+        /// fail, pause or cancel.
+        #[arg(long, default_value = "on-file")]
         then: String,
         #[command(flatten)]
         delivery: DeliveryArgs,
