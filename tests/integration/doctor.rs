@@ -230,30 +230,9 @@ async fn doctor_checks_that_ses_receives_for_the_tenants_addresses() {
 
     // Mended: ours active, the MX to SES in this region, the domain verified.
     ses.set_active_receipt_rule_set().rule_set_name(&set).send().await.unwrap();
-    let mx = route53::types::ResourceRecordSet::builder()
-        .name(&domain)
-        .r#type(route53::types::RrType::Mx)
-        .ttl(300)
-        .resource_records(
-            route53::types::ResourceRecord::builder()
-                .value("10 inbound-smtp.us-east-1.amazonaws.com")
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let change = route53::types::Change::builder()
-        .action(route53::types::ChangeAction::Create)
-        .resource_record_set(mx)
-        .build()
-        .unwrap();
-    route53::Client::new(&sdk)
-        .change_resource_record_sets()
-        .hosted_zone_id(&resources.hosted_zone_id)
-        .change_batch(route53::types::ChangeBatch::builder().changes(change).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let mx = "10 inbound-smtp.us-east-1.amazonaws.com";
+    integration_tests::put_record(&sdk, &resources.hosted_zone_id, &domain, route53::types::RrType::Mx, mx)
+        .await;
     sesv2::Client::new(&sdk).create_email_identity().email_identity(&domain).send().await.unwrap();
     let (checks, text) = mail_checks().await;
     assert!(checks.iter().all(|c| c.verdict == Verdict::Pass), "{text}");

@@ -25,9 +25,9 @@ async fn start() -> ServedStack {
     ServedStack::start(clock, |base, _| Arc::new(reader(base))).await
 }
 
-/// A paid checkout: the new subscription's id.
-async fn paid_subscription(server: &ServedStack, options: PayOptions) -> SubscriptionId {
-    let request = CheckoutSessionRequest {
+/// Initrode's Basic monthly checkout, made once per `idempotency_key`.
+fn initrode_checkout(idempotency_key: String) -> CheckoutSessionRequest {
+    CheckoutSessionRequest {
         price_id: "price_1QBasicMonthlyCAD".into(),
         customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
         success_url: "https://www.example.com/welcome".into(),
@@ -39,8 +39,13 @@ async fn paid_subscription(server: &ServedStack, options: PayOptions) -> Subscri
         trial_days: None,
         trial_without_card: None,
         expires_at: None,
-        idempotency_key: format!("checkout-{}", server.stripe.sessions().len()),
-    };
+        idempotency_key,
+    }
+}
+
+/// A paid checkout: the new subscription's id.
+async fn paid_subscription(server: &ServedStack, options: PayOptions) -> SubscriptionId {
+    let request = initrode_checkout(format!("checkout-{}", server.stripe.sessions().len()));
     let session = server.stripe.create_checkout_session(&request).await.unwrap();
     let events = server.stripe.pay_with(&session.id, options).unwrap();
     let completed = events.last().unwrap();
@@ -324,18 +329,9 @@ async fn a_burst_of_reads_is_held_to_the_rate_limit() {
 async fn a_card_less_trial_made_over_http_ends_paused_with_nothing_on_file() {
     let server = start().await;
     let request = CheckoutSessionRequest {
-        price_id: "price_1QBasicMonthlyCAD".into(),
-        customer_email: EmailAddress::parse("peter@initrode.example").unwrap(),
-        success_url: "https://www.example.com/welcome".into(),
-        cancel_url: "https://www.example.com/pricing".into(),
-        metadata: [("subdomain", "initrode"), ("plan", "basic"), ("billing", "monthly")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .into(),
-        discount: tenancy::ports::Discount::None,
         trial_days: Some(14),
         trial_without_card: Some(tenancy::domain::TrialWithoutCard::Pause),
-        expires_at: None,
-        idempotency_key: "card-less-trial".into(),
+        ..initrode_checkout("card-less-trial".into())
     };
     let session = reader(&server.base).create_checkout_session(&request).await.unwrap();
     let held = server.stripe.sessions().into_iter().find(|s| s.id == session.id).unwrap();

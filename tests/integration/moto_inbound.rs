@@ -2,9 +2,7 @@
 //! receipt rule stores it (S3), the tenant's address mapped through the
 //! table (DynamoDB), and the copy sent on (SES v2), each read back.
 
-use integration_tests::{
-    emulator, lookup, moto_config, moto_models, provisioning_record, unique_checkout, unique_name,
-};
+use integration_tests::{emulator, lookup, moto_config, provisioning_record, unique_checkout, unique_name};
 use serde_json::json;
 use tenancy::adapters::aws::{self, S3ReceivedMail};
 use tenancy::clock::FixedClock;
@@ -93,11 +91,7 @@ async fn a_received_message_reaches_the_tenants_customer_once_however_often_ses_
     let again = forwarder.forward_event(&event).await.unwrap();
     assert!(matches!(&again[0], Delivery::AlreadyForwarded { .. }), "{again:?}");
 
-    let sent: Vec<_> = moto_models("ses", "RawMessage")
-        .await
-        .into_iter()
-        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
-        .collect();
+    let sent: Vec<_> = integration_tests::raw_messages_holding(&subject).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     let text = sent[0]["raw_data"].as_str().unwrap();
     assert!(text.starts_with(&format!("From: Zoe via {}_app <{}>", subdomain, mailer.sender())), "{text}");
@@ -147,11 +141,7 @@ async fn an_operator_forwards_a_stored_message_again_and_it_goes_out_once() {
     assert!(matches!(&first[1], Delivery::Dropped { .. }), "the stage's pattern, not the default: {first:?}");
     let again = mail::forward(&stage, id.as_str(), &recipients).await.unwrap();
     assert!(matches!(&again[0], Delivery::AlreadyForwarded { .. }), "{again:?}");
-    let sent = moto_models("ses", "RawMessage")
-        .await
-        .into_iter()
-        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
-        .count();
+    let sent = integration_tests::raw_messages_holding(&subject).await.len();
     assert_eq!(sent, 1);
 
     let missing = mail::forward(&stage, message_id().as_str(), &recipients).await.unwrap_err();

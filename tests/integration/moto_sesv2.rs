@@ -75,11 +75,7 @@ async fn a_received_message_is_forwarded_raw_and_read_back_whole() {
     let customer = EmailAddress::parse("dana@acme.example").unwrap();
     let id = mailer.send_raw(&customer, &forwarded).await.unwrap();
 
-    let sent: Vec<_> = moto_models("ses", "RawMessage")
-        .await
-        .into_iter()
-        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
-        .collect();
+    let sent: Vec<_> = integration_tests::raw_messages_holding(&subject).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["id"], id.as_str());
     assert_eq!(sent[0]["source"], resources.sender.as_str());

@@ -218,25 +218,14 @@ async fn reconcile_reports_drift_missing_resources_and_orphans_and_fix_converges
         .await
         .unwrap();
     let ghost_name = format!("{}.{}", unique_name("ghost").replace('_', "-"), resources.domain);
-    let record = route53::types::ResourceRecordSet::builder()
-        .name(&ghost_name)
-        .r#type(route53::types::RrType::A)
-        .ttl(60)
-        .resource_records(route53::types::ResourceRecord::builder().value("10.0.0.1").build().unwrap())
-        .build()
-        .unwrap();
-    let change = route53::types::Change::builder()
-        .action(route53::types::ChangeAction::Upsert)
-        .resource_record_set(record)
-        .build()
-        .unwrap();
-    route53::Client::new(&sdk)
-        .change_resource_record_sets()
-        .hosted_zone_id(&resources.hosted_zone_id)
-        .change_batch(route53::types::ChangeBatch::builder().changes(change).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    integration_tests::put_record(
+        &sdk,
+        &resources.hosted_zone_id,
+        &ghost_name,
+        route53::types::RrType::A,
+        "10.0.0.1",
+    )
+    .await;
 
     let lifecycle = crate::stage_events::state_machine(&sdk, &unique_name("lifecycle")).await;
     let stack = stack_with(

@@ -343,11 +343,7 @@ async fn the_same_workflow_provisions_through_the_aws_adapters_on_the_emulator()
         .await
         .unwrap();
     assert_eq!(report["deliveries"][0]["outcome"], "forwarded", "{report}");
-    let sent: Vec<_> = integration_tests::moto_models("ses", "RawMessage")
-        .await
-        .into_iter()
-        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(&subject)))
-        .collect();
+    let sent: Vec<_> = integration_tests::raw_messages_holding(&subject).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
 

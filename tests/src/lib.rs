@@ -415,6 +415,43 @@ pub async fn moto_models(service: &str, model: &str) -> Vec<serde_json::Value> {
     data[service][model].as_array().cloned().unwrap_or_default()
 }
 
+/// Every raw message moto's SES sent whose content holds `text` (a subject
+/// unique to the test: moto's store is shared by all tests).
+pub async fn raw_messages_holding(text: &str) -> Vec<serde_json::Value> {
+    moto_models("ses", "RawMessage")
+        .await
+        .into_iter()
+        .filter(|m| m["raw_data"].as_str().is_some_and(|raw| raw.contains(text)))
+        .collect()
+}
+
+/// Puts one record (`value`, of `record_type`) into hosted zone `zone` on moto.
+pub async fn put_record(
+    sdk: &SdkConfig,
+    zone: &str,
+    name: &str,
+    record_type: aws_sdk_route53::types::RrType,
+    value: &str,
+) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet};
+    let record = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(record_type)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value(value).build().expect("a record value"))
+        .build()
+        .expect("a record set");
+    let change =
+        Change::builder().action(ChangeAction::Upsert).resource_record_set(record).build().expect("a change");
+    aws_sdk_route53::Client::new(sdk)
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(ChangeBatch::builder().changes(change).build().expect("a batch"))
+        .send()
+        .await
+        .expect("moto takes the record");
+}
+
 /// A checkout session id (and so a tenant) no other test uses.
 pub fn unique_checkout(prefix: &str) -> tenancy::domain::CheckoutSessionId {
     let raw = format!("cs_test_{}", unique_name(prefix).replace('-', "_"));
