@@ -138,15 +138,16 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
-    /// The name Lambda reports as the error's type (and the log's `error_type`).
+    /// The name Lambda reports as the error's type (and the log's
+    /// `error_type`), in the steps' `Tenancy.` family.
     pub fn error_name(&self) -> &'static str {
         match self {
-            ForwardError::BadEvent(_) => "BadEvent",
-            ForwardError::NotStored(_) => "NotStored",
-            ForwardError::Store(_) => "StoreUnavailable",
-            ForwardError::Mail(MailError::Unavailable(_)) => "MailUnavailable",
-            ForwardError::Mail(MailError::Rejected(_)) => "MailRejected",
-            ForwardError::Busy { .. } => "ForwardBusy",
+            ForwardError::BadEvent(_) => "Tenancy.BadEvent",
+            ForwardError::NotStored(_) => "Tenancy.NotStored",
+            ForwardError::Store(_) => "Tenancy.StoreUnavailable",
+            ForwardError::Mail(MailError::Unavailable(_)) => "Tenancy.MailUnavailable",
+            ForwardError::Mail(MailError::Rejected(_)) => "Tenancy.MailRejected",
+            ForwardError::Busy { .. } => "Tenancy.ForwardBusy",
         }
     }
 }
@@ -432,6 +433,20 @@ mod tests {
         assert!(
             matches!(&deliveries[0], Delivery::Dropped { reason, .. } if reason.contains("no tenant holds"))
         );
+    }
+
+    #[test]
+    fn each_failure_has_its_own_name_for_lambda() {
+        let busy = ForwardError::Busy {
+            message_id: id("m0001"),
+            tenant: TenantId::parse("tnt_00000000000000000009").unwrap(),
+        };
+        assert_eq!(busy.error_name(), "Tenancy.ForwardBusy");
+        assert_eq!(ForwardError::NotStored(id("m0001")).error_name(), "Tenancy.NotStored");
+        let diagnostic =
+            lambda_runtime::Diagnostic::from(ForwardError::Mail(MailError::Rejected("no".into())));
+        assert_eq!(diagnostic.error_type, "Tenancy.MailRejected");
+        assert_eq!(diagnostic.error_message, "mail refused: no");
     }
 
     #[test]
