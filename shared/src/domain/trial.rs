@@ -29,14 +29,7 @@ pub enum TrialWithoutCard {
 }
 
 impl TrialWithoutCard {
-    /// Stripe's word for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrialWithoutCard::Pause => "pause",
-            TrialWithoutCard::Cancel => "cancel",
-        }
-    }
-
+    /// Stripe's word for it (as the catalog spells it too).
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "pause" => Some(TrialWithoutCard::Pause),

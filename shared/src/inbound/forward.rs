@@ -27,9 +27,8 @@ pub struct InboundNotice {
 /// What SES's scan of a message found. Mail it found to carry a virus or to
 /// be spam is dropped: forwarding it would spend the sender's reputation
 /// (and SES's receipt rule scans only when the rule asks it to).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
-    #[default]
     NotFlagged,
     Spam,
     Virus,

@@ -346,10 +346,8 @@ async fn ses_identity(stage: &Stage) -> Check {
     let domain = sender.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
     let ses = sesv2::Client::new(&stage.sdk);
     for identity in [sender.as_str(), domain.as_str()] {
-        // SES reports both; they agree in AWS (moto sets only the status).
         if let Ok(found) = ses.get_email_identity().email_identity(identity).send().await
-            && (found.verified_for_sending_status()
-                || found.verification_status().is_some_and(|s| s.as_str() == "SUCCESS"))
+            && verified(&found)
         {
             return Check::pass(NAME, format!("{identity} is verified for sending"));
         }
@@ -359,6 +357,13 @@ async fn ses_identity(stage: &Stage) -> Check {
         format!("neither {sender} nor {domain} is a verified SES identity"),
         format!("verify {domain} (or {sender}) in the SES console → Verified identities"),
     )
+}
+
+/// Whether SES verified the identity.
+pub(super) fn verified(found: &sesv2::operation::get_email_identity::GetEmailIdentityOutput) -> bool {
+    // SES reports both; they agree in AWS (moto sets only the status).
+    found.verified_for_sending_status()
+        || found.verification_status().is_some_and(|s| s.as_str() == "SUCCESS")
 }
 
 async fn ses_sandbox(stage: &Stage) -> Check {

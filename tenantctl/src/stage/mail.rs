@@ -13,7 +13,7 @@ use tenancy::adapters::aws::{S3ReceivedMail, SesMailer};
 use tenancy::clock::SystemClock;
 use tenancy::config::{TENANT_PASSWORD_KEY_PARAM, TenantDomain, TenantSettings};
 use tenancy::domain::{Catalog, EmailAddress, ReceivedMessageId};
-use tenancy::inbound::address::{DEFAULT_PATTERN, TenantMailAddresses};
+use tenancy::inbound::address::{TENANT_MAIL_DOMAIN, TENANT_MAIL_PATTERN, TenantMailAddresses};
 use tenancy::inbound::forward::{Delivery, Forwarder, InboundNotice, Scan};
 use tenancy::ports::SecretStore;
 use tenancy::steps::context::StepContext;
@@ -55,10 +55,7 @@ pub async fn resend(
         TenantDomain::parse(stage.parameter("TenantDomain")?).map_err(|e| setting("TenantDomain", e))?;
     let operator_email = EmailAddress::parse(stage.parameter("OperatorEmail")?)
         .map_err(|e| setting("OperatorEmail", e.to_string()))?;
-    let sender = EmailAddress::parse(stage.parameter("MailSender")?)
-        .map_err(|e| setting("MailSender", e.to_string()))?;
-    let configuration_set =
-        stage.parameter("SesConfigurationSet").ok().filter(|s| !s.is_empty()).map(str::to_owned);
+    let mailer = stage_mailer(stage)?;
     let key_parameter = stage.parameter("TenantPasswordKeyParameter")?.to_owned();
     let env = move |var: &str| (var == TENANT_PASSWORD_KEY_PARAM).then(|| key_parameter.clone());
     let password_key = tenancy::config::password_key(&env, secrets)
@@ -72,26 +69,35 @@ pub async fn resend(
     let clock = Arc::new(SystemClock);
     let ctx = StepContext { settings: &settings, catalog: &catalog, clock: clock.as_ref() };
     let store = store(stage)?;
-    let mailer = SesMailer::new(sesv2::Client::new(&stage.sdk), sender, configuration_set);
     let record = find(&store, tenant).await?;
     resend_welcome_mail(&store, &mailer, &password_key, &ctx, &record.id)
         .await
         .map_err(|e| MailCommandError::Step(tenancy::telemetry::error_chain(&e)))
 }
 
-/// The stage's tenant mail addresses; `None` when `TenantMailDomain` is
-/// empty (or the stack predates it).
+/// The stage's mailer: from `MailSender`, with `SesConfigurationSet`.
+fn stage_mailer(stage: &Stage) -> Result<SesMailer, MailCommandError> {
+    let sender = EmailAddress::parse(stage.parameter("MailSender")?)
+        .map_err(|e| MailCommandError::Setting { parameter: "MailSender", reason: e.to_string() })?;
+    let configuration_set =
+        stage.parameter("SesConfigurationSet").ok().filter(|s| !s.is_empty()).map(str::to_owned);
+    Ok(SesMailer::new(sesv2::Client::new(&stage.sdk), sender, configuration_set))
+}
+
+/// The stage's tenant mail addresses, read as the functions read them from
+/// the variables the template passes these parameters to; `None` when
+/// `TenantMailDomain` is empty (or the stack predates it).
 fn mail_addresses(stage: &Stage) -> Result<Option<TenantMailAddresses>, MailCommandError> {
-    match stage.parameter("TenantMailDomain") {
-        Ok(domain) if !domain.is_empty() => {
-            let pattern = stage.parameter("TenantMailPattern").unwrap_or(DEFAULT_PATTERN);
-            TenantMailAddresses::new(pattern, domain).map(Some).map_err(|e| MailCommandError::Setting {
-                parameter: "TenantMailDomain",
-                reason: e.to_string(),
-            })
-        }
-        _ => Ok(None),
-    }
+    let env = |var: &str| {
+        let parameter = match var {
+            TENANT_MAIL_DOMAIN => "TenantMailDomain",
+            TENANT_MAIL_PATTERN => "TenantMailPattern",
+            _ => return None,
+        };
+        stage.parameter(parameter).ok().map(str::to_owned)
+    };
+    TenantMailAddresses::optional_from_lookup(&env)
+        .map_err(|e| MailCommandError::Setting { parameter: "TenantMailDomain", reason: e.to_string() })
 }
 
 /// Forwards the stored message `message_id`, as SES's event for
@@ -107,10 +113,7 @@ pub async fn forward(
     let addresses = mail_addresses(stage)?.ok_or_else(|| {
         setting("TenantMailDomain", "is empty: the stage's tenants have no mail addresses".into())
     })?;
-    let sender = EmailAddress::parse(stage.parameter("MailSender")?)
-        .map_err(|e| setting("MailSender", e.to_string()))?;
-    let configuration_set =
-        stage.parameter("SesConfigurationSet").ok().filter(|s| !s.is_empty()).map(str::to_owned);
+    let mailer = stage_mailer(stage)?;
     let bucket = stage.output("InboundMailBucketName")?;
     let received = S3ReceivedMail::new(
         tenancy::adapters::aws::s3_client(&stage.sdk),
@@ -119,14 +122,13 @@ pub async fn forward(
     )
     .map_err(|e| setting("InboundMailBucketName", e.to_string()))?;
     let store = store(stage)?;
-    let mailer = SesMailer::new(sesv2::Client::new(&stage.sdk), sender.clone(), configuration_set);
     let forwarder = Forwarder {
         store: &store,
         received: &received,
         mailer: &mailer,
         clock: &SystemClock,
         addresses: &addresses,
-        sender: &sender,
+        sender: mailer.sender(),
     };
     let notice = InboundNotice { message_id, recipients: recipients.to_vec(), scan: Scan::NotFlagged };
     forwarder

@@ -144,13 +144,7 @@ async fn domain_identity(stage: &Stage, domain: &str) -> Check {
     let ses = sesv2::Client::new(&stage.sdk);
     let fix = format!("verify {domain} in the SES console → Verified identities (its DKIM records in DNS)");
     match ses.get_email_identity().email_identity(domain).send().await {
-        // SES reports both; they agree in AWS (moto sets only the status).
-        Ok(found)
-            if found.verified_for_sending_status()
-                || found.verification_status().is_some_and(|s| s.as_str() == "SUCCESS") =>
-        {
-            Check::pass(DOMAIN, format!("{domain} is verified"))
-        }
+        Ok(found) if super::doctor::verified(&found) => Check::pass(DOMAIN, format!("{domain} is verified")),
         Ok(_) => Check::fail(DOMAIN, format!("{domain} is not verified yet: SES refuses mail for it"), fix),
         Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
             Check::fail(DOMAIN, format!("{domain} is no SES identity: SES refuses mail for it"), fix)

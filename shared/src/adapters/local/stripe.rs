@@ -281,6 +281,16 @@ pub enum TrialOutcome {
     OnFile,
 }
 
+/// A trial that took no card ends as its `missing_payment_method` says.
+impl From<TrialWithoutCard> for TrialOutcome {
+    fn from(behavior: TrialWithoutCard) -> Self {
+        match behavior {
+            TrialWithoutCard::Pause => TrialOutcome::Pause,
+            TrialWithoutCard::Cancel => TrialOutcome::Cancel,
+        }
+    }
+}
+
 impl TrialOutcome {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
@@ -1352,8 +1362,7 @@ fn end_trial(a: &mut Account, index: usize, outcome: TrialOutcome, now: i64, war
     let sub = &mut a.subscriptions[index];
     // What is on file decides: without a card, the trial's missing_payment_method.
     let outcome = match (outcome, sub.trial_without_card) {
-        (TrialOutcome::OnFile, Some(TrialWithoutCard::Pause)) => TrialOutcome::Pause,
-        (TrialOutcome::OnFile, Some(TrialWithoutCard::Cancel)) => TrialOutcome::Cancel,
+        (TrialOutcome::OnFile, Some(behavior)) => behavior.into(),
         (TrialOutcome::OnFile, None) => TrialOutcome::Pay,
         (given, _) => given,
     };
