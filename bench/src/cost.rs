@@ -392,6 +392,7 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
         definitions: None,
         executor: None,
         quotas: Default::default(),
+        load_balancers: 1,
         dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
     };
     let config = StepConfig {

@@ -55,9 +55,10 @@ pub async fn adapters(
     clock: Arc<dyn Clock>,
     portal_base: &str,
     stripe: Arc<tenancy::adapters::local::LocalStripe>,
+    balancers: usize,
 ) -> anyhow::Result<(Adapters, tokio::task::JoinHandle<()>)> {
     let sdk = sdk_config(Some(&emulator.endpoint)).await;
-    let names = EmulatorNames::with_prefix("tenancy-local")?;
+    let names = EmulatorNames::with_prefix("tenancy-local")?.with_balancers(balancers);
     let resources = bootstrap(&sdk, &names).await?;
     let environment = resources.environment(APP_IMAGE);
     let env = |var: &str| environment.get(var).cloned();
@@ -111,8 +112,7 @@ pub async fn adapters(
         password_key: config.password_key,
     };
     let platform = tokio::spawn(play_container_platform(sdk.clone(), resources.cluster_arn.clone()));
-    let capacity =
-        Arc::new(tenancy::adapters::aws::elb::ListenerCapacity::from_lookup(client!(elbv2), &env)?);
+    let capacity = Arc::new(tenancy::adapters::aws::pool::PoolCapacity::from_lookup(client!(elbv2), &env)?);
     // Received messages are kept in the emulator's bucket, as the receipt
     // rule's S3 action keeps them, and SES on the emulator forwards them.
     let inbound = crate::local::InboundParts {

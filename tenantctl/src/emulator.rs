@@ -35,8 +35,10 @@ pub const EMULATOR_ACCOUNT: &str = "123456789012";
 pub struct EmulatorNames {
     pub table: String,
     pub cluster: String,
-    /// At most 32 letters, digits and hyphens.
+    /// At most 29 letters, digits and hyphens (the pool's others add `-2`, `-3`, …).
     pub load_balancer: String,
+    /// Load balancers in the pool, each with a listener (at least one).
+    pub balancers: usize,
     /// The tenants' domain: each tenant is `{subdomain}.{domain}`.
     pub domain: String,
     pub sender: EmailAddress,
@@ -55,10 +57,24 @@ impl EmulatorNames {
             table: format!("{prefix}-tenants"),
             cluster: format!("{prefix}-tenants"),
             load_balancer: format!("{prefix}-alb"),
+            balancers: 1,
             domain,
             sender,
             inbound_bucket: format!("{}-inbound-mail", prefix.to_ascii_lowercase()),
         })
+    }
+
+    /// The same names, with a pool of `balancers` load balancers.
+    pub fn with_balancers(self, balancers: usize) -> Self {
+        EmulatorNames { balancers: balancers.max(1), ..self }
+    }
+
+    /// The name of the pool's `index`th load balancer (from 0).
+    fn balancer(&self, index: usize) -> String {
+        match index {
+            0 => self.load_balancer.clone(),
+            _ => format!("{}-{}", self.load_balancer, index + 1),
+        }
     }
 }
 
@@ -77,10 +93,13 @@ pub struct EmulatorResources {
     pub table: String,
     pub cluster_arn: String,
     pub network: Network,
+    /// The pool's first load balancer and its listener.
     pub load_balancer_arn: String,
     pub alb_dns_name: String,
     pub alb_hosted_zone_id: String,
     pub listener_arn: String,
+    /// Every listener of the pool, the first one's first.
+    pub pool_listener_arns: Vec<String>,
     pub hosted_zone_id: String,
     pub domain: String,
     pub sender: EmailAddress,
@@ -90,6 +109,14 @@ pub struct EmulatorResources {
 }
 
 impl EmulatorResources {
+    /// The pool's first load balancer, as a tenant's alias record points at it.
+    pub fn load_balancer(&self) -> tenancy::ports::AliasTarget {
+        tenancy::ports::AliasTarget {
+            dns_name: self.alb_dns_name.clone(),
+            hosted_zone_id: self.alb_hosted_zone_id.clone(),
+        }
+    }
+
     /// The environment the AWS adapters' `from_lookup` read, pointing at these
     /// resources; `app_image` is what each tenant's task runs.
     pub fn environment(&self, app_image: &str) -> BTreeMap<&'static str, String> {
@@ -101,10 +128,8 @@ impl EmulatorResources {
             (launcher::TENANT_SUBNETS, self.network.subnets.join(",")),
             (launcher::TENANT_SECURITY_GROUPS, self.network.security_group.clone()),
             (launcher::VPC_ID, self.network.vpc_id.clone()),
-            (launcher::ALB_LISTENER_ARN, self.listener_arn.clone()),
+            (tenancy::adapters::aws::pool::ALB_LISTENER_ARNS, self.pool_listener_arns.join(",")),
             (dns::HOSTED_ZONE_ID, self.hosted_zone_id.clone()),
-            (dns::ALB_DNS_NAME, self.alb_dns_name.clone()),
-            (dns::ALB_HOSTED_ZONE_ID, self.alb_hosted_zone_id.clone()),
             (mail::MAIL_SENDER, self.sender.to_string()),
             (inbound::INBOUND_MAIL_BUCKET, self.inbound_bucket.clone()),
             (inbound::INBOUND_MAIL_PREFIX, inbound::DEFAULT_PREFIX.to_owned()),
@@ -133,8 +158,8 @@ fn failed<E: std::error::Error + Send + Sync + 'static>(
     move |error| EmulatorError::Aws { step, source: Box::new(error) }
 }
 
-/// Makes (or finds) the table, cluster, ALB with a listener, hosted zone and
-/// verified sender on the emulator `sdk` points at.
+/// Makes (or finds) the table, cluster, pool of ALBs each with a listener,
+/// hosted zone and verified sender on the emulator `sdk` points at.
 pub async fn bootstrap(sdk: &SdkConfig, names: &EmulatorNames) -> Result<EmulatorResources, EmulatorError> {
     if sdk.endpoint_url().is_none() {
         return Err(EmulatorError::NoEndpoint);
@@ -143,8 +168,14 @@ pub async fn bootstrap(sdk: &SdkConfig, names: &EmulatorNames) -> Result<Emulato
     let cluster_arn = ensure_cluster(&ecs::Client::new(sdk), &names.cluster).await?;
     let network = default_network(sdk).await?;
     let elb = elbv2::Client::new(sdk);
-    let balancer = ensure_load_balancer(&elb, &names.load_balancer, &network).await?;
-    let listener_arn = ensure_listener(&elb, &balancer.arn).await?;
+    let mut pool = Vec::with_capacity(names.balancers);
+    for index in 0..names.balancers.max(1) {
+        let balancer = ensure_load_balancer(&elb, &names.balancer(index), &network).await?;
+        let listener_arn = ensure_listener(&elb, &balancer.arn).await?;
+        pool.push((balancer, listener_arn));
+    }
+    let pool_listener_arns = pool.iter().map(|(_, listener)| listener.clone()).collect();
+    let (balancer, listener_arn) = pool.swap_remove(0);
     let hosted_zone_id = ensure_hosted_zone(&route53::Client::new(sdk), &names.domain).await?;
     ensure_sender(&sesv2::Client::new(sdk), &names.sender).await?;
     ensure_bucket(&tenancy::adapters::aws::s3_client(sdk), &names.inbound_bucket).await?;
@@ -156,6 +187,7 @@ pub async fn bootstrap(sdk: &SdkConfig, names: &EmulatorNames) -> Result<Emulato
         alb_dns_name: balancer.dns_name,
         alb_hosted_zone_id: balancer.hosted_zone_id,
         listener_arn,
+        pool_listener_arns,
         hosted_zone_id,
         domain: names.domain.clone(),
         sender: names.sender.clone(),

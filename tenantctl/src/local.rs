@@ -88,8 +88,11 @@ pub struct LocalOptions {
     /// server gives them a runtime of their own, so webhook answers never
     /// queue behind steps, as in AWS where each Lambda has its own sandbox.
     pub executor: Option<tokio::runtime::Handle>,
-    /// The quotas the local load balancer holds tenants to (AWS's by default).
+    /// The quotas each local load balancer holds tenants to (AWS's by default).
     pub quotas: AlbQuotas,
+    /// Load balancers in the local pool (at least one), as the stack's
+    /// `AlbListenerArn` and `MoreAlbListenerArns` give them.
+    pub load_balancers: usize,
     /// Route 53 changes a (simulated) second the local zone accepts before
     /// it throttles, as Route 53 does (5 by default); scaled with the waits,
     /// and unlimited when they take no time (`time_scale` 0).
@@ -269,13 +272,13 @@ impl Adapters {
     ) -> anyhow::Result<Adapters> {
         let dir = options.state.as_deref();
         let scaled = |secs: f64| Duration::from_secs_f64((secs * options.time_scale).max(0.0));
-        let launcher =
-            Arc::new(LocalLauncher::open(dir, clock.clone(), scaled(20.0))?.with_quotas(options.quotas));
+        let launcher = Arc::new(
+            LocalLauncher::open(dir, clock.clone(), scaled(20.0))?
+                .with_pool(options.load_balancers, options.quotas),
+        );
         let dns_rate =
             (options.time_scale > 0.0).then(|| options.dns_changes_per_second / options.time_scale);
-        let dns = Arc::new(
-            LocalDns::open(dir, clock.clone(), scaled(30.0), "tenants-alb.local")?.with_change_rate(dns_rate),
-        );
+        let dns = Arc::new(LocalDns::open(dir, clock.clone(), scaled(30.0))?.with_change_rate(dns_rate));
         let outbox = Arc::new(LocalOutbox::open(dir, clock.clone())?);
         let store = Arc::new(LocalTenantStore::open(dir, clock.clone())?);
         let steps = WorkflowSteps {

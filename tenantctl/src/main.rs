@@ -307,6 +307,10 @@ enum LocalCommand {
         /// The seed that picks which calls fail.
         #[arg(long, default_value_t = 0)]
         fault_seed: u64,
+        /// Load balancers in the local pool, each holding AWS's quotas
+        /// (ALB_MAX_TARGET_GROUPS, ALB_MAX_RULES): one holds 100 tenants.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        load_balancers: u16,
     },
     /// Print the executions (like the Step Functions console), tenants,
     /// services, DNS records and mails of a running local server.
@@ -588,6 +592,7 @@ async fn run(cli: Cli) -> Result<()> {
                     aws_via,
                     faults,
                     fault_seed,
+                    load_balancers,
                 },
         } => {
             let faults = fault_plan(faults, fault_seed, time_scale)?;
@@ -601,14 +606,21 @@ async fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the workflow runtime")?;
-            // The local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
+            // Each local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
             let quotas = tenancy::ports::AlbQuotas::from_lookup(&tenancy::config::ProcessEnv)?;
             let executor = Some(workflows.handle().clone());
             // Route 53's change rate: AWS's, or ROUTE53_CHANGES_PER_SECOND.
             let dns_changes_per_second =
                 tenancy::adapters::local::dns_change_rate(&tenancy::config::ProcessEnv)?;
-            let options =
-                LocalOptions { state, time_scale, definitions, executor, quotas, dns_changes_per_second };
+            let options = LocalOptions {
+                state,
+                time_scale,
+                definitions,
+                executor,
+                quotas,
+                load_balancers: usize::from(load_balancers),
+                dns_changes_per_second,
+            };
             let emulator = aws_endpoint.map(|endpoint| Emulator { endpoint, via: aws_via });
             let served = serve(addr, ServerOptions { local: options, emulator, faults }).await;
             workflows.shutdown_background();

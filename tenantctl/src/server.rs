@@ -101,10 +101,16 @@ pub async fn build(addr: SocketAddr, options: ServerOptions, env: &dyn Lookup) -
     let (mut adapters, platform) = match &emulator {
         None => (Adapters::local(step_config, clock.clone(), &options, &portal, stripe.clone())?, None),
         Some(emulator) => {
-            let (adapters, platform) =
-                crate::emulated::adapters(emulator, step_config, clock.clone(), &portal, stripe.clone())
-                    .await
-                    .with_context(|| format!("setting up the AWS adapters against {}", emulator.endpoint))?;
+            let (adapters, platform) = crate::emulated::adapters(
+                emulator,
+                step_config,
+                clock.clone(),
+                &portal,
+                stripe.clone(),
+                options.load_balancers,
+            )
+            .await
+            .with_context(|| format!("setting up the AWS adapters against {}", emulator.endpoint))?;
             (adapters, Some(platform))
         }
     };

@@ -177,7 +177,10 @@ async fn dns_upsert_status_and_delete_under_faults_leave_one_record_then_none() 
             listed.unwrap().resource_record_sets().iter().filter(|r| r.name() == wanted).count()
         };
 
-        let (change, _) = until_ok("upsert", dns_transient, async || dns.upsert_alias(&name).await).await;
+        let (change, _) = until_ok("upsert", dns_transient, async || {
+            dns.upsert_alias(&name, &resources.load_balancer()).await
+        })
+        .await;
         assert_eq!(records().await, 1, "seed {seed}");
         until_ok("status", dns_transient, async || dns.change_status(&change).await).await;
         until_ok("delete", dns_transient, async || dns.delete_alias(&name).await).await;

@@ -352,55 +352,89 @@ async fn scaling_sets_the_desired_count_and_a_tenant_without_a_service_is_refuse
     f.launcher.remove(&spec.tenant).await.unwrap();
 }
 
-/// The room the checkout API reads is the listener's own rules: a launch
-/// takes a place, a removal gives it back, against the configured quotas.
+/// A pool of two load balancers of this test's own, each holding two
+/// tenants: tenants are placed where there is room and stay there, their
+/// alias points at their own load balancer, the room the checkout API reads
+/// is the listeners' rules added up, a full pool refuses, and a removal
+/// gives a place back.
 #[tokio::test]
-async fn the_room_on_a_listener_is_read_from_its_rules() {
-    use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, FixedResponseActionConfig, ProtocolEnum,
-    };
-    use tenancy::adapters::aws::elb::ListenerCapacity;
-    use tenancy::ports::{AlbQuotas, Room, RoutingCapacity};
+async fn the_pool_places_tenants_where_there_is_room_and_reads_its_room_from_the_rules() {
+    use std::collections::BTreeSet;
+    use tenancy::adapters::aws::pool::{ALB_LISTENER_ARNS, PoolCapacity};
+    use tenancy::ports::{Room, RoutingCapacity};
+    use tenantctl::emulator::{ensure_listener, ensure_load_balancer};
+
     let f = fixture().await;
-    // A listener of its own on the shared ALB, so other tests' tenants do not count.
-    let not_found = FixedResponseActionConfig::builder().status_code("404").build();
-    let port = 20_000 + i32::try_from(std::process::id() % 10_000).unwrap();
-    let created = f
-        .elb
-        .create_listener()
-        .load_balancer_arn(&f.resources.load_balancer_arn)
-        .protocol(ProtocolEnum::Http)
-        .port(port)
-        .default_actions(
-            Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(not_found).build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let listener = created.listeners()[0].listener_arn().unwrap().to_owned();
-    let capacity =
-        ListenerCapacity::new(f.elb.clone(), listener.clone(), AlbQuotas { target_groups: 100, rules: 2 });
-    assert_eq!(
-        capacity.room().await.unwrap(),
-        Room { used: 0, capacity: 2 },
-        "its default rule is no tenant"
+    let mut pool = Vec::new();
+    for n in 0..2 {
+        let name = format!("pool{n}-{}", std::process::id() % 100_000);
+        let balancer = ensure_load_balancer(&f.elb, &name, &f.resources.network).await.unwrap();
+        let listener = ensure_listener(&f.elb, &balancer.arn).await.unwrap();
+        pool.push((balancer, listener));
+    }
+    let mut environment = f.resources.environment(IMAGE);
+    let listeners: Vec<String> = pool.iter().map(|(_, listener)| listener.clone()).collect();
+    environment.insert(ALB_LISTENER_ARNS, format!("{},", listeners.join(",")));
+    environment.insert(tenancy::ports::capacity::ALB_MAX_RULES, "2".into());
+    let env = lookup(&environment);
+    let capacity = PoolCapacity::from_lookup(f.elb.clone(), &env).unwrap();
+    assert_eq!(capacity.room().await.unwrap(), Room { used: 0, capacity: 4 }, "default rules are no tenants");
+
+    let launcher =
+        EcsTenantLauncher::new(f.ecs.clone(), f.elb.clone(), LauncherConfig::from_lookup(&env).unwrap());
+    let specs: Vec<LaunchSpec> = (0..5).map(|n| spec(f.resources, &format!("pool-{n}"))).collect();
+    let mut placed = Vec::new();
+    for spec in &specs[..4] {
+        placed.push(launcher.launch(spec).await.unwrap());
+    }
+    for launched in &placed {
+        let (balancer, _) =
+            pool.iter().find(|(_, l)| *l == launched.listener_arn).expect("a listener of the pool");
+        assert_eq!(
+            launched.load_balancer.dns_name, balancer.dns_name,
+            "the alias goes to the tenant's own ALB"
+        );
+        assert_eq!(launched.load_balancer.hosted_zone_id, balancer.hosted_zone_id);
+        let rules = f.elb.describe_rules().rule_arns(&launched.listener_rule_arn).send().await.unwrap();
+        assert_eq!(rules.rules().len(), 1, "the rule is on that listener");
+    }
+    let used: BTreeSet<&str> = placed.iter().map(|l| l.listener_arn.as_str()).collect();
+    assert_eq!(used.len(), 2, "both load balancers took tenants");
+    assert_eq!(capacity.room().await.unwrap(), Room { used: 4, capacity: 4 });
+
+    let again = launcher.launch(&LaunchSpec { desired_count: 0, ..specs[1].clone() }).await.unwrap();
+    assert_eq!(again, placed[1], "a tenant launched again stays where it is and is not counted twice");
+    let refused = launcher.launch(&specs[4]).await.unwrap_err();
+    assert!(
+        matches!(&refused, LauncherError::Rejected(why) if why.contains("NoRoom") && why.contains("all 2 load balancers")),
+        "{refused:?}"
     );
 
-    let mut environment = f.resources.environment(IMAGE);
-    environment.insert(tenancy::adapters::aws::launcher::ALB_LISTENER_ARN, listener.clone());
-    let config = LauncherConfig::from_lookup(&lookup(&environment)).unwrap();
-    let launcher = EcsTenantLauncher::new(f.ecs.clone(), f.elb.clone(), config);
-    let (first, second) = (spec(f.resources, "room-a"), spec(f.resources, "room-b"));
-    launcher.launch(&first).await.unwrap();
-    launcher.launch(&first).await.unwrap();
+    launcher.remove(&specs[0].tenant).await.unwrap();
     assert_eq!(
         capacity.room().await.unwrap(),
-        Room { used: 1, capacity: 2 },
-        "a tenant launched twice is one"
+        Room { used: 3, capacity: 4 },
+        "a removal gives its place back"
     );
-    launcher.launch(&second).await.unwrap();
-    assert_eq!(capacity.room().await.unwrap().free(), 0);
-    launcher.remove(&first.tenant).await.unwrap();
-    assert_eq!(capacity.room().await.unwrap(), Room { used: 1, capacity: 2 });
-    launcher.remove(&second.tenant).await.unwrap();
+    let fifth = launcher.launch(&specs[4]).await.unwrap();
+    assert_eq!(fifth.listener_arn, placed[0].listener_arn, "the freed place is the only one");
+
+    // Taken out of the pool, a load balancer's tenants are not moved behind
+    // the operator's back: their launch says where they are.
+    let mut shrunk = environment.clone();
+    let other = listeners.iter().find(|l| **l != fifth.listener_arn).unwrap();
+    shrunk.insert(ALB_LISTENER_ARNS, other.clone());
+    let narrow = EcsTenantLauncher::new(
+        f.ecs.clone(),
+        f.elb.clone(),
+        LauncherConfig::from_lookup(&lookup(&shrunk)).unwrap(),
+    );
+    let error = narrow.launch(&specs[4]).await.unwrap_err().to_string();
+    assert!(error.contains("not in the pool") && error.contains(ALB_LISTENER_ARNS), "{error}");
+    // Its removal still finds the rule: through the target group, not the pool.
+    narrow.remove(&specs[4].tenant).await.unwrap();
+    for spec in &specs[1..4] {
+        launcher.remove(&spec.tenant).await.unwrap();
+    }
+    assert_eq!(capacity.room().await.unwrap(), Room { used: 0, capacity: 4 });
 }

@@ -25,9 +25,10 @@ async fn upserting_twice_leaves_one_alias_to_the_load_balancer() {
     let (client, dns, resources) = fixture().await;
     let name = format!("{}.{}", unique_name("alias"), resources.domain);
 
-    let first = dns.upsert_alias(&name).await.unwrap();
+    let first = dns.upsert_alias(&name, &resources.load_balancer()).await.unwrap();
     // The same name with a trailing dot and other case is the same record.
-    let second = dns.upsert_alias(&format!("{}.", name.to_uppercase())).await.unwrap();
+    let second =
+        dns.upsert_alias(&format!("{}.", name.to_uppercase()), &resources.load_balancer()).await.unwrap();
     assert!(!first.is_empty() && !second.is_empty());
     assert!(!first.starts_with("/change/"), "{first}");
     assert_eq!(dns.change_status(&first).await.unwrap(), ChangeStatus::Insync);
@@ -48,8 +49,8 @@ async fn deleting_twice_removes_the_record_and_leaves_others() {
     let (client, dns, resources) = fixture().await;
     let name = format!("{}.{}", unique_name("gone"), resources.domain);
     let neighbour = format!("{}.{}", unique_name("stays"), resources.domain);
-    dns.upsert_alias(&name).await.unwrap();
-    dns.upsert_alias(&neighbour).await.unwrap();
+    dns.upsert_alias(&name, &resources.load_balancer()).await.unwrap();
+    dns.upsert_alias(&neighbour, &resources.load_balancer()).await.unwrap();
 
     dns.delete_alias(&name).await.unwrap();
     dns.delete_alias(&format!("{name}.")).await.unwrap();

@@ -286,7 +286,7 @@ async fn emulated_stack(
         let _one_at_a_time = EMULATOR_BOOTSTRAP.lock().await;
         let emulator = tenantctl::emulated::Emulator::at(&moto_endpoint());
         let (adapters, platform) =
-            tenantctl::emulated::adapters(&emulator, config, clock, "http://127.0.0.1:8787", stripe)
+            tenantctl::emulated::adapters(&emulator, config, clock, "http://127.0.0.1:8787", stripe, 1)
                 .await
                 .unwrap();
         // Made just now: bootstrapping again only finds them.
@@ -699,14 +699,18 @@ struct SlowRoute53 {
 
 #[async_trait::async_trait]
 impl tenancy::ports::DnsPublisher for SlowRoute53 {
-    async fn upsert_alias(&self, name: &str) -> Result<String, tenancy::ports::DnsError> {
+    async fn upsert_alias(
+        &self,
+        name: &str,
+        target: &tenancy::ports::AliasTarget,
+    ) -> Result<String, tenancy::ports::DnsError> {
         let left = self.throttled.load(Ordering::SeqCst);
         if left > 0 {
             self.throttled.store(left - 1, Ordering::SeqCst);
             let slow_down = tenancy::ports::Throttled("Throttling: Rate exceeded".into());
             return Err(tenancy::ports::DnsError::Unavailable(Box::new(slow_down)));
         }
-        self.inner.upsert_alias(name).await
+        self.inner.upsert_alias(name, target).await
     }
 
     async fn change_status(&self, _: &str) -> Result<tenancy::ports::ChangeStatus, tenancy::ports::DnsError> {

@@ -281,6 +281,7 @@ pub fn instant_options() -> tenantctl::local::LocalOptions {
         definitions: None,
         executor: None,
         quotas: Default::default(),
+        load_balancers: 1,
         dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
     }
 }

@@ -235,6 +235,7 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
             definitions: None,
             executor: None,
             quotas: Default::default(),
+            load_balancers: 1,
             dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
         },
         emulator: Some(Emulator { endpoint: moto.to_owned(), via: Some(proxy.url()) }),

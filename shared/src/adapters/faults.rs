@@ -29,10 +29,10 @@ use crate::domain::{
     TrialOffer, TrialReservation, TrialUse,
 };
 use crate::ports::{
-    BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession, DnsError,
-    DnsPublisher, EventQueue, HeldSession, HoldOutcome, HoldRequest, Inserted, LaunchSpec, LaunchedTenant,
-    LauncherError, LeaseOutcome, Mail, MailError, MailMarked, MailRecord, MailSlot, Mailer, MoneyBack,
-    QueueError, QueuedEvent, RateOutcome, RawMailer, ReceivedMail, Refund, Room, RoutingCapacity,
+    AliasTarget, BillingError, BillingPortal, BoxError, ChangeStatus, CheckoutSessionRequest, CreatedSession,
+    DnsError, DnsPublisher, EventQueue, HeldSession, HoldOutcome, HoldRequest, Inserted, LaunchSpec,
+    LaunchedTenant, LauncherError, LeaseOutcome, Mail, MailError, MailMarked, MailRecord, MailSlot, Mailer,
+    MoneyBack, QueueError, QueuedEvent, RateOutcome, RawMailer, ReceivedMail, Refund, Room, RoutingCapacity,
     SecretStore, SecretStoreError, SecretValue, ServiceHealth, StartOutcome, StoreError, StripeApiError,
     StripeGateway, SubdomainHold, SubscriptionSnapshot, SubscriptionSource, TenantLauncher, TenantStore,
     TrailEntry, UnmatchedEvent, Workflow, WorkflowError, WorkflowStarter,
@@ -207,8 +207,9 @@ impl FaultPlan {
 
     /// The pure decision for the `call`-th call (from 0) of `port`.
     fn draw(&self, port: &str, call: u64) -> Option<FaultKind> {
-        let base =
-            self.seed ^ fnv1a(port.as_bytes()).rotate_left(17) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let base = self.seed
+            ^ crate::domain::ids::fnv1a(port.as_bytes()).rotate_left(17)
+            ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut state = base;
         if unit(splitmix64(&mut state)) >= self.rate {
             return None;
@@ -274,10 +275,6 @@ pub struct InjectedFault {
     pub port: &'static str,
     pub method: &'static str,
     pub kind: FaultKind,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// SplitMix64: small, fast and well mixed; enough to pick faults, and the
@@ -594,8 +591,8 @@ impl TenantLauncher for Faulty<dyn TenantLauncher> {
 
 #[async_trait]
 impl DnsPublisher for Faulty<dyn DnsPublisher> {
-    async fn upsert_alias(&self, name: &str) -> Result<String, DnsError> {
-        self.run("upsert_alias", DnsError::Unavailable, self.inner.upsert_alias(name)).await
+    async fn upsert_alias(&self, name: &str, target: &AliasTarget) -> Result<String, DnsError> {
+        self.run("upsert_alias", DnsError::Unavailable, self.inner.upsert_alias(name, target)).await
     }
 
     async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, DnsError> {

@@ -124,7 +124,7 @@ mod tests {
     /// A local load balancer that holds `tenants`.
     fn launcher_of(tenants: u32) -> Arc<LocalLauncher> {
         let launcher = LocalLauncher::open(None, Arc::new(FixedClock(NOW)), Duration::ZERO).unwrap();
-        Arc::new(launcher.with_quotas(AlbQuotas { target_groups: tenants, rules: 100 }))
+        Arc::new(launcher.with_pool(1, AlbQuotas { target_groups: tenants, rules: 100 }))
     }
 
     /// Another customer's tenant takes a place.

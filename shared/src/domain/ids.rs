@@ -71,6 +71,19 @@ impl TenantId {
         TenantId(format!("tnt_{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..20]))
     }
 
+    /// A number derived from the id, the same on every build and platform
+    /// (std's hasher is seeded per process): where the tenant starts looking
+    /// for a load balancer with room and a free rule priority, so launches
+    /// that run together start apart instead of racing for one place.
+    pub fn spread(&self) -> u64 {
+        // FNV-1a, then SplitMix64's finaliser: FNV alone leaves ids that
+        // differ in their last digits close together in the high bits.
+        let z = fnv1a(self.0.as_bytes());
+        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
         let valid = raw.strip_prefix("tnt_").is_some_and(|rest| {
             rest.len() == 20 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -84,6 +97,11 @@ impl TenantId {
 }
 
 string_newtype!(TenantId, InvalidId);
+
+/// FNV-1a: small, and stable across builds and platforms.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 #[cfg(test)]
 mod tests {

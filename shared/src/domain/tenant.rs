@@ -50,9 +50,33 @@ pub struct TenantResources {
     pub service_arn: Option<String>,
     pub target_group_arn: Option<String>,
     pub listener_rule_arn: Option<String>,
+    /// The listener of the pool the tenant's rule is on.
+    pub listener_arn: Option<String>,
+    /// That listener's load balancer, where the DNS alias must point.
+    pub load_balancer: Option<crate::ports::AliasTarget>,
     /// `{subdomain}.{domain}` once the record was requested.
     pub dns_name: Option<String>,
+    /// The load balancer the requested record points at.
+    pub dns_target: Option<crate::ports::AliasTarget>,
     pub dns_change_id: Option<String>,
+}
+
+impl TenantResources {
+    /// Records what a launch made and where it placed the tenant.
+    pub fn launched(&mut self, launched: &crate::ports::LaunchedTenant) {
+        self.service_arn = Some(launched.service_arn.clone());
+        self.target_group_arn = Some(launched.target_group_arn.clone());
+        self.listener_rule_arn = Some(launched.listener_rule_arn.clone());
+        self.listener_arn = Some(launched.listener_arn.clone());
+        self.load_balancer = Some(launched.load_balancer.clone());
+    }
+
+    /// Whether the record `host` must be (re)published: never asked for, or
+    /// asked for another name or another load balancer than the one
+    /// routing the tenant now.
+    pub fn dns_stale(&self, host: &str) -> bool {
+        self.dns_name.as_deref() != Some(host) || self.dns_target != self.load_balancer
+    }
 }
 
 /// Why a tenant is FAILED: the error name the workflow caught and its cause.

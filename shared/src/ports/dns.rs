@@ -1,4 +1,4 @@
-//! The tenant's DNS record (Route 53 alias to the shared ALB).
+//! The tenant's DNS record (a Route 53 alias to the load balancer routing it).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,14 @@ pub enum ChangeStatus {
     Insync,
 }
 
+/// Where a tenant's alias record points: the load balancer of the pool that
+/// routes the tenant, by its `DNSName` and `CanonicalHostedZoneId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasTarget {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("DNS service unavailable")]
@@ -22,8 +30,9 @@ pub enum DnsError {
 
 #[async_trait]
 pub trait DnsPublisher: Send + Sync {
-    /// Creates or updates the alias record `name` and returns the change id.
-    async fn upsert_alias(&self, name: &str) -> Result<String, DnsError>;
+    /// Creates or updates the alias record `name` → `target` and returns the
+    /// change id.
+    async fn upsert_alias(&self, name: &str, target: &AliasTarget) -> Result<String, DnsError>;
 
     async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, DnsError>;
 

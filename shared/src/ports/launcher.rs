@@ -1,11 +1,12 @@
-//! Running a tenant's app: an ECS Fargate service behind the shared ALB.
+//! Running a tenant's app: an ECS Fargate service behind a load balancer of
+//! the pool.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::BoxError;
+use super::{AliasTarget, BoxError};
 use crate::domain::TenantId;
 
 /// Everything needed to start one tenant's app.
@@ -28,6 +29,11 @@ pub struct LaunchedTenant {
     pub service_arn: String,
     pub target_group_arn: String,
     pub listener_rule_arn: String,
+    /// The listener of the pool that routes the tenant: the one it was
+    /// placed on first, kept for as long as the tenant exists.
+    pub listener_arn: String,
+    /// That listener's load balancer, which the tenant's DNS alias points at.
+    pub load_balancer: AliasTarget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +62,8 @@ pub enum LauncherError {
 pub trait TenantLauncher: Send + Sync {
     /// Makes the tenant's task definition, service (with `desired_count`),
     /// target group and listener rule match `spec`, creating what is missing.
+    /// A new tenant is placed on a load balancer of the pool with room; one
+    /// already placed stays where it is.
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchedTenant, LauncherError>;
 
     async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError>;
@@ -63,7 +71,8 @@ pub trait TenantLauncher: Send + Sync {
     /// Sets how many tasks the tenant's service runs (0 suspends it).
     async fn scale(&self, tenant: &TenantId, desired: u32) -> Result<(), LauncherError>;
 
-    /// Removes the service, listener rule and target group of `tenant`.
+    /// Removes the service, listener rule and target group of `tenant`,
+    /// wherever in the pool they are.
     /// Removing what is already gone succeeds.
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError>;
 }

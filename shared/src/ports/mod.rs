@@ -15,8 +15,8 @@ pub mod tenants;
 pub mod workflow;
 
 pub use billing::{BillingError, BillingPortal};
-pub use capacity::{AlbQuotas, Room, RoutingCapacity};
-pub use dns::{ChangeStatus, DnsError, DnsPublisher};
+pub use capacity::{AlbQuotas, Room, RoutingCapacity, no_room, placement_order};
+pub use dns::{AliasTarget, ChangeStatus, DnsError, DnsPublisher};
 pub use inbound::{RawMailer, ReceivedMail};
 pub use launcher::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
 pub use mail::{Mail, MailError, Mailer};

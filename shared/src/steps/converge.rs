@@ -222,10 +222,7 @@ async fn make_match(
                 host: host.clone(),
                 desired_count: u32::from(running),
             };
-            let launched = ports.launcher.launch(&spec).await?;
-            resources.service_arn = Some(launched.service_arn);
-            resources.target_group_arn = Some(launched.target_group_arn);
-            resources.listener_rule_arn = Some(launched.listener_rule_arn);
+            resources.launched(&ports.launcher.launch(&spec).await?);
             actions.push(if running {
                 format!("service runs 1 task on {} ({})", desired.plan.key, desired.billing)
             } else {
@@ -245,18 +242,25 @@ async fn make_match(
 }
 
 /// Route 53 takes 5 changes a second per account: a record already asked
-/// for is not asked for again.
+/// for, pointing at the load balancer that routes the tenant, is not asked
+/// for again.
 async fn publish_dns_once(
     ports: &ConvergePorts<'_>,
     host: &str,
     resources: &mut TenantResources,
     actions: &mut Vec<String>,
 ) -> Result<(), StepError> {
-    if resources.dns_name.as_deref() != Some(host) {
-        resources.dns_change_id = Some(ports.dns.upsert_alias(host).await?);
-        resources.dns_name = Some(host.to_owned());
-        actions.push(format!("DNS record {host} published"));
+    if !resources.dns_stale(host) {
+        return Ok(());
     }
+    let target = resources
+        .load_balancer
+        .clone()
+        .ok_or_else(|| StepError::Internal("the launch recorded no load balancer".into()))?;
+    resources.dns_change_id = Some(ports.dns.upsert_alias(host, &target).await?);
+    resources.dns_name = Some(host.to_owned());
+    actions.push(format!("DNS record {host} published → {}", target.dns_name));
+    resources.dns_target = Some(target);
     Ok(())
 }
 

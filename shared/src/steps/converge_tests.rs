@@ -105,7 +105,7 @@ impl World {
         let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:8787", shared.clone()).unwrap());
         let store = Arc::new(LocalTenantStore::open(None, shared.clone()).unwrap());
         let launcher = Arc::new(LocalLauncher::open(None, shared.clone(), Duration::ZERO).unwrap());
-        let dns = Arc::new(LocalDns::open(None, shared.clone(), Duration::ZERO, "alb.local").unwrap());
+        let dns = Arc::new(LocalDns::open(None, shared.clone(), Duration::ZERO).unwrap());
         let outbox = Arc::new(LocalOutbox::open(None, shared).unwrap());
         let plan = faults.as_ref();
         Arc::new(World {

@@ -305,12 +305,9 @@ pub async fn launch_tenant(
     };
     let launched = launcher.launch(&spec).await?;
     update(store, ctx.clock, &record.id, |r| {
-        let resources = &mut r.resources;
-        let changed = resources.service_arn.as_deref() != Some(&launched.service_arn);
-        resources.service_arn = Some(launched.service_arn.clone());
-        resources.target_group_arn = Some(launched.target_group_arn.clone());
-        resources.listener_rule_arn = Some(launched.listener_rule_arn.clone());
-        changed
+        let before = r.resources.clone();
+        r.resources.launched(&launched);
+        r.resources != before
     })
     .await?;
     Ok(launched)
@@ -334,7 +331,7 @@ pub async fn check_tenant_health(
     }
 }
 
-/// 4. Publish `{subdomain}.{domain}` as an alias to the load balancer.
+/// 4. Publish `{subdomain}.{domain}` as an alias to the tenant's load balancer.
 pub async fn publish_dns(
     store: &dyn TenantStore,
     dns: &dyn DnsPublisher,
@@ -343,9 +340,13 @@ pub async fn publish_dns(
 ) -> Result<DnsReport, StepError> {
     let record = load(store, &input.tenant_id).await?;
     let name = ctx.settings.domain.host(&signup_of(&record)?.subdomain);
-    let change_id = dns.upsert_alias(&name).await?;
+    let target = record.resources.load_balancer.clone().ok_or_else(|| {
+        StepError::Internal(format!("tenant {} has no load balancer recorded by its launch", record.id))
+    })?;
+    let change_id = dns.upsert_alias(&name, &target).await?;
     update(store, ctx.clock, &record.id, |r| {
         r.resources.dns_name = Some(name.clone());
+        r.resources.dns_target = Some(target.clone());
         r.resources.dns_change_id = Some(change_id.clone());
         true
     })
@@ -660,7 +661,7 @@ mod tests {
             World {
                 store: LocalTenantStore::open(None, clock.clone()).unwrap(),
                 launcher: LocalLauncher::open(None, clock.clone(), Duration::ZERO).unwrap(),
-                dns: LocalDns::open(None, clock.clone(), Duration::ZERO, "alb.local").unwrap(),
+                dns: LocalDns::open(None, clock.clone(), Duration::ZERO).unwrap(),
                 outbox: LocalOutbox::open(None, clock).unwrap(),
                 settings: TenantSettings::for_tests(),
                 catalog: Catalog::embedded().unwrap(),
@@ -890,7 +891,7 @@ mod tests {
         let world = World::new();
         let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
         let slow_launcher = LocalLauncher::open(None, clock.clone(), Duration::from_secs(20)).unwrap();
-        let slow_dns = LocalDns::open(None, clock, Duration::from_secs(30), "alb.local").unwrap();
+        let slow_dns = LocalDns::open(None, clock, Duration::from_secs(30)).unwrap();
         let tenant = world.record(&checkout_event()).await.unwrap();
         launch_tenant(&world.store, &slow_launcher, &world.status(), &world.ctx(), tenant_input(&tenant))
             .await

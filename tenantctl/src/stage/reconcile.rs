@@ -74,9 +74,8 @@ impl Repaired {
 pub async fn fix(stage: &Stage, findings: &[Finding], now: i64) -> Result<Vec<Repaired>, StageError> {
     let places = places(stage)?;
     let lifecycle = stage.output("LifecycleStateMachineArn")?.to_owned();
-    let listener = stage.parameter("AlbListenerArn")?.to_owned();
     let (ecs, elb) = (ecs::Client::new(&stage.sdk), elbv2::Client::new(&stage.sdk));
-    let remover = TenantRemover::new(&ecs, &elb, &places.cluster, &listener);
+    let remover = TenantRemover::new(&ecs, &elb, &places.cluster);
     let sfn = sfn::Client::new(&stage.sdk);
     let mut seen = std::collections::BTreeSet::<&Repair>::new();
     let mut repaired = Vec::new();

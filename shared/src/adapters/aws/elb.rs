@@ -1,6 +1,6 @@
 //! The load balancer's room of the launcher ([`super::launcher`]): a
-//! tenant's target group, the host rule that forwards to it on the shared
-//! listener, and the ALB's view of the targets' health.
+//! tenant's target group, the host rule that forwards to it on a listener of
+//! the pool ([`super::pool`]), and the ALB's view of the targets' health.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,8 +13,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 
 use super::error::unexpected;
 use super::launcher::{LauncherConfig, TENANT_TAG, TenantNames, sdk_failure};
+use super::pool::{ALB_LISTENER_ARNS, PoolListener};
 use crate::domain::TenantId;
-use crate::ports::{AlbQuotas, LauncherError, Room, RoutingCapacity, ServiceHealth};
+use crate::ports::{LauncherError, Room, ServiceHealth, no_room, placement_order};
 
 /// Listener rule priorities run from 1 to 50000.
 const MAX_PRIORITY: u32 = 50_000;
@@ -55,12 +56,7 @@ fn forwards_to(rule: &Rule, target_group_arn: &str) -> bool {
 /// overlap, so their order does not matter.
 fn free_priority_for(tenant: &TenantId, rules: &[Rule]) -> Option<u32> {
     let used: BTreeSet<u32> = rules.iter().filter_map(|r| r.priority()?.parse().ok()).collect();
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = tenant
-        .as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let start = u32::try_from(hash % u64::from(MAX_PRIORITY)).unwrap_or(0);
+    let start = u32::try_from((tenant.spread() & 0xffff_ffff) % u64::from(MAX_PRIORITY)).unwrap_or(0);
     (0..MAX_PRIORITY).map(|step| (start + step) % MAX_PRIORITY + 1).find(|p| !used.contains(p))
 }
 
@@ -84,6 +80,20 @@ pub fn judge_targets(targets: &[TargetHealthDescription]) -> ServiceHealth {
     ServiceHealth::Starting { detail }
 }
 
+/// A tenant's target group and the load balancers it is attached to (by a
+/// rule forwarding to it): where the tenant is routed.
+pub(super) struct FoundTargetGroup {
+    pub(super) arn: String,
+    pub(super) load_balancer_arns: Vec<String>,
+}
+
+/// What placing a tenant's rule on one listener came to.
+enum OnListener {
+    Routed(String),
+    /// The listener's load balancer holds all the tenants its quotas allow.
+    Full,
+}
+
 /// The launcher's load balancer calls, over its client and configuration.
 pub(super) struct TenantRouting<'a> {
     pub(super) elb: &'a aws_sdk_elasticloadbalancingv2::Client,
@@ -91,17 +101,13 @@ pub(super) struct TenantRouting<'a> {
 }
 
 impl TenantRouting<'_> {
-    pub(super) fn on_listener(&self) -> ListenerRouting<'_> {
-        ListenerRouting { elb: self.elb, listener_arn: &self.config.listener_arn }
-    }
-
     pub(super) async fn ensure_target_group(
         &self,
         tenant: &TenantId,
         names: &TenantNames,
-    ) -> Result<String, LauncherError> {
-        if let Some(arn) = self.on_listener().find_target_group(&names.target_group).await? {
-            return Ok(arn);
+    ) -> Result<FoundTargetGroup, LauncherError> {
+        if let Some(found) = find_target_group(self.elb, &names.target_group).await? {
+            return Ok(found);
         }
         let created = self
             .elb
@@ -123,7 +129,7 @@ impl TenantRouting<'_> {
                 .target_groups()
                 .first()
                 .and_then(|tg| tg.target_group_arn())
-                .map(str::to_owned)
+                .map(|arn| FoundTargetGroup { arn: arn.to_owned(), load_balancer_arns: Vec::new() })
                 .ok_or_else(|| {
                     LauncherError::Unavailable(unexpected("CreateTargetGroup answered without an ARN"))
                 }),
@@ -131,7 +137,7 @@ impl TenantRouting<'_> {
             Err(SdkError::ServiceError(context))
                 if context.err().is_duplicate_target_group_name_exception() =>
             {
-                self.on_listener().find_target_group(&names.target_group).await?.ok_or_else(|| {
+                find_target_group(self.elb, &names.target_group).await?.ok_or_else(|| {
                     LauncherError::Unavailable(unexpected("target group exists and cannot be found"))
                 })
             }
@@ -139,14 +145,45 @@ impl TenantRouting<'_> {
         }
     }
 
-    pub(super) async fn ensure_listener_rule(
+    /// Routes `host` to the tenant's target group on a listener of the pool
+    /// and returns that listener and the rule. A tenant already behind a
+    /// load balancer of the pool stays there; a new one (or one whose rule
+    /// is gone and whose load balancer filled since) is placed on the first
+    /// listener with room in the tenant's [`placement_order`].
+    pub(super) async fn ensure_routed(
+        &self,
+        tenant: &TenantId,
+        host: &str,
+        group: &FoundTargetGroup,
+    ) -> Result<(&PoolListener, String), LauncherError> {
+        let pool = self.config.pool.listeners();
+        let placed = self.config.pool.on_any_of(&group.load_balancer_arns);
+        if let (None, Some(elsewhere)) = (placed, group.load_balancer_arns.first()) {
+            return Err(LauncherError::Rejected(format!(
+                "tenant {tenant} is routed by load balancer {elsewhere}, which is not in the pool \
+                 ({ALB_LISTENER_ARNS}): put its listener back in the pool"
+            )));
+        }
+        let order = placement_order(tenant, pool.len()).map(|index| &pool[index]);
+        for listener in placed.into_iter().chain(order.filter(|l| Some(*l) != placed)) {
+            if let OnListener::Routed(rule_arn) =
+                self.ensure_listener_rule(tenant, host, &group.arn, listener).await?
+            {
+                return Ok((listener, rule_arn));
+            }
+        }
+        Err(no_room(pool.len(), self.config.quotas))
+    }
+
+    async fn ensure_listener_rule(
         &self,
         tenant: &TenantId,
         host: &str,
         target_group_arn: &str,
-    ) -> Result<String, LauncherError> {
+        listener: &PoolListener,
+    ) -> Result<OnListener, LauncherError> {
         for _ in 0..RULE_ATTEMPTS {
-            let rules = self.on_listener().listener_rules().await?;
+            let rules = listener_rules(self.elb, &listener.listener_arn).await?;
             if let Some(rule) = rules.iter().find(|r| rule_hosts(r).any(|h| same_host(h, host))) {
                 if !forwards_to(rule, target_group_arn) {
                     return Err(LauncherError::Rejected(format!(
@@ -155,8 +192,12 @@ impl TenantRouting<'_> {
                 }
                 return rule
                     .rule_arn()
-                    .map(str::to_owned)
+                    .map(|arn| OnListener::Routed(arn.to_owned()))
                     .ok_or_else(|| LauncherError::Unavailable(unexpected("listener rule without an ARN")));
+            }
+            let tenants = rules.iter().filter(|rule| rule.is_default() != Some(true)).count();
+            if Room::of_balancer(tenants, self.config.quotas).free() == 0 {
+                return Ok(OnListener::Full);
             }
             let priority = free_priority_for(tenant, &rules)
                 .ok_or_else(|| LauncherError::Rejected("the listener has no free rule priority".into()))?;
@@ -169,7 +210,7 @@ impl TenantRouting<'_> {
             let created = self
                 .elb
                 .create_rule()
-                .listener_arn(&self.config.listener_arn)
+                .listener_arn(&listener.listener_arn)
                 .priority(priority as i32)
                 .conditions(condition)
                 .actions(forward)
@@ -178,13 +219,27 @@ impl TenantRouting<'_> {
                 .await;
             match created {
                 Ok(output) => {
-                    return output.rules().first().and_then(|r| r.rule_arn()).map(str::to_owned).ok_or_else(
-                        || LauncherError::Unavailable(unexpected("CreateRule answered without an ARN")),
-                    );
+                    return output
+                        .rules()
+                        .first()
+                        .and_then(|r| r.rule_arn())
+                        .map(|arn| OnListener::Routed(arn.to_owned()))
+                        .ok_or_else(|| {
+                            LauncherError::Unavailable(unexpected("CreateRule answered without an ARN"))
+                        });
                 }
                 // Another launch took that priority: look again.
                 Err(SdkError::ServiceError(context)) if context.err().is_priority_in_use_exception() => {
                     continue;
+                }
+                // AWS's own count says full (a quota lower than configured,
+                // or launches that ran together took the last places).
+                Err(SdkError::ServiceError(context))
+                    if context.err().is_too_many_rules_exception()
+                        || context.err().is_too_many_target_groups_exception()
+                        || context.err().is_too_many_unique_target_groups_per_load_balancer_exception() =>
+                {
+                    return Ok(OnListener::Full);
                 }
                 Err(error) => return Err(sdk_failure("ELB CreateRule", error)),
             }
@@ -214,116 +269,118 @@ impl TenantRouting<'_> {
     }
 }
 
-/// The load balancer calls that need only the listener: finding and
-/// removing a tenant's rule and target group, so an operator tool can remove
-/// them from the stack's outputs alone.
-pub(super) struct ListenerRouting<'a> {
-    pub(super) elb: &'a aws_sdk_elasticloadbalancingv2::Client,
-    pub(super) listener_arn: &'a str,
+pub(super) async fn find_target_group(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    name: &str,
+) -> Result<Option<FoundTargetGroup>, LauncherError> {
+    match elb.describe_target_groups().names(name).send().await {
+        Ok(output) => {
+            Ok(output.target_groups().iter().find(|tg| tg.target_group_name() == Some(name)).and_then(|tg| {
+                Some(FoundTargetGroup {
+                    arn: tg.target_group_arn()?.to_owned(),
+                    load_balancer_arns: tg.load_balancer_arns().to_vec(),
+                })
+            }))
+        }
+        Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
+            Ok(None)
+        }
+        Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
+    }
 }
 
-impl ListenerRouting<'_> {
-    pub(super) async fn find_target_group(&self, name: &str) -> Result<Option<String>, LauncherError> {
-        match self.elb.describe_target_groups().names(name).send().await {
-            Ok(output) => Ok(output
-                .target_groups()
-                .iter()
-                .find(|tg| tg.target_group_name() == Some(name))
-                .and_then(|tg| tg.target_group_arn())
-                .map(str::to_owned)),
-            Err(SdkError::ServiceError(context)) if context.err().is_target_group_not_found_exception() => {
-                Ok(None)
-            }
-            Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
+/// Every rule of the listener, its default one included.
+pub(super) async fn listener_rules(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    listener_arn: &str,
+) -> Result<Vec<Rule>, LauncherError> {
+    let mut rules = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = elb
+            .describe_rules()
+            .listener_arn(listener_arn)
+            .page_size(400)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| sdk_failure("ELB DescribeRules", e))?;
+        rules.extend(page.rules().iter().cloned());
+        match page.next_marker() {
+            Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+            _ => return Ok(rules),
         }
     }
+}
 
-    pub(super) async fn listener_rules(&self) -> Result<Vec<Rule>, LauncherError> {
-        let mut rules = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .elb
-                .describe_rules()
-                .listener_arn(self.listener_arn)
-                .page_size(400)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| sdk_failure("ELB DescribeRules", e))?;
-            rules.extend(page.rules().iter().cloned());
-            match page.next_marker() {
-                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
-                _ => return Ok(rules),
+/// Every listener of the load balancer.
+async fn balancer_listeners(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    load_balancer_arn: &str,
+) -> Result<Vec<String>, LauncherError> {
+    let mut listeners = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = match elb
+            .describe_listeners()
+            .load_balancer_arn(load_balancer_arn)
+            .page_size(400)
+            .set_marker(marker.take())
+            .send()
+            .await
+        {
+            Ok(page) => page,
+            // Deleted since the target group was attached: nothing to remove there.
+            Err(SdkError::ServiceError(context)) if context.err().is_load_balancer_not_found_exception() => {
+                return Ok(listeners);
             }
-        }
-    }
-
-    pub(super) async fn remove_routing(&self, names: &TenantNames) -> Result<(), LauncherError> {
-        let Some(target_group_arn) = self.find_target_group(&names.target_group).await? else {
-            return Ok(());
+            Err(error) => return Err(sdk_failure("ELB DescribeListeners", error)),
         };
-        // A target group cannot be deleted while a rule forwards to it, so
-        // every rule of this tenant is found through it.
-        for rule in self.listener_rules().await? {
-            if rule.is_default() == Some(true) || !forwards_to(&rule, &target_group_arn) {
-                continue;
-            }
-            let Some(rule_arn) = rule.rule_arn() else { continue };
-            match self.elb.delete_rule().rule_arn(rule_arn).send().await {
-                Ok(_) => {}
-                Err(SdkError::ServiceError(context)) if context.err().is_rule_not_found_exception() => {}
-                Err(error) => return Err(sdk_failure("ELB DeleteRule", error)),
-            }
-        }
-        match self.elb.delete_target_group().target_group_arn(&target_group_arn).send().await {
-            Ok(_) => Ok(()),
-            // Still attached while ECS drains the service: try again later.
-            Err(SdkError::ServiceError(context)) if context.err().is_resource_in_use_exception() => {
-                Err(LauncherError::Unavailable(unexpected(format!(
-                    "target group {} is still in use",
-                    names.target_group
-                ))))
-            }
-            Err(SdkError::ServiceError(context)) if context.err().code() == Some("TargetGroupNotFound") => {
-                Ok(())
-            }
-            Err(error) => Err(sdk_failure("ELB DeleteTargetGroup", error)),
+        listeners.extend(page.listeners().iter().filter_map(|l| l.listener_arn()).map(str::to_owned));
+        match page.next_marker() {
+            Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+            _ => return Ok(listeners),
         }
     }
 }
 
-/// The room on the shared ALB for the checkout API: the listener's rules
-/// other than its default one are the tenants routed (each also has its
-/// target group), held against the configured [`AlbQuotas`].
-#[derive(Debug, Clone)]
-pub struct ListenerCapacity {
-    elb: aws_sdk_elasticloadbalancingv2::Client,
-    listener_arn: String,
-    quotas: AlbQuotas,
-}
-
-impl ListenerCapacity {
-    pub fn new(elb: aws_sdk_elasticloadbalancingv2::Client, listener_arn: String, quotas: AlbQuotas) -> Self {
-        ListenerCapacity { elb, listener_arn, quotas }
+/// Removes the tenant's rules and target group, on whichever load balancers
+/// route it: they are found through the target group, so removing needs no
+/// pool, and a tenant on a load balancer taken out of the pool is removed too.
+pub(super) async fn remove_routing(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    names: &TenantNames,
+) -> Result<(), LauncherError> {
+    let Some(group) = find_target_group(elb, &names.target_group).await? else {
+        return Ok(());
+    };
+    // A target group cannot be deleted while a rule forwards to it.
+    for load_balancer_arn in &group.load_balancer_arns {
+        for listener_arn in balancer_listeners(elb, load_balancer_arn).await? {
+            for rule in listener_rules(elb, &listener_arn).await? {
+                if rule.is_default() == Some(true) || !forwards_to(&rule, &group.arn) {
+                    continue;
+                }
+                let Some(rule_arn) = rule.rule_arn() else { continue };
+                match elb.delete_rule().rule_arn(rule_arn).send().await {
+                    Ok(_) => {}
+                    Err(SdkError::ServiceError(context)) if context.err().is_rule_not_found_exception() => {}
+                    Err(error) => return Err(sdk_failure("ELB DeleteRule", error)),
+                }
+            }
+        }
     }
-
-    /// From `ALB_LISTENER_ARN` and the quotas' variables.
-    pub fn from_lookup(
-        elb: aws_sdk_elasticloadbalancingv2::Client,
-        env: &dyn crate::config::Lookup,
-    ) -> Result<Self, crate::config::ConfigError> {
-        Ok(ListenerCapacity::new(elb, super::launcher::listener_arn(env)?, AlbQuotas::from_lookup(env)?))
-    }
-}
-
-#[async_trait::async_trait]
-impl RoutingCapacity for ListenerCapacity {
-    async fn room(&self) -> Result<Room, LauncherError> {
-        let routing = ListenerRouting { elb: &self.elb, listener_arn: &self.listener_arn };
-        let rules = routing.listener_rules().await?;
-        let used = rules.iter().filter(|rule| rule.is_default() != Some(true)).count();
-        Ok(Room { used: u32::try_from(used).unwrap_or(u32::MAX), capacity: self.quotas.tenants() })
+    match elb.delete_target_group().target_group_arn(&group.arn).send().await {
+        Ok(_) => Ok(()),
+        // Still attached while ECS drains the service: try again later.
+        Err(SdkError::ServiceError(context)) if context.err().is_resource_in_use_exception() => {
+            Err(LauncherError::Unavailable(unexpected(format!(
+                "target group {} is still in use",
+                names.target_group
+            ))))
+        }
+        Err(SdkError::ServiceError(context)) if context.err().code() == Some("TargetGroupNotFound") => Ok(()),
+        Err(error) => Err(sdk_failure("ELB DeleteTargetGroup", error)),
     }
 }
 

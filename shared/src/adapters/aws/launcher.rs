@@ -1,7 +1,8 @@
-//! The tenant launcher: ECS Fargate behind the shared ALB (docs/architecture.md
-//! decision 8), composed of its two rooms, [`super::ecs`] (task definitions,
-//! the service) and [`super::elb`] (target group, listener rule). This file
-//! holds what both share: the configuration, the names, the error mapping.
+//! The tenant launcher: ECS Fargate behind a pool of ALBs
+//! (docs/architecture.md decision 8), composed of its rooms, [`super::ecs`]
+//! (task definitions, the service), [`super::elb`] (target group, listener
+//! rule) and [`super::pool`] (the listeners and their room). This file holds
+//! what they share: the configuration, the names, the error mapping.
 //!
 //! Every name derives from the tenant id, so a retried launch finds what the
 //! first one made instead of making it twice:
@@ -21,11 +22,12 @@ use async_trait::async_trait;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use super::ecs::{ClusterServices, TenantServices, judge_service};
-use super::elb::{ListenerRouting, TenantRouting};
+use super::elb::{TenantRouting, remove_routing};
 use super::error::{Fault, call_failed, classify, summary};
+use super::pool::{BalancerAddresses, ListenerPool};
 use crate::config::{ConfigError, Lookup, required};
 use crate::domain::TenantId;
-use crate::ports::{LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
+use crate::ports::{AlbQuotas, LaunchSpec, LaunchedTenant, LauncherError, ServiceHealth, TenantLauncher};
 
 pub const ECS_CLUSTER: &str = "ECS_CLUSTER";
 pub const APP_IMAGE: &str = "APP_IMAGE";
@@ -38,7 +40,6 @@ pub const TENANT_SUBNETS: &str = "TENANT_SUBNETS";
 pub const TENANT_SECURITY_GROUPS: &str = "TENANT_SECURITY_GROUPS";
 pub const TENANT_ASSIGN_PUBLIC_IP: &str = "TENANT_ASSIGN_PUBLIC_IP";
 pub const VPC_ID: &str = "VPC_ID";
-pub const ALB_LISTENER_ARN: &str = "ALB_LISTENER_ARN";
 pub const APP_HEALTH_PATH: &str = "APP_HEALTH_PATH";
 pub const TENANT_LOG_GROUP: &str = "TENANT_LOG_GROUP";
 
@@ -64,7 +65,10 @@ pub struct LauncherConfig {
     pub security_groups: Vec<String>,
     pub assign_public_ip: bool,
     pub vpc_id: String,
-    pub listener_arn: String,
+    /// The listeners tenants are placed on.
+    pub pool: ListenerPool,
+    /// What each of the pool's load balancers may hold.
+    pub quotas: AlbQuotas,
     pub health_check_path: String,
     pub log_group: Option<String>,
 }
@@ -85,15 +89,6 @@ fn arn(env: &dyn Lookup, var: &'static str, service: &str) -> Result<String, Con
     let value = token(env, var)?;
     check_arn(var, &value, service)?;
     Ok(value)
-}
-
-/// [`ALB_LISTENER_ARN`]: the shared ALB's listener the tenants' rules go on.
-pub fn listener_arn(env: &dyn Lookup) -> Result<String, ConfigError> {
-    let listener_arn = arn(env, ALB_LISTENER_ARN, "elasticloadbalancing")?;
-    if !listener_arn.contains(":listener/") {
-        return Err(invalid(ALB_LISTENER_ARN, "expected the ARN of a listener, not of another resource"));
-    }
-    Ok(listener_arn)
 }
 
 fn check_arn(var: &'static str, value: &str, service: &str) -> Result<(), ConfigError> {
@@ -162,7 +157,8 @@ impl LauncherConfig {
         if !vpc_id.starts_with("vpc-") {
             return Err(invalid(VPC_ID, "expected a VPC id such as vpc-0abc123"));
         }
-        let listener_arn = listener_arn(env)?;
+        let pool = ListenerPool::from_lookup(env)?;
+        let quotas = AlbQuotas::from_lookup(env)?;
         let health_check_path =
             env.get(APP_HEALTH_PATH).map(|p| p.trim().to_owned()).unwrap_or("/health".into());
         if !health_check_path.starts_with('/')
@@ -187,7 +183,8 @@ impl LauncherConfig {
             security_groups,
             assign_public_ip,
             vpc_id,
-            listener_arn,
+            pool,
+            quotas,
             health_check_path,
             log_group,
         })
@@ -217,12 +214,13 @@ impl TenantNames {
 }
 
 /// Removes a tenant's service, listener rules, target group and task
-/// definitions. It needs only the cluster and the listener, so
-/// `tenantctl reconcile --fix` removes an orphan with what the stack's
-/// outputs say; the launcher removes through it too.
+/// definitions. It needs only the cluster (the rules are found through the
+/// target group, on whichever load balancers hold them), so `tenantctl
+/// reconcile --fix` removes an orphan with what the stack's parameters say;
+/// the launcher removes through it too.
 pub struct TenantRemover<'a> {
     services: ClusterServices<'a>,
-    routing: ListenerRouting<'a>,
+    elb: &'a aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl<'a> TenantRemover<'a> {
@@ -230,19 +228,15 @@ impl<'a> TenantRemover<'a> {
         ecs: &'a aws_sdk_ecs::Client,
         elb: &'a aws_sdk_elasticloadbalancingv2::Client,
         cluster: &'a str,
-        listener_arn: &'a str,
     ) -> Self {
-        TenantRemover {
-            services: ClusterServices { ecs, cluster },
-            routing: ListenerRouting { elb, listener_arn },
-        }
+        TenantRemover { services: ClusterServices { ecs, cluster }, elb }
     }
 
     /// Idempotent: what is already gone is skipped.
     pub async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
         let names = TenantNames::of(tenant);
         self.services.remove_service(&names).await?;
-        self.routing.remove_routing(&names).await?;
+        remove_routing(self.elb, &names).await?;
         self.services.deregister_task_definitions(&names).await
     }
 }
@@ -253,6 +247,7 @@ pub struct EcsTenantLauncher {
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     config: LauncherConfig,
+    addresses: BalancerAddresses,
 }
 
 /// Maps an SDK error: a request AWS refused is `Rejected`, the rest `Unavailable`.
@@ -275,7 +270,7 @@ impl EcsTenantLauncher {
         elb: aws_sdk_elasticloadbalancingv2::Client,
         config: LauncherConfig,
     ) -> Self {
-        EcsTenantLauncher { ecs, elb, config }
+        EcsTenantLauncher { ecs, elb, config, addresses: BalancerAddresses::default() }
     }
 
     pub fn config(&self) -> &LauncherConfig {
@@ -296,14 +291,21 @@ impl TenantLauncher for EcsTenantLauncher {
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchedTenant, LauncherError> {
         let names = TenantNames::of(&spec.tenant);
         let task_definition_arn = self.services().ensure_task_definition(spec, &names).await?;
-        let target_group_arn = self.routing().ensure_target_group(&spec.tenant, &names).await?;
-        let listener_rule_arn =
-            self.routing().ensure_listener_rule(&spec.tenant, &spec.host, &target_group_arn).await?;
+        let routing = self.routing();
+        let group = routing.ensure_target_group(&spec.tenant, &names).await?;
+        let (listener, listener_rule_arn) = routing.ensure_routed(&spec.tenant, &spec.host, &group).await?;
+        let load_balancer = self.addresses.of(&self.elb, &listener.load_balancer_arn).await?;
         let service_arn = self
             .services()
-            .ensure_service(&spec.tenant, &names, &task_definition_arn, &target_group_arn, spec.desired_count)
+            .ensure_service(&spec.tenant, &names, &task_definition_arn, &group.arn, spec.desired_count)
             .await?;
-        Ok(LaunchedTenant { service_arn, target_group_arn, listener_rule_arn })
+        Ok(LaunchedTenant {
+            service_arn,
+            target_group_arn: group.arn,
+            listener_rule_arn,
+            listener_arn: listener.listener_arn.clone(),
+            load_balancer,
+        })
     }
 
     async fn health(&self, tenant: &TenantId) -> Result<ServiceHealth, LauncherError> {
@@ -323,9 +325,7 @@ impl TenantLauncher for EcsTenantLauncher {
     }
 
     async fn remove(&self, tenant: &TenantId) -> Result<(), LauncherError> {
-        TenantRemover::new(&self.ecs, &self.elb, &self.config.cluster, &self.config.listener_arn)
-            .remove(tenant)
-            .await
+        TenantRemover::new(&self.ecs, &self.elb, &self.config.cluster).remove(tenant).await
     }
 }
 
@@ -350,7 +350,7 @@ mod tests {
         (TENANT_SECURITY_GROUPS, "sg-0cc"),
         (VPC_ID, "vpc-0dd"),
         (
-            ALB_LISTENER_ARN,
+            super::super::pool::ALB_LISTENER_ARNS,
             "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shared/50dc6c495c0c9188/f2f7dc8efc522ab2",
         ),
     ];
@@ -387,7 +387,11 @@ mod tests {
             (TENANT_SECURITY_GROUPS, "sg-1,,default"),
             (TENANT_ASSIGN_PUBLIC_IP, "yes"),
             (VPC_ID, "0dd"),
-            (ALB_LISTENER_ARN, "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y"),
+            (
+                super::super::pool::ALB_LISTENER_ARNS,
+                "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y",
+            ),
+            (crate::ports::capacity::ALB_MAX_RULES, "0"),
             (APP_HEALTH_PATH, "health"),
         ] {
             let message = with(var, bad);

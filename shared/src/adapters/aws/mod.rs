@@ -6,6 +6,7 @@ pub mod elb;
 mod error;
 mod https;
 pub mod launcher;
+pub mod pool;
 pub mod route53;
 pub mod s3;
 pub mod sesv2;
@@ -91,8 +92,8 @@ pub fn tenant_launcher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<EcsTenantLau
     ))
 }
 
-pub fn routing_capacity(sdk: &SdkConfig, env: &dyn Lookup) -> Result<elb::ListenerCapacity, ConfigError> {
-    elb::ListenerCapacity::from_lookup(aws_sdk_elasticloadbalancingv2::Client::new(sdk), env)
+pub fn routing_capacity(sdk: &SdkConfig, env: &dyn Lookup) -> Result<pool::PoolCapacity, ConfigError> {
+    pool::PoolCapacity::from_lookup(aws_sdk_elasticloadbalancingv2::Client::new(sdk), env)
 }
 
 pub fn dns_publisher(sdk: &SdkConfig, env: &dyn Lookup) -> Result<Route53Dns, ConfigError> {

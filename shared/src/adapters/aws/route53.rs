@@ -1,4 +1,5 @@
-//! The tenant's DNS record on Amazon Route 53: an A alias to the shared ALB.
+//! The tenant's DNS record on Amazon Route 53: an A alias to the load
+//! balancer of the pool that routes the tenant.
 
 use async_trait::async_trait;
 use aws_sdk_route53::Client;
@@ -13,18 +14,13 @@ use crate::ports::{ChangeStatus, DnsError, DnsPublisher};
 
 /// The hosted zone of the tenants' domain (`Z…`, with or without `/hostedzone/`).
 pub const HOSTED_ZONE_ID: &str = "HOSTED_ZONE_ID";
-/// The shared load balancer's DNS name (its `DNSName`).
-pub const ALB_DNS_NAME: &str = "ALB_DNS_NAME";
-/// The shared load balancer's own hosted zone (its `CanonicalHostedZoneId`).
-pub const ALB_HOSTED_ZONE_ID: &str = "ALB_HOSTED_ZONE_ID";
 
-/// DNS on Route 53: alias records `{subdomain}.{domain}` → the shared ALB.
+/// DNS on Route 53: alias records `{subdomain}.{domain}` → the tenant's
+/// load balancer.
 #[derive(Debug, Clone)]
 pub struct Route53Dns {
     client: Client,
     hosted_zone_id: String,
-    alb_dns_name: String,
-    alb_hosted_zone_id: String,
 }
 
 /// `Acme.Example.com` and `acme.example.com.` are the same name: lower case,
@@ -55,21 +51,6 @@ fn check_zone_id(var: &'static str, raw: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn check_dns_name(var: &'static str, raw: &str) -> Result<String, ConfigError> {
-    let name = raw.trim().trim_end_matches('.');
-    let valid = name.contains('.')
-        && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(ConfigError::Invalid {
-            var,
-            reason: "expected a DNS name such as my-alb-123.us-east-1.elb.amazonaws.com".into(),
-        })
-    }
-}
-
 /// Every record set of the zone. Route 53 pages by the next record's name
 /// and type, not a token.
 pub async fn all_records(
@@ -93,32 +74,19 @@ pub async fn all_records(
 }
 
 /// Deletes the A record `name` from the zone, if it is there: what removing
-/// an orphan record needs. Deleting reads the record's own values, never the
-/// balancer an alias would point at, so none is given.
+/// an orphan record needs.
 pub async fn delete_a_record(client: Client, hosted_zone_id: &str, name: &str) -> Result<(), DnsError> {
-    Route53Dns::new(client, hosted_zone_id, "", "").delete_alias(name).await
+    Route53Dns::new(client, hosted_zone_id).delete_alias(name).await
 }
 
 impl Route53Dns {
-    pub fn new(
-        client: Client,
-        hosted_zone_id: impl Into<String>,
-        alb_dns_name: impl Into<String>,
-        alb_hosted_zone_id: impl Into<String>,
-    ) -> Self {
-        Route53Dns {
-            client,
-            hosted_zone_id: zone_id(&hosted_zone_id.into()),
-            alb_dns_name: alb_dns_name.into(),
-            alb_hosted_zone_id: zone_id(&alb_hosted_zone_id.into()),
-        }
+    pub fn new(client: Client, hosted_zone_id: impl Into<String>) -> Self {
+        Route53Dns { client, hosted_zone_id: zone_id(&hosted_zone_id.into()) }
     }
 
     pub fn from_lookup(client: Client, env: &dyn Lookup) -> Result<Self, ConfigError> {
         let zone = check_zone_id(HOSTED_ZONE_ID, &required(env, HOSTED_ZONE_ID)?)?;
-        let alb_dns = check_dns_name(ALB_DNS_NAME, &required(env, ALB_DNS_NAME)?)?;
-        let alb_zone = check_zone_id(ALB_HOSTED_ZONE_ID, &required(env, ALB_HOSTED_ZONE_ID)?)?;
-        Ok(Route53Dns::new(client, zone, alb_dns, alb_zone))
+        Ok(Route53Dns::new(client, zone))
     }
 
     pub fn hosted_zone_id(&self) -> &str {
@@ -189,14 +157,14 @@ enum ChangeFailure {
 
 #[async_trait]
 impl DnsPublisher for Route53Dns {
-    async fn upsert_alias(&self, name: &str) -> Result<String, DnsError> {
+    async fn upsert_alias(&self, name: &str, target: &crate::ports::AliasTarget) -> Result<String, DnsError> {
         let name = normalize_name(name);
         if name == "." {
             return Err(DnsError::Rejected("empty record name".into()));
         }
         let target = AliasTarget::builder()
-            .hosted_zone_id(&self.alb_hosted_zone_id)
-            .dns_name(&self.alb_dns_name)
+            .hosted_zone_id(zone_id(&target.hosted_zone_id))
+            .dns_name(&target.dns_name)
             .evaluate_target_health(true)
             .build()
             .map_err(|e| DnsError::Rejected(format!("building the alias: {e}")))?;
@@ -272,34 +240,17 @@ mod tests {
 
     #[test]
     fn configuration_names_each_bad_variable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |var: &str| pairs.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned())
-        };
         let client = Client::from_conf(
             aws_sdk_route53::Config::builder()
                 .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
                 .build(),
         );
-        let ok = Route53Dns::from_lookup(
-            client.clone(),
-            &env(&[
-                (HOSTED_ZONE_ID, "/hostedzone/Z0ABC"),
-                (ALB_DNS_NAME, "alb-1.us-east-1.elb.amazonaws.com."),
-                (ALB_HOSTED_ZONE_ID, "Z35SXDOTRQ7X7K"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            (ok.hosted_zone_id(), ok.alb_dns_name.as_str()),
-            ("Z0ABC", "alb-1.us-east-1.elb.amazonaws.com")
-        );
-        let err = Route53Dns::from_lookup(client.clone(), &env(&[(HOSTED_ZONE_ID, "Z0ABC")])).unwrap_err();
-        assert_eq!(err.to_string(), "configuration: ALB_DNS_NAME is not set");
-        let err = Route53Dns::from_lookup(
-            client,
-            &env(&[(HOSTED_ZONE_ID, "Z0ABC"), (ALB_DNS_NAME, "not a name"), (ALB_HOSTED_ZONE_ID, "Z1")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().starts_with("configuration: ALB_DNS_NAME is invalid"), "{err}");
+        let zone = |value: &'static str| move |var: &str| (var == HOSTED_ZONE_ID).then(|| value.to_owned());
+        let ok = Route53Dns::from_lookup(client.clone(), &zone("/hostedzone/Z0ABC")).unwrap();
+        assert_eq!(ok.hosted_zone_id(), "Z0ABC");
+        let err = Route53Dns::from_lookup(client.clone(), &|_: &str| None).unwrap_err();
+        assert_eq!(err.to_string(), "configuration: HOSTED_ZONE_ID is not set");
+        let err = Route53Dns::from_lookup(client, &zone("not a zone")).unwrap_err();
+        assert!(err.to_string().starts_with("configuration: HOSTED_ZONE_ID is invalid"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::persisted::Persisted;
 use crate::clock::Clock;
-use crate::ports::{ChangeStatus, DnsError, DnsPublisher, Throttled};
+use crate::ports::{AliasTarget, ChangeStatus, DnsError, DnsPublisher, Throttled};
 
 /// Route 53 accepts five ChangeResourceRecordSets requests a second per
 /// account, and throttles the rest.
@@ -85,7 +85,6 @@ pub struct LocalDns {
     zone: Persisted<Zone>,
     clock: Arc<dyn Clock>,
     propagation: Duration,
-    alias_target: String,
     rate: Option<ChangeRate>,
 }
 
@@ -98,19 +97,8 @@ fn unavailable(error: std::io::Error) -> DnsError {
 }
 
 impl LocalDns {
-    pub fn open(
-        dir: Option<&Path>,
-        clock: Arc<dyn Clock>,
-        propagation: Duration,
-        alias_target: &str,
-    ) -> std::io::Result<Self> {
-        Ok(LocalDns {
-            zone: Persisted::open(dir, "dns.json")?,
-            clock,
-            propagation,
-            alias_target: alias_target.into(),
-            rate: None,
-        })
+    pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>, propagation: Duration) -> std::io::Result<Self> {
+        Ok(LocalDns { zone: Persisted::open(dir, "dns.json")?, clock, propagation, rate: None })
     }
 
     /// Changes throttled beyond `per_second` of real time, as Route 53
@@ -140,7 +128,7 @@ impl LocalDns {
 
 #[async_trait]
 impl DnsPublisher for LocalDns {
-    async fn upsert_alias(&self, name: &str) -> Result<String, DnsError> {
+    async fn upsert_alias(&self, name: &str, target: &AliasTarget) -> Result<String, DnsError> {
         self.take_change()?;
         let name = normalise(name);
         self.zone
@@ -151,7 +139,7 @@ impl DnsPublisher for LocalDns {
                     LocalDnsRecord {
                         name,
                         record_type: "A".into(),
-                        alias_target: self.alias_target.clone(),
+                        alias_target: target.dns_name.clone(),
                         change_id: change_id.clone(),
                     },
                 );
@@ -191,16 +179,19 @@ mod tests {
     #[tokio::test]
     async fn changes_beyond_the_rate_are_throttled_as_route53_throttles_them_and_pass_once_it_refills() {
         let clock: Arc<dyn Clock> = Arc::new(FixedClock(1_763_800_000));
-        let dns =
-            LocalDns::open(None, clock, Duration::ZERO, "alb.local").unwrap().with_change_rate(Some(2.0));
-        dns.upsert_alias("a.apps.example.com").await.unwrap();
-        dns.upsert_alias("b.apps.example.com").await.unwrap();
-        let error = dns.upsert_alias("c.apps.example.com").await.unwrap_err();
+        let dns = LocalDns::open(None, clock, Duration::ZERO).unwrap().with_change_rate(Some(2.0));
+        let alb = AliasTarget { dns_name: "alb-0.local".into(), hosted_zone_id: "ZLOCAL".into() };
+        dns.upsert_alias("a.apps.example.com", &alb).await.unwrap();
+        dns.upsert_alias("b.apps.example.com", &alb).await.unwrap();
+        let error = dns.upsert_alias("c.apps.example.com", &alb).await.unwrap_err();
         assert!(crate::ports::is_throttled(&error), "{error:?}");
         assert!(dns.delete_alias("a.apps.example.com").await.is_err_and(|e| crate::ports::is_throttled(&e)));
         assert_eq!(dns.records().len(), 2, "a throttled change changes nothing");
         tokio::time::sleep(Duration::from_millis(600)).await;
-        dns.upsert_alias("c.apps.example.com").await.unwrap();
+        dns.upsert_alias("c.apps.example.com", &alb).await.unwrap();
+        let records = dns.records();
+        let c = records.iter().find(|r| r.name == "c.apps.example.com").expect("c's record");
+        assert_eq!(c.alias_target, "alb-0.local", "the record points where it was told");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::persisted::Persisted;
 use crate::clock::Clock;
 use crate::domain::TenantId;
 use crate::ports::{
-    AlbQuotas, LaunchSpec, LaunchedTenant, LauncherError, Room, RoutingCapacity, ServiceHealth,
-    TenantLauncher,
+    AlbQuotas, AliasTarget, LaunchSpec, LaunchedTenant, LauncherError, Room, RoutingCapacity, ServiceHealth,
+    TenantLauncher, no_room, placement_order,
 };
 
 /// One tenant's app on the simulated container platform.
@@ -22,6 +22,9 @@ pub struct LocalService {
     pub target_group_arn: String,
     pub listener_rule_arn: String,
     pub rule_priority: u32,
+    /// The load balancer of the pool that routes it (0 to pool size - 1).
+    #[serde(default)]
+    pub balancer: usize,
     pub host: String,
     pub desired_count: u32,
     pub environment: BTreeMap<String, String>,
@@ -34,15 +37,23 @@ struct Platform {
     services: BTreeMap<String, LocalService>,
 }
 
-/// ECS and the load balancer on a laptop: services are records that become
-/// healthy `startup` after they start, as a Fargate task passes its checks,
-/// and the load balancer holds them to AWS's quotas (a target group and a
-/// rule each), so local runs meet the same wall.
+/// ECS and a pool of load balancers on a laptop: services are records that
+/// become healthy `startup` after they start, as a Fargate task passes its
+/// checks, and each load balancer holds them to AWS's quotas (a target group
+/// and a rule each), so local runs meet the same wall. A new tenant is
+/// placed as the AWS launcher places it: the first load balancer with room
+/// in the tenant's [`placement_order`].
 pub struct LocalLauncher {
     platform: Persisted<Platform>,
     clock: Arc<dyn Clock>,
     startup: Duration,
     quotas: AlbQuotas,
+    balancers: usize,
+}
+
+/// The `index`th load balancer of the local pool, as a Route 53 alias names it.
+pub fn local_balancer(index: usize) -> AliasTarget {
+    AliasTarget { dns_name: format!("tenants-{index}.alb.local"), hosted_zone_id: "ZLOCALALB".into() }
 }
 
 fn service_name(tenant: &TenantId) -> String {
@@ -56,12 +67,24 @@ fn unavailable(error: std::io::Error) -> LauncherError {
 impl LocalLauncher {
     pub fn open(dir: Option<&Path>, clock: Arc<dyn Clock>, startup: Duration) -> std::io::Result<Self> {
         let platform = Persisted::open(dir, "services.json")?;
-        Ok(LocalLauncher { platform, clock, startup, quotas: AlbQuotas::default() })
+        Ok(LocalLauncher { platform, clock, startup, quotas: AlbQuotas::default(), balancers: 1 })
     }
 
-    /// The same, its load balancer held to `quotas` instead of AWS's defaults.
-    pub fn with_quotas(self, quotas: AlbQuotas) -> Self {
-        LocalLauncher { quotas, ..self }
+    /// The same, with a pool of `balancers` load balancers (at least one),
+    /// each held to `quotas` instead of AWS's defaults.
+    pub fn with_pool(self, balancers: usize, quotas: AlbQuotas) -> Self {
+        LocalLauncher { quotas, balancers: balancers.max(1), ..self }
+    }
+
+    /// Tenants on each load balancer of the pool.
+    fn tenants_per_balancer(&self, platform: &Platform) -> Vec<usize> {
+        let mut counts = vec![0; self.balancers];
+        for service in platform.services.values() {
+            if let Some(count) = counts.get_mut(service.balancer) {
+                *count += 1;
+            }
+        }
+        counts
     }
 
     pub fn services(&self) -> Vec<LocalService> {
@@ -85,26 +108,26 @@ impl TenantLauncher for LocalLauncher {
                         spec.host, other.tenant_id
                     )));
                 }
-                let new = !p.services.contains_key(&name);
-                if new && p.services.len() >= self.quotas.target_groups as usize {
-                    return Err(LauncherError::Rejected(format!(
-                        "TooManyTargetGroups: the load balancer has its {} target groups",
-                        self.quotas.target_groups
-                    )));
-                }
-                if new && p.services.len() >= self.quotas.rules as usize {
-                    return Err(LauncherError::Rejected(format!(
-                        "TooManyRules: the load balancer has its {} rules",
-                        self.quotas.rules
-                    )));
-                }
+                let balancer = match p.services.get(&name) {
+                    Some(placed) => placed.balancer,
+                    None => {
+                        let counts = self.tenants_per_balancer(p);
+                        let room = |b: &usize| Room::of_balancer(counts[*b], self.quotas).free() > 0;
+                        placement_order(&spec.tenant, self.balancers)
+                            .find(room)
+                            .ok_or_else(|| no_room(self.balancers, self.quotas))?
+                    }
+                };
                 let priority = p.services.values().map(|s| s.rule_priority).max().unwrap_or(0) + 1;
                 let service = p.services.entry(name.clone()).or_insert_with(|| LocalService {
                     tenant_id: spec.tenant.clone(),
                     service_arn: format!("arn:local:ecs:service/tenants/{name}"),
                     target_group_arn: format!("arn:local:elasticloadbalancing:targetgroup/{name}"),
-                    listener_rule_arn: format!("arn:local:elasticloadbalancing:listener-rule/{name}"),
+                    listener_rule_arn: format!(
+                        "arn:local:elasticloadbalancing:listener-rule/app/tenants-{balancer}/{name}"
+                    ),
                     rule_priority: priority,
+                    balancer,
                     host: spec.host.clone(),
                     desired_count: spec.desired_count,
                     environment: spec.environment.clone(),
@@ -121,6 +144,10 @@ impl TenantLauncher for LocalLauncher {
                     service_arn: service.service_arn.clone(),
                     target_group_arn: service.target_group_arn.clone(),
                     listener_rule_arn: service.listener_rule_arn.clone(),
+                    listener_arn: format!(
+                        "arn:local:elasticloadbalancing:listener/app/tenants-{balancer}/https"
+                    ),
+                    load_balancer: local_balancer(balancer),
                 })
             })
             .map_err(unavailable)?
@@ -165,8 +192,8 @@ impl TenantLauncher for LocalLauncher {
 #[async_trait]
 impl RoutingCapacity for LocalLauncher {
     async fn room(&self) -> Result<Room, LauncherError> {
-        let used = self.platform.read(|p| p.services.len());
-        Ok(Room { used: u32::try_from(used).unwrap_or(u32::MAX), capacity: self.quotas.tenants() })
+        let counts = self.platform.read(|p| self.tenants_per_balancer(p));
+        Ok(counts.into_iter().map(|used| Room::of_balancer(used, self.quotas)).sum())
     }
 }
 
@@ -185,25 +212,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_load_balancer_holds_as_many_tenants_as_its_quotas_and_refuses_the_next() {
+    async fn the_pool_holds_as_many_tenants_as_its_balancers_quotas_and_refuses_the_next() {
         let clock: Arc<dyn Clock> = Arc::new(FixedClock(1_763_800_000));
         let launcher = LocalLauncher::open(None, clock, Duration::ZERO).unwrap();
         assert_eq!(
             launcher.room().await.unwrap(),
             Room { used: 0, capacity: 100 },
-            "AWS's quotas by default"
+            "one load balancer with AWS's quotas by default"
         );
-        let launcher = launcher.with_quotas(AlbQuotas { target_groups: 100, rules: 3 });
-        for n in 0..3 {
-            launcher.launch(&spec(n)).await.unwrap();
+        let launcher = launcher.with_pool(2, AlbQuotas { target_groups: 100, rules: 3 });
+        let mut placed = BTreeMap::new();
+        for n in 0..6 {
+            let launched = launcher.launch(&spec(n)).await.unwrap();
+            *placed.entry(launched.load_balancer.dns_name).or_insert(0) += 1;
         }
-        assert_eq!(launcher.room().await.unwrap(), Room { used: 3, capacity: 3 });
-        let refused = launcher.launch(&spec(3)).await.unwrap_err().to_string();
-        assert!(refused.contains("TooManyRules"), "{refused}");
-        // A tenant already routed is changed, not counted again; one removed frees its place.
-        launcher.launch(&LaunchSpec { desired_count: 0, ..spec(1) }).await.unwrap();
+        assert_eq!(
+            placed.values().copied().collect::<Vec<_>>(),
+            [3, 3],
+            "both load balancers filled: {placed:?}"
+        );
+        assert_eq!(launcher.room().await.unwrap(), Room { used: 6, capacity: 6 });
+        let refused = launcher.launch(&spec(6)).await.unwrap_err().to_string();
+        assert!(refused.contains("NoRoom") && refused.contains("all 2 load balancers"), "{refused}");
+        // A tenant already routed stays where it is, and is not counted again;
+        // one removed frees its place, which the next tenant takes.
+        let before = launcher.launch(&spec(1)).await.unwrap();
+        let again = launcher.launch(&LaunchSpec { desired_count: 0, ..spec(1) }).await.unwrap();
+        assert_eq!(again.load_balancer, before.load_balancer);
         launcher.remove(&spec(0).tenant).await.unwrap();
-        launcher.launch(&spec(3)).await.unwrap();
+        launcher.launch(&spec(6)).await.unwrap();
         assert_eq!(launcher.room().await.unwrap().free(), 0);
     }
 }
