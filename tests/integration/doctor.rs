@@ -69,7 +69,11 @@ pub async fn topic(subscribed: bool) -> String {
 /// An HTTPS:443 listener on the emulator's load balancer with an ACM
 /// certificate for `*.{domain}`.
 pub async fn https_listener(domain: &str) -> String {
-    let resources = emulator().await;
+    https_listener_on(&emulator().await.load_balancer_arn, domain).await
+}
+
+/// The same on the load balancer `load_balancer_arn`.
+pub async fn https_listener_on(load_balancer_arn: &str, domain: &str) -> String {
     let sdk = moto_config().await;
     let certificate = aws_sdk_acm::Client::new(&sdk)
         .request_certificate()
@@ -83,7 +87,7 @@ pub async fn https_listener(domain: &str) -> String {
     let not_found = elbv2::types::FixedResponseActionConfig::builder().status_code("404").build();
     let created = elb
         .create_listener()
-        .load_balancer_arn(&resources.load_balancer_arn)
+        .load_balancer_arn(load_balancer_arn)
         .protocol(elbv2::types::ProtocolEnum::Https)
         .port(443)
         .certificates(elbv2::types::Certificate::builder().certificate_arn(certificate).build())
@@ -97,6 +101,14 @@ pub async fn https_listener(domain: &str) -> String {
         .await
         .expect("moto makes the listener");
     created.listeners()[0].listener_arn().unwrap().to_owned()
+}
+
+/// A second load balancer of the emulator's network, for a pool of two.
+async fn second_balancer() -> String {
+    let resources = emulator().await;
+    let elb = elbv2::Client::new(&moto_config().await);
+    let name = format!("doctor-{}", std::process::id() % 100_000);
+    tenantctl::emulator::ensure_load_balancer(&elb, &name, &resources.network).await.unwrap().arn
 }
 
 #[tokio::test]
@@ -116,6 +128,8 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("HostedZoneId", resources.hosted_zone_id.clone()),
         ("TenantDomain", resources.domain.clone()),
         ("AlbListenerArn", https_listener(&resources.domain).await),
+        // A pool of two: the second on a load balancer of its own.
+        ("MoreAlbListenerArns", https_listener_on(&second_balancer().await, &resources.domain).await),
         ("MailSender", resources.sender.to_string()),
         ("SesSandbox", "true".to_owned()),
     ];
@@ -130,10 +144,11 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
     assert_eq!(passed, checks.len() - 1, "{text}");
     assert!(text.contains("⚠ SES production"), "{text}");
     assert!(text.contains("holds 2 signing secret(s)") && text.contains("current version v2"), "{text}");
+    assert!(text.contains("all 2 listeners of the pool HTTPS:443"), "{text}");
 
     // Broken on purpose: a live key on a test stage, no webhook secret, a
-    // short tenant key, a zone of another domain, the plain-HTTP listener,
-    // an unverified sender, nobody on the alarm topic.
+    // short tenant key, a zone of another domain, a plain-HTTP listener in
+    // the pool, an unverified sender, nobody on the alarm topic.
     put(&format!("{prefix}/live-key"), "sk_live_51QDoctorKey000000000000001").await;
     put(&format!("{prefix}/short-key"), "short").await;
     let broken = vec![
@@ -144,6 +159,7 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
         ("HostedZoneId", resources.hosted_zone_id.clone()),
         ("TenantDomain", "apps.elsewhere.example".to_owned()),
         ("AlbListenerArn", resources.listener_arn.clone()),
+        ("MoreAlbListenerArns", https_listener(&resources.domain).await),
         ("MailSender", "nobody@unverified.example".to_owned()),
         ("SesSandbox", "true".to_owned()),
     ];
@@ -173,8 +189,11 @@ async fn doctor_passes_a_ready_stage_and_names_each_break_of_a_broken_one_with_i
     assert_eq!(fix("webhook secrets"), "tenantctl --stage test stripe register-webhook");
     assert!(fix("alarm topic").contains("aws sns subscribe"));
     let quotas = checks.iter().find(|c| c.name == "quotas").unwrap();
-    assert!(quotas.detail.contains("1000000 expected: rules per load balancer "), "{text}");
-    assert!(fix("quotas").contains("not adjustable") || fix("quotas").starts_with("request more"), "{text}");
+    assert!(quotas.detail.contains("1000000 expected: places on the pool's load balancers "), "{text}");
+    assert!(quotas.detail.contains("/200"), "two load balancers of 100 places each: {text}");
+    let balancer = checks.iter().find(|c| c.name == "load balancer").unwrap();
+    assert!(balancer.detail.starts_with("listener 1 of 2 in the pool: listener is HTTP:80"), "{text}");
+    assert!(fix("quotas").contains("add one to the pool"), "{text}");
     assert!(!text.contains("51QDoctorKey"), "no key is ever printed: {text}");
 }
 

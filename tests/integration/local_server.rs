@@ -292,17 +292,18 @@ async fn local_serve_mails_a_billing_link_that_opens_the_portal_when_followed() 
     let _ = stop.send(());
 }
 
-/// `tenantctl local serve` with its load balancer held to two tenants: the
-/// third signup is refused before payment on both routes, and a tenant
-/// that leaves makes room again.
+/// `tenantctl local serve` with a pool of two load balancers held to one
+/// tenant each: the two tenants are placed one on each, their records point
+/// at their own; the third signup is refused before payment on both routes,
+/// and a tenant that leaves makes room again.
 #[tokio::test]
-async fn a_full_load_balancer_refuses_signups_before_payment_until_a_tenant_leaves() {
+async fn a_full_pool_refuses_signups_before_payment_until_a_tenant_leaves() {
     use tenancy::checkout::room::NO_ROOM;
     use tenancy::ports::AlbQuotas;
     use tenantctl::local::LocalOptions;
 
-    let quotas = AlbQuotas { target_groups: 2, rules: 100 };
-    let local = LocalOptions { quotas, ..integration_tests::instant_options() };
+    let quotas = AlbQuotas { target_groups: 1, rules: 100 };
+    let local = LocalOptions { quotas, load_balancers: 2, ..integration_tests::instant_options() };
     let (base, stack, stop, task) = local_serve(&[("CHECKOUT_ROOM_RESERVE", "0")], local).await;
     let client = HttpClient::default();
     let idle = async || assert!(stack.workflows.wait_idle(std::time::Duration::from_secs(30)).await);
@@ -321,6 +322,15 @@ async fn a_full_load_balancer_refuses_signups_before_payment_until_a_tenant_leav
     }
     let active = stack.store.list_tenants().await.unwrap();
     assert_eq!(active.iter().filter(|t| t.status.as_str() == "ACTIVE").count(), 2);
+    let balancers: std::collections::BTreeSet<String> = active
+        .iter()
+        .map(|t| {
+            let resources = &t.resources;
+            assert_eq!(resources.dns_target, resources.load_balancer, "the record points at its own");
+            resources.load_balancer.as_ref().expect("placed").dns_name.clone()
+        })
+        .collect();
+    assert_eq!(balancers.len(), 2, "one tenant on each load balancer: {balancers:?}");
 
     let available = async |name: &str| {
         let (_, body) = client.get(&format!("{base}/subdomains/{name}")).await.unwrap();

@@ -438,3 +438,44 @@ async fn the_pool_places_tenants_where_there_is_room_and_reads_its_room_from_the
     }
     assert_eq!(capacity.room().await.unwrap(), Room { used: 0, capacity: 4 });
 }
+
+/// Growing the pool is appending a listener: the tenants already placed
+/// stay exactly where they are (same listener, same alias target, so their
+/// DNS records are not touched), and new tenants take the new room.
+#[tokio::test]
+async fn adding_a_load_balancer_to_the_pool_moves_no_tenant_and_gives_new_ones_room() {
+    use tenancy::adapters::aws::pool::ALB_LISTENER_ARNS;
+    use tenantctl::emulator::{ensure_listener, ensure_load_balancer};
+
+    let f = fixture().await;
+    let mut listeners = Vec::new();
+    for n in 0..2 {
+        let name = format!("grow{n}-{}", std::process::id() % 100_000);
+        let balancer = ensure_load_balancer(&f.elb, &name, &f.resources.network).await.unwrap();
+        listeners.push(ensure_listener(&f.elb, &balancer.arn).await.unwrap());
+    }
+    let launcher_on = |pool: &[String]| {
+        let mut environment = f.resources.environment(IMAGE);
+        environment.insert(ALB_LISTENER_ARNS, pool.join(","));
+        environment.insert(tenancy::ports::capacity::ALB_MAX_RULES, "2".into());
+        EcsTenantLauncher::new(
+            f.ecs.clone(),
+            f.elb.clone(),
+            LauncherConfig::from_lookup(&lookup(&environment)).unwrap(),
+        )
+    };
+    let (one, two) = (launcher_on(&listeners[..1]), launcher_on(&listeners));
+    let specs: Vec<LaunchSpec> = (0..3).map(|n| spec(f.resources, &format!("grow-{n}"))).collect();
+    let before = [one.launch(&specs[0]).await.unwrap(), one.launch(&specs[1]).await.unwrap()];
+    assert!(one.launch(&specs[2]).await.unwrap_err().to_string().contains("NoRoom"), "a pool of one is full");
+
+    for (spec, placed) in specs.iter().zip(&before) {
+        assert_eq!(&two.launch(spec).await.unwrap(), placed, "a tenant already placed is not moved");
+    }
+    let third = two.launch(&specs[2]).await.unwrap();
+    assert_eq!(third.listener_arn, listeners[1], "the new tenant takes the new load balancer's room");
+    assert_ne!(third.load_balancer, before[0].load_balancer);
+    for spec in &specs {
+        two.remove(&spec.tenant).await.unwrap();
+    }
+}

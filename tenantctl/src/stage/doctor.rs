@@ -294,10 +294,12 @@ async fn hosted_zone(stage: &Stage) -> Check {
     }
 }
 
+/// Every listener of the pool: HTTPS:443 with a certificate for the
+/// tenants' wildcard name.
 async fn listener(stage: &Stage) -> Check {
     const NAME: &str = "load balancer";
-    let (arn, domain) = match (stage.parameter("AlbListenerArn"), stage.parameter("TenantDomain")) {
-        (Ok(arn), Ok(domain)) => (arn.to_owned(), domain.trim_end_matches('.').to_ascii_lowercase()),
+    let (pool, domain) = match (stage.listener_pool(), stage.parameter("TenantDomain")) {
+        (Ok(pool), Ok(domain)) => (pool, domain.trim_end_matches('.').to_ascii_lowercase()),
         (Err(e), _) | (_, Err(e)) => return Check::from_stage(NAME, e),
     };
     let wildcard = format!("*.{domain}");
@@ -305,21 +307,40 @@ async fn listener(stage: &Stage) -> Check {
         "an HTTPS:443 listener with an ACM certificate for {wildcard} (EC2 console → Load balancers → Listeners; ACM → Request certificate)"
     );
     let elb = elbv2::Client::new(&stage.sdk);
-    let listener = match elb.describe_listeners().listener_arns(&arn).send().await {
-        Ok(found) => match found.listeners().first() {
-            Some(listener) => listener.clone(),
-            None => return Check::fail(NAME, format!("no listener {arn}"), fix),
-        },
-        Err(error) => {
-            return Check::fail(NAME, format!("listener {arn} could not be read: {}", one_line(&error)), fix);
+    let acm = aws_sdk_acm::Client::new(&stage.sdk);
+    let listeners = pool.listeners();
+    for (n, member) in listeners.iter().enumerate() {
+        if let Err(problem) = serves_tenants(&elb, &acm, &member.listener_arn, &wildcard).await {
+            let which = match listeners.len() {
+                1 => String::new(),
+                all => format!("listener {} of {all} in the pool: ", n + 1),
+            };
+            return Check::fail(NAME, format!("{which}{problem}"), fix);
         }
+    }
+    let pool = match listeners.len() {
+        1 => String::new(),
+        all => format!("all {all} listeners of the pool "),
+    };
+    Check::pass(NAME, format!("{pool}HTTPS:443 with a certificate for {wildcard}"))
+}
+
+/// Whether the listener `arn` can route the tenants: what is wrong if not.
+async fn serves_tenants(
+    elb: &elbv2::Client,
+    acm: &aws_sdk_acm::Client,
+    arn: &str,
+    wildcard: &str,
+) -> Result<(), String> {
+    let listener = match elb.describe_listeners().listener_arns(arn).send().await {
+        Ok(found) => found.listeners().first().cloned().ok_or_else(|| format!("no listener {arn}"))?,
+        Err(error) => return Err(format!("listener {arn} could not be read: {}", one_line(&error))),
     };
     let protocol = listener.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let port = listener.port().unwrap_or_default();
     if protocol != "HTTPS" || port != 443 {
-        return Check::fail(NAME, format!("listener is {protocol}:{port}, not HTTPS:443"), fix);
+        return Err(format!("listener is {protocol}:{port}, not HTTPS:443"));
     }
-    let acm = aws_sdk_acm::Client::new(&stage.sdk);
     for certificate in listener.certificates().iter().filter_map(|c| c.certificate_arn()) {
         let Ok(described) = acm.describe_certificate().certificate_arn(certificate).send().await else {
             continue;
@@ -330,11 +351,11 @@ async fn listener(stage: &Stage) -> Check {
             .into_iter()
             .chain(detail.subject_alternative_names().iter().map(String::as_str))
             .collect();
-        if names.iter().any(|name| name.eq_ignore_ascii_case(&wildcard)) {
-            return Check::pass(NAME, format!("HTTPS:443 with a certificate for {wildcard}"));
+        if names.iter().any(|name| name.eq_ignore_ascii_case(wildcard)) {
+            return Ok(());
         }
     }
-    Check::fail(NAME, format!("HTTPS:443, but no certificate on it covers {wildcard}"), fix)
+    Err(format!("HTTPS:443, but no certificate on it covers {wildcard}"))
 }
 
 async fn ses_identity(stage: &Stage) -> Check {

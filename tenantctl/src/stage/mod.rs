@@ -84,6 +84,8 @@ pub enum StageError {
     ModeMismatch { stack: String, stage: StageName, found: String, expected: StripeMode },
     #[error("CloudFormation could not be asked about `{stack}`: {reason}")]
     Unavailable { stack: String, reason: String },
+    #[error("stack `{stack}`: {reason}")]
+    Invalid { stack: String, reason: String },
 }
 
 /// A stage's stack, as CloudFormation describes it.
@@ -162,6 +164,16 @@ impl Stage {
             what: "parameter",
             key: key.to_owned(),
         })
+    }
+
+    /// The pool of load balancers' listeners the stage places tenants on:
+    /// `AlbListenerArn`, then `MoreAlbListenerArns` (a stack deployed before
+    /// the pool has none more).
+    pub fn listener_pool(&self) -> Result<tenancy::adapters::aws::pool::ListenerPool, StageError> {
+        let first = self.parameter("AlbListenerArn")?;
+        let more = self.parameters.get("MoreAlbListenerArns").map(String::as_str).unwrap_or_default();
+        tenancy::adapters::aws::pool::ListenerPool::parse(&format!("{first},{more}"))
+            .map_err(|error| StageError::Invalid { stack: self.stack.clone(), reason: error.to_string() })
     }
 
     pub fn mode(&self) -> StripeMode {

@@ -1,6 +1,6 @@
-//! `doctor`'s quota check: each tenant takes one listener rule, one target
-//! group (on the stage's load balancer and in the region), one ECS service
-//! and one DNS record. Each quota's limit is what AWS says for this account
+//! `doctor`'s quota check: each tenant takes one listener rule and one
+//! target group on a load balancer of the stage's pool, a target group of
+//! the region, one ECS service and one DNS record. Each quota's limit is what AWS says for this account
 //! where it says it (ELB's `DescribeAccountLimits`), AWS's published default
 //! otherwise; its use is counted from what exists.
 
@@ -60,12 +60,45 @@ pub fn judge(quotas: &[Quota], expected: u64) -> Check {
     }
     let fix = match tightest.raise {
         Some(page) => format!("request more {} ({page})", tightest.what),
-        None => format!(
-            "{} is not adjustable: one load balancer holds at most {} tenants; give the stage another one",
-            tightest.what, tightest.limit
-        ),
+        None => "one load balancer holds at most 100 tenants (AWS does not raise its target groups): \
+                 add one to the pool (MoreAlbListenerArns; README, Growing past one load balancer)"
+            .to_owned(),
     };
     Check::fail(NAME, format!("room for {room} more tenants, {expected} expected: {used}"), fix)
+}
+
+/// The tenants one load balancer of the pool holds: its listener's rules
+/// or its target groups, whichever are more.
+async fn balancer_use(
+    elb: &elbv2::Client,
+    listener_arn: &str,
+    load_balancer_arn: &str,
+) -> Result<u64, Unmeasured> {
+    let mut rules = 0;
+    let mut pages = elb.describe_rules().listener_arn(listener_arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| call("the listener's rules")(&e))?;
+        rules += page.rules().iter().filter(|r| r.is_default() != Some(true)).count() as u64;
+    }
+    // moto answers "not found" where AWS answers an empty list.
+    let target_groups = match elb
+        .describe_target_groups()
+        .load_balancer_arn(load_balancer_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+    {
+        Ok(groups) => groups.len() as u64,
+        Err(elbv2::error::SdkError::ServiceError(context))
+            if context.err().is_target_group_not_found_exception() =>
+        {
+            0
+        }
+        Err(error) => return Err(call("the load balancer's target groups")(&error)),
+    };
+    Ok(rules.max(target_groups))
 }
 
 enum Unmeasured {
@@ -84,7 +117,7 @@ fn call(what: &'static str) -> impl Fn(&dyn std::error::Error) -> Unmeasured {
 }
 
 async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {
-    let listener_arn = stage.parameter("AlbListenerArn")?;
+    let pool = stage.listener_pool()?;
     let cluster = stage.output("TenantClusterName")?;
     let zone = stage.parameter("HostedZoneId")?;
     let elb = elbv2::Client::new(&stage.sdk);
@@ -98,43 +131,15 @@ async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {
             .and_then(|l| l.max()?.parse::<u64>().ok())
             .unwrap_or(default)
     };
-    let listeners = elb
-        .describe_listeners()
-        .listener_arns(listener_arn)
-        .send()
-        .await
-        .map_err(|e| call("the listener")(&e))?;
-    let load_balancer = listeners
-        .listeners()
-        .first()
-        .and_then(|l| l.load_balancer_arn())
-        .ok_or_else(|| Unmeasured::Call(format!("listener {listener_arn} does not exist")))?
-        .to_owned();
-
-    let mut rules = 0;
-    let mut pages = elb.describe_rules().listener_arn(listener_arn).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| call("the listener's rules")(&e))?;
-        rules += page.rules().iter().filter(|r| r.is_default() != Some(true)).count() as u64;
+    // A tenant takes a rule and a target group on one load balancer of the
+    // pool: each holds as many as the tighter of the two allows.
+    let per_balancer = limit("rules-per-application-load-balancer", RULES_PER_ALB).min(TARGET_GROUPS_PER_ALB);
+    let mut places = Quota { what: "places on the pool's load balancers", limit: 0, used: 0, raise: None };
+    for member in pool.listeners() {
+        let tenants = balancer_use(&elb, &member.listener_arn, &member.load_balancer_arn).await?;
+        places.limit += per_balancer;
+        places.used += tenants.min(per_balancer);
     }
-    // moto answers "not found" where AWS answers an empty list.
-    let on_balancer = match elb
-        .describe_target_groups()
-        .load_balancer_arn(&load_balancer)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-    {
-        Ok(groups) => groups.len() as u64,
-        Err(elbv2::error::SdkError::ServiceError(context))
-            if context.err().is_target_group_not_found_exception() =>
-        {
-            0
-        }
-        Err(error) => return Err(call("the load balancer's target groups")(&error)),
-    };
     let in_region = elb
         .describe_target_groups()
         .into_paginator()
@@ -160,18 +165,7 @@ async fn measure(stage: &Stage) -> Result<Vec<Quota>, Unmeasured> {
         .len() as u64;
 
     Ok(vec![
-        Quota {
-            what: "rules per load balancer",
-            limit: limit("rules-per-application-load-balancer", RULES_PER_ALB),
-            used: rules,
-            raise: Some(ELB_QUOTAS),
-        },
-        Quota {
-            what: "target groups per load balancer",
-            limit: TARGET_GROUPS_PER_ALB,
-            used: on_balancer,
-            raise: None,
-        },
+        places,
         Quota {
             what: "target groups",
             limit: limit("target-groups", TARGET_GROUPS_PER_REGION),
@@ -205,8 +199,8 @@ mod tests {
     #[test]
     fn the_quota_that_runs_out_first_decides_and_says_how_it_is_raised() {
         let quotas = [
-            quota("rules per load balancer", 100, 40, Some(ELB_QUOTAS)),
-            quota("target groups per load balancer", 100, 95, None),
+            quota("target groups", 3_000, 40, Some(ELB_QUOTAS)),
+            quota("places on the pool's load balancers", 200, 195, None),
             quota("services per cluster", 5_000, 40, Some("ECS")),
         ];
         let roomy = judge(&quotas, 5);
@@ -214,7 +208,7 @@ mod tests {
         assert!(roomy.detail.starts_with("room for 5 more tenants (expected 5)"), "{}", roomy.detail);
         let full = judge(&quotas, 6);
         assert_eq!(full.verdict, Verdict::Fail);
-        assert!(full.fix.as_deref().unwrap_or_default().contains("not adjustable"), "{full:?}");
+        assert!(full.fix.as_deref().unwrap_or_default().contains("add one to the pool"), "{full:?}");
         let adjustable = judge(&[quota("services per cluster", 5_000, 4_999, Some("ECS"))], 2);
         assert_eq!(adjustable.fix.as_deref(), Some("request more services per cluster (ECS)"));
         // More in use than the limit (a limit lowered under it) is no room.
