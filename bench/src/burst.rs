@@ -23,7 +23,7 @@ use crate::stats::Samples;
 
 /// The webhook secret the server is started with and deliveries are signed with.
 pub const SECRET: &str = "whsec_bench_burst_0000000000000000";
-const TEMPLATE: &str = include_str!("../../events/01-checkout.session.completed.json");
+pub const TEMPLATE: &str = include_str!("../../events/01-checkout.session.completed.json");
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl Outcome {
 }
 
 /// The i-th customer's completed checkout, as Stripe would send it.
-fn checkout_event(template: &Value, i: usize, now: i64) -> Result<Vec<u8>> {
+pub fn checkout_event(template: &Value, i: usize, now: i64) -> Result<Vec<u8>> {
     let mut event = template.clone();
     let set = |event: &mut Value, pointer: &str, value: Value| -> Result<()> {
         *event.pointer_mut(pointer).ok_or_else(|| anyhow!("the template has no {pointer}"))? = value;
@@ -466,7 +466,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_burst_with_redeliveries_leaves_every_tenant_active_once() {
         // The serve function `tenantctl local serve` runs, in this process.
-        let (stack, _) = crate::cost::local_stack(0.0, SECRET).unwrap();
+        let (stack, _) =
+            crate::cost::local_stack(&crate::cost::default_options(0.0), SECRET, |_| {}).unwrap();
         let (listener, addr) = tenantctl::local::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let server = tokio::spawn(tenantctl::local::serve(listener, stack, std::future::pending()));
         let plan = Plan {

@@ -37,7 +37,7 @@ use tenantctl::workflow::ExecutionRecord;
 const SECRET: &str = "whsec_bench_cost_00000000000000000";
 
 /// US East (N. Virginia) list prices, USD, as published by AWS for 2026.
-mod price {
+pub(crate) mod price {
     /// Step Functions Standard, per state transition ($0.025 per 1,000).
     pub const TRANSITION: f64 = 0.025 / 1_000.0;
     /// Lambda, per request ($0.20 per million).
@@ -98,7 +98,7 @@ impl std::ops::Sub for Usage {
 /// The size DynamoDB bills for an item: attribute names plus values, with
 /// numbers at about one byte per two digits and 3 bytes per map or list
 /// plus 1 per element (AWS's "item size" rules).
-fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
     item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
 }
 
@@ -356,7 +356,7 @@ impl Cost {
 
 /// Transitions and Lambda invocations in one execution's history: every
 /// state entered is a transition, and so is every retry of a Task.
-fn history_counts(record: &ExecutionRecord) -> (u64, u64) {
+pub(crate) fn history_counts(record: &ExecutionRecord) -> (u64, u64) {
     let of = |kind: &str| record.history.iter().filter(|e| e.kind == kind).count() as u64;
     let entered = record.history.iter().filter(|e| e.kind.ends_with("StateEntered")).count() as u64;
     let scheduled = of("TaskScheduled");
@@ -371,10 +371,28 @@ struct Bench {
     clock: Arc<dyn Clock>,
 }
 
+/// How `tenantctl local serve` runs at `time_scale`: state in memory, one
+/// load balancer with AWS's quotas, Route 53's rate.
+pub fn default_options(time_scale: f64) -> LocalOptions {
+    LocalOptions {
+        state: None,
+        time_scale,
+        definitions: None,
+        executor: None,
+        quotas: Default::default(),
+        load_balancers: 1,
+        dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
+    }
+}
+
 /// The local stack in this process, as `tenantctl local serve` builds it
 /// (local adapters in memory), its tenant store wrapped to count DynamoDB
-/// usage, and its webhook verifying `secret`. The dispatcher is running.
-pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Arc<CountingStore>)> {
+/// usage, `adapt` given the adapters last, and its webhook verifying `secret`.
+pub fn local_stack(
+    options: &LocalOptions,
+    secret: &str,
+    adapt: impl FnOnce(&mut Adapters),
+) -> Result<(Arc<LocalStack>, Arc<CountingStore>)> {
     let env = |var: &str| -> Option<String> {
         match var {
             "TENANT_DOMAIN" => Some("apps.example.test".into()),
@@ -386,15 +404,6 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let options = LocalOptions {
-        state: None,
-        time_scale,
-        definitions: None,
-        executor: None,
-        quotas: Default::default(),
-        load_balancers: 1,
-        dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
-    };
     let config = StepConfig {
         settings: TenantSettings::from_lookup(&env)?,
         catalog: Catalog::embedded()?,
@@ -402,20 +411,21 @@ pub fn local_stack(time_scale: f64, secret: &str) -> Result<(Arc<LocalStack>, Ar
             .map_err(|e| anyhow!("{e}"))?,
     };
     let stripe = Arc::new(LocalStripe::open(None, "http://127.0.0.1:9", clock.clone())?);
-    let mut adapters = Adapters::local(config, clock.clone(), &options, "http://127.0.0.1:9", stripe)?;
+    let mut adapters = Adapters::local(config, clock.clone(), options, "http://127.0.0.1:9", stripe)?;
     let counting = Arc::new(CountingStore { inner: adapters.steps.store.clone(), usage: Mutex::default() });
     adapters.steps.store = counting.clone();
+    adapt(&mut adapters);
     let secrets = WebhookSecrets::parse_list(secret).map_err(|e| anyhow!("{e}"))?;
     let queue = Arc::new(LocalEventQueue::default());
     let verifier = SignatureVerifier::new(secrets, DEFAULT_TOLERANCE);
     let ingress = WebhookIngress::new(verifier, StripeMode::Test, queue.clone(), clock);
-    let stack = LocalStack::new(ingress, queue, adapters, &options, None)?;
+    let stack = LocalStack::new(ingress, queue, adapters, options, None)?;
     Ok((stack, counting))
 }
 
 impl Bench {
     fn new(time_scale: f64) -> Result<Bench> {
-        let (stack, counting) = local_stack(time_scale, SECRET)?;
+        let (stack, counting) = local_stack(&default_options(time_scale), SECRET, |_| {})?;
         stack.spawn_dispatcher();
         let secret = WebhookSecret::parse(SECRET).map_err(|e| anyhow!("{e}"))?;
         Ok(Bench { stack, counting, secret, clock: Arc::new(SystemClock) })

@@ -8,5 +8,6 @@ pub mod coldstart;
 pub mod cost;
 pub mod reliability;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod verify;

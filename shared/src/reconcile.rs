@@ -409,6 +409,16 @@ fn missing_resources(tenant: &TenantRecord, inventory: &Inventory, names: &Tenan
     {
         found.push(missing(&format!("DNS record {name}")));
     }
+    // Routed, but its record was never asked for (Route 53 throttled it past
+    // every retry): converging asks again.
+    let routed =
+        matches!(tenant.status, TenantStatus::Active | TenantStatus::PastDue | TenantStatus::Suspended);
+    if routed && tenant.resources.load_balancer.is_some() && tenant.resources.dns_name.is_none() {
+        found.push(Finding {
+            detail: "it is routed, but its DNS record was never published (Route 53 throttled it)".into(),
+            ..missing("")
+        });
+    }
     found
 }
 
@@ -487,4 +497,51 @@ pub fn render(findings: &[Finding]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CheckoutSignup;
+    use crate::ports::AliasTarget;
+
+    fn routed_tenant(status: TenantStatus) -> TenantRecord {
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../events/01-checkout.session.completed.json")).unwrap();
+        let catalog = Catalog::embedded().unwrap();
+        let signup = CheckoutSignup::from_session(&event["data"]["object"], &catalog).unwrap();
+        let mut tenant = TenantRecord::provisioning(signup, "$argon2id$hash".into(), 1_763_800_005);
+        tenant.status = status;
+        tenant.resources.load_balancer =
+            Some(AliasTarget { dns_name: "tenants-0.alb.local".into(), hosted_zone_id: "ZLOCAL".into() });
+        tenant
+    }
+
+    #[test]
+    fn a_routed_tenant_whose_record_was_never_published_is_converged() {
+        let inventory = Inventory::default();
+        for status in [TenantStatus::Active, TenantStatus::PastDue, TenantStatus::Suspended] {
+            let tenant = routed_tenant(status);
+            let found = missing_resources(&tenant, &inventory, &TenantNames::of(&tenant.id));
+            assert_eq!(found.len(), 1, "{status}: {found:?}");
+            assert_eq!(found[0].repair, Repair::Converge { tenant: tenant.id.clone() });
+            assert!(found[0].detail.contains("never published"), "{}", found[0].detail);
+        }
+        // Still being provisioned, or gone: nothing is missing yet.
+        for status in [TenantStatus::Provisioning, TenantStatus::Cancelled, TenantStatus::Failed] {
+            let tenant = routed_tenant(status);
+            assert!(
+                missing_resources(&tenant, &inventory, &TenantNames::of(&tenant.id)).is_empty(),
+                "{status}"
+            );
+        }
+        // Published and there: nothing either.
+        let mut published = routed_tenant(TenantStatus::Active);
+        published.resources.dns_name = Some("acme.apps.example.com".into());
+        let there = Inventory {
+            dns_names: BTreeSet::from(["acme.apps.example.com".to_owned()]),
+            ..Inventory::default()
+        };
+        assert!(missing_resources(&published, &there, &TenantNames::of(&published.id)).is_empty());
+    }
 }

@@ -748,6 +748,32 @@ async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
     assert_eq!((len(&state, "services"), len(&state, "dns_records")), (1, 1));
 }
 
+/// Route 53 throttling every change past every retry (a burst of signups
+/// beyond its 5 a second): the paid tenant still goes ACTIVE, never
+/// compensated; its record is deferred, unasked for, so the reconciler
+/// finds it unpublished and the next converge asks again.
+#[tokio::test]
+async fn route53_throttling_past_every_retry_defers_the_record_and_never_refunds() {
+    let mut adapters = local_adapters();
+    adapters.steps.dns = Arc::new(SlowRoute53 { inner: adapters.steps.dns.clone(), throttled: 1_000.into() });
+    let stack = local_stack(NOW, adapters);
+    stack.spawn_dispatcher();
+    deliver(&stack, &checkout()).await;
+    let state = settle(&stack).await;
+    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let passed = run.states_passed();
+    assert!(
+        passed.contains(&"DnsDeferred".to_owned()) && !passed.contains(&"Compensate".to_owned()),
+        "{passed:?}"
+    );
+    assert!(!passed.contains(&"CheckDns".to_owned()), "no change to wait for: {passed:?}");
+    assert_eq!(state["tenants"][0]["status"], "ACTIVE");
+    assert_eq!((len(&state, "services"), len(&state, "dns_records")), (1, 0));
+    let tenant = &stack.store.list_tenants().await.unwrap()[0];
+    assert!(tenant.resources.dns_name.is_none() && tenant.resources.load_balancer.is_some(), "{tenant:?}");
+}
+
 /// A checkout paid with a delayed method (ACSS debit): completed unpaid,
 /// then Stripe's verdict on the payment, as its own event.
 fn delayed(n: u32, subdomain: &str) -> (Value, Value, Value) {

@@ -257,10 +257,22 @@ async fn publish_dns_once(
         .load_balancer
         .clone()
         .ok_or_else(|| StepError::Internal("the launch recorded no load balancer".into()))?;
-    resources.dns_change_id = Some(ports.dns.upsert_alias(host, &target).await?);
-    resources.dns_name = Some(host.to_owned());
-    actions.push(format!("DNS record {host} published → {}", target.dns_name));
-    resources.dns_target = Some(target);
+    match ports.dns.upsert_alias(host, &target).await.map_err(StepError::from) {
+        Ok(change_id) => {
+            resources.dns_change_id = Some(change_id);
+            resources.dns_name = Some(host.to_owned());
+            actions.push(format!("DNS record {host} published → {}", target.dns_name));
+            resources.dns_target = Some(target);
+        }
+        // Route 53's account-wide rate, met by a burst of signups: the tenant
+        // is not held back (nor a paid one torn down) for it. The record stays
+        // unasked for, so the next converge, or the reconciler that finds it
+        // unpublished, asks again.
+        Err(StepError::Throttled { .. }) => {
+            actions.push(format!("DNS record {host} deferred: Route 53 is throttling changes"));
+        }
+        Err(other) => return Err(other),
+    }
     Ok(())
 }
 
