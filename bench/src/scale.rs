@@ -431,8 +431,10 @@ pub fn section(rows: &[Row], command: &str) -> String {
          | Rules per ALB (100) | none: the target groups (100, not raised) bind first |\n\n\
          and subnets with 10,000 free addresses (a /18 or several smaller). Route 53's 5 changes per \
          second per account is not raised: a burst of 10,000 signups in AWS needs 2,000 s of changes \
-         at least, which the state machines' throttling retries (20 attempts, up to 120 s apart, \
-         jittered) spread out; the local run above never queued enough executions at once to meet it.\n\n\
+         at least. `PublishDns` waits throttling out for about an hour (40 jittered attempts, up to 5 \
+         minutes apart), and past that defers the record instead of failing: the tenant goes ACTIVE, \
+         and the reconciler finds its record unpublished and converges it (no refund for a rate). The \
+         local runs above never had enough executions at once to meet the rate (the peak column).\n\n\
          ### On paper: one proxy fleet instead of an ALB per 100 tenants\n\n\
          One ALB (or NLB) with the wildcard certificate in front of a small fleet of host-routing \
          proxies (Envoy or nginx on Fargate, 2 × 1 vCPU, 2 GB for redundancy), each request routed by \
