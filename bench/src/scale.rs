@@ -296,8 +296,13 @@ pub async fn run(tenants: usize, time_scale: f64, limit: Duration) -> Result<Row
     })
 }
 
+/// Dollars to the cent, or to three significant figures below ten cents.
 fn dollars(value: f64) -> String {
-    if value >= 0.1 { format!("${value:.2}") } else { format!("${value:.4}") }
+    if value >= 0.1 || value <= 0.0 {
+        return format!("${value:.2}");
+    }
+    let decimals = (2 - value.log10().floor() as i32).clamp(2, 12) as usize;
+    format!("${value:.decimals$}")
 }
 
 /// How a per-tenant figure at the largest size compares with the smallest.
@@ -330,12 +335,7 @@ pub fn section(rows: &[Row], command: &str) -> String {
             format!("{} ({}, fullest {})", row.pool, row.balancers_used, row.fullest_balancer),
             seconds(row.all_active_seconds),
             seconds(per_tenant(row.all_active_seconds)),
-            format!(
-                "{} of {} not ACTIVE, {} executions",
-                row.tenants - row.active,
-                row.tenants,
-                row.failed_executions
-            ),
+            format!("{} not ACTIVE, {} executions failed", row.tenants - row.active, row.failed_executions),
             row.peak_memory.map_or("n/a".into(), bytes),
             format!(
                 "{} ({}), {} ({}), {}",
@@ -475,6 +475,14 @@ mod tests {
     #[test]
     fn the_pool_has_room_for_every_tenant_and_a_tenth_more() {
         assert_eq!([pool_for(1), pool_for(100), pool_for(1000), pool_for(10_000)], [1, 2, 11, 110]);
+    }
+
+    #[test]
+    fn small_sums_keep_three_figures() {
+        assert_eq!(dollars(16.425), "$16.43");
+        assert_eq!(dollars(0.008), "$0.00800");
+        assert_eq!(dollars(0.000_000_426_3), "$0.000000426");
+        assert_eq!(dollars(0.0), "$0.00");
     }
 
     #[test]
