@@ -84,9 +84,10 @@ struct Expected {
 }
 
 /// Reads the end state from the emulator directly (no proxy) and Stripe.
-pub(super) async fn end_state(stack: &LocalStack, moto: &str) -> Result<EndState> {
+pub(super) async fn end_state(stack: &LocalStack, moto: &str, balancers: usize) -> Result<EndState> {
     let sdk = sdk_config(Some(moto)).await;
-    let resources = bootstrap(&sdk, &EmulatorNames::with_prefix("tenancy-local")?).await?;
+    let names = EmulatorNames::with_prefix("tenancy-local")?.with_balancers(balancers);
+    let resources = bootstrap(&sdk, &names).await?;
     let environment = resources.environment("unused");
     let env = |var: &str| environment.get(var).cloned();
     let store = aws::tenant_store(&sdk, &env)?;
@@ -148,9 +149,13 @@ pub(super) async fn end_state(stack: &LocalStack, moto: &str) -> Result<EndState
         });
     }
 
-    let emulator =
-        Holdings::read(&sdk, &resources.cluster_arn, &resources.listener_arn, &resources.hosted_zone_id)
-            .await?;
+    let emulator = Holdings::read(
+        &sdk,
+        &resources.cluster_arn,
+        &resources.pool_listener_arns,
+        &resources.hosted_zone_id,
+    )
+    .await?;
     let present = |e: &&Expected| e.run != RunState::Cancelled;
     end.services = count(&expected, |e| &e.service, &emulator.services.keys().cloned().collect::<Vec<_>>());
     end.wrong_desired_count = expected
@@ -201,7 +206,7 @@ struct Holdings {
 }
 
 impl Holdings {
-    async fn read(sdk: &SdkConfig, cluster: &str, listener: &str, zone: &str) -> Result<Holdings> {
+    async fn read(sdk: &SdkConfig, cluster: &str, listeners: &[String], zone: &str) -> Result<Holdings> {
         let ecs = ecs::Client::new(sdk);
         let elb = elbv2::Client::new(sdk);
         let dns = route53::Client::new(sdk);
@@ -228,28 +233,30 @@ impl Holdings {
             }
         }
         let mut rule_hosts = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = elb.describe_rules().listener_arn(listener).set_marker(marker).send().await?;
-            for rule in page.rules() {
-                let hosts: Vec<&String> = rule
-                    .conditions()
-                    .iter()
-                    .flat_map(|c| {
-                        c.host_header_config()
-                            .map(|h| h.values())
-                            .unwrap_or_default()
-                            .iter()
-                            .chain(c.values())
-                    })
-                    .collect();
-                if let Some(host) = hosts.first() {
-                    rule_hosts.push((*host).clone());
+        for listener in listeners {
+            let mut marker = None;
+            loop {
+                let page = elb.describe_rules().listener_arn(listener).set_marker(marker).send().await?;
+                for rule in page.rules() {
+                    let hosts: Vec<&String> = rule
+                        .conditions()
+                        .iter()
+                        .flat_map(|c| {
+                            c.host_header_config()
+                                .map(|h| h.values())
+                                .unwrap_or_default()
+                                .iter()
+                                .chain(c.values())
+                        })
+                        .collect();
+                    if let Some(host) = hosts.first() {
+                        rule_hosts.push((*host).clone());
+                    }
                 }
-            }
-            marker = page.next_marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
+                marker = page.next_marker().map(str::to_owned);
+                if marker.is_none() {
+                    break;
+                }
             }
         }
         let mut dns_names = Vec::new();

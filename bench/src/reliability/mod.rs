@@ -235,7 +235,9 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
             definitions: None,
             executor: None,
             quotas: Default::default(),
-            load_balancers: 1,
+            // A pool with room for every checkout: the launcher holds each
+            // load balancer to AWS's quotas, which moto does not.
+            load_balancers: crate::scale::pool_for(plan.checkouts),
             dns_changes_per_second: tenancy::adapters::local::ROUTE53_CHANGES_PER_SECOND,
         },
         emulator: Some(Emulator { endpoint: moto.to_owned(), via: Some(proxy.url()) }),
@@ -264,7 +266,7 @@ pub async fn run(plan: &Plan, moto: &str) -> Result<Outcome> {
     let subscriptions: Vec<String> = paid.iter().take(plan.stories).map(|(sub, _)| sub.clone()).collect();
     let (story_phase, refused_actions) = stories(&stack, &subscriptions, plan, &mut draw).await?;
 
-    let end = end_state(&stack, moto).await?;
+    let end = end_state(&stack, moto, crate::scale::pool_for(plan.checkouts)).await?;
     let (stripe_reads, stripe_writes) = calls.totals();
     let mut executions = BTreeMap::new();
     let mut errors = BTreeMap::new();

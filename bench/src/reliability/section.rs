@@ -146,6 +146,7 @@ pub fn section(runs: &[Outcome], command: &str) -> String {
     out += "subscription re-reads (one per provisioning and per applied event, and retries);\n";
     out += "the peak is over any one-second window, against test mode's 25 reads/s that\n";
     out += "the client's token bucket holds to. moto does not enforce the load balancer's\n";
-    out += "quotas (100 target groups per ALB): that wall is the scale issue's.\n";
+    out += "quotas (100 target groups per ALB); the launcher does, so the run gets a pool\n";
+    out += "of load balancers with room for every checkout (section 7).\n";
     out
 }
