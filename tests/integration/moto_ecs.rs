@@ -54,6 +54,24 @@ fn spec(resources: &EmulatorResources, prefix: &str) -> LaunchSpec {
 }
 
 impl Fixture {
+    /// `size` load balancers of the test's own on the emulator's network,
+    /// each with its listener, so other tests' tenants do not count.
+    async fn pool_of_its_own(
+        &self,
+        prefix: &str,
+        size: usize,
+    ) -> Vec<(tenantctl::emulator::Balancer, String)> {
+        use tenantctl::emulator::{ensure_listener, ensure_load_balancer};
+        let mut pool = Vec::new();
+        for n in 0..size {
+            let name = format!("{prefix}{n}-{}", std::process::id() % 100_000);
+            let balancer = ensure_load_balancer(&self.elb, &name, &self.resources.network).await.unwrap();
+            let listener = ensure_listener(&self.elb, &balancer.arn).await.unwrap();
+            pool.push((balancer, listener));
+        }
+        pool
+    }
+
     async fn rules_for(&self, host: &str) -> Vec<Rule> {
         let rules =
             self.elb.describe_rules().listener_arn(&self.resources.listener_arn).send().await.unwrap();
@@ -362,16 +380,9 @@ async fn the_pool_places_tenants_where_there_is_room_and_reads_its_room_from_the
     use std::collections::BTreeSet;
     use tenancy::adapters::aws::pool::{ALB_LISTENER_ARNS, PoolCapacity};
     use tenancy::ports::{Room, RoutingCapacity};
-    use tenantctl::emulator::{ensure_listener, ensure_load_balancer};
 
     let f = fixture().await;
-    let mut pool = Vec::new();
-    for n in 0..2 {
-        let name = format!("pool{n}-{}", std::process::id() % 100_000);
-        let balancer = ensure_load_balancer(&f.elb, &name, &f.resources.network).await.unwrap();
-        let listener = ensure_listener(&f.elb, &balancer.arn).await.unwrap();
-        pool.push((balancer, listener));
-    }
+    let pool = f.pool_of_its_own("pool", 2).await;
     let mut environment = f.resources.environment(IMAGE);
     let listeners: Vec<String> = pool.iter().map(|(_, listener)| listener.clone()).collect();
     environment.insert(ALB_LISTENER_ARNS, format!("{},", listeners.join(",")));
@@ -445,15 +456,10 @@ async fn the_pool_places_tenants_where_there_is_room_and_reads_its_room_from_the
 #[tokio::test]
 async fn adding_a_load_balancer_to_the_pool_moves_no_tenant_and_gives_new_ones_room() {
     use tenancy::adapters::aws::pool::ALB_LISTENER_ARNS;
-    use tenantctl::emulator::{ensure_listener, ensure_load_balancer};
 
     let f = fixture().await;
-    let mut listeners = Vec::new();
-    for n in 0..2 {
-        let name = format!("grow{n}-{}", std::process::id() % 100_000);
-        let balancer = ensure_load_balancer(&f.elb, &name, &f.resources.network).await.unwrap();
-        listeners.push(ensure_listener(&f.elb, &balancer.arn).await.unwrap());
-    }
+    let listeners: Vec<String> =
+        f.pool_of_its_own("grow", 2).await.into_iter().map(|(_, listener)| listener).collect();
     let launcher_on = |pool: &[String]| {
         let mut environment = f.resources.environment(IMAGE);
         environment.insert(ALB_LISTENER_ARNS, pool.join(","));

@@ -722,11 +722,17 @@ impl tenancy::ports::DnsPublisher for SlowRoute53 {
     }
 }
 
-#[tokio::test]
-async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
+/// The sample checkout provisioned while Route 53 throttles its first
+/// `throttled` changes: the stack, its state, the execution (which
+/// succeeded) and the states it passed, asserting `through` among them and
+/// no compensation.
+async fn provisioned_under_throttling(
+    throttled: u32,
+    through: &str,
+) -> (Arc<tenantctl::local::LocalStack>, Value, tenantctl::workflow::ExecutionRecord) {
     let mut adapters = local_adapters();
-    // More throttling than the transient retries' budget (six) would allow.
-    adapters.steps.dns = Arc::new(SlowRoute53 { inner: adapters.steps.dns.clone(), throttled: 10.into() });
+    adapters.steps.dns =
+        Arc::new(SlowRoute53 { inner: adapters.steps.dns.clone(), throttled: throttled.into() });
     let stack = local_stack(NOW, adapters);
     stack.spawn_dispatcher();
     deliver(&stack, &checkout()).await;
@@ -734,10 +740,14 @@ async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
     let run = execution(&stack, "evt_1QAcmeCheckoutDone");
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
     let passed = run.states_passed();
-    assert!(
-        passed.contains(&"DnsNeverInSync".to_owned()) && !passed.contains(&"Compensate".to_owned()),
-        "{passed:?}"
-    );
+    assert!(passed.contains(&through.to_owned()) && !passed.contains(&"Compensate".to_owned()), "{passed:?}");
+    (stack, state, run)
+}
+
+#[tokio::test]
+async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
+    // More throttling than the transient retries' budget (six) would allow.
+    let (_, state, run) = provisioned_under_throttling(10, "DnsNeverInSync").await;
     let throttled = run
         .history
         .iter()
@@ -754,19 +764,8 @@ async fn throttled_and_slow_dns_is_waited_out_never_compensated() {
 /// finds it unpublished and the next converge asks again.
 #[tokio::test]
 async fn route53_throttling_past_every_retry_defers_the_record_and_never_refunds() {
-    let mut adapters = local_adapters();
-    adapters.steps.dns = Arc::new(SlowRoute53 { inner: adapters.steps.dns.clone(), throttled: 1_000.into() });
-    let stack = local_stack(NOW, adapters);
-    stack.spawn_dispatcher();
-    deliver(&stack, &checkout()).await;
-    let state = settle(&stack).await;
-    let run = execution(&stack, "evt_1QAcmeCheckoutDone");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let (stack, state, run) = provisioned_under_throttling(1_000, "DnsDeferred").await;
     let passed = run.states_passed();
-    assert!(
-        passed.contains(&"DnsDeferred".to_owned()) && !passed.contains(&"Compensate".to_owned()),
-        "{passed:?}"
-    );
     assert!(!passed.contains(&"CheckDns".to_owned()), "no change to wait for: {passed:?}");
     assert_eq!(state["tenants"][0]["status"], "ACTIVE");
     assert_eq!((len(&state, "services"), len(&state, "dns_records")), (1, 0));
