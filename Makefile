@@ -2,18 +2,22 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench fmt-check clippy unit-and-integration lint-infra lint-asl tools vectors fmt
+.PHONY: demo test bench fmt-check clippy linted-build unit-and-integration lint-infra lint-asl tools vectors fmt
 
 ## Start the local stack and send it the signed sample events from events/.
 demo:
 	bash scripts/demo.sh
 
 ## Everything CI runs: format, lints, template lint, all tests (AWS adapters against moto's server).
-## The pinned tools install in the background while clippy compiles: on 2
-## cores the downloads and the compile overlap (about 2 minutes on a cold clone).
+## The pinned tools install in the background while the workspace compiles: on
+## 2 cores the downloads and the compile overlap (about 2 minutes on a cold clone).
+## Clippy lints every target as it is compiled for the tests (see
+## scripts/clippy-rustc.sh): the same lints as `make clippy`, one build.
+test: export RUSTC_WORKSPACE_WRAPPER := $(CURDIR)/scripts/clippy-rustc.sh
+test: export CLIPPY_DRIVER := $(shell rustc --print sysroot)/bin/clippy-driver
 test:
 	@mkdir -p .tools; bash scripts/install-tools.sh >.tools/install.log 2>&1 & installing=$$!; \
-	$(MAKE) --no-print-directory fmt-check clippy; checked=$$?; \
+	$(MAKE) --no-print-directory fmt-check linted-build; checked=$$?; \
 	if ! wait $$installing; then cat .tools/install.log; exit 1; fi; \
 	exit $$checked
 	$(MAKE) --no-print-directory tools lint-infra lint-asl unit-and-integration
@@ -31,6 +35,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Every target compiled under RUSTC_WORKSPACE_WRAPPER (set by `test`): Clippy's lints, warnings as errors.
+linted-build:
+	$(CARGO) build --workspace --all-targets --locked
 
 ## Every target with tests (`test = true`): the libraries and the integration
 ## binary. The binaries' main.rs hold none (`test = false`), and clippy
