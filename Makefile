@@ -37,8 +37,11 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## Every target compiled under RUSTC_WORKSPACE_WRAPPER (set by `test`): Clippy's lints, warnings as errors.
+## What --all-targets covers but --benches: there are no benches, and it would
+## build each binary's main.rs a second time as a bench harness (no tests in
+## any; about 70 s on 2 cores).
 linted-build:
-	$(CARGO) build --workspace --all-targets --locked
+	$(CARGO) build --workspace --lib --bins --tests --examples --locked
 
 ## Every target with tests (`test = true`): the libraries and the integration
 ## binary. The binaries' main.rs hold none (`test = false`), and clippy
