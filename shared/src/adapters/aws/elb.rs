@@ -15,7 +15,7 @@ use super::error::unexpected;
 use super::launcher::{LauncherConfig, TENANT_TAG, TenantNames, sdk_failure};
 use super::pool::{ALB_LISTENER_ARNS, PoolListener};
 use crate::domain::TenantId;
-use crate::ports::{LauncherError, Room, ServiceHealth, no_room, placement_order};
+use crate::ports::{AlbQuotas, LauncherError, Room, ServiceHealth, no_room, placement_order};
 
 /// Listener rule priorities run from 1 to 50000.
 const MAX_PRIORITY: u32 = 50_000;
@@ -195,8 +195,7 @@ impl TenantRouting<'_> {
                     .map(|arn| OnListener::Routed(arn.to_owned()))
                     .ok_or_else(|| LauncherError::Unavailable(unexpected("listener rule without an ARN")));
             }
-            let tenants = rules.iter().filter(|rule| rule.is_default() != Some(true)).count();
-            if Room::of_balancer(tenants, self.config.quotas).free() == 0 {
+            if listener_room(&rules, self.config.quotas).free() == 0 {
                 return Ok(OnListener::Full);
             }
             let priority = free_priority_for(tenant, &rules)
@@ -287,6 +286,12 @@ pub(super) async fn find_target_group(
         }
         Err(error) => Err(sdk_failure("ELB DescribeTargetGroups", error)),
     }
+}
+
+/// A listener's room: its rules other than the default one are the tenants
+/// routed (each also has its target group), held to `quotas`.
+pub(super) fn listener_room(rules: &[Rule], quotas: AlbQuotas) -> Room {
+    Room::of_balancer(rules.iter().filter(|rule| rule.is_default() != Some(true)).count(), quotas)
 }
 
 /// Every rule of the listener, its default one included.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_elasticloadbalancingv2::Client;
 
-use super::elb::listener_rules;
+use super::elb::{listener_room, listener_rules};
 use super::error::unexpected;
 use super::launcher::sdk_failure;
 use crate::config::{ConfigError, Lookup, required};
@@ -129,9 +129,8 @@ impl BalancerAddresses {
     }
 }
 
-/// The room on the pool for the checkout API: on each listener, the rules
-/// other than its default one are the tenants routed (each also has its
-/// target group), held against the configured [`AlbQuotas`].
+/// The room on the pool for the checkout API: each listener's room
+/// ([`listener_room`]) against the configured [`AlbQuotas`], added up.
 #[derive(Debug, Clone)]
 pub struct PoolCapacity {
     elb: Client,
@@ -154,8 +153,7 @@ impl PoolCapacity {
         let mut rooms = Vec::with_capacity(self.pool.listeners().len());
         for listener in self.pool.listeners() {
             let rules = listener_rules(&self.elb, &listener.listener_arn).await?;
-            let used = rules.iter().filter(|rule| rule.is_default() != Some(true)).count();
-            rooms.push((listener.clone(), Room::of_balancer(used, self.quotas)));
+            rooms.push((listener.clone(), listener_room(&rules, self.quotas)));
         }
         Ok(rooms)
     }
