@@ -9,7 +9,8 @@ bash "$root/scripts/bootstrap.sh"
 
 log="$(mktemp -t moto.XXXXXX.log)"
 # exec keeps $! the server itself, so the trap stops the right process.
-bash -c 'exec "$0" -H 127.0.0.1 -p 0' "$root/.venv/bin/moto_server" >"$log" 2>&1 &
+# scripts/moto-server.py: moto_server, less a per-request cost of its own.
+bash -c 'exec "$0" "$1" -H 127.0.0.1 -p 0' "$root/.venv/bin/python" "$root/scripts/moto-server.py" >"$log" 2>&1 &
 moto_pid=$!
 stop_moto() {
   kill "$moto_pid" 2>/dev/null || true

@@ -193,7 +193,8 @@ async fn fetch_state(client: &HttpClient, base: &str) -> Result<Value> {
 }
 
 /// Sends the burst and the redeliveries to the server at `base`, then waits
-/// until every tenant is ACTIVE and nothing runs or waits (or `plan.limit`).
+/// until every tenant is ACTIVE and nothing runs or waits (or all is settled
+/// short of that, or `plan.limit` passes).
 pub async fn run(base: &str, plan: &Plan) -> Result<Outcome> {
     ensure!(plan.redeliveries <= plan.checkouts, "--redeliveries cannot exceed --checkouts");
     let secret = WebhookSecret::parse(SECRET).map_err(|e| anyhow!("{e}"))?;
@@ -223,7 +224,9 @@ pub async fn run(base: &str, plan: &Plan) -> Result<Outcome> {
         if now.active >= plan.checkouts && now.running == 0 && now.queued == 0 {
             break (Some(started.elapsed()), now);
         }
-        if started.elapsed() > plan.limit {
+        // Settled short of it (a tenant FAILED): waiting longer changes nothing.
+        let settled = now.running == 0 && now.queued == 0 && now.executions >= plan.checkouts;
+        if settled || started.elapsed() > plan.limit {
             break (None, now);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -301,7 +304,9 @@ pub fn section(runs: &[Run], command: &str) -> Result<String> {
          POSTed to `tenantctl local serve` over loopback, each connection sending its next delivery \
          as soon as it has its answer; then {r} of them delivered again, as Stripe retries. One fresh \
          server per row. The server runs the same webhook handler, dispatcher, provisioning state \
-         machine and steps as Lambda, with local adapters in memory, at `--time-scale {ts}` (Wait \
+         machine and steps as Lambda, with local adapters in memory and a pool of load balancers \
+         with room for every tenant (`--load-balancers`, 100 tenants each as on AWS), at \
+         `--time-scale {ts}` (Wait \
          states and simulated ECS/DNS delays scaled by {ts}); the executions run on a runtime of \
          their own beside the webhook's. Answer time is measured by the client, request sent to \
          answer read, while the provisioning of earlier deliveries runs behind it. Client, server \

@@ -179,7 +179,8 @@ impl OwnMoto {
             .expect("a free loopback port")
             .port()
             .to_string();
-        let mut child = Command::new(repo_root().join(".venv/bin/moto_server"))
+        let mut child = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("scripts/moto-server.py"))
             .args(["-H", "127.0.0.1", "-p", &port])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

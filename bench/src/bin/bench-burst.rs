@@ -53,6 +53,10 @@ impl Server {
         let mut child = Command::new(&args.tenantctl)
             .args(["local", "serve", "--addr", "127.0.0.1:0", "--time-scale"])
             .arg(args.time_scale.to_string())
+            // Room for every checkout: the local launcher holds each load
+            // balancer to AWS's 100 tenants, as the pool's operator would.
+            .arg("--load-balancers")
+            .arg(tenancy_bench::scale::pool_for(args.checkouts).to_string())
             .env("STRIPE_WEBHOOK_SECRET", SECRET)
             .env("STRIPE_MODE", "test")
             .stdin(Stdio::null())

@@ -8,6 +8,11 @@
 //! one bundle file where the OS has one (Amazon Linux, Lambda's OS, does:
 //! /etc/pki/tls/certs/ca-bundle.crt), or the file `SSL_CERT_FILE` names.
 //! Without either, the SDK's own search of the OS's store is kept.
+//!
+//! And they are parsed once, when the first request needs a connection: the
+//! SDK builds a connector, certificates and all, to check the client's
+//! configuration each time a client is made (the SSM and SQS clients, the
+//! STS client inside the credentials chain), then throws it away.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +20,11 @@ use aws_sdk_ssm::config::SharedHttpClient;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, HttpClientError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
+use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::RootCertStore;
@@ -35,10 +45,41 @@ pub const OS_CA_BUNDLES: [&str; 5] = [
 /// from it shares one connector, its certificates and its connections.
 pub fn shared_https_client() -> Result<SharedHttpClient, HttpClientError> {
     let context = TlsContext::builder().with_trust_store(trust_store()).build()?;
-    Ok(Builder::new()
+    let https = Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .tls_context(context)
-        .build_https())
+        .build_https();
+    Ok(SharedHttpClient::new(ConnectorOnFirstUse(https)))
+}
+
+/// The SDK's HTTPS client, less its check at each client's making, which
+/// builds (and drops) a whole connector: with a trust store of its own, every
+/// certificate decoded again each time. Its connectors are made, once per
+/// setting of timeouts and cached, when a request first needs one, so a
+/// broken TLS set-up still fails the first call, with the SDK's error.
+#[derive(Debug)]
+struct ConnectorOnFirstUse(SharedHttpClient);
+
+impl HttpClient for ConnectorOnFirstUse {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn validate_base_client_config(
+        &self,
+        _: &RuntimeComponentsBuilder,
+        _: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The bundle file to trust: `SSL_CERT_FILE`'s, else the OS's.
@@ -97,9 +138,52 @@ fn usable_certificates(bundle: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use rustls::pki_types::pem::PemObject;
 
     use super::*;
+
+    /// An HTTP client that counts the connectors asked of it.
+    #[derive(Debug, Default)]
+    struct CountingClient(Arc<AtomicUsize>);
+
+    impl HttpClient for CountingClient {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+            unreachable!("no request is sent")
+        }
+
+        fn validate_base_client_config(
+            &self,
+            _: &RuntimeComponentsBuilder,
+            _: &ConfigBag,
+        ) -> Result<(), BoxError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn making_sdk_clients_builds_no_connector() {
+        let checks = Arc::new(AtomicUsize::new(0));
+        let counting = || CountingClient(Arc::clone(&checks));
+        let config = |client: SharedHttpClient| {
+            aws_config::SdkConfig::builder()
+                .http_client(client)
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .build()
+        };
+        // The SDK's own clients check their HTTP client as they are made:
+        let direct = config(SharedHttpClient::new(counting()));
+        let _ = aws_sdk_ssm::Client::new(&direct);
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        // ours does not pass the check on to the connector-building client.
+        let ours = config(SharedHttpClient::new(ConnectorOnFirstUse(SharedHttpClient::new(counting()))));
+        let _ = (aws_sdk_ssm::Client::new(&ours), aws_sdk_sqs::Client::new(&ours));
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn a_bundle_keeps_its_usable_certificates_and_drops_the_rest() {
