@@ -669,7 +669,9 @@ read once from one bundle file: the one `SSL_CERT_FILE` names, else the OS's
 on Amazon Linux, Lambda's OS), else the OS's whole store as the SDK finds it.
 Left to itself, the SDK gives each client its own connector, and each parses
 every certificate the OS has: on this Debian machine the bundle and then a
-folder of one file per certificate holding the same ones again. The peers load
+folder of one file per certificate holding the same ones again; and it builds
+a connector, certificates and all, to check each client as it is made. Ours
+decodes the bundle once, for the first request's connector. The peers load
 no CA certificates against an `http://` endpoint (botocore and Node.js load
 theirs on the first TLS connection); ours parses them when it first connects,
 whatever the scheme, so its figure includes what a deployed function pays.
