@@ -596,6 +596,14 @@ async fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             let faults = fault_plan(faults, fault_seed, time_scale)?;
+            // Configuration first: a runtime dropped on the way out of this
+            // async function (a `?` below it) would panic instead of saying
+            // what was wrong.
+            // Each local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
+            let quotas = tenancy::ports::AlbQuotas::from_lookup(&tenancy::config::ProcessEnv)?;
+            // Route 53's change rate: AWS's, or ROUTE53_CHANGES_PER_SECOND.
+            let dns_changes_per_second =
+                tenancy::adapters::local::dns_change_rate(&tenancy::config::ProcessEnv)?;
             // The executions get a runtime of their own, so the webhook keeps
             // answering while steps run (see LocalOptions::executor), on one
             // core fewer than the machine has: a burst of executions cannot
@@ -606,12 +614,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the workflow runtime")?;
-            // Each local load balancer's quotas: AWS's, or ALB_MAX_TARGET_GROUPS / ALB_MAX_RULES.
-            let quotas = tenancy::ports::AlbQuotas::from_lookup(&tenancy::config::ProcessEnv)?;
             let executor = Some(workflows.handle().clone());
-            // Route 53's change rate: AWS's, or ROUTE53_CHANGES_PER_SECOND.
-            let dns_changes_per_second =
-                tenancy::adapters::local::dns_change_rate(&tenancy::config::ProcessEnv)?;
             let options = LocalOptions {
                 state,
                 time_scale,

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use integration_tests::{FIXTURE_SECRET, local_adapters, local_stack, read_repo_file, repo_root};
+use integration_tests::{
+    FIXTURE_SECRET, local_adapters, local_stack, read_repo_file, repo_root, workspace_binary,
+};
 use tenancy::stripe::WebhookSecret;
 use tenantctl::http_client::HttpClient;
 use tenantctl::local::LocalStack;
@@ -352,4 +354,19 @@ async fn a_full_pool_refuses_signups_before_payment_until_a_tenant_leaves() {
 
     task.abort();
     let _ = stop.send(());
+}
+
+#[test]
+fn local_serve_refuses_bad_configuration_in_one_line_without_panicking() {
+    for (var, value) in [("ALB_MAX_RULES", "many"), ("ROUTE53_CHANGES_PER_SECOND", "0")] {
+        let output = std::process::Command::new(workspace_binary("tenantctl"))
+            .args(["local", "serve", "--addr", "127.0.0.1:0"])
+            .env(var, value)
+            .output()
+            .expect("tenantctl runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{var}={value} was accepted");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{var}: {stderr}");
+    }
 }

@@ -18,6 +18,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// A binary of the workspace, built beside this test binary (in
+/// `target/debug/deps/`): `make test` builds every binary first.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile =
+        test_binary.parent().and_then(Path::parent).expect("the test binary is in a profile's deps/");
+    profile.join(name)
+}
+
 pub fn read_repo_file(relative: &str) -> String {
     let path = repo_root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
