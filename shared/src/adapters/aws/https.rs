@@ -145,7 +145,7 @@ mod tests {
 
     use super::*;
 
-    /// An HTTP client that counts the connectors asked of it.
+    /// An HTTP client that counts the checks of it made as SDK clients are made.
     #[derive(Debug, Default)]
     struct CountingClient(Arc<AtomicUsize>);
 
