@@ -7,6 +7,7 @@ pub mod emulator;
 pub mod fault_proxy;
 pub mod http_client;
 pub mod local;
+pub mod memory;
 pub mod report;
 pub mod send;
 pub mod server;

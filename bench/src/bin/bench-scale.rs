@@ -31,9 +31,14 @@ struct Args {
     one: Option<usize>,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> Result<()> {
+    // The allocator set as `tenantctl local serve` sets it, before the
+    // runtime's threads start.
+    tenantctl::memory::one_arena_per_core();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(measure(Args::parse()))
+}
+
+async fn measure(args: Args) -> Result<()> {
     if let Some(tenants) = args.one {
         let row = run(tenants, args.time_scale, Duration::from_secs(args.limit_seconds)).await?;
         println!("{}", serde_json::to_string(&row)?);

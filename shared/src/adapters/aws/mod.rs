@@ -62,7 +62,12 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
         Err(error) => tracing::warn!(%error, "shared HTTPS client not built"),
     }
     match endpoint {
-        None => loader.load().await,
+        None => {
+            if let Some(credentials) = environment_credentials(&crate::config::ProcessEnv) {
+                loader = loader.credentials_provider(credentials);
+            }
+            loader.load().await
+        }
         Some(url) => {
             // Emulators accept any credentials; don't look for real ones.
             let credentials = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "emulator");
@@ -74,6 +79,24 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
                 .await
         }
     }
+}
+
+/// The credentials Lambda's runtime puts in the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), read
+/// as the SDK's environment provider reads them. They are the default
+/// chain's first link, so with them the chain answers the same; but the
+/// chain builds its other links at load (an STS client, an IMDS client, an
+/// ECS provider), about 3 % of a cold start's CPU (BENCHMARKS.md, section 8).
+/// None: the default chain looks further (a profile, SSO, a role).
+fn environment_credentials(env: &dyn Lookup) -> Option<aws_sdk_sqs::config::Credentials> {
+    let session_token = env.get("AWS_SESSION_TOKEN").map(|token| token.trim().to_owned());
+    Some(aws_sdk_sqs::config::Credentials::new(
+        env.get("AWS_ACCESS_KEY_ID")?,
+        env.get("AWS_SECRET_ACCESS_KEY")?,
+        session_token,
+        None,
+        "EnvironmentVariable",
+    ))
 }
 
 // Builders for the Lambda shells: an SDK client and the adapter's typed
@@ -125,4 +148,37 @@ pub fn secret_store(sdk: &SdkConfig) -> SsmSecretStore {
 
 pub fn workflow_starter(sdk: &SdkConfig, env: &dyn Lookup) -> Result<StepFunctionsStarter, ConfigError> {
     StepFunctionsStarter::from_lookup(aws_sdk_sfn::Client::new(sdk), env)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |var: &str| vars.get(var).cloned()
+    }
+
+    #[test]
+    fn lambdas_environment_credentials_are_used_as_they_are() {
+        let lambda = env(&[
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", " token \n"),
+        ]);
+        let credentials = environment_credentials(&lambda).unwrap();
+        assert_eq!(credentials.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "secret");
+        assert_eq!(credentials.session_token(), Some("token"));
+        assert_eq!(credentials.expiry(), None);
+    }
+
+    #[test]
+    fn without_a_key_and_its_secret_the_default_chain_looks_further() {
+        assert!(environment_credentials(&env(&[])).is_none());
+        assert!(environment_credentials(&env(&[("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")])).is_none());
+        assert!(environment_credentials(&env(&[("AWS_SECRET_ACCESS_KEY", "secret")])).is_none());
+    }
 }
