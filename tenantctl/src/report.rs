@@ -7,8 +7,18 @@ use serde_json::Value;
 
 use crate::http_client::HttpClient;
 
+/// `GET /local/state`: everything the local server holds.
 pub async fn fetch_state(server: &str) -> Result<Value> {
-    let url = format!("{}/local/state", server.trim_end_matches('/'));
+    fetch(server, "/local/state").await
+}
+
+/// `GET /local/progress`: counts, and whether the work has settled.
+pub async fn fetch_progress(server: &str) -> Result<Value> {
+    fetch(server, "/local/progress").await
+}
+
+async fn fetch(server: &str, path: &str) -> Result<Value> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
     let (status, body) = HttpClient::default().get(&url).await?;
     if !status.is_success() {
         bail!("{url} answered {status}");
@@ -16,23 +26,14 @@ pub async fn fetch_state(server: &str) -> Result<Value> {
     serde_json::from_slice(&body).with_context(|| format!("reading {url}"))
 }
 
-fn busy(state: &Value) -> bool {
-    let running =
-        state["executions"].as_array().is_some_and(|all| all.iter().any(|e| e["status"] == "RUNNING"));
-    let queued = state["queue"].as_array().is_some_and(|queue| !queue.is_empty());
-    running || queued
-}
-
 /// Fetches the state, waiting up to `wait_secs` for the work to settle.
+/// The wait polls the progress counts: the whole state is built once.
 pub async fn settled_state(server: &str, wait_secs: u64) -> Result<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
-    loop {
-        let state = fetch_state(server).await?;
-        if !busy(&state) || tokio::time::Instant::now() >= deadline {
-            return Ok(state);
-        }
+    while fetch_progress(server).await?["settled"] != true && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    fetch_state(server).await
 }
 
 fn text(value: &Value) -> &str {

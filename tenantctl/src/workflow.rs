@@ -87,7 +87,7 @@ pub fn lambda_task_error(error: StepError) -> TaskError {
 }
 
 /// An execution's status, as Step Functions names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
     Running,
@@ -365,6 +365,17 @@ impl LocalWorkflows {
         lock(&self.executions).get(name).map(|kept| kept.view(ExecutionRecord::clone))
     }
 
+    /// How many executions have each status: what a poller needs, without
+    /// a summary of each.
+    pub fn status_counts(&self) -> std::collections::BTreeMap<RunStatus, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for kept in lock(&self.executions).values() {
+            *counts.entry(kept.record.status).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Executions still at work: running, or cleaning up after a failure.
     pub fn running(&self) -> usize {
         let cleanups = self.cleanups.load(std::sync::atomic::Ordering::SeqCst);
         cleanups

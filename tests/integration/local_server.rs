@@ -74,6 +74,17 @@ async fn a_paid_checkout_posted_twice_becomes_one_active_tenant() {
     assert_eq!(state["tenants"][0]["status"], "ACTIVE");
     assert_eq!(state["dns_records"][0]["name"], "acme.apps.example.test");
     assert_eq!(state["emails"][0]["to"], "dana@acme.example");
+    // The counts a poller waits on say the same.
+    let (status, body) = client.get(&format!("{}/local/progress", server.base)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let progress: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        progress,
+        serde_json::json!({
+            "tenants": {"ACTIVE": 1}, "executions": {"SUCCEEDED": 1},
+            "queued": 0, "dead_letters": 0, "settled": true,
+        })
+    );
 
     let (status, history) =
         client.get(&format!("{}/local/executions/evt_1QAcmeCheckoutDone", server.base)).await.unwrap();
