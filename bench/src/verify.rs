@@ -78,14 +78,19 @@ pub fn sign(timestamp: i64, body: &[u8]) -> anyhow::Result<String> {
     Ok(WebhookSecret::parse(SECRET)?.sign_header(timestamp, body))
 }
 
-/// The floor: HMAC-SHA256 keyed with the secret over `timestamp.payload`,
-/// with the same crates as shared/src/stripe/signature.rs and nothing else
-/// (no header parsing, no hex, no comparison, no JSON).
-pub fn hmac_floor(secret: &[u8], timestamp: &[u8], body: &[u8]) -> [u8; 32] {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+/// The HMAC keyed with `secret`, once, as the verifier keeps it.
+pub fn keyed(secret: &[u8]) -> Hmac<Sha256> {
+    match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-    };
+    }
+}
+
+/// The floor: HMAC-SHA256 over `timestamp.payload` from a copy of the
+/// [`keyed`] state, with the same crates as shared/src/stripe/signature.rs
+/// and nothing else (no header parsing, no hex, no comparison, no JSON).
+pub fn hmac_floor(keyed: &Hmac<Sha256>, timestamp: &[u8], body: &[u8]) -> [u8; 32] {
+    let mut mac = keyed.clone();
     mac.update(timestamp);
     mac.update(b".");
     mac.update(body);
@@ -183,7 +188,7 @@ mod tests {
     fn the_floor_is_the_signature_in_the_header() {
         let t = now();
         let header = sign(t, FIXTURE).unwrap();
-        let floor = hmac_floor(SECRET.as_bytes(), t.to_string().as_bytes(), FIXTURE);
+        let floor = hmac_floor(&keyed(SECRET.as_bytes()), t.to_string().as_bytes(), FIXTURE);
         assert_eq!(header, format!("t={t},v1={}", hex::encode(floor)));
     }
 }
