@@ -17,6 +17,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tenancy::stripe::WebhookSecret;
 use tenantctl::http_client::HttpClient;
+use tenantctl::report::{fetch_progress, fetch_state};
 
 use crate::report::{Table, bytes, seconds, three_figures};
 use crate::stats::Samples;
@@ -182,12 +183,6 @@ fn tally(state: &Value) -> Tally {
     }
 }
 
-async fn fetch(client: &HttpClient, base: &str, path: &str) -> Result<Value> {
-    let (status, body) = client.get(&format!("{base}{path}")).await?;
-    ensure!(status.is_success(), "GET {path} answered {status}");
-    Ok(serde_json::from_slice(&body)?)
-}
-
 /// Sends the burst and the redeliveries to the server at `base`, then waits
 /// until every tenant is ACTIVE and nothing runs or waits (or all is settled
 /// short of that, or `plan.limit` passes).
@@ -218,7 +213,7 @@ pub async fn run(base: &str, plan: &Plan) -> Result<Outcome> {
     // The wait polls the counts; the whole state (megabytes of JSON, built
     // by the server being measured) is read once, at the end.
     let all_active = loop {
-        let progress = fetch(&client, base, "/local/progress").await?;
+        let progress = fetch_progress(base).await?;
         let settled = progress["settled"] == true;
         let count = |n: &Value| n.as_u64().map_or(0, |n| n as usize);
         if settled && count(&progress["tenants"]["ACTIVE"]) >= plan.checkouts {
@@ -231,7 +226,7 @@ pub async fn run(base: &str, plan: &Plan) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let tally = tally(&fetch(&client, base, "/local/state").await?);
+    let tally = tally(&fetch_state(base).await?);
     Ok(Outcome { answers, redelivery_answers, burst_time, all_active, tally })
 }
 

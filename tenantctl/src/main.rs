@@ -363,9 +363,7 @@ impl DeliveryArgs {
 /// One line on failure (the cause chain, never a backtrace, whatever
 /// RUST_BACKTRACE says) and a non-zero exit.
 fn main() -> std::process::ExitCode {
-    // Before the runtime starts its threads (see the module).
-    tenantctl::memory::one_arena_per_core();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let runtime = tenantctl::memory::runtime_with_one_arena_per_core();
     match runtime.context("starting the runtime").and_then(|runtime| runtime.block_on(run(Cli::parse()))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -26,6 +26,13 @@ pub fn one_arena_per_core() -> bool {
     }
 }
 
+/// A multi-threaded Tokio runtime whose threads start after
+/// [`one_arena_per_core`]: what a long-running process's `main` builds.
+pub fn runtime_with_one_arena_per_core() -> std::io::Result<tokio::runtime::Runtime> {
+    one_arena_per_core();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

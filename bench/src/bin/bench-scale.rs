@@ -32,10 +32,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    // The allocator set as `tenantctl local serve` sets it, before the
-    // runtime's threads start.
-    tenantctl::memory::one_arena_per_core();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(measure(Args::parse()))
+    // The allocator set as `tenantctl local serve` sets it.
+    tenantctl::memory::runtime_with_one_arena_per_core()?.block_on(measure(Args::parse()))
 }
 
 async fn measure(args: Args) -> Result<()> {
