@@ -131,12 +131,16 @@ pub enum SignatureError {
     InFuture { ahead_secs: i64, tolerance_secs: u64 },
 }
 
-/// The parts of a `Stripe-Signature` header we act on.
+/// The parts of a `Stripe-Signature` header we act on. The `v1`s are held
+/// in place (at most [`MAX_V1_SIGNATURES`]), so reading a header allocates
+/// nothing: it runs once per delivery, beside a hash of the whole body.
 #[derive(Debug)]
 struct SignatureHeader<'a> {
     timestamp_raw: &'a str,
     timestamp: i64,
-    v1: Vec<[u8; SIGNATURE_LEN]>,
+    v1: [[u8; SIGNATURE_LEN]; MAX_V1_SIGNATURES],
+    /// How many of `v1` were 64 hex digits, the only ones that can match.
+    v1_decoded: usize,
 }
 
 impl<'a> SignatureHeader<'a> {
@@ -146,7 +150,8 @@ impl<'a> SignatureHeader<'a> {
         }
         let mut timestamp: Option<&str> = None;
         let mut v1_seen = 0usize;
-        let mut v1 = Vec::new();
+        let mut v1 = [[0u8; SIGNATURE_LEN]; MAX_V1_SIGNATURES];
+        let mut v1_decoded = 0usize;
         for item in header.split(',') {
             let Some((key, value)) = item.split_once('=') else {
                 continue; // not a key=value pair: nothing we act on
@@ -165,12 +170,9 @@ impl<'a> SignatureHeader<'a> {
                     // skipped rather than failing a header that has a good one.
                     // Stripe sends lower-case hex, and its SDKs compare the hex
                     // text, so upper case is no match there and none here.
-                    let value = value.trim();
-                    let mut decoded = [0u8; SIGNATURE_LEN];
-                    if value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                        && hex::decode_to_slice(value, &mut decoded).is_ok()
-                    {
-                        v1.push(decoded);
+                    if let Some(decoded) = lower_hex_signature(value.trim()) {
+                        v1[v1_decoded] = decoded;
+                        v1_decoded += 1;
                     }
                 }
                 _ => {} // v0 (test-mode legacy) and future schemes
@@ -186,8 +188,31 @@ impl<'a> SignatureHeader<'a> {
         if v1_seen == 0 {
             return Err(SignatureError::NoV1Signature);
         }
-        Ok(SignatureHeader { timestamp_raw, timestamp, v1 })
+        Ok(SignatureHeader { timestamp_raw, timestamp, v1, v1_decoded })
     }
+
+    /// The `v1` signatures that can match.
+    fn candidates(&self) -> &[[u8; SIGNATURE_LEN]] {
+        &self.v1[..self.v1_decoded]
+    }
+}
+
+/// A signature written as exactly 64 lower-case hex digits, decoded in one
+/// pass; anything else is `None`.
+fn lower_hex_signature(text: &str) -> Option<[u8; SIGNATURE_LEN]> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            _ => None,
+        }
+    }
+    let digits: &[u8; 2 * SIGNATURE_LEN] = text.as_bytes().try_into().ok()?;
+    let mut decoded = [0u8; SIGNATURE_LEN];
+    for (byte, pair) in decoded.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(decoded)
 }
 
 /// Checks `Stripe-Signature` headers against the configured secrets.
@@ -220,7 +245,7 @@ impl SignatureVerifier {
         let parsed = SignatureHeader::parse(header)?;
         let matched = self.secrets.0.iter().any(|secret| {
             let expected = secret.signature(parsed.timestamp_raw, body);
-            parsed.v1.iter().any(|candidate| bool::from(candidate.ct_eq(&expected)))
+            parsed.candidates().iter().any(|candidate| bool::from(candidate.ct_eq(&expected)))
         });
         if !matched {
             return Err(SignatureError::NoMatch);
@@ -398,5 +423,22 @@ mod tests {
         let list = WebhookSecrets::parse_list("whsec_goodsecret1,whsec_goodsecret2").unwrap();
         assert_eq!(list.len(), 2);
         assert!(!format!("{list:?}").contains("goodsecret"));
+    }
+
+    proptest::proptest! {
+        /// Exactly what Stripe's SDKs accept (64 lower-case hex digits,
+        /// compared as text) decodes, to what the hex crate decodes.
+        #[test]
+        fn a_v1_decodes_when_and_to_what_lower_case_hex_does(
+            text in proptest::string::string_regex("[0-9a-f]{64}|[0-9a-f]{60,68}|[0-9a-fA-Fg ]{64}").unwrap(),
+        ) {
+            let lower_hex = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let expected = lower_hex.then(|| {
+                let mut decoded = [0u8; SIGNATURE_LEN];
+                hex::decode_to_slice(&text, &mut decoded).unwrap();
+                decoded
+            });
+            proptest::prop_assert_eq!(lower_hex_signature(&text), expected);
+        }
     }
 }

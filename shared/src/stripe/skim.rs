@@ -19,6 +19,10 @@
 //! not take ([`crate::ports::queue::sqs_refuses`]); the signature already
 //! proved Stripe wrote it. On every body the full parse accepts as an
 //! object, it reads the same envelope (property-tested in event.rs).
+//!
+//! The byte-level steps are `#[inline(always)]`: the release build is
+//! optimised for size, which leaves them calls, and a 10 KB event takes
+//! dozens of them (BENCHMARKS.md, section 8).
 
 use std::borrow::Cow;
 
@@ -69,7 +73,7 @@ pub(crate) struct EnvelopeFields<'a> {
 /// Reads the envelope of the event in `body`; also the body as text, ready
 /// to queue.
 pub(crate) fn envelope_fields(body: &[u8]) -> Result<(EnvelopeFields<'_>, &str), SkimError> {
-    let text = std::str::from_utf8(body)
+    let text = simdutf8::compat::from_utf8(body)
         .map_err(|error| SkimError { problem: Problem::NotUtf8, at: error.valid_up_to() })?;
     let mut reader = Reader { text, at: 0 };
     let fields = reader.envelope()?;
@@ -153,6 +157,7 @@ fn is_literal_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'.')
 }
 
+#[inline(always)]
 fn is_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\n' | b'\r' | b'\t')
 }
@@ -171,6 +176,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
@@ -179,14 +185,17 @@ impl<'a> Reader<'a> {
         Err(SkimError { problem, at: self.at })
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes().get(self.at).copied()
     }
 
+    #[inline(always)]
     fn rest(&self) -> &'a [u8] {
         self.bytes().get(self.at..).unwrap_or_default()
     }
 
+    #[inline(always)]
     fn whitespace(&mut self) {
         let rest = self.rest();
         self.at += rest.iter().position(|&b| !is_whitespace(b)).unwrap_or(rest.len());
@@ -203,6 +212,7 @@ impl<'a> Reader<'a> {
 
     /// Steps over the string at the cursor; its span with the quotes, and
     /// whether it holds escapes.
+    #[inline(always)]
     fn string_span(&mut self) -> Result<(usize, usize, bool), SkimError> {
         self.whitespace();
         let start = self.at;
@@ -231,6 +241,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The string at the cursor, decoded.
+    #[inline(always)]
     fn string(&mut self) -> Result<Cow<'a, str>, SkimError> {
         let (start, end, escapes) = self.string_span()?;
         let escape = SkimError { problem: Problem::Escape, at: start };
@@ -243,6 +254,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The literal (`true`, `12`, …) at the cursor, as written.
+    #[inline(always)]
     fn literal(&mut self) -> &'a str {
         self.whitespace();
         let start = self.at;
@@ -403,6 +415,7 @@ struct Backwards<'a> {
 }
 
 impl<'a> Backwards<'a> {
+    #[inline(always)]
     fn before(&self) -> Option<u8> {
         if self.at <= self.floor + 1 {
             return None;
@@ -410,12 +423,14 @@ impl<'a> Backwards<'a> {
         self.text.as_bytes().get(self.at - 1).copied()
     }
 
+    #[inline(always)]
     fn whitespace(&mut self) {
         while self.before().is_some_and(is_whitespace) {
             self.at -= 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         self.whitespace();
         (self.before()? == byte).then(|| self.at -= 1)
@@ -488,14 +503,15 @@ impl<'a> Backwards<'a> {
             self.string()?;
             let key_start = self.at;
             self.eat(b',')?;
-            let mut key = Reader { text: self.text, at: key_start };
-            let key = key.string().ok().filter(|_| key.at == key_end)?;
-            if key == "data" {
+            // The key as written: one with an escape is left to the
+            // forward reading, so as written is as decoded.
+            let key = self.text.get(key_start + 1..key_end - 1)?;
+            if key.contains('\\') || key == "data" {
                 return None;
             }
-            if is_wanted(&key) {
+            if is_wanted(key) {
                 let mut value = Reader { text: self.text.get(..value_end)?, at: value_start };
-                found.member(&key, &mut value, key_start).ok()?;
+                found.member(key, &mut value, key_start).ok()?;
                 value.whitespace();
                 (value.at == value_end).then_some(())?;
             }
@@ -649,6 +665,29 @@ mod tests {
         for pad in 0..70 {
             let text = format!("{{\"{}\\\"}}\" }} tail", "a".repeat(pad));
             assert_eq!(skip(&text), Ok(text.find(" tail").unwrap()), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The body is refused as not UTF-8 exactly when, and where, std's
+        /// check says so: text of every length around the SIMD blocks',
+        /// with one byte anywhere replaced by any byte.
+        #[test]
+        fn a_body_is_refused_as_not_utf8_where_std_says_it_is_not(
+            text in "\\PC{0,300}",
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let mut body = text.into_bytes();
+            if !body.is_empty() {
+                let at = at.index(body.len());
+                body[at] = byte;
+            }
+            let refused_at = match envelope_fields(&body) {
+                Err(SkimError { problem: Problem::NotUtf8, at }) => Some(at),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(refused_at, std::str::from_utf8(&body).err().map(|e| e.valid_up_to()));
         }
     }
 
