@@ -252,9 +252,9 @@ impl Run {
     }
 }
 
-/// The Markdown section: every concurrency in one table, then the details
-/// of the run that sent fastest ("as fast as a loopback client can"), which
-/// the targets are judged on.
+/// The Markdown section: every concurrency in one table with issue 16's
+/// targets judged across it, then the details of the run that sent fastest
+/// ("as fast as a loopback client can").
 pub fn section(runs: &[Run], command: &str) -> Result<String> {
     let fastest =
         runs.iter().max_by(|a, b| a.rate().total_cmp(&b.rate())).ok_or_else(|| anyhow!("no runs"))?;
@@ -307,8 +307,8 @@ pub fn section(runs: &[Run], command: &str) -> Result<String> {
          their own beside the webhook's. Answer time is measured by the client, request sent to \
          answer read, while the provisioning of earlier deliveries runs behind it. Client, server \
          and provisioning share this machine's cores, so more connections than cores only queue: \
-         the targets are judged on the row that sent fastest (**bold**), \"as fast as a loopback \
-         client can\".\n\n{sweep}\n{targets}\n### The fastest row in detail ({c} connections)\n\n{detail}\n\
+         issue 16 judges the answer time at 1 and 4 connections and the memory in every row; the \
+         row that sent fastest (**bold**), \"as fast as a loopback client can\", is detailed below.\n\n{sweep}\n{targets}\n### The fastest row in detail ({c} connections)\n\n{detail}\n\
          Command: `{command}`\n",
         n = plan.checkouts,
         r = fastest.outcome.redelivery_answers.len(),
@@ -381,7 +381,13 @@ fn detail(plan: &Plan, outcome: &Outcome, usage: ServerUsage) -> Result<String> 
         .row([
             "Webhook answer time, p99".to_string(),
             seconds(p99),
-            target(p99 < 0.005, &format!("under 5 ms: {}", margin(p99, 0.005))),
+            if TARGET_P99_CONNECTIONS.contains(&plan.concurrency) {
+                target(p99 < TARGET_P99_SECS, &format!("under 5 ms: {}", margin(p99, TARGET_P99_SECS)))
+            } else {
+                // Issue 6 judged this row; issue 16 moved the bound to 1 and
+                // 4 connections, where answers do not queue behind the cores.
+                "judged at 1 and 4 connections (above)".to_owned()
+            },
         ])
         .row(["Webhook answer time, max".to_string(), seconds(times.max()), String::new()])
         .row([
