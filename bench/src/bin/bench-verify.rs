@@ -374,8 +374,8 @@ fn render(
     out += &format!(
         "Above the floor: the signature check adds header parsing, hex and a constant-time \
          compare to the HMAC ({} against {}). Reading the envelope takes {}: checking that the \
-         body is UTF-8, since it is queued as text (std's `from_utf8`, the one pass over all \
-         ~10 KB), then the top level only (`shared/src/stripe/skim.rs`). The members before \
+         body is UTF-8, since it is queued as text (simdutf8, the one pass over all ~10 KB), \
+         then the top level only (`shared/src/stripe/skim.rs`). The members before \
          `data` are read forwards and those after it (`livemode`, `type`, …) backwards from the \
          end of the body, so `data` is never looked into but for the name of its first member; \
          in any other layout, `data` is stepped over with a SIMD block scanner that counts \
