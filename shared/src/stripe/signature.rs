@@ -131,16 +131,20 @@ pub enum SignatureError {
     InFuture { ahead_secs: i64, tolerance_secs: u64 },
 }
 
-/// The parts of a `Stripe-Signature` header we act on. The `v1`s are held
-/// in place (at most [`MAX_V1_SIGNATURES`]), so reading a header allocates
-/// nothing: it runs once per delivery, beside a hash of the whole body.
+/// A signature as the header writes it: 64 lower-case hex digits.
+type SignatureHex = [u8; 2 * SIGNATURE_LEN];
+
+/// The parts of a `Stripe-Signature` header we act on. The `v1`s are kept
+/// as written, in place (at most [`MAX_V1_SIGNATURES`]), so reading a
+/// header allocates and decodes nothing: it runs once per delivery, beside
+/// a hash of the whole body.
 #[derive(Debug)]
 struct SignatureHeader<'a> {
     timestamp_raw: &'a str,
     timestamp: i64,
-    v1: [[u8; SIGNATURE_LEN]; MAX_V1_SIGNATURES],
-    /// How many of `v1` were 64 hex digits, the only ones that can match.
-    v1_decoded: usize,
+    v1: [&'a SignatureHex; MAX_V1_SIGNATURES],
+    /// How many of `v1` were 64 characters long, the only ones that can match.
+    v1_candidates: usize,
 }
 
 impl<'a> SignatureHeader<'a> {
@@ -150,8 +154,8 @@ impl<'a> SignatureHeader<'a> {
         }
         let mut timestamp: Option<&str> = None;
         let mut v1_seen = 0usize;
-        let mut v1 = [[0u8; SIGNATURE_LEN]; MAX_V1_SIGNATURES];
-        let mut v1_decoded = 0usize;
+        let mut v1 = [&[0; 2 * SIGNATURE_LEN]; MAX_V1_SIGNATURES];
+        let mut v1_candidates = 0usize;
         for item in header.split(',') {
             let Some((key, value)) = item.split_once('=') else {
                 continue; // not a key=value pair: nothing we act on
@@ -166,13 +170,11 @@ impl<'a> SignatureHeader<'a> {
                     if v1_seen > MAX_V1_SIGNATURES {
                         return Err(SignatureError::MalformedHeader("too many v1 signatures"));
                     }
-                    // A v1 that is not 64 hex digits can match nothing; it is
+                    // A v1 of another length can match nothing; it is
                     // skipped rather than failing a header that has a good one.
-                    // Stripe sends lower-case hex, and its SDKs compare the hex
-                    // text, so upper case is no match there and none here.
-                    if let Some(decoded) = lower_hex_signature(value.trim()) {
-                        v1[v1_decoded] = decoded;
-                        v1_decoded += 1;
+                    if let Ok(written) = value.trim().as_bytes().try_into() {
+                        v1[v1_candidates] = written;
+                        v1_candidates += 1;
                     }
                 }
                 _ => {} // v0 (test-mode legacy) and future schemes
@@ -188,32 +190,42 @@ impl<'a> SignatureHeader<'a> {
         if v1_seen == 0 {
             return Err(SignatureError::NoV1Signature);
         }
-        Ok(SignatureHeader { timestamp_raw, timestamp, v1, v1_decoded })
+        Ok(SignatureHeader { timestamp_raw, timestamp, v1, v1_candidates })
     }
 
-    /// The `v1` signatures that can match.
-    fn candidates(&self) -> &[[u8; SIGNATURE_LEN]] {
-        &self.v1[..self.v1_decoded]
+    /// The `v1` signatures that can match, as written.
+    fn candidates(&self) -> &[&'a SignatureHex] {
+        &self.v1[..self.v1_candidates]
     }
 }
 
-/// A signature written as exactly 64 lower-case hex digits, decoded in one
-/// pass; anything else is `None`. The hex crate would need a lower-case
-/// check first: two passes, 80 ns against 61 (BENCHMARKS.md, section 8).
-fn lower_hex_signature(text: &str) -> Option<[u8; SIGNATURE_LEN]> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            _ => None,
-        }
+/// A signature as Stripe writes it. The header's `v1`s are compared with
+/// this as text, as Stripe's SDKs do: so upper case matches nothing, here
+/// as there. Encoding one expected signature is cheaper than decoding every
+/// `v1` (BENCHMARKS.md, section 8).
+fn lower_hex(signature: &[u8; SIGNATURE_LEN]) -> SignatureHex {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut written = [0u8; 2 * SIGNATURE_LEN];
+    for (pair, byte) in written.chunks_exact_mut(2).zip(signature) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
-    let digits: &[u8; 2 * SIGNATURE_LEN] = text.as_bytes().try_into().ok()?;
-    let mut decoded = [0u8; SIGNATURE_LEN];
-    for (byte, pair) in decoded.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(decoded)
+    written
+}
+
+/// Whether two written signatures are equal, in a time that does not
+/// depend on where they differ. The words' differences are OR-ed together
+/// without a branch, and subtle compares the result with zero behind its
+/// optimisation barrier. subtle's compare of byte slices puts the barrier
+/// on every byte: 32 ns against 4 (BENCHMARKS.md, section 8).
+fn same_in_constant_time(written: &SignatureHex, expected: &SignatureHex) -> bool {
+    let (written, _) = written.as_chunks::<8>();
+    let (expected, _) = expected.as_chunks::<8>();
+    let difference = written
+        .iter()
+        .zip(expected)
+        .fold(0u64, |all, (a, b)| all | (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b)));
+    bool::from(difference.ct_eq(&0))
 }
 
 /// Checks `Stripe-Signature` headers against the configured secrets.
@@ -245,8 +257,8 @@ impl SignatureVerifier {
     pub fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<i64, SignatureError> {
         let parsed = SignatureHeader::parse(header)?;
         let matched = self.secrets.0.iter().any(|secret| {
-            let expected = secret.signature(parsed.timestamp_raw, body);
-            parsed.candidates().iter().any(|candidate| bool::from(candidate.ct_eq(&expected)))
+            let expected = lower_hex(&secret.signature(parsed.timestamp_raw, body));
+            parsed.candidates().iter().any(|written| same_in_constant_time(written, &expected))
         });
         if !matched {
             return Err(SignatureError::NoMatch);
@@ -427,19 +439,42 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Exactly what Stripe's SDKs accept (64 lower-case hex digits,
-        /// compared as text) decodes, to what the hex crate decodes.
+        /// A `v1` matches exactly when it is the signature written as
+        /// Stripe's SDKs compare it: the same 64 lower-case hex digits.
+        /// Each case is the right signature changed, or not, at one place:
+        /// a digit replaced, upper case, a character cut or added.
         #[test]
-        fn a_v1_decodes_when_and_to_what_lower_case_hex_does(
-            text in proptest::string::string_regex("[0-9a-f]{64}|[0-9a-f]{60,68}|[0-9a-fA-Fg ]{64}").unwrap(),
+        fn a_v1_matches_exactly_when_it_is_the_lower_case_hex_of_the_signature(
+            change in 0usize..5,
+            at in 0usize..64,
+            replacement in proptest::sample::select(b"0123456789abcdefABCDEFg ~".to_vec()),
         ) {
-            let lower_hex = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            let expected = lower_hex.then(|| {
-                let mut decoded = [0u8; SIGNATURE_LEN];
-                hex::decode_to_slice(&text, &mut decoded).unwrap();
-                decoded
-            });
-            proptest::prop_assert_eq!(lower_hex_signature(&text), expected);
+            let right = hex::encode(secret("whsec_primary0001").signature(&NOW.to_string(), BODY));
+            let mut written = right.clone().into_bytes();
+            match change {
+                0 => {}
+                1 => written[at] = replacement,
+                2 => written[at] = written[at].to_ascii_uppercase(),
+                3 => { written.remove(at); }
+                _ => written.insert(at, replacement),
+            }
+            let written = String::from_utf8(written).unwrap();
+            let outcome = verifier("whsec_primary0001").verify(&format!("t={NOW},v1={written}"), BODY, NOW);
+            let expected = if written == right { Ok(NOW) } else { Err(SignatureError::NoMatch) };
+            proptest::prop_assert_eq!(outcome, expected, "v1={}", written);
+        }
+    }
+
+    #[test]
+    fn signatures_are_equal_in_constant_time_only_when_every_byte_is() {
+        let expected = lower_hex(&[0xa5; SIGNATURE_LEN]);
+        assert!(same_in_constant_time(&expected, &expected));
+        for at in 0..expected.len() {
+            for flip in [1u8, 0x80] {
+                let mut written = expected;
+                written[at] ^= flip;
+                assert!(!same_in_constant_time(&written, &expected), "byte {at} changed by {flip:#x}");
+            }
         }
     }
 }
