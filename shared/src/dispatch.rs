@@ -66,7 +66,7 @@ pub fn route(event_type: &EventType) -> Option<Workflow> {
 pub fn parse_message(body: &str) -> Result<QueuedEvent, DispatchError> {
     let envelope =
         EventEnvelope::parse(body.as_bytes()).map_err(|e| DispatchError::Malformed(e.to_string()))?;
-    Ok(QueuedEvent::new(&envelope, body.to_owned()))
+    Ok(QueuedEvent::new(envelope, body.to_owned()))
 }
 
 /// The execution input: the event's envelope fields and the whole event.

@@ -175,10 +175,10 @@ impl WebhookIngress {
             tracing::info!(status = 200, "event type not acted on; ignored");
             return Ok(WebhookAnswer::received(true));
         }
-        let event = QueuedEvent::new(&envelope, text.to_owned());
+        let event = QueuedEvent::new(envelope, text.to_owned());
         match self.queue.enqueue(&event).await {
             Ok(()) => {
-                tracing::info!(status = 200, created = envelope.created, "event enqueued");
+                tracing::info!(status = 200, created = event.created, "event enqueued");
                 Ok(WebhookAnswer::received(false))
             }
             Err(refused @ QueueError::Refused(_)) => {

@@ -20,10 +20,11 @@ pub struct QueuedEvent {
 }
 
 impl QueuedEvent {
-    pub fn new(envelope: &EventEnvelope, body: String) -> Self {
+    /// Takes the envelope's parts rather than copying them.
+    pub fn new(envelope: EventEnvelope, body: String) -> Self {
         QueuedEvent {
-            event_id: envelope.id.clone(),
-            event_type: envelope.event_type.clone(),
+            event_id: envelope.id,
+            event_type: envelope.event_type,
             created: envelope.created,
             body,
         }

@@ -65,7 +65,6 @@ pub(crate) struct EnvelopeFields<'a> {
     pub event_type: Cow<'a, str>,
     pub created: i64,
     pub livemode: bool,
-    pub api_version: Option<Cow<'a, str>>,
     /// Whether `data.object` is a JSON object.
     pub data_object_is_object: bool,
 }
@@ -91,8 +90,6 @@ struct Found<'a> {
     event_type: Option<Cow<'a, str>>,
     created: Option<i64>,
     livemode: Option<bool>,
-    /// Found, and null or a string.
-    api_version: Option<Option<Cow<'a, str>>>,
     /// Found, and whether its `object` is an object.
     data: Option<bool>,
 }
@@ -111,7 +108,7 @@ fn present<T>(slot: Option<T>, name: &'static str, at: usize) -> Result<T, SkimE
 
 /// The members of the envelope other than `data`.
 fn is_wanted(key: &str) -> bool {
-    matches!(key, "id" | "type" | "created" | "livemode" | "api_version")
+    matches!(key, "id" | "type" | "created" | "livemode")
 }
 
 impl<'a> Found<'a> {
@@ -122,7 +119,6 @@ impl<'a> Found<'a> {
             "type" => once(&mut self.event_type, reader.string()?, "type", at),
             "created" => once(&mut self.created, reader.integer()?, "created", at),
             "livemode" => once(&mut self.livemode, reader.boolean()?, "livemode", at),
-            "api_version" => once(&mut self.api_version, reader.optional_string()?, "api_version", at),
             "data" => once(&mut self.data, reader.data()?, "data", at),
             _ => reader.skip_value(),
         }
@@ -134,7 +130,6 @@ impl<'a> Found<'a> {
             && self.event_type.is_some()
             && self.created.is_some()
             && self.livemode.is_some()
-            && self.api_version.is_some()
             && self.data.is_some()
     }
 
@@ -146,7 +141,6 @@ impl<'a> Found<'a> {
             event_type: present(self.event_type, "type", at)?,
             created: present(self.created, "created", at)?,
             livemode: present(self.livemode, "livemode", at)?,
-            api_version: self.api_version.flatten(),
             data_object_is_object: present(self.data, "data", at)?,
         })
     }
@@ -284,18 +278,6 @@ impl<'a> Reader<'a> {
             "true" => Ok(true),
             "false" => Ok(false),
             _ => Err(SkimError { problem: Problem::Expected("`true` or `false`"), at: start }),
-        }
-    }
-
-    fn optional_string(&mut self) -> Result<Option<Cow<'a, str>>, SkimError> {
-        self.whitespace();
-        if self.peek() == Some(b'"') {
-            return self.string().map(Some);
-        }
-        let start = self.at;
-        match self.literal() {
-            "null" => Ok(None),
-            _ => Err(SkimError { problem: Problem::Expected("a string or `null`"), at: start }),
         }
     }
 

@@ -78,7 +78,7 @@ pub async fn replay(stage: &Stage, stripe: &StripeApi, id: &str, now: i64) -> Re
     let body = event.to_string();
     let unreadable = |reason: String| ReplayError::Unreadable { id: id.to_owned(), reason };
     let envelope = EventEnvelope::parse(body.as_bytes()).map_err(|e| unreadable(e.to_string()))?;
-    let queued = QueuedEvent::new(&envelope, body);
+    let queued = QueuedEvent::new(envelope, body);
     let Some(workflow) = route(&queued.event_type) else {
         return Err(ReplayError::NotActedOn { id: id.to_owned(), kind: queued.event_type.to_string() });
     };
